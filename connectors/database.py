@@ -1,0 +1,220 @@
+"""Engine factory, schema upgrades and bulk loading for DuckDB (default) and PostgreSQL.
+
+One code path serves both backends: the URL in ``TRADERLENS_DB_URL`` picks the driver, Alembic
+brings the schema up to date on either, and ``bulk_insert`` uses each backend's fast path
+(DataFrame scans on DuckDB, COPY on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from connectors.errors import DatabaseBusy, DatabaseUnavailable
+from connectors.schema import DATA_TABLES, metadata
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DUCKDB_PATH = ROOT / "data" / "traderlens.duckdb"
+MIGRATIONS_DIR = ROOT / "connectors" / "migrations"
+
+
+def database_url() -> str:
+    """The configured database URL: TRADERLENS_DB_URL, else the embedded DuckDB file."""
+    url = os.environ.get("TRADERLENS_DB_URL", "").strip()
+    return url or f"duckdb:///{DEFAULT_DUCKDB_PATH}"
+
+
+def redact(url: str) -> str:
+    """The URL with any password masked, for messages and logs."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return url
+
+
+def is_duckdb(bind: Engine | Connection) -> bool:
+    return bind.dialect.name == "duckdb"
+
+
+_ENGINES: dict[str, Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """A process-wide engine for ``url`` (default: :func:`database_url`), checked to connect.
+
+    Raises DatabaseUnavailable (or DatabaseBusy for a DuckDB file locked by another process)
+    with the URL and the driver's reason, never the driver's stack trace.
+    """
+    url = url or database_url()
+    with _ENGINES_LOCK:
+        if url not in _ENGINES:
+            _ENGINES[url] = _create_engine(url)
+        return _ENGINES[url]
+
+
+def _create_engine(url: str) -> Engine:
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise DatabaseUnavailable(url, f"not a database URL ({exc})") from None
+    kwargs: dict = {}
+    if parsed.get_backend_name() == "duckdb":
+        db_path = parsed.database
+        if db_path and db_path != ":memory:":
+            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+    elif parsed.get_backend_name() == "postgresql":
+        kwargs.update(pool_pre_ping=True, pool_recycle=1800)
+        if parsed.get_driver_name() == "psycopg2":
+            kwargs["connect_args"] = {"connect_timeout": 5}
+    else:
+        raise DatabaseUnavailable(
+            redact(url), "only duckdb:/// and postgresql+psycopg2:// URLs are supported")
+    engine = sa.create_engine(url, **kwargs)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except Exception as exc:  # each driver raises its own exception types
+        engine.dispose()
+        raise _unavailable(url, exc) from None
+    return engine
+
+
+def _unavailable(url: str, exc: Exception) -> DatabaseUnavailable:
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    if "lock" in reason.lower() and url.startswith("duckdb"):
+        return DatabaseBusy(
+            redact(url),
+            "another process (probably the running app) holds the DuckDB file; stop it or "
+            f"point TRADERLENS_DB_URL at PostgreSQL ({reason})",
+        )
+    return DatabaseUnavailable(redact(url), reason)
+
+
+def dispose_engines() -> None:
+    """Close and forget every engine (so a DuckDB file is released for another process)."""
+    with _ENGINES_LOCK:
+        for engine in _ENGINES.values():
+            engine.dispose()
+        _ENGINES.clear()
+
+
+def alembic_config(engine: Engine):
+    """An Alembic Config pointing at our migrations and at ``engine``."""
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def upgrade_schema(engine: Engine) -> None:
+    """Bring the database to the newest migration (a no-op when it is already there)."""
+    from alembic import command
+
+    try:
+        command.upgrade(alembic_config(engine), "head")
+    except Exception as exc:
+        raise _unavailable(str(engine.url), exc) from None
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The Alembic revision the database is at, or None for an empty database."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def table_counts(conn: Connection) -> dict[str, int]:
+    """Row count per data table."""
+    return {t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+            for t in DATA_TABLES}
+
+
+def next_id(conn: Connection, table: sa.Table) -> int:
+    """The first free primary-key value of ``table`` (ids are assigned by writers)."""
+    pk = next(iter(table.primary_key.columns))
+    return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(pk), 0))).scalar_one()) + 1
+
+
+@contextmanager
+def write_lock(conn: Connection, name: str = "traderlens.writer") -> Iterator[None]:
+    """Serialise writers that assign ids (max + 1) so two imports cannot collide.
+
+    PostgreSQL takes a transaction-scoped advisory lock; DuckDB already has a single writer.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": name})
+    yield
+
+
+def bulk_insert(conn: Connection, table: sa.Table, frame: pd.DataFrame, *, chunk_rows: int = 250_000) -> int:
+    """Append ``frame`` (columns named as in ``table``) to ``table`` inside the open transaction.
+
+    DuckDB scans the DataFrame directly; PostgreSQL gets COPY ... FROM STDIN in CSV. Columns
+    missing from the frame take their defaults. Returns the number of rows written.
+    """
+    if frame.empty:
+        return 0
+    columns = [c.name for c in table.columns if c.name in frame.columns]
+    total = 0
+    for start in range(0, len(frame), chunk_rows):
+        chunk = frame.iloc[start:start + chunk_rows][columns]
+        if conn.dialect.name == "duckdb":
+            _duckdb_append(conn, table, chunk, columns)
+        else:
+            _postgres_copy(conn, table, chunk, columns)
+        total += len(chunk)
+    return total
+
+
+def _duckdb_append(conn: Connection, table: sa.Table, chunk: pd.DataFrame, columns: list[str]) -> None:
+    raw = conn.connection.driver_connection
+    view = f"_bulk_{table.name}"
+    raw.register(view, chunk)
+    try:
+        cols = ", ".join(f'"{c}"' for c in columns)
+        raw.execute(f'INSERT INTO {_qualified(table)} ({cols}) SELECT {cols} FROM "{view}"')
+    finally:
+        raw.unregister(view)
+
+
+def _postgres_copy(conn: Connection, table: sa.Table, chunk: pd.DataFrame, columns: list[str]) -> None:
+    buf = io.StringIO()
+    # NULLs travel as an unquoted empty field, empty strings as "" (COPY CSV's own distinction).
+    chunk.to_csv(buf, index=False, header=False, date_format="%Y-%m-%d %H:%M:%S.%f")
+    buf.seek(0)
+    cols = ", ".join(f'"{c}"' for c in columns)
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.copy_expert(f"COPY {_qualified(table)} ({cols}) FROM STDIN WITH (FORMAT csv)", buf)
+    finally:
+        cursor.close()
+
+
+def _qualified(table: sa.Table) -> str:
+    return f'"{table.schema}"."{table.name}"' if table.schema else f'"{table.name}"'
+
+
+def reset_data(conn: Connection) -> None:
+    """Delete every row of the data tables (children first), keeping the schema."""
+    for table in reversed(DATA_TABLES):
+        conn.execute(table.delete())
+
+
+__all__ = [
+    "DEFAULT_DUCKDB_PATH", "bulk_insert", "database_url", "dispose_engines", "get_engine",
+    "is_duckdb", "metadata", "next_id", "redact", "reset_data", "schema_revision", "table_counts",
+    "upgrade_schema", "write_lock",
+]

@@ -1,0 +1,207 @@
+"""The consolidated trader database (DESIGN.md section 4) as SQLAlchemy Core tables.
+
+These definitions are the single description of the schema that queries are written against.
+Alembic migrations in ``connectors/migrations`` create the same schema on every backend; a test
+compares the two so they cannot drift apart.
+
+Conventions:
+- ids are BIGINT assigned by the writer (simulator or importer), so bulk loads need no sequence;
+- every source row keeps an ``external_id`` (unique per table), which makes re-imports idempotent;
+- times are naive UTC ``TIMESTAMP``s;
+- money is exact ``NUMERIC(18, 2)`` in the account currency (``amount``) and in USD (``*_usd``).
+  Aggregates over NUMERIC come back as Decimal; analytics casts sums to Float where it needs floats.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+Money = sa.Numeric(18, 2, asdecimal=False)
+Lots = sa.Numeric(12, 2, asdecimal=False)
+
+# Names every trader_events row can carry besides portal events. A portal event may not reuse one
+# of these names, or funnels over the unified stream could not tell the two apart.
+CORE_EVENTS: tuple[str, ...] = (
+    "lead_captured", "registered", "kyc_submitted", "kyc_approved", "kyc_rejected",
+    "deposit", "ftd", "deposit_declined", "withdrawal", "trade", "login",
+)
+
+PLATFORMS = ("MT4", "MT5", "cTrader")
+ASSET_CLASSES = ("fx", "crypto", "indices", "commodities", "stocks")
+TXN_KINDS = ("deposit", "withdrawal", "bonus", "bonus_cancel", "adjustment", "fee", "ib_commission")
+TXN_STATUSES = ("approved", "declined", "pending", "reversed")
+KYC_STATUSES = ("submitted", "approved", "rejected", "resubmission")
+SURFACES = ("web", "mobile", "desktop")
+CLOSE_REASONS = ("client", "sl", "tp", "stop_out")
+TRADE_CHANNELS = ("desktop", "web", "mobile", "expert")
+ACQUISITION_CHANNELS = ("organic", "paid_search", "social", "affiliate", "referral")
+
+traders = sa.Table(
+    "traders", metadata,
+    sa.Column("trader_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("external_id", sa.String(64), nullable=False, unique=True),
+    # A lead has a lead_at and no registered_at yet.
+    sa.Column("lead_at", sa.DateTime),
+    sa.Column("registered_at", sa.DateTime),
+    sa.Column("first_name", sa.String(80)),
+    sa.Column("last_name", sa.String(80)),
+    sa.Column("email", sa.String(254)),
+    sa.Column("phone", sa.String(32)),
+    sa.Column("country", sa.String(2)),
+    sa.Column("language", sa.String(8)),
+    sa.Column("timezone", sa.String(64)),
+    sa.Column("acquisition_channel", sa.String(32)),
+    sa.Column("campaign_source", sa.String(64)),
+    sa.Column("affiliate_id", sa.String(64)),
+    sa.Column("kyc_status", sa.String(16), nullable=False, server_default="none"),
+    sa.Column("kyc_approved_at", sa.DateTime),
+    sa.Column("vip_tier", sa.String(16)),
+    sa.Column("is_test", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("is_blocked", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("consent_email", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("consent_sms", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("consent_push", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("consent_whatsapp", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("source", sa.String(16), nullable=False, server_default="import"),
+)
+sa.Index("ix_traders_registered_at", traders.c.registered_at)
+
+accounts = sa.Table(
+    "accounts", metadata,
+    sa.Column("account_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("external_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("trader_id", sa.BigInteger, sa.ForeignKey("traders.trader_id"), nullable=False),
+    sa.Column("platform", sa.String(8), nullable=False),
+    sa.Column("server", sa.String(64)),
+    sa.Column("login", sa.String(32), nullable=False),
+    sa.Column("account_group", sa.String(64)),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("leverage", sa.Integer),
+    sa.Column("is_demo", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("opened_at", sa.DateTime, nullable=False),
+)
+sa.Index("ix_accounts_trader", accounts.c.trader_id, accounts.c.opened_at)
+
+trades = sa.Table(
+    "trades", metadata,
+    sa.Column("trade_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("external_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("account_id", sa.BigInteger, sa.ForeignKey("accounts.account_id")),
+    sa.Column("trader_id", sa.BigInteger, sa.ForeignKey("traders.trader_id"), nullable=False),
+    sa.Column("symbol", sa.String(32), nullable=False),
+    sa.Column("asset_class", sa.String(16)),
+    sa.Column("side", sa.String(4), nullable=False),
+    sa.Column("lots", Lots, nullable=False),
+    sa.Column("notional_usd", Money),
+    sa.Column("opened_at", sa.DateTime, nullable=False),
+    sa.Column("closed_at", sa.DateTime, nullable=False),
+    sa.Column("open_price", sa.Float, nullable=False),
+    sa.Column("close_price", sa.Float, nullable=False),
+    sa.Column("profit_usd", Money, nullable=False),
+    sa.Column("commission_usd", Money, nullable=False, server_default="0"),
+    sa.Column("swap_usd", Money, nullable=False, server_default="0"),
+    sa.Column("leverage_used", sa.Float),
+    sa.Column("close_reason", sa.String(16)),
+    sa.Column("channel", sa.String(16)),
+)
+sa.Index("ix_trades_trader_opened", trades.c.trader_id, trades.c.opened_at)
+sa.Index("ix_trades_opened", trades.c.opened_at)
+
+transactions = sa.Table(
+    "transactions", metadata,
+    sa.Column("txn_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("external_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("trader_id", sa.BigInteger, sa.ForeignKey("traders.trader_id"), nullable=False),
+    sa.Column("account_id", sa.BigInteger, sa.ForeignKey("accounts.account_id")),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("amount", Money, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("amount_usd", Money, nullable=False),
+    sa.Column("method", sa.String(32)),
+    sa.Column("psp", sa.String(32)),
+    sa.Column("comment", sa.String(255)),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+sa.Index("ix_transactions_trader_created", transactions.c.trader_id, transactions.c.created_at)
+sa.Index("ix_transactions_created", transactions.c.created_at)
+
+kyc_events = sa.Table(
+    "kyc_events", metadata,
+    sa.Column("kyc_event_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("external_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("trader_id", sa.BigInteger, sa.ForeignKey("traders.trader_id"), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(255)),
+    sa.Column("occurred_at", sa.DateTime, nullable=False),
+)
+sa.Index("ix_kyc_events_trader_time", kyc_events.c.trader_id, kyc_events.c.occurred_at)
+
+sessions = sa.Table(
+    "sessions", metadata,
+    sa.Column("session_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("external_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("trader_id", sa.BigInteger, sa.ForeignKey("traders.trader_id"), nullable=False),
+    sa.Column("started_at", sa.DateTime, nullable=False),
+    sa.Column("duration_s", sa.Integer, nullable=False),
+    sa.Column("surface", sa.String(16), nullable=False),
+)
+sa.Index("ix_sessions_trader_started", sessions.c.trader_id, sessions.c.started_at)
+
+portal_events = sa.Table(
+    "portal_events", metadata,
+    sa.Column("portal_event_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("external_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("trader_id", sa.BigInteger, sa.ForeignKey("traders.trader_id"), nullable=False),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("occurred_at", sa.DateTime, nullable=False),
+    # JSON object as text: one portable type for DuckDB and PostgreSQL, read with each
+    # backend's JSON functions.
+    sa.Column("properties", sa.Text),
+)
+sa.Index("ix_portal_events_trader_time", portal_events.c.trader_id, portal_events.c.occurred_at)
+
+imports = sa.Table(
+    "imports", metadata,
+    sa.Column("import_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("file_name", sa.String(255), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("rows_read", sa.Integer, nullable=False),
+    sa.Column("rows_inserted", sa.Integer, nullable=False),
+    sa.Column("rows_skipped", sa.Integer, nullable=False),
+    sa.Column("imported_at", sa.DateTime, nullable=False),
+)
+
+# Tables in load order (parents first); the simulator and the importers write in this order.
+DATA_TABLES: tuple[sa.Table, ...] = (
+    traders, accounts, kyc_events, transactions, trades, sessions, portal_events,
+)
+
+# Column each event table is timed by, for freshness and date-range summaries.
+TIME_COLUMNS: dict[str, str] = {
+    "traders": "registered_at",
+    "accounts": "opened_at",
+    "kyc_events": "occurred_at",
+    "transactions": "created_at",
+    "trades": "opened_at",
+    "sessions": "started_at",
+    "portal_events": "occurred_at",
+}
+
+# The unified event stream is a view; this Table only describes its columns for queries.
+# It lives in its own MetaData so create_all never tries to create it as a table.
+view_metadata = sa.MetaData()
+trader_events = sa.Table(
+    "trader_events", view_metadata,
+    sa.Column("trader_id", sa.BigInteger),
+    sa.Column("event", sa.String(64)),
+    sa.Column("occurred_at", sa.DateTime),
+    sa.Column("source", sa.String(16)),
+    sa.Column("amount_usd", Money),
+    sa.Column("properties", sa.Text),
+)
+
+TRUTH_SCHEMA = "simulator_truth"
