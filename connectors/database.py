@@ -191,6 +191,11 @@ def _duckdb_append(conn: Connection, table: sa.Table, chunk: pd.DataFrame, colum
 
 
 def _postgres_copy(conn: Connection, table: sa.Table, chunk: pd.DataFrame, columns: list[str]) -> None:
+    # An integer column with gaps arrives as float ("17.0"), which COPY rejects for INTEGER.
+    floats_as_ints = [c for c in columns if isinstance(table.c[c].type, sa.Integer)
+                      and pd.api.types.is_float_dtype(chunk[c].dtype)]
+    if floats_as_ints:
+        chunk = chunk.astype({c: "Int64" for c in floats_as_ints})
     buf = io.StringIO()
     # NULLs travel as an unquoted empty field, empty strings as "" (COPY CSV's own distinction).
     chunk.to_csv(buf, index=False, header=False, date_format="%Y-%m-%d %H:%M:%S.%f")
