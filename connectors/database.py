@@ -159,18 +159,28 @@ def write_lock(conn: Connection, name: str = "traderlens.writer") -> Iterator[No
     yield
 
 
-def bulk_insert(conn: Connection, table: sa.Table, frame: pd.DataFrame, *, chunk_rows: int = 250_000) -> int:
+def bulk_insert(conn: Connection, table: sa.Table, frame: pd.DataFrame, *, chunk_rows: int = 250_000,
+                external_id_prefix: str | None = None) -> int:
     """Append ``frame`` (columns named as in ``table``) to ``table`` inside the open transaction.
 
     DuckDB scans the DataFrame directly; PostgreSQL gets COPY ... FROM STDIN in CSV. Columns
-    missing from the frame take their defaults. Returns the number of rows written.
+    missing from the frame take their defaults. With ``external_id_prefix`` and no external_id
+    column, each chunk gets external ids "<prefix><primary key>" (millions of id strings need
+    not sit in memory at once). Returns the number of rows written.
     """
     if frame.empty:
         return 0
     columns = [c.name for c in table.columns if c.name in frame.columns]
+    derive = external_id_prefix is not None and "external_id" not in frame.columns and "external_id" in table.c
+    pk = next(iter(table.primary_key.columns)).name
+    if derive:
+        columns.insert(1, "external_id")
     total = 0
     for start in range(0, len(frame), chunk_rows):
-        chunk = frame.iloc[start:start + chunk_rows][columns]
+        chunk = frame.iloc[start:start + chunk_rows]
+        if derive:
+            chunk = chunk.assign(external_id=external_id_prefix + chunk[pk].astype(str))
+        chunk = chunk[columns]
         if conn.dialect.name == "duckdb":
             _duckdb_append(conn, table, chunk, columns)
         else:
@@ -213,13 +223,28 @@ def _qualified(table: sa.Table) -> str:
 
 
 def reset_data(conn: Connection) -> None:
-    """Delete every row of the data tables (children first), keeping the schema."""
+    """Delete every row of the data tables (children first) in the open transaction.
+
+    Not for a filled DuckDB database: DuckDB checks foreign keys too eagerly to delete a parent
+    row in the transaction that deleted its children (see :func:`reset_data_per_table`).
+    """
     for table in reversed(DATA_TABLES):
         conn.execute(table.delete())
 
 
+def reset_data_per_table(engine: Engine) -> None:
+    """Delete every row of the data tables, one committed transaction per table, children first.
+
+    DuckDB's way to empty tables linked by foreign keys. An interruption leaves the parent
+    tables (traders, accounts) still filled, never an orphan row.
+    """
+    for table in reversed(DATA_TABLES):
+        with engine.begin() as conn:
+            conn.execute(table.delete())
+
+
 __all__ = [
     "DEFAULT_DUCKDB_PATH", "bulk_insert", "database_url", "dispose_engines", "get_engine",
-    "is_duckdb", "metadata", "next_id", "redact", "reset_data", "schema_revision", "table_counts",
-    "upgrade_schema", "write_lock",
+    "is_duckdb", "metadata", "next_id", "redact", "reset_data", "reset_data_per_table",
+    "schema_revision", "table_counts", "upgrade_schema", "write_lock",
 ]

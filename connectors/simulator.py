@@ -31,7 +31,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from connectors import schema
-from connectors.database import bulk_insert, reset_data, upgrade_schema, write_lock
+from connectors.database import bulk_insert, reset_data, reset_data_per_table, upgrade_schema, write_lock
 from connectors.errors import DatabaseNotEmpty
 from connectors.schema import TRUTH_SCHEMA
 
@@ -198,10 +198,14 @@ class _Events:
             self.parts.setdefault(table, []).append(columns)
 
     def frame(self, table: str) -> dict[str, np.ndarray]:
-        parts = self.parts.get(table, [])
+        """Concatenate and hand over one table's columns; the parts are released column by column."""
+        parts = self.parts.pop(table, [])
         if not parts:
             return {}
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        out = {}
+        for k in list(parts[0]):
+            out[k] = np.concatenate([p.pop(k) for p in parts])
+        return out
 
 
 def simulate(config: SimulationConfig, progress: Progress = _noop) -> SimulatedBroker:
@@ -720,7 +724,6 @@ def _assemble(rng: np.random.Generator, config: SimulationConfig, people: dict, 
     raw_group = platform[acc_owner] == 2
     accounts = pd.DataFrame({
         "account_id": account_id,
-        "external_id": ("SIM-ACC-" + pd.Series(account_id).astype(str)).to_numpy(dtype=object),
         "trader_id": acc_owner + 1,
         "platform": acc_platform,
         "server": np.where(acc_is_demo, "TraderLens-Demo", "TraderLens-Live01").astype(object),
@@ -741,7 +744,6 @@ def _assemble(rng: np.random.Generator, config: SimulationConfig, people: dict, 
     k_id = np.arange(1, len(order) + 1)
     kyc_events = pd.DataFrame({
         "kyc_event_id": k_id,
-        "external_id": ("SIM-KYC-" + pd.Series(k_id).astype(str)).to_numpy(dtype=object),
         "trader_id": kyc["trader"][order] + 1,
         "status": kyc["status"][order],
         "reason": np.where(kyc["status"][order] == "rejected", "document unreadable", None).astype(object),
@@ -758,15 +760,20 @@ def _assemble(rng: np.random.Generator, config: SimulationConfig, people: dict, 
     t_kind = np.concatenate([np.full(dec.sum(), "deposit", dtype=object), txn["kind"]])
     t_status = np.concatenate([np.full(dec.sum(), "declined", dtype=object), txn["status"]])
     t_usd = np.concatenate([dec_amt, txn["usd"]])
-    # A few recent deposits are still pending at the PSP; a few old ones were charged back.
-    recent = (t_kind == "deposit") & (t_status == "approved") & (t_ts > end_s - 2 * 3600)
-    t_status = np.where(recent & (rng.random(len(t_ts)) < 0.5), "pending", t_status).astype(object)
-    chargeback = (t_kind == "deposit") & (t_status == "approved") & (rng.random(len(t_ts)) < 0.004)
-    t_status = np.where(chargeback, "reversed", t_status).astype(object)
     keep = t_ts < end_s
     t_trader, t_ts, t_kind, t_status, t_usd = (a[keep] for a in (t_trader, t_ts, t_kind, t_status, t_usd))
     order = np.lexsort((t_ts, t_trader))
     t_trader, t_ts, t_kind, t_status, t_usd = (a[order] for a in (t_trader, t_ts, t_kind, t_status, t_usd))
+    # A few recent redeposits are still pending at the PSP and a few were charged back. The FTD
+    # keeps its status: the trader traded on it, and the funnel stays in order.
+    approved_dep = (t_kind == "deposit") & (t_status == "approved")
+    dep_pos = np.flatnonzero(approved_dep)
+    is_ftd = np.zeros(len(t_ts), dtype=bool)
+    is_ftd[dep_pos[np.unique(t_trader[dep_pos], return_index=True)[1]]] = True
+    later = approved_dep & ~is_ftd
+    t_status = np.where(later & (t_ts > end_s - 2 * 3600) & (rng.random(len(t_ts)) < 0.5), "pending",
+                        t_status).astype(object)
+    t_status = np.where(later & (rng.random(len(t_ts)) < 0.004), "reversed", t_status).astype(object)
     txn_id = np.arange(1, len(order) + 1)
     t_ccy = currency[t_trader]
     t_amount = np.round(t_usd / usd_per[t_trader], 2)
@@ -776,7 +783,6 @@ def _assemble(rng: np.random.Generator, config: SimulationConfig, people: dict, 
     money_move = np.isin(t_kind, ["deposit", "withdrawal"])
     transactions = pd.DataFrame({
         "txn_id": txn_id,
-        "external_id": ("SIM-TXN-" + pd.Series(txn_id).astype(str)).to_numpy(dtype=object),
         "trader_id": t_trader + 1,
         "account_id": pd.array(np.where(live_account[t_trader] > 0, live_account[t_trader], 0), dtype="Int64"),
         "kind": t_kind, "status": t_status,
@@ -801,12 +807,12 @@ def _assemble(rng: np.random.Generator, config: SimulationConfig, people: dict, 
                           -np.round(7.0 * lots, 2), 0.0)
     trades = pd.DataFrame({
         "trade_id": trade_id,
-        "external_id": ("SIM-TRD-" + pd.Series(trade_id).astype(str)).to_numpy(dtype=object),
         "account_id": live_account[owner],
         "trader_id": owner + 1,
-        "symbol": np.array([s[0] for s in SYMBOLS], dtype=object)[sym],
-        "asset_class": np.array(ASSET_CLASS_NAMES, dtype=object)[np.array([s[1] for s in SYMBOLS])[sym]],
-        "side": np.where(tr["side"][order] > 0, "buy", "sell").astype(object),
+        # Low-cardinality text as categoricals: 1 byte a row instead of an 8-byte object pointer.
+        "symbol": pd.Categorical.from_codes(sym, [s[0] for s in SYMBOLS]),
+        "asset_class": pd.Categorical.from_codes(np.array([s[1] for s in SYMBOLS])[sym], ASSET_CLASS_NAMES),
+        "side": pd.Categorical.from_codes((tr["side"][order] < 0).astype(np.int8), ["buy", "sell"]),
         "lots": lots,
         "notional_usd": tr["notional"][order],
         "opened_at": _to_ts(tr["opened"][order]),
@@ -817,9 +823,10 @@ def _assemble(rng: np.random.Generator, config: SimulationConfig, people: dict, 
         "commission_usd": commission,
         "swap_usd": tr["swap"][order],
         "leverage_used": tr["lev"][order],
-        "close_reason": np.array(["client", "sl", "tp", "stop_out"], dtype=object)[tr["reason"][order]],
-        "channel": np.array(["desktop", "web", "mobile", "expert"], dtype=object)[tr["channel"][order]],
-    })
+        "close_reason": pd.Categorical.from_codes(tr["reason"][order], ["client", "sl", "tp", "stop_out"]),
+        "channel": pd.Categorical.from_codes(tr["channel"][order], ["desktop", "web", "mobile", "expert"]),
+    }, copy=False)
+    del tr
 
     # Sessions.
     se = ev.frame("session")
@@ -828,12 +835,12 @@ def _assemble(rng: np.random.Generator, config: SimulationConfig, people: dict, 
     s_id = np.arange(1, len(order) + 1)
     sessions = pd.DataFrame({
         "session_id": s_id,
-        "external_id": ("SIM-SES-" + pd.Series(s_id).astype(str)).to_numpy(dtype=object),
         "trader_id": se["trader"][keep][order] + 1,
         "started_at": _to_ts(se["ts"][keep][order]),
         "duration_s": se["duration"][keep][order].astype(np.int64),
-        "surface": np.array(["web", "mobile", "desktop"], dtype=object)[se["surface"][keep][order]],
-    })
+        "surface": pd.Categorical.from_codes(se["surface"][keep][order], ["web", "mobile", "desktop"]),
+    }, copy=False)
+    del se
 
     # Portal events; platform downloads name the trader's platform.
     po = ev.frame("portal")
@@ -846,7 +853,6 @@ def _assemble(rng: np.random.Generator, config: SimulationConfig, people: dict, 
     p_id = np.arange(1, len(order) + 1)
     portal_events = pd.DataFrame({
         "portal_event_id": p_id,
-        "external_id": ("SIM-PE-" + pd.Series(p_id).astype(str)).to_numpy(dtype=object),
         "trader_id": po["trader"][keep][order] + 1,
         "event": po["event"][keep][order],
         "occurred_at": _to_ts(po["ts"][keep][order]),
@@ -856,7 +862,7 @@ def _assemble(rng: np.random.Generator, config: SimulationConfig, people: dict, 
     dep = lives["dep"]
     churned = lives["churned_day"] >= 0
     start_s = lives["start_s"]
-    driver_names = np.array(("baseline",) + DRIVER_NAMES, dtype=object)
+    driver_names = np.array(("baseline", *DRIVER_NAMES), dtype=object)
     truth = pd.DataFrame({"trader_id": trader_id, "persona": np.array(PERSONA_NAMES, dtype=object)[persona],
                           "p_ftd": np.round(funnel["p_ftd"], 4)})
     extra = pd.DataFrame({
@@ -876,6 +882,11 @@ def _assemble(rng: np.random.Generator, config: SimulationConfig, people: dict, 
         "portal_events": portal_events,
     }, truth=truth)
 
+
+# Simulator rows carry external ids "<prefix><id>", derived while writing to save memory.
+EXTERNAL_ID_PREFIXES = {"traders": "SIM-", "accounts": "SIM-ACC-", "kyc_events": "SIM-KYC-",
+                        "transactions": "SIM-TXN-", "trades": "SIM-TRD-", "sessions": "SIM-SES-",
+                        "portal_events": "SIM-PE-"}
 
 truth_metadata = sa.MetaData(schema=TRUTH_SCHEMA)
 truth_traders = sa.Table(
@@ -907,7 +918,8 @@ def seed_database(engine: sa.Engine, config: SimulationConfig, *, replace: bool 
     """Fill ``engine``'s database from the simulator in one transaction.
 
     Refuses (DatabaseNotEmpty) when traders already exist unless ``replace`` is set, in which
-    case every data row is deleted first. The truth table goes to the ``simulator_truth`` schema.
+    case every data row is deleted first (on DuckDB in a step of its own, see below). The truth
+    table goes to the ``simulator_truth`` schema.
     Secondary indexes are dropped during the load and rebuilt after it, which is several times
     faster than maintaining them row by row on both backends.
     """
@@ -916,13 +928,20 @@ def seed_database(engine: sa.Engine, config: SimulationConfig, *, replace: bool 
     broker = simulate(config, progress)
     t1 = time.perf_counter()
     rows: dict[str, int] = {}
-    with engine.begin() as conn, write_lock(conn):
+    duckdb = engine.dialect.name == "duckdb"
+    with engine.connect() as conn:
         existing = conn.execute(sa.select(sa.func.count()).select_from(schema.traders)).scalar_one()
-        if existing and not replace:
-            raise DatabaseNotEmpty(
-                f"the database already holds {existing} traders; seeding replaces everything, "
-                "so pass --replace to confirm")
-        reset_data(conn)
+    if existing and not replace:
+        raise DatabaseNotEmpty(
+            f"the database already holds {existing} traders; seeding replaces everything, "
+            "so pass --replace to confirm")
+    if existing and duckdb:
+        # DuckDB cannot delete parents and children in one transaction (eager FK checks), so a
+        # replacing seed there empties the tables first; PostgreSQL replaces atomically below.
+        reset_data_per_table(engine)
+    with engine.begin() as conn, write_lock(conn):
+        if not duckdb:
+            reset_data(conn)
         conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {TRUTH_SCHEMA} CASCADE"))
         conn.execute(sa.text(f"CREATE SCHEMA {TRUTH_SCHEMA}"))
         truth_metadata.create_all(conn)
@@ -931,7 +950,8 @@ def seed_database(engine: sa.Engine, config: SimulationConfig, *, replace: bool 
             ix.drop(conn)
         for i, table in enumerate(schema.DATA_TABLES):
             progress(f"writing {table.name}", 0.9 + 0.08 * i / len(schema.DATA_TABLES))
-            rows[table.name] = bulk_insert(conn, table, broker.tables[table.name])
+            rows[table.name] = bulk_insert(conn, table, broker.tables[table.name],
+                                           external_id_prefix=EXTERNAL_ID_PREFIXES[table.name])
             del broker.tables[table.name]  # free memory as we go
         bulk_insert(conn, truth_traders, broker.truth)
         progress("building indexes", 0.98)

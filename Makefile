@@ -1,0 +1,49 @@
+# TraderLens: `make run` serves the app (creating and seeding the demo database on first use),
+# `make test` runs the whole suite on DuckDB and PostgreSQL, browser tests included.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8501
+
+.PHONY: run test lint bench bench-simulator services clean-db
+
+$(VENV)/.requirements.stamp: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev.stamp: $(VENV)/.requirements.stamp requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+run: $(VENV)/.requirements.stamp
+	$(PY) cli.py setup
+	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true
+
+# Browser tests need Debian's Chromium (never a Playwright browser download).
+/usr/bin/chromium:
+	@if [ "$$(id -u)" = 0 ]; then \
+	  (apt-get install -y -qq chromium || (apt-get update -qq && apt-get install -y -qq chromium)); \
+	else echo "Chromium missing: run 'sudo apt-get install -y chromium'"; fi
+
+# PostgreSQL is started by this kind of machine; start it again if it has stopped.
+services:
+	@pg_isready -q -h 127.0.0.1 -p 5432 || \
+	  (pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start && sleep 2) || \
+	  echo "PostgreSQL could not be started; its tests skip (and fail under CI=true)"
+
+test: $(VENV)/.dev.stamp /usr/bin/chromium services
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.dev.stamp
+	$(PY) -m ruff check .
+
+bench-simulator: $(VENV)/.requirements.stamp services
+	$(PY) benchmarks/simulator_bench.py
+
+bench: bench-simulator
+
+clean-db:
+	rm -f data/traderlens.duckdb data/traderlens.duckdb.wal
