@@ -109,7 +109,7 @@ def _orphans(child: sa.Table, fk: str, parent: sa.Table) -> QualityCheck:
 
     return QualityCheck(
         "Orphan rows", child.name, fk, "error",
-        f"{child.name} rows whose {fk} matches no row of {parent.name}", query)
+        f"{fk} matches no row of {parent.name}", query)
 
 
 def _duplicates(table: sa.Table, keys: list[sa.ColumnElement], column: str, description: str,
@@ -141,8 +141,8 @@ def _future_rows(table: sa.Table, cutoff: datetime) -> QualityCheck:
     time_cols = [c for c in table.columns if isinstance(c.type, sa.DateTime)]
     return _rows_where(
         "Events in the future", table, ", ".join(c.name for c in time_cols), "warning",
-        f"{table.name} rows timed after now + {int(FUTURE_TOLERANCE.total_seconds() // 60)} min "
-        "(clock or time-zone error in the source)",
+        f"timed more than {int(FUTURE_TOLERANCE.total_seconds() // 60)} min after now "
+        "(a clock or time-zone error in the source)",
         lambda: sa.or_(*(c > cutoff for c in time_cols)))
 
 

@@ -1,0 +1,1 @@
+"""Rendering only: functions that take data (never fetch it) and draw it with Streamlit."""

@@ -1,0 +1,176 @@
+"""Data health panels: load counts, per-table freshness, import history and quality checks."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import streamlit as st
+
+from components.tables import fit_height, render_table
+
+# Freshness bands for the newest row of a table. A broker's feeds land at least daily, so older
+# than a day is worth a look and older than a week usually means a stopped feed.
+FRESH_HOURS = 24.0
+STALE_HOURS = 24.0 * 7
+
+FRESHNESS_STATES = ("fresh", "stale", "old", "future", "empty")
+FRESHNESS_COLORS = ("#1f8a5b", "#c8771a", "#b4232f", "#b4232f", "#8a97a6")
+SEVERITIES = ("error", "warning", "ok")
+SEVERITY_COLORS = ("#b4232f", "#c8771a", "#1f8a5b")
+
+TABLE_LABELS = {
+    "traders": "Traders", "accounts": "Accounts", "kyc_events": "KYC events",
+    "transactions": "Transactions", "trades": "Trades", "sessions": "Sessions",
+    "portal_events": "Portal events", "trader_events": "Trader events (view)",
+}
+
+# (label, table, help) of the headline counts.
+METRICS = (
+    ("Traders", "traders", "Clients, leads included"),
+    ("Accounts", "accounts", "Trading logins on MT4 / MT5 / cTrader"),
+    ("Transactions", "transactions", "Payment-ledger entries of every kind and status"),
+    ("Trades", "trades", "Closed positions"),
+    ("Events", "trader_events", "Rows of the unified trader_events stream"),
+)
+
+
+def freshness_state(hours: float | None) -> str:
+    """One of FRESHNESS_STATES for a table whose newest row is ``hours`` old (None: no rows)."""
+    if hours is None or math.isnan(hours):
+        return "empty"
+    if hours < -5 / 60:  # the quality checks' 5-minute clock tolerance
+        return "future"
+    if hours <= FRESH_HOURS:
+        return "fresh"
+    return "stale" if hours <= STALE_HOURS else "old"
+
+
+def format_age(hours: float | None) -> str:
+    """'12 min ago', '5 h ago', '3 d ago'; '' for no rows; 'in 2 h' for future rows."""
+    if hours is None or math.isnan(hours):
+        return ""
+    size = abs(hours)
+    if size < 1:
+        text = f"{round(size * 60)} min"
+    elif size < 48:
+        text = f"{round(size)} h"
+    else:
+        text = f"{round(size / 24):,} d"
+    return f"in {text}" if hours < 0 else f"{text} ago"
+
+
+def render_empty_state() -> None:
+    """What to do when the database holds no data yet."""
+    st.info(
+        "No data yet — run `python cli.py seed` or import a file below.",
+        title="The database is empty", icon=":material/inbox:",
+    )
+
+
+def render_load_metrics(summary: pd.DataFrame) -> None:
+    """Headline row counts from compute_table_summary, plus when the newest event happened."""
+    rows = summary.set_index("table")["rows"]
+    newest = summary.loc[summary["table"] == "trader_events", "freshness_hours"]
+    cols = st.columns(len(METRICS) + 1)
+    for col, (label, table, help_text) in zip(cols, METRICS, strict=False):
+        col.metric(label, f"{int(rows.get(table, 0)):,}", help=help_text, border=True)
+    cols[-1].metric("Newest event", format_age(newest.iloc[0] if len(newest) else None) or "—",
+                    help="Time since the latest row of trader_events", border=True)
+
+
+def render_table_summary(summary: pd.DataFrame, *, key: str) -> None:
+    """Rows, date range and a freshness badge per table (compute_table_summary's frame)."""
+    view = pd.DataFrame({
+        "Table": summary["table"].map(TABLE_LABELS).fillna(summary["table"]),
+        "Rows": summary["rows"],
+        # Preformatted so an empty table shows a blank, not "None".
+        "From (UTC)": summary["first_at"].dt.strftime("%Y-%m-%d %H:%M").fillna(""),
+        "To (UTC)": summary["last_at"].dt.strftime("%Y-%m-%d %H:%M").fillna(""),
+        "Freshness": [[freshness_state(h)] for h in summary["freshness_hours"]],
+        "Newest row": [format_age(h) for h in summary["freshness_hours"]],
+    })
+    render_table(
+        view, key=key, file_name="traderlens_tables.csv", download=summary,
+        height=fit_height(len(view)),
+        column_config={
+            "Rows": st.column_config.NumberColumn(format="localized"),
+            "Freshness": st.column_config.MultiselectColumn(
+                options=FRESHNESS_STATES, color=FRESHNESS_COLORS,
+                help=f"fresh: newest row within {FRESH_HOURS:.0f} h; stale: within "
+                     f"{STALE_HOURS / 24:.0f} days; old: older; future: timed after now"),
+        },
+    )
+
+
+def render_recent_imports(recent: pd.DataFrame, *, key: str) -> None:
+    """compute_recent_imports' frame, or a note that nothing was imported yet."""
+    if recent.empty:
+        st.caption("No files imported yet.")
+        return
+    view = recent.rename(columns={
+        "file_name": "File", "kind": "Kind", "rows_read": "Read", "rows_inserted": "Inserted",
+        "rows_skipped": "Skipped", "imported_at": "Imported (UTC)",
+    }).drop(columns="import_id")
+    render_table(
+        view, key=key, file_name="traderlens_imports.csv", download=recent,
+        height=fit_height(len(view), max_rows=10),
+        column_config={"Imported (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")},
+    )
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def render_quality_checks(checks: pd.DataFrame, *, key: str) -> None:
+    """compute_quality_checks' frame: counts per severity, the failing checks, then the rest.
+
+    The failing checks (errors first) go in a table keyed ``key``; the checks that passed are
+    listed in a collapsed expander so a healthy database reads as one green line.
+    """
+    counts = checks["severity"].value_counts()
+    with st.container(horizontal=True, gap="small"):
+        st.badge(_plural(int(counts.get("error", 0)), "error"), color="red", icon=":material/error:")
+        st.badge(_plural(int(counts.get("warning", 0)), "warning"), color="orange",
+                 icon=":material/warning:")
+        st.badge(f"{int(counts.get('ok', 0))} passed", color="green", icon=":material/check_circle:")
+    order = checks["severity"].map({s: i for i, s in enumerate(SEVERITIES)})
+    ranked = (checks.assign(_order=order)
+              .sort_values(["_order", "problem_rows"], ascending=[True, False], kind="stable")
+              .drop(columns="_order"))
+    failing = ranked[ranked["severity"] != "ok"]
+    passed = ranked[ranked["severity"] == "ok"]
+    if failing.empty:
+        st.success(f"All {len(checks)} checks passed.", icon=":material/verified:")
+    else:
+        view = pd.DataFrame({
+            "Status": [[s] for s in failing["severity"]],
+            "Check": failing["check"],
+            "Table": failing["table"],
+            "Column": failing["column"],
+            "Problem rows": failing["problem_rows"],
+            "What it means": failing["description"],
+            "Example ids": failing["sample_ids"],
+        })
+        render_table(
+            view, key=key, file_name="traderlens_quality_checks.csv", download=ranked,
+            height=fit_height(len(view)),
+            column_config={
+                "Status": st.column_config.MultiselectColumn(
+                    options=SEVERITIES, color=SEVERITY_COLORS, width="small"),
+                "Problem rows": st.column_config.NumberColumn(format="localized"),
+                "What it means": st.column_config.TextColumn(width="large"),
+                "Example ids": st.column_config.ListColumn(
+                    help="Up to five primary keys of offending rows, smallest first"),
+            },
+        )
+    if not passed.empty:
+        with st.expander(f"Checks that passed ({len(passed)})", icon=":material/check_circle:"):
+            view = pd.DataFrame({
+                "Check": passed["check"], "Table": passed["table"], "Column": passed["column"],
+                "What it checks": passed["description"],
+            })
+            render_table(view, key=f"{key}.passed", file_name="", downloadable=False,
+                         height=fit_height(len(view)),
+                         column_config={"What it checks": st.column_config.TextColumn(width="large")})

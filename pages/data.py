@@ -1,0 +1,130 @@
+"""Data (admin): what is loaded, importing a broker file, and whether the data can be trusted."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy.engine import Engine
+
+from analytics import data_health
+from components import engine as db
+from components import health, imports
+from components.errors import render_error
+from connectors.errors import TraderLensError
+from connectors.importers import KINDS, import_file, preview_file
+
+UPLOAD_TYPES = ["csv", "html", "htm", "xlsx"]
+OUTCOME = "data.import_outcome"  # session-state slot for the last import's result or rejection
+
+
+@st.cache_data(ttl="1m", max_entries=8, show_spinner=False)
+def load_summary(_engine: Engine, url: str) -> pd.DataFrame:
+    return data_health.compute_table_summary(_engine)
+
+
+@st.cache_data(ttl="1m", max_entries=8, show_spinner=False)
+def load_recent_imports(_engine: Engine, url: str) -> pd.DataFrame:
+    return data_health.compute_recent_imports(_engine)
+
+
+@st.cache_data(ttl="5m", max_entries=8, show_spinner="Checking data quality…")
+def load_quality_checks(_engine: Engine, url: str) -> pd.DataFrame:
+    return data_health.compute_quality_checks(_engine)
+
+
+@contextmanager
+def saved_upload(content: bytes, name: str) -> Iterator[Path]:
+    """The uploaded bytes as a temporary file that keeps the original name (and extension)."""
+    with tempfile.TemporaryDirectory(prefix="traderlens-upload-") as tmp:
+        path = Path(tmp) / Path(name).name
+        path.write_bytes(content)
+        yield path
+
+
+@st.cache_data(ttl="10m", max_entries=4, show_spinner="Reading the file…")
+def load_preview(content: bytes, name: str, kind: str) -> tuple[str, pd.DataFrame]:
+    with saved_upload(content, name) as path:
+        return preview_file(path, kind, file_name=name, rows=20)
+
+
+def forget_outcome() -> None:
+    st.session_state.pop(OUTCOME, None)
+
+
+def run_import() -> None:
+    """Import the uploaded file with the chosen options (Import button callback)."""
+    upload = st.session_state.get("data.upload")
+    if upload is None:
+        return
+    trader = st.session_state.get("data.trader", "").strip() or None
+    with saved_upload(upload.getvalue(), upload.name) as path:
+        try:
+            st.session_state[OUTCOME] = import_file(
+                db.get_engine(), path, kind=st.session_state.get("data.kind", "auto"), trader=trader,
+                create_missing_traders=st.session_state.get("data.create_traders", False),
+                file_name=upload.name,
+            )
+        except TraderLensError as exc:
+            st.session_state[OUTCOME] = exc
+            return
+    st.cache_data.clear()  # every cached figure, on this page and others, may now be stale
+
+
+engine = db.require_engine()
+url = engine.url.render_as_string()  # cache key: which database, password hidden
+
+st.title("Data", anchor=False)
+st.caption("What is loaded, how fresh it is, and whether it can be trusted.")
+
+summary = load_summary(engine, url)
+has_data = bool(summary.loc[summary["kind"] == "table", "rows"].sum())
+
+st.subheader("What is loaded", divider="gray", anchor=False)
+if has_data:
+    health.render_load_metrics(summary)
+    tables_col, imports_col = st.columns([3, 2], gap="large")
+    with tables_col:
+        health.render_table_summary(summary, key="data.summary")
+    with imports_col:
+        st.markdown("**Recent imports**")
+        health.render_recent_imports(load_recent_imports(engine, url), key="data.imports")
+else:
+    health.render_empty_state()
+
+st.subheader("Import a file", divider="gray", anchor=False)
+with st.container(border=True):
+    file_col, options_col = st.columns([3, 2], gap="large")
+    with file_col:
+        upload = st.file_uploader(
+            "Broker file", type=UPLOAD_TYPES, key="data.upload", on_change=forget_outcome,
+            help="CSV exports of the back office, MT4 statements, MT5 reports (HTML or XLSX).",
+        )
+    with options_col:
+        kind = st.selectbox("Kind", ("auto", *KINDS), key="data.kind", format_func=imports.kind_label,
+                            on_change=forget_outcome)
+        st.text_input("Trader external id", key="data.trader",
+                      help="For MT4/MT5 terminal reports, which do not name the client.")
+        st.checkbox("Create missing traders", key="data.create_traders",
+                    help="Add a trader for every unknown trader id instead of rejecting the file.")
+    if upload is not None:
+        try:
+            detected, preview = load_preview(upload.getvalue(), upload.name, kind)
+        except TraderLensError as exc:
+            render_error(exc)
+        else:
+            imports.render_preview(detected, preview, key="data.preview")
+            st.button("Import", key="data.import", type="primary", icon=":material/upload:",
+                      on_click=run_import)
+    if OUTCOME in st.session_state:
+        imports.render_import_outcome(st.session_state[OUTCOME])
+
+st.subheader("Data quality", divider="gray", anchor=False)
+if has_data:
+    health.render_quality_checks(load_quality_checks(engine, url), key="data.checks")
+else:
+    st.caption("Checks run once there is data.")
