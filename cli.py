@@ -42,6 +42,15 @@ def _progress_bar(stream=sys.stderr):
     return show
 
 
+def _engine():
+    """The configured engine with the schema brought up to date (every command starts here)."""
+    from connectors.database import get_engine, upgrade_schema
+
+    engine = get_engine()
+    upgrade_schema(engine)
+    return engine
+
+
 def _config(args: argparse.Namespace):
     from connectors.simulator import SimulationConfig
 
@@ -49,14 +58,13 @@ def _config(args: argparse.Namespace):
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
-    from connectors.database import get_engine, redact
     from connectors.simulator import seed_database
 
-    engine = get_engine()
+    engine = _engine()
     cfg = _config(args)
-    print(f"Seeding {redact(str(engine.url))}: {cfg.traders} traders over {cfg.days} days "
-          f"to {cfg.end_date()}, seed {cfg.seed}", file=sys.stderr)
-    summary = seed_database(engine, cfg, replace=args.replace, progress=_progress_bar())
+    progress = _progress_bar()
+    progress(f"seeding {cfg.traders} traders, {cfg.days} days to {cfg.end_date()}, seed {cfg.seed}", 0.0)
+    summary = seed_database(engine, cfg, replace=args.replace, progress=progress)
     rows = ", ".join(f"{k} {v:,}" for k, v in summary.rows.items())
     print(f"seeded in {summary.simulate_s + summary.write_s:.1f}s "
           f"(simulate {summary.simulate_s:.1f}s, write {summary.write_s:.1f}s): {rows}")
@@ -68,11 +76,10 @@ def cmd_setup(args: argparse.Namespace) -> int:
     import sqlalchemy as sa
 
     from connectors import schema
-    from connectors.database import get_engine, redact, upgrade_schema
+    from connectors.database import redact
     from connectors.simulator import seed_database
 
-    engine = get_engine()
-    upgrade_schema(engine)
+    engine = _engine()
     with engine.connect() as conn:
         traders = conn.execute(sa.select(sa.func.count()).select_from(schema.traders)).scalar_one()
     demo_allowed = engine.dialect.name == "duckdb" or os.environ.get("TRADERLENS_SEED_DEMO") == "1"
@@ -90,13 +97,12 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from connectors.database import get_engine
     from connectors.importers import import_file
 
     path = Path(args.path)
     if not path.is_file():
         raise TraderLensError(f"{path}: no such file")
-    result = import_file(get_engine(), path, kind=args.kind, trader=args.trader,
+    result = import_file(_engine(), path, kind=args.kind, trader=args.trader,
                          create_missing_traders=args.create_missing_traders)
     written = ", ".join(f"{table} {n:,}" for table, n in result.inserted.items() if n) or "nothing new"
     print(f"{result.file} ({result.kind}): read {result.rows_read:,} rows; wrote {written}; "
@@ -108,10 +114,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     import sqlalchemy as sa
 
     from connectors import schema
-    from connectors.database import get_engine, redact, schema_revision, upgrade_schema
+    from connectors.database import redact, schema_revision
 
-    engine = get_engine()
-    upgrade_schema(engine)
+    engine = _engine()
     print(f"database  {redact(str(engine.url))} (schema revision {schema_revision(engine)})")
     print(f"{'table':<15}{'rows':>12}  newest")
     with engine.connect() as conn:
@@ -186,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("TRADERLENS_DEBUG"):
             raise
-        print(f"error: unexpected {type(exc).__name__}: {exc} (TRADERLENS_DEBUG=1 shows the trace)",
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        print(f"error: unexpected {type(exc).__name__}: {first_line} (TRADERLENS_DEBUG=1 shows the trace)",
               file=sys.stderr)
         return 1
 

@@ -924,10 +924,6 @@ def seed_database(engine: sa.Engine, config: SimulationConfig, *, replace: bool 
     faster than maintaining them row by row on both backends.
     """
     upgrade_schema(engine)
-    t0 = time.perf_counter()
-    broker = simulate(config, progress)
-    t1 = time.perf_counter()
-    rows: dict[str, int] = {}
     duckdb = engine.dialect.name == "duckdb"
     with engine.connect() as conn:
         existing = conn.execute(sa.select(sa.func.count()).select_from(schema.traders)).scalar_one()
@@ -935,6 +931,10 @@ def seed_database(engine: sa.Engine, config: SimulationConfig, *, replace: bool 
         raise DatabaseNotEmpty(
             f"the database already holds {existing} traders; seeding replaces everything, "
             "so pass --replace to confirm")
+    t0 = time.perf_counter()
+    broker = simulate(config, progress)
+    t1 = time.perf_counter()
+    rows: dict[str, int] = {}
     if existing and duckdb:
         # DuckDB cannot delete parents and children in one transaction (eager FK checks), so a
         # replacing seed there empties the tables first; PostgreSQL replaces atomically below.

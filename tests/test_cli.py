@@ -1,0 +1,99 @@
+"""The command line, run as a user runs it: a subprocess with TRADERLENS_DB_URL set."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def cli_url(backend, tmp_path, request) -> str:
+    """An empty database for a CLI subprocess. The DuckDB file is left closed here: DuckDB
+    allows one process per file, and the CLI must be that process."""
+    if backend == "duckdb":
+        return f"duckdb:///{tmp_path / 'cli.duckdb'}"
+    request.getfixturevalue("engine")  # empties and migrates the session's PostgreSQL database
+    return request.getfixturevalue("db_url")
+
+
+def run_cli(*args: str, url: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TRADERLENS_DB_URL": url}
+    env.pop("TRADERLENS_DEBUG", None)
+    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=300, check=False)
+
+
+def test_seed_then_info_reports_every_table(cli_url):
+    seeded = run_cli("seed", "--traders", "300", "--days", "60", "--seed", "2", "--end", "2026-11-01", url=cli_url)
+    assert seeded.returncode == 0, seeded.stderr
+    assert "seeded in" in seeded.stdout and "trades" in seeded.stdout
+    info = run_cli("info", url=cli_url)
+    assert info.returncode == 0, info.stderr
+    lines = {line.split()[0]: line.split() for line in info.stdout.splitlines()[2:]}
+    assert int(lines["traders"][1].replace(",", "")) == 300
+    assert lines["trades"][2].startswith("2026-")
+
+
+def test_seeding_a_filled_database_needs_replace(cli_url):
+    args = ("seed", "--traders", "100", "--days", "30", "--end", "2026-11-01")
+    assert run_cli(*args, url=cli_url).returncode == 0
+    again = run_cli(*args, url=cli_url)
+    assert again.returncode == 1
+    assert "Traceback" not in again.stderr
+    assert again.stderr.strip().splitlines()[-1] == (
+        "error: the database already holds 100 traders; seeding replaces everything, so pass --replace to confirm")
+    assert run_cli(*args, "--replace", url=cli_url).returncode == 0
+
+
+def test_setup_seeds_an_empty_embedded_database_once(tmp_path):
+    url = f"duckdb:///{tmp_path / 'demo.duckdb'}"
+    first = run_cli("setup", "--traders", "200", "--days", "30", url=url)
+    assert first.returncode == 0, first.stderr
+    assert "Demo database ready" in first.stdout
+    second = run_cli("setup", url=url)
+    assert second.returncode == 0 and "200 traders" in second.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (("info",), "error: Database postgresql+psycopg2://nobody:***@127.0.0.1:1/x is unavailable"),
+    (("seed", "--traders", "10"), "error: Database postgresql+psycopg2://nobody:***@127.0.0.1:1/x is unavailable"),
+])
+def test_an_unreachable_database_fails_with_one_line(args, message):
+    out = run_cli(*args, url="postgresql+psycopg2://nobody:pw@127.0.0.1:1/x")
+    assert out.returncode == 1
+    assert len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith(message)
+
+
+def test_bad_arguments_and_missing_files_are_refused(tmp_path):
+    url = f"duckdb:///{tmp_path / 'x.duckdb'}"
+    bad = run_cli("seed", "--traders", "-5", url=url)
+    assert bad.returncode == 2 and "must be positive" in bad.stderr
+    missing = run_cli("import", str(tmp_path / "nope.csv"), url=url)
+    assert missing.returncode == 1 and missing.stderr.strip() == f"error: {tmp_path / 'nope.csv'}: no such file"
+
+
+def test_import_reports_rows_and_is_idempotent(cli_url, tmp_path):
+    csv = tmp_path / "traders.csv"
+    csv.write_text("external_id,registered_at,country,email\nC-1,2026-03-01T10:00:00Z,DE,a@b.example\n"
+                   "C-2,2026-03-02 11:00,GB,c@d.example\n")
+    first = run_cli("import", str(csv), url=cli_url)
+    assert first.returncode == 0, first.stderr
+    assert "read 2 rows" in first.stdout and "traders 2" in first.stdout
+    second = run_cli("import", str(csv), "--kind", "traders", url=cli_url)
+    assert second.returncode == 0 and "nothing new" in second.stdout and "skipped 2" in second.stdout
+
+
+def test_a_rejected_import_names_file_row_and_column(cli_url, tmp_path):
+    csv = tmp_path / "traders.csv"
+    csv.write_text("external_id,registered_at,country,email\nC-1,not-a-date,DE,a@b.example\n")
+    out = run_cli("import", str(csv), url=cli_url)
+    assert out.returncode == 1
+    line = out.stderr.strip()
+    assert len(line.splitlines()) == 1
+    assert "traders.csv" in line and "registered_at" in line and "row" in line
