@@ -1,0 +1,142 @@
+"""Importers: CSV tables, MT4 statements, MT5 reports and MT5 deal exports into the database.
+
+Public API (the CLI and the Data page code against it):
+
+- :data:`KINDS` - the file kinds understood;
+- :func:`detect_kind` - which kind a file is;
+- :func:`preview_file` - parse and validate a file without touching the database;
+- :func:`import_file` - load a file in one transaction, skipping rows already present.
+
+Every refusal is an :class:`~connectors.errors.ImportRejected` naming the file and, where it
+applies, the row (the line of the file, header = line 1; the worksheet row for XLSX) and column.
+docs/import_formats.md describes every format and column.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+
+from connectors import database
+from connectors.errors import ImportRejected
+from connectors.importers.batch import Batch, ImportResult
+from connectors.importers.csv_tables import CSV_KINDS, detect_csv_kind
+from connectors.importers.source import (
+    XLSX_MAGIC,
+    decode_html,
+    decode_strict,
+    read_bytes,
+    read_csv,
+    sniff_text,
+    xlsx_grid,
+)
+
+KINDS = ("mt4-statement", "mt5-report", "mt5-deals", "traders", "accounts", "trades",
+         "transactions", "kyc_events", "sessions", "portal_events")
+
+
+def _display_name(path: Path, file_name: str | None) -> str:
+    return file_name or Path(path).name
+
+
+def _looks_html(data: bytes) -> bool:
+    head = sniff_text(data).lower()
+    return any(tag in head for tag in ("<html", "<table", "<!doctype html"))
+
+
+def _detect(data: bytes, name: str) -> str:
+    from connectors.importers import mt5
+
+    if data.startswith(XLSX_MAGIC):
+        if mt5.is_report_grid(xlsx_grid(data, name)):
+            return "mt5-report"
+        raise ImportRejected(name, "is a workbook but not an MT5 Trade History Report; save "
+                             "other tables as CSV")
+    if _looks_html(data):
+        text = decode_html(data, name)
+        if "Closed Transactions" in text:
+            return "mt4-statement"
+        if "Trade History Report" in text:
+            return "mt5-report"
+        raise ImportRejected(name, "is an HTML file but neither an MT4 Statement (no \"Closed "
+                             "Transactions:\" section) nor an MT5 Trade History Report")
+    table = read_csv(decode_strict(data, name), name)
+    if mt5.is_deals_header(table.header):
+        return "mt5-deals"
+    kind = detect_csv_kind(table.header, name)
+    if kind is None:
+        needs = "; ".join(f"{k}: {', '.join(spec.required)}" for k, spec in CSV_KINDS.items())
+        raise ImportRejected(name, "cannot tell which kind of file this is from its header; "
+                             f"name the kind, or use the columns of one kind ({needs})")
+    return kind
+
+
+def detect_kind(path: Path, file_name: str | None = None) -> str:
+    """The kind of the file at ``path`` (one of KINDS); ImportRejected if it cannot tell."""
+    name = _display_name(path, file_name)
+    return _detect(read_bytes(path, name), name)
+
+
+def _parse(data: bytes, name: str, kind: str, server_utc_offset_hours: float) -> Batch:
+    if kind == "auto":
+        kind = _detect(data, name)
+    if kind not in KINDS:
+        raise ImportRejected(name, f"unknown kind '{kind}'; expected auto or one of "
+                             f"{', '.join(KINDS)}")
+    if not -14 <= server_utc_offset_hours <= 14:
+        raise ImportRejected(name, f"server UTC offset {server_utc_offset_hours} h is outside "
+                             "-14..14")
+    if kind in CSV_KINDS:
+        from connectors.importers.csv_tables import parse_csv_kind
+
+        return parse_csv_kind(kind, decode_strict(data, name), name)
+    if kind == "mt4-statement":
+        from connectors.importers import mt4
+
+        return mt4.parse_statement(data, name, server_utc_offset_hours)
+    from connectors.importers import mt5
+
+    if kind == "mt5-deals":
+        return mt5.parse_deals_csv(data, name, server_utc_offset_hours)
+    return mt5.parse_report(data, name, server_utc_offset_hours)
+
+
+def preview_file(path: Path, kind: str = "auto", *, file_name: str | None = None,
+                 rows: int = 20, server_utc_offset_hours: float = 0.0) -> tuple[str, pd.DataFrame]:
+    """(kind, first ``rows`` records) of a file, parsed and fully validated, without the database.
+
+    CSV kinds give their canonical columns (docs/import_formats.md); terminal reports give one
+    line per trade or balance operation: table, external_id, time, symbol, side, lots, kind,
+    amount (account currency), amount_usd, close_reason, comment.
+    """
+    name = _display_name(path, file_name)
+    batch = _parse(read_bytes(path, name), name, kind, server_utc_offset_hours)
+    return batch.kind, batch.preview.head(rows).reset_index(drop=True)
+
+
+def import_file(engine: sa.Engine, path: Path, *, kind: str = "auto", trader: str | None = None,
+                create_missing_traders: bool = False, file_name: str | None = None,
+                server_utc_offset_hours: float = 0.0) -> ImportResult:
+    """Load one file in a single transaction: everything or nothing.
+
+    Rows whose external_id is already in their table are skipped, so re-importing a file writes
+    nothing. ``trader`` is the external_id of the client a terminal report belongs to;
+    ``create_missing_traders`` creates minimal traders for unknown references;
+    ``server_utc_offset_hours`` is the trade server's offset from UTC for MT4/MT5 times
+    (server time is taken as UTC by default).
+    """
+    name = _display_name(path, file_name)
+    data = read_bytes(path, name)
+    batch = _parse(data, name, kind, server_utc_offset_hours)
+    from connectors.importers.loader import load
+
+    with engine.begin() as conn, database.write_lock(conn):
+        return load(conn, batch, sha256=hashlib.sha256(data).hexdigest(), trader=trader,
+                    create_missing_traders=create_missing_traders)
+
+
+__all__ = ["KINDS", "ImportRejected", "ImportResult", "detect_kind", "import_file",
+           "preview_file"]

@@ -1,0 +1,342 @@
+"""CSV files with a header row, one per table: traders, accounts, trades, transactions,
+kyc_events, sessions and portal_events (docs/import_formats.md lists every column)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from connectors import schema
+from connectors.errors import ImportRejected
+from connectors.importers import instruments
+from connectors.importers.batch import ROW, Batch, dedupe_in_file, typed
+from connectors.importers.fields import (
+    BadValue,
+    enum_reader,
+    parse_bool,
+    parse_country,
+    parse_currency,
+    parse_email,
+    parse_int,
+    parse_iso_time,
+    parse_json_object,
+    parse_lots,
+    parse_money,
+    parse_number,
+    parse_price,
+    parse_timezone,
+    text_reader,
+)
+from connectors.importers.source import read_csv
+
+Reader = Callable[[str], Any]
+
+
+@dataclass(frozen=True)
+class Field:
+    """One CSV column: how to read it, whether the header must have it, whether a cell may be
+    empty (then ``default`` is used)."""
+
+    name: str
+    read: Reader
+    required: bool = False
+    blank_ok: bool = True
+    default: Any = None
+
+
+@dataclass(frozen=True)
+class CsvKind:
+    """A CSV kind: its target table, columns, natural key (for derived external ids when the
+    file has none) and a cross-column check run on each parsed record."""
+
+    kind: str
+    table: sa.Table
+    fields: tuple[Field, ...]
+    key: tuple[str, ...] = ()
+    check: Callable[[dict[str, Any]], None] | None = None
+
+    @property
+    def required(self) -> list[str]:
+        return [f.name for f in self.fields if f.required]
+
+
+def _text(table: sa.Table, column: str) -> Reader:
+    return text_reader(table.c[column])
+
+
+_REF = text_reader(schema.traders.c.external_id)  # trader/account references: same length limit
+
+
+def _must(name: str, read: Reader) -> Field:
+    """A required column whose cells may not be empty."""
+    return Field(name, read, required=True, blank_ok=False)
+
+
+def _flag(name: str) -> Field:
+    return Field(name, parse_bool, default=False)
+
+
+def _leverage(raw: str) -> int:
+    """100 or 1:100 (as platforms print it)."""
+    text = raw.strip()
+    if text.startswith("1:"):
+        text = text[2:]
+    value = parse_int(text)
+    if value <= 0:
+        raise BadValue(f"leverage must be greater than 0, got '{raw}'")
+    return value
+
+
+def _positive_number(raw: str) -> float:
+    value = parse_number(raw)
+    if value <= 0:
+        raise BadValue(f"must be greater than 0, got '{raw}'")
+    return value
+
+
+def _non_negative_money(raw: str) -> float:
+    value = parse_money(raw)
+    if value < 0:
+        raise BadValue(f"must not be negative, got '{raw}'")
+    return value
+
+
+def _duration(raw: str) -> int:
+    value = parse_int(raw)
+    if value < 0:
+        raise BadValue(f"duration_s must be 0 or more, got '{raw}'")
+    return value
+
+
+_LANGUAGE = text_reader(schema.traders.c.language)
+_CORE_EVENTS = frozenset(e.lower() for e in schema.CORE_EVENTS)
+
+
+def _event_name(raw: str) -> str:
+    name = text_reader(schema.portal_events.c.event)(raw)
+    if name.lower() in _CORE_EVENTS:
+        raise BadValue(f"'{raw}' is a core event name; portal events may not use "
+                       f"{', '.join(schema.CORE_EVENTS)}")
+    return name
+
+
+def _check_trader(rec: dict[str, Any]) -> None:
+    if rec["registered_at"] is None and rec["lead_at"] is None:
+        raise BadValue("is empty (a trader needs registered_at, or lead_at for a lead)",
+                       column="registered_at")
+
+
+def _check_trade(rec: dict[str, Any]) -> None:
+    if rec["closed_at"] < rec["opened_at"]:
+        raise BadValue(f"closed_at {rec['closed_at']} is before opened_at {rec['opened_at']}",
+                       column="closed_at")
+    if rec["asset_class"] is None or rec["notional_usd"] is None:
+        # Derived from the symbol when the file leaves them out (instruments.py documents how).
+        inst = instruments.classify(rec["symbol"])
+        if rec["asset_class"] is None:
+            rec["asset_class"] = inst.asset_class
+        if rec["notional_usd"] is None:
+            rec["notional_usd"] = instruments.notional_usd(inst, rec["lots"], rec["open_price"])
+
+
+def _check_transaction(rec: dict[str, Any]) -> None:
+    # Deposits and withdrawals carry the direction in `kind`; the amount is their size.
+    if rec["kind"] in {"deposit", "withdrawal"}:
+        for column in ("amount", "amount_usd"):
+            if rec[column] <= 0:
+                raise BadValue(f"a {rec['kind']} amount must be greater than 0 "
+                               f"(the sign is in kind), got {rec[column]}", column=column)
+    if rec["amount"] * rec["amount_usd"] < 0:
+        raise BadValue("has the opposite sign of amount", column="amount_usd")
+
+
+T = schema
+CSV_KINDS: dict[str, CsvKind] = {k.kind: k for k in (
+    CsvKind("traders", T.traders, (
+        _must("external_id", _text(T.traders, "external_id")),
+        Field("registered_at", parse_iso_time, required=True),
+        Field("country", parse_country, required=True),
+        Field("email", parse_email, required=True),
+        Field("first_name", _text(T.traders, "first_name")),
+        Field("last_name", _text(T.traders, "last_name")),
+        Field("phone", _text(T.traders, "phone")),
+        Field("timezone", parse_timezone),
+        Field("language", _LANGUAGE),
+        Field("acquisition_channel", enum_reader(T.ACQUISITION_CHANNELS)),
+        Field("campaign_source", _text(T.traders, "campaign_source")),
+        Field("affiliate_id", _text(T.traders, "affiliate_id")),
+        Field("kyc_status", enum_reader(("none", *T.KYC_STATUSES)), default="none"),
+        Field("kyc_approved_at", parse_iso_time),
+        Field("lead_at", parse_iso_time),
+        Field("vip_tier", _text(T.traders, "vip_tier")),
+        _flag("is_test"), _flag("is_blocked"),
+        _flag("consent_email"), _flag("consent_sms"), _flag("consent_push"),
+        _flag("consent_whatsapp"),
+    ), check=_check_trader),
+    CsvKind("accounts", T.accounts, (
+        _must("external_id", _text(T.accounts, "external_id")),
+        _must("trader_external_id", _REF),
+        _must("platform", enum_reader(T.PLATFORMS)),
+        _must("login", _text(T.accounts, "login")),
+        _must("currency", parse_currency),
+        Field("leverage", _leverage, required=True),
+        _must("opened_at", parse_iso_time),
+        Field("is_demo", parse_bool, required=True, default=False),
+        Field("server", _text(T.accounts, "server")),
+        Field("account_group", _text(T.accounts, "account_group")),
+    )),
+    CsvKind("trades", T.trades, (
+        _must("external_id", _text(T.trades, "external_id")),
+        _must("trader_external_id", _REF),
+        _must("symbol", _text(T.trades, "symbol")),
+        _must("side", enum_reader(("buy", "sell"))),
+        _must("lots", parse_lots),
+        _must("opened_at", parse_iso_time),
+        _must("closed_at", parse_iso_time),
+        _must("open_price", parse_price),
+        _must("close_price", parse_price),
+        _must("profit_usd", parse_money),
+        Field("account_external_id", _REF),
+        Field("asset_class", enum_reader(T.ASSET_CLASSES)),
+        Field("notional_usd", _non_negative_money),
+        Field("commission_usd", parse_money, default=0.0),
+        Field("swap_usd", parse_money, default=0.0),
+        Field("close_reason", enum_reader(T.CLOSE_REASONS)),
+        Field("leverage_used", _positive_number),
+        Field("channel", enum_reader(T.TRADE_CHANNELS)),
+    ), check=_check_trade),
+    CsvKind("transactions", T.transactions, (
+        _must("external_id", _text(T.transactions, "external_id")),
+        _must("trader_external_id", _REF),
+        _must("kind", enum_reader(T.TXN_KINDS)),
+        _must("status", enum_reader(T.TXN_STATUSES)),
+        _must("amount", parse_money),
+        _must("currency", parse_currency),
+        _must("amount_usd", parse_money),
+        _must("created_at", parse_iso_time),
+        Field("method", _text(T.transactions, "method")),
+        Field("psp", _text(T.transactions, "psp")),
+        Field("account_external_id", _REF),
+        Field("comment", _text(T.transactions, "comment")),
+    ), check=_check_transaction),
+    CsvKind("kyc_events", T.kyc_events, (
+        _must("trader_external_id", _REF),
+        _must("status", enum_reader(T.KYC_STATUSES)),
+        _must("occurred_at", parse_iso_time),
+        Field("external_id", _text(T.kyc_events, "external_id")),
+        Field("reason", _text(T.kyc_events, "reason")),
+    ), key=("trader_external_id", "status", "occurred_at")),
+    CsvKind("sessions", T.sessions, (
+        _must("trader_external_id", _REF),
+        _must("started_at", parse_iso_time),
+        _must("duration_s", _duration),
+        _must("surface", enum_reader(T.SURFACES)),
+        Field("external_id", _text(T.sessions, "external_id")),
+    ), key=("trader_external_id", "started_at", "surface")),
+    CsvKind("portal_events", T.portal_events, (
+        _must("trader_external_id", _REF),
+        _must("event", _event_name),
+        _must("occurred_at", parse_iso_time),
+        Field("properties", parse_json_object),
+        Field("external_id", _text(T.portal_events, "external_id")),
+    ), key=("trader_external_id", "event", "occurred_at", "properties")),
+)}
+
+
+def derived_external_id(parts: list[Any]) -> str:
+    """"h:" + sha1 of the natural key, so a row without an id gets the same one on re-import."""
+    text = "|".join("" if p is None else p.isoformat() if isinstance(p, datetime) else str(p)
+                    for p in parts)
+    return "h:" + hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def header_columns(header: list[str], name: str) -> dict[str, int]:
+    """Column name (trimmed, lower-case) → position; a repeated name is an error."""
+    positions: dict[str, int] = {}
+    for index, raw in enumerate(header):
+        column = raw.strip().lower()
+        if not column:
+            continue
+        if column in positions:
+            raise ImportRejected(name, f"column '{column}' appears twice in the header",
+                                 column=column)
+        positions[column] = index
+    return positions
+
+
+def parse_csv_kind(kind: str, text: str, name: str) -> Batch:
+    """Read and validate a whole CSV of ``kind`` into a Batch (no database access)."""
+    spec = CSV_KINDS[kind]
+    table = read_csv(text, name)
+    positions = header_columns(table.header, name)
+    for column in spec.required:
+        if column not in positions:
+            raise ImportRejected(
+                name, f"required column '{column}' is missing (a {kind} file needs "
+                f"{', '.join(spec.required)})", column=column)
+    if not table.records:
+        raise ImportRejected(name, "the file has a header but no data rows")
+    width = len(table.header)
+    records: list[dict[str, Any]] = []
+    for line, values in table.records:
+        if len(values) != width and not (len(values) > width and not any(
+                v.strip() for v in values[width:])):
+            raise ImportRejected(
+                name, f"has {len(values)} values but the header has {width} columns", row=line)
+        records.append(_record(spec, positions, values, line, name))
+    unique, skipped = dedupe_in_file(records, name)
+    frame = pd.DataFrame(unique, columns=["external_id", *[f.name for f in spec.fields
+                                                           if f.name != "external_id"], ROW])
+    return Batch(file=name, kind=kind, rows_read=len(records), tables={spec.table.name: frame},
+                 skipped=skipped, preview=typed(spec.table, frame).drop(columns=[ROW]))
+
+
+def _record(spec: CsvKind, positions: dict[str, int], values: list[str], line: int,
+            name: str) -> dict[str, Any]:
+    rec: dict[str, Any] = {}
+    for field in spec.fields:
+        index = positions.get(field.name)
+        raw = values[index].strip() if index is not None else ""
+        if not raw:
+            if not field.blank_ok:
+                raise ImportRejected(name, "is empty", row=line, column=field.name)
+            rec[field.name] = field.default
+            continue
+        try:
+            rec[field.name] = field.read(raw)
+        except BadValue as exc:
+            raise ImportRejected(name, exc.reason, row=line, column=field.name) from None
+    if spec.check is not None:
+        try:
+            spec.check(rec)
+        except BadValue as exc:
+            raise ImportRejected(name, exc.reason, row=line, column=exc.column) from None
+    if not rec.get("external_id"):
+        rec["external_id"] = derived_external_id([rec[k] for k in spec.key])
+    rec[ROW] = line
+    return rec
+
+
+def detect_csv_kind(header: list[str], name: str) -> str | None:
+    """The CSV kind whose required columns the header has (the most specific one), or None."""
+    columns = {c.strip().lower() for c in header}
+    matches = [k for k in CSV_KINDS.values() if set(k.required) <= columns]
+    if not matches:
+        return None
+    best = max(len(k.required) for k in matches)
+    top = [k.kind for k in matches if len(k.required) == best]
+    if len(top) == 1:
+        return top[0]
+    stem = name.lower()
+    named = [k for k in top if k in stem]
+    return named[0] if len(named) == 1 else None
+
+
+__all__ = ["CSV_KINDS", "CsvKind", "Field", "derived_external_id", "detect_csv_kind",
+           "header_columns", "parse_csv_kind"]

@@ -1,0 +1,240 @@
+"""Reading input files: bytes, text encodings, CSV records, and HTML/XLSX report grids.
+
+Row numbers follow one convention everywhere: the line of the file where the row starts, as an
+editor shows it (1-based, the header is line 1, so a CSV's first data row is row 2); for XLSX,
+the worksheet row number Excel shows.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+import zipfile
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+from connectors.errors import ImportRejected
+
+XLSX_MAGIC = b"PK\x03\x04"
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+_META_CHARSET = re.compile(rb"charset\s*=\s*[\"']?([A-Za-z0-9_\-]+)", re.IGNORECASE)
+
+
+def read_bytes(path: Path, name: str) -> bytes:
+    """The file's bytes; an unreadable or empty file is rejected."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ImportRejected(name, f"cannot read the file ({exc.strerror or exc})") from None
+    if not data.strip():
+        raise ImportRejected(name, "the file is empty")
+    return data
+
+
+def _bom(data: bytes) -> tuple[str | None, bytes]:
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            return encoding, data[len(bom):]
+    return None, data
+
+
+def _looks_utf16(data: bytes) -> str | None:
+    """UTF-16 without a BOM shows as a NUL in every other byte of ASCII text."""
+    sample = data[:4000]
+    if len(sample) < 4:
+        return None
+    if sample[1::2].count(0) > len(sample) // 4:
+        return "utf-16-le"
+    if sample[0::2].count(0) > len(sample) // 4:
+        return "utf-16-be"
+    return None
+
+
+def decode_strict(data: bytes, name: str) -> str:
+    """Text of a CSV file: UTF-8 (BOM optional) or UTF-16 (BOM or obvious NULs).
+
+    Anything else is rejected at the line holding the first undecodable byte, since guessing a
+    legacy code page silently corrupts names.
+    """
+    encoding, body = _bom(data)
+    encoding = encoding or _looks_utf16(body)
+    if encoding is None and b"\x00" in body:
+        raise ImportRejected(name, "is a binary file, not UTF-8 text")
+    encoding = encoding or "utf-8"
+    try:
+        text = body.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = body[:exc.start].count(b"\n") + 1 if encoding == "utf-8" else None
+        raise ImportRejected(
+            name, f"is not {encoding.upper()} text (byte 0x{body[exc.start]:02X} cannot be decoded); "
+            "save the file as UTF-8", row=line) from None
+    return text
+
+
+def sniff_text(data: bytes) -> str:
+    """The first few KB decoded leniently, only to recognise what kind of file this is."""
+    encoding, body = _bom(data[:8192])
+    encoding = encoding or _looks_utf16(body) or "utf-8"
+    return body.decode(encoding, errors="ignore")
+
+
+def decode_html(data: bytes, name: str) -> str:
+    """Text of a terminal HTML report: BOM, else the charset in its <meta>, else UTF-8, else cp1252.
+
+    MT5 writes UTF-16LE with a BOM; MT4 writes the Windows code page its <meta> declares.
+    """
+    encoding, body = _bom(data)
+    encoding = encoding or _looks_utf16(body)
+    if encoding is None:
+        declared = _META_CHARSET.search(body[:4096])
+        candidates = [declared.group(1).decode("ascii")] if declared else []
+        candidates += ["utf-8", "cp1252"]
+    else:
+        candidates = [encoding]
+    for candidate in candidates:
+        try:
+            return body.decode(candidate)
+        except (UnicodeDecodeError, LookupError):
+            continue
+    raise ImportRejected(name, "cannot be decoded as text (tried " + ", ".join(candidates) + ")")
+
+
+@dataclass(frozen=True)
+class CsvTable:
+    """A CSV file's header (names as written) and its data records with their line numbers."""
+
+    header: list[str]
+    records: list[tuple[int, list[str]]]
+
+
+def read_csv(text: str, name: str) -> CsvTable:
+    """Split CSV text into header and records; blank lines are skipped but counted.
+
+    The delimiter is a comma, or a semicolon/tab when the header line has no comma (spreadsheet
+    exports in comma-decimal locales).
+    """
+    first_line = text.split("\n", 1)[0]
+    delimiter = ","
+    if "," not in first_line:
+        delimiter = ";" if ";" in first_line else ("\t" if "\t" in first_line else ",")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    header: list[str] | None = None
+    records: list[tuple[int, list[str]]] = []
+    previous_end = 0
+    try:
+        for values in reader:
+            start = previous_end + 1
+            previous_end = reader.line_num
+            if not values or all(not v.strip() for v in values):
+                continue
+            if header is None:
+                header = values
+                continue
+            records.append((start, values))
+    except csv.Error as exc:
+        raise ImportRejected(name, f"is not valid CSV ({exc})", row=previous_end + 1) from None
+    if header is None:
+        raise ImportRejected(name, "the file is empty")
+    return CsvTable(header, records)
+
+
+@dataclass(frozen=True)
+class GridRow:
+    """One visible table row of a report, colspans expanded so columns line up.
+
+    ``cells`` holds each visible cell's text at its first column and "" in the columns it spans;
+    ``titles`` holds each cell's ``title`` attribute (MT4 puts order comments there) likewise.
+    """
+
+    line: int
+    cells: tuple[str, ...]
+    titles: tuple[str, ...]
+
+    def text(self) -> str:
+        return " ".join(c for c in self.cells if c)
+
+
+def _clean(text: str) -> str:
+    return " ".join(text.replace("\u00a0", " ").split())
+
+
+def html_grid(text: str, name: str) -> list[GridRow]:
+    """Every <tr> of an HTML report as a GridRow, in document order.
+
+    Cells with class "hidden" are dropped: MT5 puts an invisible spacer cell (sometimes with
+    data in it) into Positions rows only, which would shift every later column.
+    """
+    import lxml.html
+    from lxml import etree
+
+    # lxml refuses str input that still declares an encoding in an XML prolog.
+    text = re.sub(r"^\s*<\?xml[^>]*\?>", "", text)
+    try:
+        doc = lxml.html.document_fromstring(text)
+    except (etree.ParserError, ValueError) as exc:
+        raise ImportRejected(name, f"is not readable HTML ({exc})") from None
+    rows: list[GridRow] = []
+    for tr in doc.iter("tr"):
+        cells: list[str] = []
+        titles: list[str] = []
+        for cell in tr:
+            if not isinstance(cell.tag, str) or cell.tag.lower() not in {"td", "th"}:
+                continue
+            if "hidden" in (cell.get("class") or "").split():
+                continue
+            try:
+                span = max(1, min(int(cell.get("colspan") or 1), 50))
+            except ValueError:
+                span = 1
+            cells.append(_clean(cell.text_content()))
+            titles.append(_clean(cell.get("title") or ""))
+            cells.extend([""] * (span - 1))
+            titles.extend([""] * (span - 1))
+        rows.append(GridRow(tr.sourceline or 0, tuple(cells), tuple(titles)))
+    return rows
+
+
+def _xlsx_text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.strftime("%Y.%m.%d %H:%M:%S")
+    if isinstance(value, date):
+        return value.strftime("%Y.%m.%d")
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return repr(value) if not value.is_integer() else str(int(value))
+    return _clean(str(value))
+
+
+def xlsx_grid(data: bytes, name: str) -> list[GridRow]:
+    """The first worksheet of an XLSX workbook as GridRows (merged cells read as their top-left)."""
+    import openpyxl
+
+    try:
+        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise ImportRejected(name, f"is not a readable XLSX workbook ({exc})") from None
+    try:
+        sheet = book.worksheets[0]
+        rows = []
+        for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
+            cells = tuple(_xlsx_text(v) for v in values)
+            rows.append(GridRow(number, cells, ("",) * len(cells)))
+        return rows
+    finally:
+        book.close()
+
+
+__all__ = [
+    "XLSX_MAGIC", "CsvTable", "GridRow", "decode_html", "decode_strict", "html_grid",
+    "read_bytes", "read_csv", "sniff_text", "xlsx_grid",
+]
