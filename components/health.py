@@ -60,6 +60,15 @@ def format_age(hours: float | None) -> str:
     return f"in {text}" if hours < 0 else f"{text} ago"
 
 
+def format_count(n: int) -> str:
+    """Exact up to six digits ("788,180"), then compact ("1.28 M"), so a metric tile never clips."""
+    if n < 1_000_000:
+        return f"{n:,}"
+    if n < 1_000_000_000:
+        return f"{n / 1e6:.3g} M"
+    return f"{n / 1e9:.3g} B"
+
+
 def render_empty_state() -> None:
     """What to do when the database holds no data yet."""
     st.info(
@@ -74,7 +83,8 @@ def render_load_metrics(summary: pd.DataFrame) -> None:
     newest = summary.loc[summary["table"] == "trader_events", "freshness_hours"]
     cols = st.columns(len(METRICS) + 1)
     for col, (label, table, help_text) in zip(cols, METRICS, strict=False):
-        col.metric(label, f"{int(rows.get(table, 0)):,}", help=help_text, border=True)
+        count = int(rows.get(table, 0))
+        col.metric(label, format_count(count), help=f"{help_text}: {count:,}", border=True)
     cols[-1].metric("Newest event", format_age(newest.iloc[0] if len(newest) else None) or "—",
                     help="Time since the latest row of trader_events", border=True)
 

@@ -87,14 +87,13 @@ has_data = bool(summary.loc[summary["kind"] == "table", "rows"].sum())
 st.subheader("What is loaded", divider="gray", anchor=False)
 if has_data:
     health.render_load_metrics(summary)
-    tables_col, imports_col = st.columns([3, 2], gap="large")
-    with tables_col:
-        health.render_table_summary(summary, key="data.summary")
-    with imports_col:
-        st.markdown("**Recent imports**")
-        health.render_recent_imports(load_recent_imports(engine, url), key="data.imports")
+    health.render_table_summary(summary, key="data.summary")
 else:
     health.render_empty_state()
+recent = load_recent_imports(engine, url)
+if has_data or not recent.empty:
+    st.markdown("**Recent imports**")
+    health.render_recent_imports(recent, key="data.imports")
 
 st.subheader("Import a file", divider="gray", anchor=False)
 with st.container(border=True):

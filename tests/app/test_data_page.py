@@ -174,3 +174,13 @@ def test_a_rejected_file_is_explained_in_plain_words(db_url):
     assert "not an ISO 8601" in message
     with pytest.raises(KeyError):
         at.get_by_key("data.import")  # nothing to import
+
+
+def test_page_also_runs_on_its_own_without_the_frame(db_url):
+    # Smoke tests (streamlit-app-action) run every pages/*.py as its own app.
+    sample_data.fill_sample_database(db_url)
+
+    at = AppTest.from_file(str(ROOT / "pages" / "data.py"), default_timeout=60).run()
+
+    assert not at.exception, at.exception
+    assert {m.label: m.value for m in at.metric}["Traders"] == str(sample_data.TRADERS)
