@@ -20,12 +20,12 @@ class AccountHeader:
 
     platform: str            # "MT4" or "MT5"
     login: str
-    currency: str            # account currency; every amount in the report is in it
+    currency: str | None     # account currency (every amount is in it); None: not stated
     leverage: int | None
     server: str | None
     is_demo: bool | None     # None when the report does not say (MT4 statements)
     holder: str | None       # the Name line of the report (shown in messages only)
-    first_time: datetime     # earliest time in the report: opened_at for a new account
+    first_time: datetime | None = None   # earliest time in the report: a new account's opened_at
 
     @property
     def external_id(self) -> str:

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from connectors import database, schema
 from connectors.errors import ImportRejected
 from connectors.importers.batch import ROW, AccountHeader, Batch, ImportResult, typed
+from connectors.importers.terminal import convert_to_usd
 
 REFS = ("trader_external_id", "account_external_id")
 _CHUNK = 5_000  # keys per IN (...) lookup; keeps statements small on both backends
@@ -27,8 +28,11 @@ def load(conn: Connection, batch: Batch, *, sha256: str, trader: str | None,
     inserted: dict[str, int] = {}
     skipped = batch.skipped
     if batch.account is not None:
-        trader_id, account_id, created, account_new = _resolve_account(
+        trader_id, account_id, created, account_new, currency = _resolve_account(
             conn, batch.file, batch.account, trader, create_missing_traders)
+        if batch.account.currency is None:
+            # The export did not state the currency: amounts are in the known account's.
+            convert_to_usd(frames, currency, batch.file)
         inserted["traders"] = created
         inserted["accounts"] = int(account_new)
         skipped += int(not account_new)
@@ -178,9 +182,10 @@ def _check_logins(conn: Connection, file: str, frame: pd.DataFrame) -> None:
 
 
 def _resolve_account(conn: Connection, file: str, header: AccountHeader, trader: str | None,
-                     create: bool) -> tuple[int, int, int, bool]:
+                     create: bool) -> tuple[int, int, int, bool, str]:
     """The (trader_id, account_id) a terminal report belongs to, creating or refreshing the
-    account. Returns also the number of traders created and whether the account is new."""
+    account. Returns also the number of traders created, whether the account is new and the
+    account currency."""
     acc = schema.accounts
     candidates = conn.execute(sa.select(acc).where(
         acc.c.platform == header.platform, acc.c.login == header.login)).all()
@@ -192,6 +197,7 @@ def _resolve_account(conn: Connection, file: str, header: AccountHeader, trader:
                                  f"{len(candidates)} accounts on different servers")
         candidates = exact
     existing = candidates[0] if candidates else None
+    first_time = header.first_time or datetime.now(UTC).replace(tzinfo=None)
 
     created = 0
     if trader is not None:
@@ -200,7 +206,7 @@ def _resolve_account(conn: Connection, file: str, header: AccountHeader, trader:
             if not create:
                 raise ImportRejected(file, f"trader '{trader}' does not exist; import it first "
                                      "or allow creating missing traders")
-            trader_id = _create_traders(conn, file, {trader: header.first_time})[trader]
+            trader_id = _create_traders(conn, file, {trader: first_time})[trader]
             created = 1
         if existing is not None and existing.trader_id != trader_id:
             owner = conn.execute(sa.select(schema.traders.c.external_id).where(
@@ -213,7 +219,7 @@ def _resolve_account(conn: Connection, file: str, header: AccountHeader, trader:
         name = f"{header.platform}-{header.login}"
         trader_id = _trader_ids(conn, [name]).get(name)
         if trader_id is None:
-            trader_id = _create_traders(conn, file, {name: header.first_time})[name]
+            trader_id = _create_traders(conn, file, {name: first_time})[name]
             created = 1
     else:
         raise ImportRejected(
@@ -222,17 +228,22 @@ def _resolve_account(conn: Connection, file: str, header: AccountHeader, trader:
             "missing traders")
 
     if existing is None:
+        if header.currency is None:
+            raise ImportRejected(
+                file, f"the file does not state the currency of {header.platform} account "
+                f"{header.login} and the account is not in the database; add a currency "
+                "column or import the account first", column="currency")
         account_id = database.next_id(conn, acc)
         frame = pd.DataFrame([{
             "account_id": account_id, "external_id": header.external_id, "trader_id": trader_id,
             "platform": header.platform, "server": header.server, "login": header.login,
             "currency": header.currency, "leverage": header.leverage,
-            "is_demo": bool(header.is_demo), "opened_at": header.first_time,
+            "is_demo": bool(header.is_demo), "opened_at": first_time,
         }])
         _bulk(conn, file, acc, typed(acc, frame))
-        return trader_id, account_id, created, True
+        return trader_id, account_id, created, True, str(header.currency)
 
-    if existing.currency != header.currency:
+    if header.currency is not None and existing.currency != header.currency:
         raise ImportRejected(file, f"{header.platform} account {header.login} is in "
                              f"{existing.currency} in the database but the report says "
                              f"{header.currency}", column="Currency")
@@ -244,11 +255,11 @@ def _resolve_account(conn: Connection, file: str, header: AccountHeader, trader:
         changes["server"] = header.server
     if header.is_demo is not None and header.is_demo != existing.is_demo:
         changes["is_demo"] = header.is_demo
-    if header.first_time < existing.opened_at:
-        changes["opened_at"] = header.first_time
+    if first_time < existing.opened_at:
+        changes["opened_at"] = first_time
     if changes:
         conn.execute(acc.update().where(acc.c.account_id == existing.account_id).values(**changes))
-    return trader_id, existing.account_id, created, False
+    return trader_id, existing.account_id, created, False, existing.currency
 
 
 # ---- writing -------------------------------------------------------------------------------
