@@ -32,6 +32,7 @@ from connectors.importers.source import (
     decode_html,
     decode_strict,
     html_grid,
+    named_columns,
     read_csv,
     xlsx_grid,
 )
@@ -456,18 +457,6 @@ class _Section:
     rows: list[GridRow]
 
 
-def _named_columns(header: GridRow) -> dict[str, int]:
-    """Header cell → column index; a repeated name gets " 2" (Positions has Time and Price
-    twice: open and close)."""
-    names: dict[str, int] = {}
-    for index, text in enumerate(header.cells):
-        if not text:
-            continue
-        name = text if text not in names else f"{text} 2"
-        names.setdefault(name, index)
-    return names
-
-
 def _sections(grid: list[GridRow]) -> dict[str, _Section]:
     """Each titled section's column header and the rows up to the next section title."""
     found: dict[str, _Section] = {}
@@ -480,7 +469,7 @@ def _sections(grid: list[GridRow]) -> dict[str, _Section]:
         if current is None or not texts:
             continue
         if current not in found:
-            found[current] = _Section(row, _named_columns(row), [])
+            found[current] = _Section(row, named_columns(row), [])
         else:
             found[current].rows.append(row)
     return found

@@ -201,6 +201,18 @@ def html_grid(text: str, name: str) -> list[GridRow]:
     return rows
 
 
+def named_columns(header: GridRow) -> dict[str, int]:
+    """Header cell → column index; a repeated name gets " 2" (Positions has Time and Price
+    twice: open and close)."""
+    names: dict[str, int] = {}
+    for index, text in enumerate(header.cells):
+        if not text:
+            continue
+        name = text if text not in names else f"{text} 2"
+        names.setdefault(name, index)
+    return names
+
+
 def _xlsx_text(value: object) -> str:
     if value is None:
         return ""
@@ -235,6 +247,6 @@ def xlsx_grid(data: bytes, name: str) -> list[GridRow]:
 
 
 __all__ = [
-    "XLSX_MAGIC", "CsvTable", "GridRow", "decode_html", "decode_strict", "html_grid",
+    "XLSX_MAGIC", "CsvTable", "GridRow", "decode_html", "decode_strict", "html_grid", "named_columns",
     "read_bytes", "read_csv", "sniff_text", "xlsx_grid",
 ]
