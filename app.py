@@ -13,6 +13,8 @@ st.set_page_config(
 
 frame.render_brand()
 
+# The first page is the default and is served at "/"; Data's url_path takes effect once an
+# Overview page becomes the default.
 pages = {
     "Admin": [st.Page("pages/data.py", title="Data", icon=":material/database:", url_path="data")],
 }

@@ -106,9 +106,9 @@ with st.container(border=True):
     with options_col:
         kind = st.selectbox("Kind", ("auto", *KINDS), key="data.kind", format_func=imports.kind_label,
                             on_change=forget_outcome)
-        st.text_input("Trader external id", key="data.trader",
+        st.text_input("Trader external id", key="data.trader", on_change=forget_outcome,
                       help="For MT4/MT5 terminal reports, which do not name the client.")
-        st.checkbox("Create missing traders", key="data.create_traders",
+        st.checkbox("Create missing traders", key="data.create_traders", on_change=forget_outcome,
                     help="Add a trader for every unknown trader id instead of rejecting the file.")
     if upload is not None:
         try:

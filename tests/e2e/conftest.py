@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.app import sample_data
 
@@ -25,6 +25,9 @@ ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 STARTUP_TIMEOUT_S = 60
+
+# expect() retries for 5 s by default; a busy CI machine (other suites, PostgreSQL) needs more.
+expect.set_options(timeout=15_000)
 
 
 def _free_port() -> int:

@@ -33,11 +33,14 @@ def test_data_page_shows_what_is_loaded(page: Page, app_url: str):
 
 
 def test_quality_panel_flags_the_planted_trade(page: Page, app_url: str):
-    page.goto(app_url + "/data")
+    page.goto(app_url)
     wait_for_app(page)
 
     expect(page.get_by_text("1 error")).to_be_visible()  # the severity badge
     expect(cell(page, "data-checks", "Closed before opened")).to_have_count(1)
+    page.get_by_text("Checks that passed (23)").click()
+    expect(page.locator(".st-key-data-checks-passed [data-testid='stDataFrame']")).to_be_visible()
+    expect(cell(page, "data-checks-passed", "Orphan rows")).to_have_count(8)  # 6 trader_id + 2 account_id
     screenshot(page, "data_quality.png")
 
 
