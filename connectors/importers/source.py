@@ -11,7 +11,6 @@ import codecs
 import csv
 import io
 import re
-import zipfile
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -233,8 +232,9 @@ def xlsx_grid(data: bytes, name: str) -> list[GridRow]:
 
     try:
         book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
-        raise ImportRejected(name, f"is not a readable XLSX workbook ({exc})") from None
+    except Exception as exc:  # zipfile, XML and openpyxl's own errors all mean the same here
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ImportRejected(name, f"is not a readable XLSX workbook ({reason})") from None
     try:
         sheet = book.worksheets[0]
         rows = []
