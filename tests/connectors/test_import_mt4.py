@@ -191,4 +191,8 @@ def test_malformed_statement_is_refused_whole(engine, tmp_path, content, row, co
         import_file(engine, path, trader="T-1001")
     assert (caught.value.row, caught.value.column) == (row, column), str(caught.value)
     assert words in str(caught.value)
+    if row is not None:
+        assert f"row {row}" in str(caught.value)
+    if column is not None:
+        assert f"column '{column}'" in str(caught.value)
     assert _counts(engine) == before

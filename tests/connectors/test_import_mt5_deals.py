@@ -181,6 +181,10 @@ def test_malformed_deals_are_refused_whole(engine, tmp_path, content, row, colum
         import_file(engine, path, kind="mt5-deals")
     assert (caught.value.row, caught.value.column) == (row, column), str(caught.value)
     assert words in str(caught.value)
+    if row is not None:
+        assert f"row {row}" in str(caught.value)
+    if column is not None:
+        assert f"column '{column}'" in str(caught.value)
     assert _counts(engine) == before
 
 

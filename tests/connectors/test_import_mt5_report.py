@@ -243,4 +243,8 @@ def test_malformed_report_is_refused_whole(engine, tmp_path, suffix, content, ro
         import_file(engine, path)
     assert (caught.value.row, caught.value.column) == (row, column), str(caught.value)
     assert words in str(caught.value)
+    if row is not None:
+        assert f"row {row}" in str(caught.value)
+    if column is not None:
+        assert f"column '{column}'" in str(caught.value)
     assert _counts(engine) == before
