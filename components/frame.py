@@ -32,3 +32,18 @@ def render_brand() -> None:
 def render_connection(backend: str, url: str) -> None:
     """Which database the app reads, small, at the foot of the sidebar."""
     st.sidebar.caption(f":material/database: {backend}  \n`{url}`")
+
+
+def route_through_app() -> None:
+    """Send a page that was started without app.py back through app.py.
+
+    Until the first ``st.navigation`` call in a server process, Streamlit keeps its legacy
+    ``pages/`` discovery on: the first visitor who opens a deep link such as ``/data`` would get
+    that page alone, without the frame, theme-wide layout or navigation. Switching the legacy
+    mode off and rerunning makes Streamlit run app.py, which routes to the same page.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()

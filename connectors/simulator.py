@@ -245,7 +245,8 @@ def _people(rng: np.random.Generator, config: SimulationConfig, start_s: int, en
     country = rng.choice(len(COUNTRIES), size=n, p=c_w / c_w.sum())
     offset_h = np.array([c[3] for c in COUNTRIES])[country]
     # Local registration hour: mostly evenings and lunch breaks.
-    local_hour = np.clip(rng.normal(np.where(rng.random(n) < 0.6, 20.0, 12.5), 2.5), 0, 23.99)
+    # Wrap around midnight rather than clip, so no two events pile up at the same clock time.
+    local_hour = np.mod(rng.normal(np.where(rng.random(n) < 0.6, 20.0, 12.5), 2.5), 24)
     reg_s = start_s + day * DAY + ((local_hour - offset_h) * 3600).astype(np.int64)
     reg_s = np.clip(reg_s, start_s, end_s - 3600) + rng.integers(0, 60, n)
 
@@ -457,7 +458,7 @@ def _trading_lives(rng: np.random.Generator, config: SimulationConfig, people: d
         last_session_day[idx[has]] = d
         sess30[idx] += np.where(tenure < 30, n_sess, 0)
         s_tr = np.repeat(idx, n_sess)
-        local_h = np.clip(rng.normal(np.where(rng.random(len(s_tr)) < 0.55, 20.5, 9.5), 2.2), 0, 23.9)
+        local_h = np.mod(rng.normal(np.where(rng.random(len(s_tr)) < 0.55, 20.5, 9.5), 2.2), 24)
         s_start = day_s + ((local_h - offset_h[s_tr]) * 3600).astype(np.int64)
         s_start = np.where(s_start <= ftd_s[s_tr], ftd_s[s_tr] + rng.integers(60, 3600, len(s_tr)), s_start)
         s_dur = _lognormal_delay(rng, 900, 0.9, len(s_tr)) + 30
@@ -832,6 +833,11 @@ def _assemble(rng: np.random.Generator, config: SimulationConfig, people: dict, 
     se = ev.frame("session")
     keep = se["ts"] < end_s
     order = np.lexsort((se["ts"][keep], se["trader"][keep]))
+    # One person cannot start two sessions in the same second: nudge the rare collisions apart.
+    s_ts, s_tr = se["ts"][keep][order], se["trader"][keep][order]
+    while (clash := np.flatnonzero((s_tr[1:] == s_tr[:-1]) & (s_ts[1:] <= s_ts[:-1])) + 1).size:
+        s_ts[clash] = s_ts[clash - 1] + 1
+    se["ts"][np.flatnonzero(keep)[order]] = s_ts
     s_id = np.arange(1, len(order) + 1)
     sessions = pd.DataFrame({
         "session_id": s_id,

@@ -13,10 +13,12 @@ from sqlalchemy.engine import Engine
 
 from analytics import data_health
 from components import engine as db
-from components import health, imports
+from components import frame, health, imports
 from components.errors import render_error
 from connectors.errors import TraderLensError
 from connectors.importers import KINDS, import_file, preview_file
+
+frame.route_through_app()
 
 UPLOAD_TYPES = ["csv", "html", "htm", "xlsx"]
 OUTCOME = "data.import_outcome"  # session-state slot for the last import's result or rejection
