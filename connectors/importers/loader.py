@@ -17,7 +17,6 @@ from connectors.errors import ImportRejected
 from connectors.importers.batch import ROW, AccountHeader, Batch, ImportResult, typed
 from connectors.importers.terminal import convert_to_usd
 
-REFS = ("trader_external_id", "account_external_id")
 _CHUNK = 5_000  # keys per IN (...) lookup; keeps statements small on both backends
 
 
