@@ -3,6 +3,7 @@
     python cli.py setup                 bring the schema up to date; seed the demo on first use
     python cli.py seed [--traders N] [--days D] [--seed S] [--end DATE] [--replace]
     python cli.py import PATH [--kind K] [--trader EXTERNAL_ID] [--create-missing-traders]
+                              [--server-utc-offset HOURS]
     python cli.py info
 
 Every command reads TRADERLENS_DB_URL (default: the embedded DuckDB file data/traderlens.duckdb),
@@ -103,7 +104,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise TraderLensError(f"{path}: no such file")
     result = import_file(_engine(), path, kind=args.kind, trader=args.trader,
-                         create_missing_traders=args.create_missing_traders)
+                         create_missing_traders=args.create_missing_traders,
+                         server_utc_offset_hours=args.server_utc_offset)
     written = ", ".join(f"{table} {n:,}" for table, n in result.inserted.items() if n) or "nothing new"
     print(f"{result.file} ({result.kind}): read {result.rows_read:,} rows; wrote {written}; "
           f"skipped {result.skipped:,} already present")
@@ -171,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--trader", default=None, help="client external id a terminal report belongs to")
     imp.add_argument("--create-missing-traders", action="store_true",
                      help="create minimal trader records for unknown trader ids instead of failing")
+    imp.add_argument("--server-utc-offset", type=float, default=0.0, metavar="HOURS",
+                     help="UTC offset of an MT4/MT5 server clock (terminal reports carry no zone; default 0)")
     imp.set_defaults(func=cmd_import)
 
     info = sub.add_parser("info", help="row counts and the newest timestamp per table")

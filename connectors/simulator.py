@@ -899,13 +899,13 @@ truth_traders = sa.Table(
     "traders", truth_metadata,
     sa.Column("trader_id", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("persona", sa.String(32), nullable=False),
-    sa.Column("p_ftd", sa.Float),
-    sa.Column("engagement", sa.Float),
+    sa.Column("p_ftd", sa.Double),
+    sa.Column("engagement", sa.Double),
     sa.Column("sessions_first_30d", sa.Integer),
     sa.Column("churned_at", sa.DateTime),
     sa.Column("churn_driver", sa.String(32)),
     sa.Column("reactivated_at", sa.DateTime),
-    *[sa.Column(f"driver_{name}", sa.Float) for name in DRIVER_NAMES],
+    *[sa.Column(f"driver_{name}", sa.Double) for name in DRIVER_NAMES],
 )
 
 

@@ -115,7 +115,7 @@ def test_trader_events_view_unifies_every_source_under_one_name_each(engine):
     te = schema.trader_events
     with engine.connect() as conn:
         rows = conn.execute(sa.select(te.c.trader_id, te.c.event, te.c.occurred_at, te.c.source,
-                                      sa.cast(te.c.amount_usd, sa.Float), te.c.properties)
+                                      sa.cast(te.c.amount_usd, sa.Double), te.c.properties)
                             .order_by(te.c.trader_id, te.c.occurred_at, te.c.event)).all()
     events = [(r[0], r[1]) for r in rows]
     assert events == [
