@@ -157,8 +157,9 @@ def test_without_positions_closing_deals_pair_first_in_first_out(engine, tmp_pat
     lines = [line for line in text.split("\r\n") if ">5100001<" not in line]
     path.write_bytes(_utf16("\r\n".join(lines)))
     import_file(engine, path, create_missing_traders=True)
+    weighted_open = pytest.approx((0.3, 2083.36666667), rel=1e-9)  # volume-weighted over the opening deals
     assert _rows(engine, "SELECT lots, open_price FROM trades WHERE symbol = 'XAUUSD' "
-                         "ORDER BY closed_at") == [PRICE((0.1, 2083.1)), pytest.approx((0.3, 2083.36666667), rel=1e-9)]  # volume-weighted open
+                         "ORDER BY closed_at") == [PRICE((0.1, 2083.1)), weighted_open]
 
 
 def test_detect_and_preview_both_formats(tmp_path):
