@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from components import engine, frame
+from components import engine, filters, frame
 
 st.set_page_config(
     page_title="TraderLens", page_icon=":material/troubleshoot:", layout="wide",
@@ -13,17 +13,19 @@ st.set_page_config(
 
 frame.render_brand()
 
-# The first page is the default and is served at "/"; Data's url_path takes effect once an
-# Overview page becomes the default.
+# Each page adds its st.Page here when it exists; no placeholder pages.
 pages = {
+    "Executive": [],
+    "Retention": [],
     "Admin": [st.Page("pages/data.py", title="Data", icon=":material/database:", url_path="data")],
 }
 # Navigation is declared before the database is opened: once st.navigation has run, Streamlit
 # stops offering the legacy pages/ auto-discovery even if we stop below.
-page = st.navigation(pages)
+page = st.navigation({section: entries for section, entries in pages.items() if entries})
 
 frame.render_connection(*engine.describe_connection())
 # Opens and migrates the database once per process; an unreachable one stops here with one message.
-engine.require_engine()
+db = engine.require_engine()
+filters.render_global_filters(db)
 
 page.run()

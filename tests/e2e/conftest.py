@@ -61,13 +61,10 @@ def chromium_path() -> str:
     return CHROMIUM
 
 
-@pytest.fixture(scope="session")
-def app_url(tmp_path_factory, chromium_path) -> Iterator[str]:
-    """Base URL of the app serving a tmp DuckDB with the sample rows (one trade closed early)."""
-    db_url = f"duckdb:///{tmp_path_factory.mktemp('e2e') / 'traderlens.duckdb'}"
-    sample_data.fill_sample_database(db_url, closed_before_opened=True)
+def _serve(db_url: str, log_name: str) -> Iterator[str]:
+    """Run `streamlit run app.py` on a free port against ``db_url``; yield its base URL."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    log = ARTIFACTS / "e2e_server.log"
+    log = ARTIFACTS / log_name
     port = _free_port()
     with log.open("w") as out:  # a file, not a PIPE: a full pipe would block the server
         proc = subprocess.Popen(
@@ -87,6 +84,33 @@ def app_url(tmp_path_factory, chromium_path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory, chromium_path) -> Iterator[str]:
+    """Base URL of the app serving a tmp DuckDB with the sample rows (one trade closed early)."""
+    db_url = f"duckdb:///{tmp_path_factory.mktemp('e2e') / 'traderlens.duckdb'}"
+    sample_data.fill_sample_database(db_url, closed_before_opened=True)
+    yield from _serve(db_url, "e2e_server.log")
+
+
+DEMO_TRADERS = 3_000
+DEMO_DAYS = 365
+
+
+@pytest.fixture(scope="session")
+def demo_app_url(tmp_path_factory, chromium_path) -> Iterator[str]:
+    """Base URL of the app serving a simulated broker (3,000 traders over a year, ending today),
+    the data the analytics pages are tested on in a real browser."""
+    from connectors import database
+    from connectors.simulator import SimulationConfig, seed_database
+
+    db_url = f"duckdb:///{tmp_path_factory.mktemp('e2e_demo') / 'traderlens.duckdb'}"
+    engine = database.get_engine(db_url)
+    seed_database(engine, SimulationConfig(traders=DEMO_TRADERS, days=DEMO_DAYS, seed=7))
+    engine.dispose()
+    database.dispose_engines()  # DuckDB allows one process per file: the server's
+    yield from _serve(db_url, "e2e_demo_server.log")
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,102 @@
+"""When an analysis looks: date ranges, their comparison period, and period truncation in SQL.
+
+The SQL here is the portable subset DuckDB and PostgreSQL share: ``date_trunc`` (weeks start on
+Monday in both), ``EXTRACT(EPOCH FROM ...)`` and ``INTERVAL`` literals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Literal
+
+import sqlalchemy as sa
+from sqlalchemy.sql.elements import ColumnElement
+
+Period = Literal["day", "week", "month"]
+WeekStart = Literal["monday", "sunday"]
+PERIODS: tuple[Period, ...] = ("day", "week", "month")
+
+
+@dataclass(frozen=True)
+class DateRange:
+    """Whole UTC days from ``start`` to ``end``, both inclusive."""
+
+    start: date
+    end: date
+
+    def __post_init__(self) -> None:
+        if self.end < self.start:
+            raise ValueError(f"date range ends ({self.end}) before it starts ({self.start})")
+
+    @property
+    def start_ts(self) -> datetime:
+        return datetime.combine(self.start, datetime.min.time())
+
+    @property
+    def end_ts(self) -> datetime:
+        """The first instant after the range (exclusive bound)."""
+        return datetime.combine(self.end + timedelta(days=1), datetime.min.time())
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
+
+    def previous(self) -> DateRange:
+        """The range of the same length that ends the day before this one starts."""
+        return DateRange(self.start - timedelta(days=self.days), self.start - timedelta(days=1))
+
+    def contains(self, column: ColumnElement) -> ColumnElement[bool]:
+        """``start_ts <= column < end_ts``."""
+        return sa.and_(column >= self.start_ts, column < self.end_ts)
+
+
+def period_start(column: ColumnElement, period: Period, week_start: WeekStart = "monday") -> ColumnElement:
+    """The start of the day, week or month ``column`` falls in (a TIMESTAMP)."""
+    if period not in PERIODS:
+        raise ValueError(f"unknown period {period!r}; use day, week or month")
+    if period == "week" and week_start == "sunday":
+        # date_trunc weeks start on Monday; shifting by a day makes them start on Sunday.
+        one_day = sa.literal_column("INTERVAL '1 day'")
+        return sa.cast(sa.func.date_trunc("week", column + one_day) - one_day, sa.DateTime)
+    return sa.cast(sa.func.date_trunc(period, column), sa.DateTime)
+
+
+def epoch_seconds(column: ColumnElement) -> ColumnElement[float]:
+    """Seconds since 1970-01-01 of a timestamp, or the length of an interval, as a float."""
+    return sa.cast(sa.extract("epoch", column), sa.Double)
+
+
+def step_period(start: date, period: Period, n: int = 1, week_start: WeekStart = "monday") -> date:
+    """The start of the period ``n`` periods after the one containing ``start`` (Python side)."""
+    first = truncate_date(start, period, week_start)
+    if period == "day":
+        return first + timedelta(days=n)
+    if period == "week":
+        return first + timedelta(weeks=n)
+    month = first.month - 1 + n
+    return date(first.year + month // 12, month % 12 + 1, 1)
+
+
+def truncate_date(day: date, period: Period, week_start: WeekStart = "monday") -> date:
+    """The start of the period containing ``day`` (Python side, same rules as :func:`period_start`)."""
+    if period == "day":
+        return day
+    if period == "week":
+        offset = day.weekday() if week_start == "monday" else (day.weekday() + 1) % 7
+        return day - timedelta(days=offset)
+    if period == "month":
+        return day.replace(day=1)
+    raise ValueError(f"unknown period {period!r}; use day, week or month")
+
+
+def compute_data_span(engine: sa.Engine) -> DateRange | None:
+    """The first and last UTC day with any event in ``trader_events``; None for an empty database."""
+    from connectors.schema import trader_events
+
+    with engine.connect() as conn:
+        first, last = conn.execute(sa.select(sa.func.min(trader_events.c.occurred_at),
+                                             sa.func.max(trader_events.c.occurred_at))).one()
+    if first is None:
+        return None
+    return DateRange(first.date(), last.date())

@@ -1,0 +1,91 @@
+"""The global filters in the sidebar: one date range and one trader filter for every page.
+
+They are rendered once by app.py (the frame), so their values survive page switches, and each
+widget is bound to a URL query parameter (``?period=…&country=DE&channel=affiliate``), so the
+current view can be sent to a colleague. Pages read the result with :func:`current_view`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import streamlit as st
+from sqlalchemy.engine import Engine
+
+from analytics.filters import FilterOptions, TraderFilter, compute_filter_options
+from analytics.periods import DateRange, compute_data_span
+
+VIEW_KEY = "global.view"
+PRESETS: dict[str, int | None] = {
+    "Last 7 days": 7, "Last 30 days": 30, "Last 90 days": 90, "Last 6 months": 182,
+    "Last 12 months": 365, "All data": None, "Custom": None,
+}
+DEFAULT_PRESET = "Last 90 days"
+
+
+@dataclass(frozen=True)
+class View:
+    """What every page looks at: whole UTC days and a trader filter."""
+
+    date_range: DateRange
+    trader_filter: TraderFilter
+
+
+@st.cache_data(ttl="5m", max_entries=8, show_spinner=False)
+def _options(_engine: Engine, url: str) -> tuple[FilterOptions, DateRange | None]:
+    return compute_filter_options(_engine), compute_data_span(_engine)
+
+
+def _today() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def render_global_filters(engine: Engine) -> View:
+    """Draw the sidebar filters and remember the resulting View for the page."""
+    options, span = _options(engine, str(engine.url))
+    last = span.end if span else _today().date()
+    first = span.start if span else last
+    with st.sidebar:
+        st.markdown("**Filters**")
+        preset = st.selectbox("Period", list(PRESETS), index=list(PRESETS).index(DEFAULT_PRESET),
+                              key="period", bind="query-params",
+                              help="Periods end on the newest day with data, so a stale import is obvious "
+                                   "on the Data page rather than as empty charts.")
+        if preset == "Custom":
+            start = st.date_input("From", value=max(first, last - timedelta(days=89)), min_value=first,
+                                  max_value=last, key="from", bind="query-params")
+            end = st.date_input("To", value=last, min_value=first, max_value=last, key="to",
+                                bind="query-params")
+            start, end = min(start, end), max(start, end)
+        elif preset == "All data":
+            start, end = first, last
+        else:
+            end = last
+            start = max(first, end - timedelta(days=PRESETS[preset] - 1))
+        st.caption(f"{start:%d %b %Y} – {end:%d %b %Y} (UTC)")
+        trader_filter = TraderFilter(
+            countries=tuple(st.multiselect("Country", options.countries, key="country", bind="query-params",
+                                           placeholder="All countries")),
+            channels=tuple(st.multiselect("Acquisition channel", options.channels, key="channel",
+                                          bind="query-params", placeholder="All channels")),
+            affiliates=tuple(st.multiselect("Affiliate (IB)", options.affiliates, key="affiliate",
+                                            bind="query-params", placeholder="All affiliates")),
+            platforms=tuple(st.multiselect("Platform", options.platforms, key="platform", bind="query-params",
+                                           placeholder="All platforms")),
+            vip_tiers=tuple(st.multiselect("VIP tier", options.vip_tiers, key="vip", bind="query-params",
+                                           placeholder="All tiers")),
+            include_test=st.toggle("Include test accounts", key="test", bind="query-params"),
+        )
+    view = View(DateRange(start, end), trader_filter)
+    st.session_state[VIEW_KEY] = view
+    return view
+
+
+def current_view() -> View:
+    """The View the frame computed on this run; a 90-day view of everyone when a page runs alone."""
+    view = st.session_state.get(VIEW_KEY)
+    if view is None:
+        end = _today().date()
+        view = View(DateRange(end - timedelta(days=89), end), TraderFilter())
+    return view

@@ -1,0 +1,82 @@
+"""Global filters and periods: the same trader set and period starts on both backends."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from analytics.filters import EVERYONE, TraderFilter, compute_filter_options
+from analytics.periods import DateRange, compute_data_span, period_start, step_period, truncate_date
+from connectors import database, schema
+
+
+def _traders(conn) -> None:
+    database.bulk_insert(conn, schema.traders, pd.DataFrame({
+        "trader_id": [1, 2, 3, 4], "external_id": ["a", "b", "c", "d"],
+        "registered_at": [datetime(2026, 3, 1, 10)] * 4,
+        "country": ["DE", "GB", "DE", "ZA"], "acquisition_channel": ["social", "organic", "affiliate", "social"],
+        "affiliate_id": [None, None, "IB7", None], "vip_tier": [None, "gold", None, None],
+        "is_test": [False, False, False, True],
+    }))
+    database.bulk_insert(conn, schema.accounts, pd.DataFrame({
+        "account_id": [1, 2], "external_id": ["x", "y"], "trader_id": [1, 3], "platform": ["MT4", "cTrader"],
+        "login": ["1", "2"], "currency": ["USD", "USD"], "is_demo": [False, False],
+        "opened_at": [datetime(2026, 3, 2)] * 2,
+    }))
+
+
+@pytest.mark.parametrize("flt, expected", [
+    (TraderFilter(), {1, 2, 3}),
+    (EVERYONE, {1, 2, 3, 4}),
+    (TraderFilter(countries=("DE",)), {1, 3}),
+    (TraderFilter(channels=("social",), include_test=True), {1, 4}),
+    (TraderFilter(affiliates=("IB7",)), {3}),
+    (TraderFilter(platforms=("cTrader", "MT4")), {1, 3}),
+    (TraderFilter(vip_tiers=("gold",)), {2}),
+    (TraderFilter(vip_tiers=("standard",)), {1, 3}),
+    (TraderFilter(countries=("DE",), platforms=("MT4",)), {1}),
+])
+def test_trader_filter_keeps_the_right_traders(engine, flt, expected):
+    with engine.begin() as conn:
+        _traders(conn)
+    with engine.connect() as conn:
+        kept = {r[0] for r in conn.execute(sa.select(schema.traders.c.trader_id)
+                                           .where(flt.restrict(schema.traders.c.trader_id)))}
+    assert kept == expected
+
+
+def test_filter_options_and_data_span_come_from_the_data(engine):
+    assert compute_data_span(engine) is None
+    with engine.begin() as conn:
+        _traders(conn)
+    options = compute_filter_options(engine)
+    assert options.countries == ("DE", "GB", "ZA") and options.platforms == ("MT4", "cTrader")
+    assert options.vip_tiers == ("standard", "gold") and options.affiliates == ("IB7",)
+    assert compute_data_span(engine) == DateRange(date(2026, 3, 1), date(2026, 3, 1))
+
+
+@pytest.mark.parametrize("period, week_start, expected", [
+    ("day", "monday", datetime(2026, 11, 29)),
+    ("week", "monday", datetime(2026, 11, 23)),
+    ("week", "sunday", datetime(2026, 11, 29)),
+    ("month", "monday", datetime(2026, 11, 1)),
+])
+def test_period_start_in_sql_matches_python(engine, period, week_start, expected):
+    ts = sa.literal(datetime(2026, 11, 29, 15, 30), sa.DateTime)  # a Sunday
+    with engine.connect() as conn:
+        got = conn.execute(sa.select(period_start(ts, period, week_start))).scalar_one()
+    assert got == expected
+    assert truncate_date(date(2026, 11, 29), period, week_start) == expected.date()
+
+
+def test_date_range_previous_and_steps():
+    rng = DateRange(date(2026, 11, 1), date(2026, 11, 30))
+    assert rng.previous() == DateRange(date(2026, 10, 2), date(2026, 10, 31))
+    assert rng.end_ts == datetime(2026, 12, 1)
+    assert step_period(date(2026, 11, 15), "month", 2) == date(2027, 1, 1)
+    assert step_period(date(2026, 11, 29), "week", 1, "sunday") == date(2026, 12, 6)
+    with pytest.raises(ValueError):
+        DateRange(date(2026, 2, 1), date(2026, 1, 1))
