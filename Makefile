@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
 
-.PHONY: run test lint bench bench-simulator services clean-db
+.PHONY: run test lint bench bench-simulator bench-analytics bench-pages services clean-db
 
 $(VENV)/.requirements.stamp: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,7 +43,15 @@ lint: $(VENV)/.dev.stamp
 bench-simulator: $(VENV)/.requirements.stamp services
 	$(PY) benchmarks/simulator_bench.py
 
-bench: bench-simulator
+# Analytics functions on 200,000 traders (DuckDB, PostgreSQL, naive pandas); generates the data once.
+bench-analytics: $(VENV)/.dev.stamp services
+	$(PY) benchmarks/analytics_bench.py --prepare
+
+# The four analytics pages in Debian's Chromium on the 20,000-trader demo database.
+bench-pages: $(VENV)/.dev.stamp /usr/bin/chromium
+	$(PY) benchmarks/pages_bench.py
+
+bench: bench-simulator bench-analytics bench-pages
 
 clean-db:
 	rm -f data/traderlens.duckdb data/traderlens.duckdb.wal

@@ -5,6 +5,7 @@
     python cli.py import PATH [--kind K] [--trader EXTERNAL_ID] [--create-missing-traders]
                               [--server-utc-offset HOURS]
     python cli.py info
+    python cli.py report funnel|retention|lifecycle|kpis ... --format json|csv
 
 Every command reads TRADERLENS_DB_URL (default: the embedded DuckDB file data/traderlens.duckdb),
 exits 0 on success and non-zero with a one-line reason on failure. Set TRADERLENS_DEBUG=1 to see
@@ -14,10 +15,13 @@ the stack trace of an unexpected error.
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import os
+import re
 import sys
 import time
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 from connectors.errors import TraderLensError
@@ -129,6 +133,180 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
+
+
+def _window(text: str) -> int:
+    """'14d' -> seconds; units s, m, h, d, w (a bare number is seconds)."""
+    match = re.fullmatch(r"\s*(\d+)\s*([smhdw]?)\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a window like 30m, 12h, 14d or 2w: {text!r}")
+    return int(match.group(1)) * WINDOW_UNITS[match.group(2) or "s"]
+
+
+def _exclusion(text: str):
+    from analytics.funnels import Exclusion
+
+    parts = text.rsplit(":", 2)
+    if len(parts) != 3 or not parts[0] or not parts[1].isdigit() or not parts[2].isdigit():
+        raise argparse.ArgumentTypeError(f"not EVENT:FROM_STEP:TO_STEP (0-based steps): {text!r}")
+    return Exclusion(event=parts[0], from_step=int(parts[1]), to_step=int(parts[2]))
+
+
+def _report_range(engine, args: argparse.Namespace, *, default_days: int | None):
+    """The report's DateRange: --from/--to, else the data's span (or its last ``default_days``)."""
+    from analytics.periods import DateRange, compute_data_span
+
+    span = compute_data_span(engine)
+    if span is None:
+        raise TraderLensError("the database holds no events yet: seed or import data first")
+    end = args.date_to or span.end
+    start = args.date_from or (span.start if default_days is None else end - timedelta(days=default_days - 1))
+    if end < start:
+        raise TraderLensError(f"--to {end} is before --from {start}")
+    return DateRange(start, end)
+
+
+def _trader_filter(args: argparse.Namespace):
+    from analytics.filters import TraderFilter
+
+    return TraderFilter(include_test=args.include_test)
+
+
+def _emit(records: list[dict], fmt: str) -> None:
+    """Print records as a JSON list or as CSV with a header; missing numbers become null/empty."""
+    clean = [{k: _plain(v) for k, v in r.items()} for r in records]
+    if fmt == "json":
+        print(json.dumps(clean, indent=1, default=str))
+        return
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    if clean:
+        writer.writerow(clean[0].keys())
+    for r in clean:
+        writer.writerow(["|".join(str(x) for x in v) if isinstance(v, list) else ("" if v is None else v)
+                         for v in r.values()])
+
+
+def _plain(value):
+    """JSON-safe scalars: numpy numbers to Python, NaN/NaT to None, dates to ISO strings."""
+    import math
+
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str):
+        value = value.item()
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if hasattr(value, "isoformat"):
+        if getattr(value, "hour", 0) == 0 and getattr(value, "minute", 0) == 0 and hasattr(value, "date"):
+            return value.date().isoformat()
+        return value.isoformat()
+    return value
+
+
+def cmd_report_funnel(args: argparse.Namespace) -> int:
+    from analytics.funnels import FunnelSpec, compute_funnel
+
+    engine = _engine()
+    steps = tuple(s.strip() for s in args.steps.split(",") if s.strip())
+    breakdown, kind = args.breakdown, "trader"
+    if breakdown and breakdown.startswith(("prop:", "property:")):
+        breakdown, kind = breakdown.split(":", 1)[1], "event"
+    spec = FunnelSpec(steps=steps, window_s=args.window, order=args.order, exclusions=tuple(args.exclude or ()),
+                      breakdown=breakdown, breakdown_kind=kind, attribution=args.attribution)
+    result = compute_funnel(engine, spec, date_range=_report_range(engine, args, default_days=None),
+                            trader_filter=_trader_filter(args))
+    fields = ["step", "event", "count", "conversion_rate", "average_time_to_convert_s", "median_time_to_convert_s"]
+    if breakdown:
+        fields.append("breakdown_value")
+    _emit(result.steps[fields].to_dict("records"), args.format)
+    return 0
+
+
+def cmd_report_retention(args: argparse.Namespace) -> int:
+    from analytics.cohorts import RetentionSpec, compute_retention
+
+    engine = _engine()
+    spec = RetentionSpec(start_event=args.start_event, return_event=args.return_event, period=args.period,
+                         intervals=args.intervals, mode=args.mode.replace("-", "_"), cumulative=args.cumulative,
+                         week_start=args.week_start)
+    date_to = _report_range(engine, args, default_days=None).end
+    result = compute_retention(engine, spec, date_from=args.date_from, date_to=date_to,
+                               trader_filter=_trader_filter(args))
+    _emit(result.records(), args.format)
+    return 0
+
+
+def cmd_report_lifecycle(args: argparse.Namespace) -> int:
+    from analytics.lifecycle import compute_lifecycle
+
+    engine = _engine()
+    frame = compute_lifecycle(engine, event=args.event, period=args.period, date_from=args.date_from,
+                              date_to=args.date_to, new_basis=args.new_basis, week_start=args.week_start,
+                              trader_filter=_trader_filter(args))
+    _emit(frame[["period_start", "new", "returning", "resurrecting", "dormant"]].to_dict("records"), args.format)
+    return 0
+
+
+def cmd_report_kpis(args: argparse.Namespace) -> int:
+    from analytics.kpis import compute_kpis
+
+    engine = _engine()
+    date_range = _report_range(engine, args, default_days=30)
+    kpis = compute_kpis(engine, date_range=date_range, trader_filter=_trader_filter(args))
+    _emit([{"key": k.key, "label": k.label, "value": k.value, "previous": k.previous, "change": k.change,
+            "unit": k.unit, "from": date_range.start.isoformat(), "to": date_range.end.isoformat(),
+            "definition": k.definition} for k in kpis], args.format)
+    return 0
+
+
+def _add_report_parsers(sub) -> None:
+    report = sub.add_parser("report", help="funnel, retention, lifecycle and KPI reports as JSON or CSV")
+    kinds = report.add_subparsers(dest="report", required=True)
+
+    def common(p: argparse.ArgumentParser, *, dates_required: bool = False) -> None:
+        p.add_argument("--from", dest="date_from", type=_date, required=dates_required, help="first UTC day")
+        p.add_argument("--to", dest="date_to", type=_date, required=dates_required,
+                       help="last UTC day, inclusive (default: the newest day with data)")
+        p.add_argument("--format", choices=("json", "csv"), default="json")
+        p.add_argument("--include-test", action="store_true", help="count test accounts too")
+
+    funnel = kinds.add_parser("funnel", help="conversion per step")
+    funnel.add_argument("--steps", required=True, help='comma-separated event names, e.g. "registered,ftd,trade"')
+    funnel.add_argument("--window", type=_window, default=14 * 86_400, help="conversion window: 30m, 12h, 14d, 2w")
+    funnel.add_argument("--order", choices=("ordered", "strict", "unordered"), default="ordered")
+    funnel.add_argument("--exclude", type=_exclusion, action="append", metavar="EVENT:FROM_STEP:TO_STEP",
+                        help="exclusion between 0-based steps; repeatable")
+    funnel.add_argument("--breakdown", help="trader attribute (country, acquisition_channel, platform, ...) "
+                                            "or prop:KEY for an event property")
+    funnel.add_argument("--attribution", choices=("first_touch", "last_touch"), default="first_touch")
+    common(funnel)
+    funnel.set_defaults(func=cmd_report_funnel)
+
+    retention = kinds.add_parser("retention", help="retention matrix by cohort")
+    retention.add_argument("--start-event", required=True)
+    retention.add_argument("--return-event", required=True)
+    retention.add_argument("--period", choices=("day", "week", "month"), required=True)
+    retention.add_argument("--intervals", type=_positive, default=8)
+    retention.add_argument("--mode", choices=("recurring", "first-time"), default="recurring")
+    retention.add_argument("--cumulative", action="store_true")
+    retention.add_argument("--week-start", choices=("monday", "sunday"), default="monday")
+    common(retention)
+    retention.set_defaults(func=cmd_report_retention)
+
+    lifecycle = kinds.add_parser("lifecycle", help="new / returning / resurrecting / dormant per period")
+    lifecycle.add_argument("--event", required=True)
+    lifecycle.add_argument("--period", choices=("day", "week", "month"), required=True)
+    lifecycle.add_argument("--new-basis", choices=("first-activity", "registration"), default="first-activity")
+    lifecycle.add_argument("--week-start", choices=("monday", "sunday"), default="monday")
+    common(lifecycle, dates_required=True)
+    lifecycle.set_defaults(func=cmd_report_lifecycle)
+
+    kpis = kinds.add_parser("kpis", help="KPIs with the previous equal period (default: the last 30 days)")
+    common(kpis)
+    kpis.set_defaults(func=cmd_report_kpis)
+
+
 def _date(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -179,6 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser("info", help="row counts and the newest timestamp per table")
     info.set_defaults(func=cmd_info)
+
+    _add_report_parsers(sub)
     return parser
 
 
