@@ -175,6 +175,21 @@ imports = sa.Table(
     sa.Column("imported_at", sa.DateTime, nullable=False),
 )
 
+# Rollup of trader_events per trader, event and UTC day (see connectors/rollups.py). Derived:
+# rebuilt by seeding and refreshed by imports in their own transaction, never written by hand.
+daily_activity = sa.Table(
+    "daily_activity", metadata,
+    sa.Column("trader_id", sa.BigInteger, nullable=False),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("day", sa.DateTime, nullable=False),
+    sa.Column("events", sa.Integer, nullable=False),
+    sa.Column("amount_usd", Money),
+    sa.Column("first_at", sa.DateTime, nullable=False),
+    sa.Column("last_at", sa.DateTime, nullable=False),
+)
+sa.Index("ix_daily_activity_event_day", daily_activity.c.event, daily_activity.c.day)
+sa.Index("ix_daily_activity_trader", daily_activity.c.trader_id, daily_activity.c.day)
+
 # Tables in load order (parents first); the simulator and the importers write in this order.
 DATA_TABLES: tuple[sa.Table, ...] = (
     traders, accounts, kyc_events, transactions, trades, sessions, portal_events,

@@ -16,6 +16,7 @@ from connectors import database, schema
 from connectors.errors import ImportRejected
 from connectors.importers.batch import ROW, AccountHeader, Batch, ImportResult, typed
 from connectors.importers.terminal import convert_to_usd
+from connectors.rollups import refresh_daily_activity
 
 _CHUNK = 5_000  # keys per IN (...) lookup; keeps statements small on both backends
 
@@ -50,6 +51,10 @@ def load(conn: Connection, batch: Batch, *, sha256: str, trader: str | None,
             written, present = _insert_new(conn, batch.file, table, frames[table.name])
             inserted[table.name] = inserted.get(table.name, 0) + written
             skipped += present
+    # Keep the daily rollup in step with what this import wrote, in the same transaction.
+    touched = {int(t) for f in frames.values() if "trader_id" in f for t in f["trader_id"].dropna()}
+    if sum(inserted.values()):
+        refresh_daily_activity(conn, sorted(touched))
     _record_import(conn, batch, sha256, sum(inserted.values()), skipped)
     return ImportResult(file=batch.file, kind=batch.kind, rows_read=batch.rows_read,
                         inserted=inserted, skipped=skipped)
