@@ -1,0 +1,618 @@
+"""How long each analytics function behind the pages takes on 200,000 traders, on DuckDB and
+PostgreSQL, next to the naive pull-rows-into-pandas approach.
+
+    python benchmarks/analytics_bench.py --prepare             # seed both databases when missing, then run
+    python benchmarks/analytics_bench.py --runs 5 --backends duckdb,postgres --only funnel
+    python benchmarks/analytics_bench.py --naive-fetch duckdb-df   # naive side with DuckDB's own export
+
+Data: ``cli.py seed --traders 200000 --end 2026-12-01 --seed 7`` into ``data/bench/analytics.duckdb``
+and the PostgreSQL database ``traderlens_analytics_bench`` (TRADERLENS_BENCH_DUCKDB and
+TRADERLENS_BENCH_PG_URL override them). ``--prepare`` seeds a database that is missing or empty and
+reuses one whose row counts are complete; without it a missing database is an error.
+
+Each function is called directly (no Streamlit, so no application cache) with the arguments its
+page uses, on a fresh engine per backend (the DuckDB file opened read-only). One warm-up call per
+function and backend is made and not counted (it fills DuckDB's buffer pool and PostgreSQL's
+shared buffers and the OS page cache as any running server would have them); then ``--runs``
+timed calls, median reported. The naive version (benchmarks/naive_pandas.py) reads the same DuckDB
+file with ``pd.read_sql`` in the same run, and where it computes the same numbers the benchmark
+asserts they agree with DuckDB's result; PostgreSQL's result is checked against DuckDB's too.
+
+Prints a Markdown table and writes every run to benchmarks/results/analytics.json.
+
+Targets (issue 3): at most 0.5 s on DuckDB and 3 s on PostgreSQL per function; the naive approach
+at least 20x slower than DuckDB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import pandas as pd  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+
+from benchmarks import naive_pandas as naive  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "analytics.json"
+DUCKDB_PATH = Path(os.environ.get("TRADERLENS_BENCH_DUCKDB", ROOT / "data" / "bench" / "analytics.duckdb"))
+PG_URL = os.environ.get("TRADERLENS_BENCH_PG_URL",
+                        "postgresql+psycopg2://postgres@127.0.0.1:5432/traderlens_analytics_bench")
+TRADERS = 200_000
+SEED_ARGS = ["--traders", str(TRADERS), "--end", "2026-12-01", "--seed", "7"]
+TARGET_DUCKDB_S = 0.5
+TARGET_POSTGRES_S = 3.0
+TARGET_RATIO = 20.0
+
+
+# --------------------------------------------------------------------------------------------
+# The databases
+# --------------------------------------------------------------------------------------------
+
+def duckdb_url() -> str:
+    return f"duckdb:///{DUCKDB_PATH}"
+
+
+def open_engine(backend: str) -> sa.Engine:
+    """A fresh engine (never the app's cached one); the DuckDB file read-only so readers can share it."""
+    if backend == "duckdb":
+        return sa.create_engine(duckdb_url(), connect_args={"read_only": True})
+    return sa.create_engine(PG_URL)
+
+
+def row_counts(engine: sa.Engine) -> dict[str, int] | None:
+    """Row count per data table, or None when the schema is not there."""
+    from connectors.schema import DATA_TABLES
+
+    try:
+        with engine.connect() as conn:
+            return {t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+                    for t in DATA_TABLES}
+    except sa.exc.DBAPIError:
+        return None
+
+
+def complete(counts: dict[str, int] | None) -> bool:
+    """Seeded to the end: every trader and every table written (portal_events are written last)."""
+    return bool(counts) and counts["traders"] == TRADERS and all(counts.values())
+
+
+def ensure_postgres_database() -> bool:
+    """Create the PostgreSQL database when it does not exist; True when it was created."""
+    url = sa.make_url(PG_URL)
+    admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            if conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": url.database}).first():
+                return False
+            conn.execute(sa.text(f'CREATE DATABASE "{url.database}"'))
+            return True
+    finally:
+        admin.dispose()
+
+
+def migrate(backend: str, *, seed: bool) -> None:
+    """Bring the schema to the newest migration (rollup tables included): the analytics code
+    expects it. A read-only DuckDB engine cannot migrate, so this opens a writable one briefly."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from connectors.database import MIGRATIONS_DIR, upgrade_schema
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    engine = open_engine(backend)
+    try:
+        with engine.connect() as conn:
+            current = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+    finally:
+        engine.dispose()
+    if current == head:
+        return
+    if not seed:
+        raise SystemExit(f"{backend}: schema at revision {current}, code expects {head}; run with --prepare")
+    print(f"{backend}: migrating {current} -> {head} ...", file=sys.stderr)
+    url = duckdb_url() if backend == "duckdb" else PG_URL
+    engine = sa.create_engine(url)
+    upgrade_schema(engine)
+    if backend == "postgres":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(sa.text("ANALYZE"))
+    engine.dispose()
+
+
+def prepare(backends: list[str], *, seed: bool) -> dict[str, dict[str, int]]:
+    """Check (and with ``seed``, create) each backend's 200,000-trader database; return row counts."""
+    found: dict[str, dict[str, int]] = {}
+    for backend in backends:
+        url = duckdb_url() if backend == "duckdb" else PG_URL
+        if backend == "postgres" and seed:
+            ensure_postgres_database()
+        counts = None
+        if backend == "duckdb" and not DUCKDB_PATH.exists():
+            counts = None
+        else:
+            try:
+                engine = open_engine(backend)
+                counts = row_counts(engine)
+                engine.dispose()
+            except sa.exc.OperationalError as exc:
+                if not seed:
+                    raise SystemExit(f"{backend}: cannot open {url}: {str(exc).splitlines()[0]}") from None
+        if complete(counts):
+            migrate(backend, seed=seed)
+            print(f"{backend}: reusing {sa.make_url(url).render_as_string(hide_password=True)} "
+                  f"({sum(counts.values()):,} rows)", file=sys.stderr)
+            found[backend] = counts
+            continue
+        if not seed:
+            raise SystemExit(f"{backend}: {url} is missing or incomplete ({counts}); run with --prepare")
+        replace = ["--replace"] if counts and any(counts.values()) else []
+        print(f"{backend}: seeding {url} ({' '.join(SEED_ARGS + replace)}) ...", file=sys.stderr)
+        subprocess.run([sys.executable, "cli.py", "seed", *SEED_ARGS, *replace], cwd=ROOT, check=True,
+                       env={**os.environ, "TRADERLENS_DB_URL": url})
+        migrate(backend, seed=seed)
+        engine = open_engine(backend)
+        counts = row_counts(engine)
+        engine.dispose()
+        if not complete(counts):
+            raise SystemExit(f"{backend}: seeding left incomplete row counts {counts}")
+        found[backend] = counts
+    if len(found) == 2 and found["duckdb"] != found["postgres"]:
+        raise SystemExit(f"the two databases differ: duckdb {found['duckdb']} postgres {found['postgres']}")
+    return found
+
+
+# --------------------------------------------------------------------------------------------
+# The cases: one per analytics call a page makes
+# --------------------------------------------------------------------------------------------
+
+class Missing(Exception):
+    """The analytics function is not there (yet): the case is reported as skipped."""
+
+
+def api(module: str, name: str):
+    try:
+        mod = importlib.import_module(f"analytics.{module}")
+    except ImportError as exc:
+        raise Missing(f"analytics.{module} not importable ({exc})") from None
+    if not hasattr(mod, name):
+        raise Missing(f"analytics.{module}.{name} missing")
+    return getattr(mod, name)
+
+
+@dataclass
+class Case:
+    name: str                          # row label in the table
+    call: str                          # the call, for the README
+    real: Callable[[sa.Engine], object]
+    naive: Callable[[naive.Source], object] | None = None
+    compare: Callable[[object, object], None] | None = None   # raises AssertionError on disagreement
+    same: Callable[[object, object], None] | None = None      # DuckDB vs PostgreSQL result
+    note: str = ""
+    runs: dict[str, list[dict]] = field(default_factory=dict)
+    checks: dict[str, str] = field(default_factory=dict)
+    skipped: str = ""
+
+
+def build_cases(end: date) -> list[Case]:
+    """Every analytics call behind the four pages, with the arguments the pages use.
+
+    ``end`` is the newest day with data (the pages' periods end there): 2026-11-30 for the seed.
+    """
+    from analytics.filters import TraderFilter
+    from analytics.periods import DateRange
+
+    tf = TraderFilter()  # the pages' default: everyone but test accounts
+    last_30 = DateRange(end - timedelta(days=29), end)
+    last_90 = DateRange(end - timedelta(days=89), end)
+    last_6m = DateRange(end - timedelta(days=181), end)
+    last_12m = DateRange(end - timedelta(days=364), end)
+    cases: list[Case] = []
+
+    def add(name: str, call: str, real, naive_fn=None, compare=None, note: str = "") -> None:
+        cases.append(Case(name, call, real, naive_fn, compare, same_result, note))
+
+    # Overview -------------------------------------------------------------------------------
+    add("kpis (last 30 days)", "compute_kpis(date_range=last 30 days)",
+        lambda e: api("kpis", "compute_kpis")(e, date_range=last_30, trader_filter=tf),
+        lambda s: naive.kpis(s, date_range=last_30, trader_filter=tf), compare_kpis)
+    for metric in ("net_deposits", "registrations", "active_traders", "volume_usd"):
+        add(f"kpi trend {metric} (weekly, 12 months)",
+            f"compute_kpi_trend(metric={metric!r}, period='week', date_range=last 12 months)",
+            lambda e, m=metric: api("kpis", "compute_kpi_trend")(e, metric=m, date_range=last_12m, period="week",
+                                                                   trader_filter=tf),
+            lambda s, m=metric: naive.kpi_trend(s, metric=m, date_range=last_12m, period="week", trader_filter=tf),
+            compare_trend)
+    add("breakdown by country (90 days)", "compute_breakdown(dimension='country', date_range=last 90 days, top=10)",
+        lambda e: api("kpis", "compute_breakdown")(e, dimension="country", date_range=last_90, trader_filter=tf,
+                                                   top=10),
+        lambda s: naive.breakdown(s, dimension="country", date_range=last_90, trader_filter=tf, top=10),
+        compare_breakdown)
+    add("volume by asset class (90 days)", "compute_volume_by_asset_class(date_range=last 90 days)",
+        lambda e: api("kpis", "compute_volume_by_asset_class")(e, date_range=last_90, trader_filter=tf),
+        lambda s: naive.volume_by_asset_class(s, date_range=last_90, trader_filter=tf), compare_asset_classes)
+
+    # Cohorts --------------------------------------------------------------------------------
+    def retention(start: str, ret: str):
+        def real(e):
+            spec = api("cohorts", "RetentionSpec")(start_event=start, return_event=ret, period="week", intervals=8)
+            return api("cohorts", "compute_retention")(e, spec, date_to=end, trader_filter=tf)
+        return real
+
+    for start, ret in (("ftd", "trade"), ("registered", "login")):
+        add(f"retention {start}→{ret} (weekly, 8 intervals)",
+            f"compute_retention(RetentionSpec({start!r}, {ret!r}, period='week', intervals=8), date_to=end)",
+            retention(start, ret),
+            lambda s, a=start, b=ret: naive.retention(s, start_event=a, return_event=b, period="week", intervals=8,
+                                                      date_to=end, trader_filter=tf),
+            compare_retention)
+    add("LTV (weekly, 12 ages, 12 months of FTDs)",
+        "compute_ltv(period='week', ages=12, metric='net_deposits', date_from/to=last 12 months)",
+        lambda e: api("cohorts", "compute_ltv")(e, period="week", ages=12, metric="net_deposits",
+                                                date_from=last_12m.start, date_to=end, trader_filter=tf),
+        lambda s: naive.ltv(s, period="week", ages=12, metric="net_deposits", date_from=last_12m.start,
+                            date_to=end, trader_filter=tf),
+        compare_ltv)
+    add("engagement retention (≥10 trades in 30 days → days 90-120)",
+        "compute_engagement_retention(threshold=10, first_days=30, retained 90-120, date_to=end)",
+        lambda e: api("cohorts", "compute_engagement_retention")(e, date_to=end, trader_filter=tf),
+        lambda s: naive.engagement_retention(s, date_to=end, trader_filter=tf), compare_engagement)
+
+    # Funnels --------------------------------------------------------------------------------
+    onboarding = ("registered", "kyc_approved", "ftd", "trade")
+    deposit = ("deposit_page_view", "deposit")
+
+    def spec(steps, window_s, order="ordered"):
+        return api("funnels", "FunnelSpec")(steps=steps, window_s=window_s, order=order)
+
+    add("funnel registered→kyc→ftd→trade (30 d window, 12 months)",
+        "compute_funnel(FunnelSpec(4 steps, window 30 d), date_range=last 12 months)",
+        lambda e: api("funnels", "compute_funnel")(e, spec(onboarding, 30 * 86400), date_range=last_12m,
+                                                   trader_filter=tf),
+        lambda s: naive.funnel(s, steps=onboarding, window_s=30 * 86400, date_range=last_12m, trader_filter=tf),
+        compare_funnel)
+    add("funnel deposit_page_view→deposit (1 h window, 12 months)",
+        "compute_funnel(FunnelSpec(2 steps, window 1 h), date_range=last 12 months)",
+        lambda e: api("funnels", "compute_funnel")(e, spec(deposit, 3600), date_range=last_12m, trader_filter=tf),
+        lambda s: naive.funnel(s, steps=deposit, window_s=3600, date_range=last_12m, trader_filter=tf),
+        compare_funnel)
+    add("funnel deposit_page_view→deposit strict (1 h, 12 months)",
+        "compute_funnel(FunnelSpec(2 steps, window 1 h, order='strict'), date_range=last 12 months)",
+        lambda e: api("funnels", "compute_funnel")(e, spec(deposit, 3600, "strict"), date_range=last_12m,
+                                                   trader_filter=tf),
+        lambda s: naive.funnel(s, steps=deposit, window_s=3600, date_range=last_12m, trader_filter=tf,
+                               order="strict"),
+        compare_funnel_loose, note="naive strict funnel simplified (next event of the trader after the page "
+                                   "view, ties by step order); compared within 2%")
+    add("funnel 4 steps unordered (30 d, 12 months)",
+        "compute_funnel(FunnelSpec(4 steps, window 30 d, order='unordered'), date_range=last 12 months)",
+        lambda e: api("funnels", "compute_funnel")(e, spec(onboarding, 30 * 86400, "unordered"),
+                                                   date_range=last_12m, trader_filter=tf),
+        lambda s: naive.funnel(s, steps=onboarding, window_s=30 * 86400, date_range=last_12m, trader_filter=tf,
+                               order="unordered"),
+        compare_funnel_loose, note="naive unordered funnel simplified (distinct steps within the window after "
+                                   "each trader's first step event); compared within 2%")
+    add("funnel trends 4 steps (weekly, 12 months)",
+        "compute_funnel_trends(FunnelSpec(4 steps, 30 d), period='week', date_range=last 12 months)",
+        lambda e: api("funnels", "compute_funnel_trends")(e, spec(onboarding, 30 * 86400), period="week",
+                                                          date_range=last_12m, trader_filter=tf),
+        lambda s: naive.funnel_trends(s, steps=onboarding, window_s=30 * 86400, period="week",
+                                      date_range=last_12m, trader_filter=tf),
+        compare_funnel_trends)
+    add("time to convert 4 steps (12 months)",
+        "compute_time_to_convert(FunnelSpec(4 steps, 30 d), date_range=last 12 months, bins=30)",
+        lambda e: api("funnels", "compute_time_to_convert")(e, spec(onboarding, 30 * 86400), date_range=last_12m,
+                                                            trader_filter=tf),
+        lambda s: naive.time_to_convert(s, steps=onboarding, window_s=30 * 86400, date_range=last_12m,
+                                        trader_filter=tf),
+        compare_time_to_convert)
+    add("dropoffs after step 2 (12 months)",
+        "compute_dropoffs(FunnelSpec(4 steps, 30 d), step=2, date_range=last 12 months)",
+        lambda e: api("funnels", "compute_dropoffs")(e, spec(onboarding, 30 * 86400), step=2, date_range=last_12m,
+                                                     trader_filter=tf),
+        lambda s: naive.dropoffs(s, steps=onboarding, window_s=30 * 86400, step=2, date_range=last_12m,
+                                 trader_filter=tf),
+        compare_dropoffs)
+
+    # Lifecycle ------------------------------------------------------------------------------
+    add("lifecycle trade (weekly, 6 months)", "compute_lifecycle(event='trade', period='week', last 6 months)",
+        lambda e: api("lifecycle", "compute_lifecycle")(e, event="trade", period="week", date_from=last_6m.start,
+                                                        date_to=end, trader_filter=tf),
+        lambda s: naive.lifecycle(s, event="trade", period="week", date_from=last_6m.start, date_to=end,
+                                  trader_filter=tf),
+        compare_frames)
+    add("lifecycle login (daily, 30 days)", "compute_lifecycle(event='login', period='day', last 30 days)",
+        lambda e: api("lifecycle", "compute_lifecycle")(e, event="login", period="day", date_from=last_30.start,
+                                                        date_to=end, trader_filter=tf),
+        lambda s: naive.lifecycle(s, event="login", period="day", date_from=last_30.start, date_to=end,
+                                  trader_filter=tf),
+        compare_frames)
+    add("stage distribution (now)", "compute_stage_distribution(as_of=None, dormant_days=7, churn_days=30)",
+        lambda e: api("lifecycle", "compute_stage_distribution")(e, dormant_days=7, churn_days=30, trader_filter=tf),
+        lambda s: naive.stage_distribution(s, as_of=end, dormant_days=7, churn_days=30, trader_filter=tf),
+        compare_stages)
+    add("stage flows (90 days)", "compute_stage_flows(from_date=end-90 d, to_date=end, dormant 7, churn 30)",
+        lambda e: api("lifecycle", "compute_stage_flows")(e, from_date=end - timedelta(days=90), to_date=end,
+                                                          dormant_days=7, churn_days=30, trader_filter=tf),
+        lambda s: naive.stage_flows(s, from_date=end - timedelta(days=90), to_date=end, dormant_days=7,
+                                    churn_days=30, trader_filter=tf),
+        compare_flows)
+    return cases
+
+
+# --------------------------------------------------------------------------------------------
+# Comparing results
+# --------------------------------------------------------------------------------------------
+
+def frames_of(result) -> dict[str, pd.DataFrame]:
+    """Any analytics result as named DataFrames: a frame, a list of dataclasses, or a dataclass
+    whose DataFrame fields become frames and whose scalar fields one more row."""
+    import dataclasses
+
+    if isinstance(result, pd.DataFrame):
+        return {"": result}
+    if isinstance(result, list):
+        return {"": pd.DataFrame([dataclasses.asdict(r) if dataclasses.is_dataclass(r) else r for r in result])}
+    if dataclasses.is_dataclass(result):
+        out, scalars = {}, {}
+        for f in dataclasses.fields(result):
+            value = getattr(result, f.name)
+            if isinstance(value, pd.DataFrame):
+                out[f.name] = value
+            elif isinstance(value, int | float | str | bool | date | None):
+                scalars[f.name] = value
+        if scalars:
+            out["scalars"] = pd.DataFrame([scalars])
+        return out
+    return {"": pd.DataFrame({"value": [result]})}
+
+
+def assert_frames_close(a: pd.DataFrame, b: pd.DataFrame, what: str = "", rtol: float = 1e-6) -> None:
+    assert list(a.columns) == list(b.columns), f"{what} columns {list(a.columns)} != {list(b.columns)}"
+    assert len(a) == len(b), f"{what} {len(a)} rows != {len(b)} rows"
+    a, b = a.reset_index(drop=True), b.reset_index(drop=True)
+    for col in a.columns:
+        x, y = a[col], b[col]
+        if pd.api.types.is_numeric_dtype(x) and pd.api.types.is_numeric_dtype(y) \
+                and not pd.api.types.is_bool_dtype(x):
+            xf, yf = x.astype("float64").to_numpy(), y.astype("float64").to_numpy()
+            close = (abs(xf - yf) <= rtol * abs(yf) + 1e-6) | (pd.isna(xf) & pd.isna(yf))
+            if not close.all():
+                i = int((~close).argmax())
+                raise AssertionError(f"{what}{col}[{i}]: {xf[i]} != {yf[i]}")
+        else:
+            xs = x.map(_norm)
+            ys = y.map(_norm)
+            diff = xs != ys
+            if diff.any():
+                i = int(diff.to_numpy().argmax())
+                raise AssertionError(f"{what}{col}[{i}]: {x.iloc[i]!r} != {y.iloc[i]!r}")
+
+
+def _norm(v):
+    if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NaT:
+        return None
+    if isinstance(v, pd.Timestamp):
+        return v.to_pydatetime()
+    if hasattr(v, "tolist"):
+        return repr(v.tolist())
+    return v
+
+
+def same_result(a, b) -> None:
+    """DuckDB and PostgreSQL give the same result (numbers to 1e-6 relative)."""
+    fa, fb = frames_of(a), frames_of(b)
+    assert fa.keys() == fb.keys(), f"parts {list(fa)} != {list(fb)}"
+    for k in fa:
+        assert_frames_close(fa[k], fb[k], f"{k}." if k else "")
+
+
+def compare_frames(real: pd.DataFrame, naive_frame: pd.DataFrame) -> None:
+    assert_frames_close(real[list(naive_frame.columns)], naive_frame)
+
+
+# The comparators below are bound to the shapes the analytics modules return; each picks the
+# columns both sides compute.
+compare_kpis = compare_trend = compare_breakdown = compare_asset_classes = compare_frames
+compare_retention = compare_ltv = compare_engagement = compare_frames
+compare_funnel = compare_funnel_loose = compare_funnel_trends = compare_time_to_convert = compare_frames
+compare_dropoffs = compare_stages = compare_flows = compare_frames
+
+
+# --------------------------------------------------------------------------------------------
+# Timing
+# --------------------------------------------------------------------------------------------
+
+def timed(fn: Callable[[], object]) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def run_case(case: Case, engines: dict[str, sa.Engine], runs: int, fetch: str, warmup: bool) -> None:
+    results: dict[str, object] = {}
+    for backend, engine in engines.items():
+        try:
+            if warmup:
+                case.real(engine)
+            times = []
+            for i in range(runs):
+                seconds, out = timed(lambda e=engine: case.real(e))
+                times.append({"run": i + 1, "seconds": round(seconds, 4)})
+            results[backend] = out
+            case.runs[backend] = times
+            print(f"  {backend:8} median {statistics.median(t['seconds'] for t in times):8.3f}s "
+                  "(" + ", ".join(f"{t['seconds']:.3f}" for t in times) + ")", file=sys.stderr)
+        except Missing:
+            raise
+        except Exception as exc:
+            case.checks[backend] = f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            print(f"  {backend:8} ERROR {case.checks[backend]}", file=sys.stderr)
+            traceback.print_exc(limit=3)
+    if case.naive is not None and "duckdb" in engines:
+        times = []
+        out = None
+        try:
+            for i in range(runs):
+                src = naive.Source(engines["duckdb"], fetch=fetch)
+                seconds, out = timed(lambda s=src: case.naive(s))
+                times.append({"run": i + 1, "seconds": round(seconds, 4), "fetch_s": round(src.fetch_s, 4),
+                              "compute_s": round(seconds - src.fetch_s, 4), "rows_fetched": src.rows})
+            case.runs["naive"] = times
+            print(f"  naive    median {statistics.median(t['seconds'] for t in times):8.3f}s "
+                  f"(fetch {statistics.median(t['fetch_s'] for t in times):.3f}s of it, "
+                  f"{times[-1]['rows_fetched']:,} rows)", file=sys.stderr)
+        except Exception as exc:
+            case.checks["naive"] = f"error: {type(exc).__name__}: {exc}"
+            print(f"  naive    ERROR {case.checks['naive']}", file=sys.stderr)
+            traceback.print_exc(limit=5)
+            out = None
+        if out is not None and "duckdb" in results and case.compare is not None:
+            try:
+                case.compare(results["duckdb"], out)
+                case.checks["naive_vs_duckdb"] = "agree"
+            except AssertionError as exc:
+                case.checks["naive_vs_duckdb"] = f"DIFFER: {exc}"
+        elif out is not None and case.compare is None:
+            case.checks["naive_vs_duckdb"] = "not compared"
+    if "duckdb" in results and "postgres" in results and case.same is not None:
+        try:
+            case.same(results["duckdb"], results["postgres"])
+            case.checks["postgres_vs_duckdb"] = "agree"
+        except AssertionError as exc:
+            case.checks["postgres_vs_duckdb"] = f"DIFFER: {exc}"
+    for k, v in case.checks.items():
+        if v not in ("agree", "not compared"):
+            print(f"  check {k}: {v}", file=sys.stderr)
+
+
+def median(case: Case, key: str) -> float | None:
+    times = case.runs.get(key)
+    return statistics.median(t["seconds"] for t in times) if times else None
+
+
+def fmt(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds:.3f}" if seconds < 10 else f"{seconds:.1f}"
+
+
+def verdict(case: Case) -> str:
+    d, p, n = median(case, "duckdb"), median(case, "postgres"), median(case, "naive")
+    parts = []
+    if d is not None:
+        parts.append("DuckDB yes" if d <= TARGET_DUCKDB_S else "DuckDB **no**")
+    if p is not None:
+        parts.append("PG yes" if p <= TARGET_POSTGRES_S else "PG **no**")
+    if n is not None and d:
+        parts.append("ratio yes" if n / d >= TARGET_RATIO else "ratio **no**")
+    return ", ".join(parts) or "-"
+
+
+def table(cases: list[Case]) -> str:
+    lines = ["| function | DuckDB median s | PostgreSQL median s | naive pandas (DuckDB source) median s | "
+             "naive/DuckDB | targets met (DuckDB ≤ 0.5 s, PG ≤ 3 s, ratio ≥ 20) | naive = real? |",
+             "|---|---:|---:|---:|---:|---|---|"]
+    for c in cases:
+        if c.skipped:
+            lines.append(f"| {c.name} | - | - | - | - | skipped: {c.skipped} | - |")
+            continue
+        d, p, n = median(c, "duckdb"), median(c, "postgres"), median(c, "naive")
+        ratio = f"{n / d:.0f}×" if (n and d) else "-"
+        check = c.checks.get("naive_vs_duckdb", "-")
+        if c.checks.get("postgres_vs_duckdb", "agree") != "agree":
+            check += "; PG differs"
+        check = "agree" if check == "agree" else check.split(":")[0]
+        lines.append(f"| {c.name} | {fmt(d)} | {fmt(p)} | {fmt(n)} | {ratio} | {verdict(c)} | {check} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--backends", default="duckdb,postgres")
+    parser.add_argument("--only", action="append", help="run cases whose name contains this (repeatable)")
+    parser.add_argument("--prepare", action="store_true", help="seed a missing or empty database first")
+    parser.add_argument("--no-naive", action="store_true", help="skip the naive pandas versions")
+    parser.add_argument("--no-warmup", action="store_true", help="count the first call too")
+    parser.add_argument("--naive-fetch", choices=naive.FETCH_MODES, default="read_sql")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    counts = prepare(backends, seed=args.prepare)
+
+    engines = {b: open_engine(b) for b in backends}
+    from analytics.periods import compute_data_span
+
+    span = compute_data_span(engines[backends[0]])
+    cases = build_cases(span.end)
+    if args.only:
+        cases = [c for c in cases if any(o.lower() in c.name.lower() for o in args.only)]
+    started = time.strftime("%Y-%m-%d %H:%M")
+    for case in cases:
+        print(f"{case.name}: {case.call}", file=sys.stderr)
+        if args.no_naive:
+            case.naive = None
+        try:
+            run_case(case, engines, args.runs, args.naive_fetch, not args.no_warmup)
+        except Missing as exc:
+            case.skipped = str(exc)
+            print(f"  skipped: {exc}", file=sys.stderr)
+    for engine in engines.values():
+        engine.dispose()
+
+    import duckdb
+
+    versions = {"python": platform.python_version(), "duckdb": duckdb.__version__, "pandas": pd.__version__,
+                "sqlalchemy": sa.__version__}
+    if "postgres" in backends:
+        eng = open_engine("postgres")
+        with eng.connect() as conn:
+            versions["postgresql"] = conn.execute(sa.text("SHOW server_version")).scalar_one()
+        eng.dispose()
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps({
+        "measured_at": started, "cores": os.cpu_count(), "machine": platform.machine(),
+        "versions": versions, "traders": TRADERS, "rows": counts.get("duckdb") or next(iter(counts.values())),
+        "data_end": span.end.isoformat(), "runs_per_function": args.runs, "warmup": not args.no_warmup,
+        "naive_fetch": args.naive_fetch,
+        "targets": {"duckdb_s": TARGET_DUCKDB_S, "postgres_s": TARGET_POSTGRES_S, "naive_ratio": TARGET_RATIO},
+        "functions": [{"name": c.name, "call": c.call, "note": c.note, "skipped": c.skipped or None,
+                       "median_s": {k: median(c, k) for k in c.runs},
+                       "naive_over_duckdb": (round(median(c, "naive") / median(c, "duckdb"), 1)
+                                             if median(c, "naive") and median(c, "duckdb") else None),
+                       "checks": c.checks, "runs": c.runs} for c in cases],
+    }, indent=1, default=str))
+    print(table(cases))
+    notes = [c for c in cases if c.note and not c.skipped]
+    if notes:
+        print()
+        for c in notes:
+            print(f"- {c.name}: {c.note}")
+    bad = [c.name for c in cases if any(v.startswith(("DIFFER", "error")) for v in c.checks.values())]
+    if bad:
+        print(f"\nresults disagree or failed: {', '.join(bad)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
