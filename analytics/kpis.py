@@ -1,0 +1,695 @@
+"""Executive KPIs: acquisition, money, activity and risk for a date range against the previous one.
+
+Every figure is aggregated in the database. :func:`compute_kpis` runs three statements for both
+periods at once: one over traders and the payment ledger, one pass over trades (a bounded scan whose
+rows go through one trader-day and one trader-level aggregation, feeding activity, volume, P&L,
+the ESMA loss share and churn), and a tiny one for the data end. Definitions follow DESIGN.md §4
+and broker_domain.md §2; each :class:`Kpi` carries its own so the UI and the CLI say the same thing.
+
+Times are naive UTC; a :class:`DateRange` covers whole days, end inclusive. Money is USD.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, Literal, get_args
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql.elements import ColumnElement
+
+from analytics.filters import EVERYONE, STANDARD_TIER, TraderFilter
+from analytics.periods import DateRange, Period, epoch_seconds, period_start, step_period, truncate_date
+from connectors.schema import accounts, sessions, traders, trades, transactions
+
+Unit = Literal["count", "usd", "pct", "hours", "lots"]
+TrendMetric = Literal[
+    "registrations", "kyc_approvals", "ftds", "deposits", "withdrawals", "net_deposits", "depositors",
+    "active_traders", "trades", "volume_usd", "volume_lots", "client_pnl",
+]
+Dimension = Literal["country", "acquisition_channel", "affiliate_id", "platform", "vip_tier"]
+
+TREND_METRICS: tuple[str, ...] = get_args(TrendMetric)
+DIMENSIONS: tuple[str, ...] = get_args(Dimension)
+
+FTD_WINDOWS = (7, 30)  # days for the cohort FTD conversion
+REDEPOSIT_DAYS = 30
+CHURN_DAYS = 30  # the activity gap that makes an active trader churned (DESIGN.md §4 default)
+ESMA_DAYS = 365  # the trailing 12 months of the ESMA loss disclosure
+OTHER = "Other"
+DEFAULT_FILTER = TraderFilter()  # real traders only: test accounts left out
+
+
+@dataclass(frozen=True)
+class Kpi:
+    """One headline figure for a period and the previous period of the same length.
+
+    ``value``/``previous`` are None when the KPI cannot be computed (no mature cohort, no depositor).
+    ``unit`` "pct" values are fractions (0.25 = 25%); "hours" are hours; "usd" is USD.
+    """
+
+    key: str
+    label: str
+    value: float | None
+    previous: float | None
+    unit: str
+    definition: str
+    higher_is_better: bool = True
+
+    @property
+    def change(self) -> float | None:
+        """Relative change against the previous period (0.1 = +10%); None without a base."""
+        if self.value is None or self.previous is None or self.previous == 0:
+            return None
+        return (self.value - self.previous) / abs(self.previous)
+
+
+@dataclass(frozen=True)
+class KpiSpec:
+    label: str
+    unit: Unit
+    definition: str
+    higher_is_better: bool = True
+
+
+def _cohort_definition(window: int) -> str:
+    return (f"Cohort-based: share of the traders who registered in the period that made their first approved "
+            f"deposit (FTD) within {window} days of registering. Only registrations at least {window} days "
+            f"before the end of the data count (younger ones could still convert), so the newest {window} days "
+            f"of a period are left out; empty when no registration is that old.")
+
+
+# The KPI catalogue in display order: key -> spec. compute_kpis returns KPIs in this order.
+SPECS: dict[str, KpiSpec] = {
+    "registrations": KpiSpec("Registrations", "count", "Traders who registered in the period."),
+    "kyc_approvals": KpiSpec("KYC approvals", "count", "Traders whose KYC was first approved in the period."),
+    "ftds": KpiSpec("FTDs", "count", "First-time depositors: traders whose first approved deposit (across all "
+                                      "their accounts) fell in the period."),
+    "ftd_conversion_7d": KpiSpec("FTD conversion 7d", "pct", _cohort_definition(7)),
+    "ftd_conversion_30d": KpiSpec("FTD conversion 30d", "pct", _cohort_definition(30)),
+    "time_to_ftd": KpiSpec("Median time to FTD", "hours",
+                           "Median time from registration to the first approved deposit, over the traders whose "
+                           "FTD fell in the period.", higher_is_better=False),
+    "deposits": KpiSpec("Deposits", "usd", "Sum of approved deposits in the period, USD at transaction time. "
+                                           "Declined, pending and reversed deposits are excluded."),
+    "withdrawals": KpiSpec("Withdrawals", "usd", "Sum of approved withdrawals in the period, USD.",
+                           higher_is_better=False),
+    "net_deposits": KpiSpec("Net deposits", "usd",
+                            "Approved deposits minus approved withdrawals in the period. Bonuses, bonus "
+                            "cancellations, adjustments, fees and IB commissions are excluded."),
+    "depositors": KpiSpec("Depositors", "count", "Traders with at least one approved deposit in the period."),
+    "avg_deposit": KpiSpec("Deposits per depositor", "usd", "Approved deposits divided by depositors in the period."),
+    "redeposit_rate": KpiSpec("Redeposit rate 30d", "pct",
+                              f"Share of the period's FTD traders who made another approved deposit within "
+                              f"{REDEPOSIT_DAYS} days of their FTD. Only FTDs at least {REDEPOSIT_DAYS} days before "
+                              f"the end of the data count."),
+    "active_traders": KpiSpec("Active traders", "count",
+                              "Traders who opened or closed at least one trade in the period."),
+    "dau": KpiSpec("Daily active (avg)", "count",
+                   "DAU: traders who opened or closed a trade on a day, averaged over every day of the period "
+                   "(days without trading count as zero)."),
+    "wau": KpiSpec("Weekly active", "count",
+                   "WAU as of the period end: traders who opened or closed a trade in the last 7 days of the period."),
+    "mau": KpiSpec("Monthly active", "count",
+                   "MAU as of the period end: traders who opened or closed a trade in the last 30 days of the period."),
+    "trades": KpiSpec("Trades closed", "count", "Positions closed in the period."),
+    "volume_usd": KpiSpec("Volume (notional)", "usd",
+                          "USD notional of the positions closed in the period, one side counted."),
+    "volume_lots": KpiSpec("Volume (lots)", "lots", "Lots of the positions closed in the period, one side counted."),
+    "client_pnl": KpiSpec("Closed client P&L", "usd",
+                          "Clients' realised result on positions closed in the period: profit + commission + swap "
+                          "(commission and swap are negative when they cost the client). Up means clients did "
+                          "better."),
+    "broker_revenue": KpiSpec("Broker revenue (est.)", "usd",
+                              "Estimate: commissions paid by clients + net swap charged to clients on positions "
+                              "closed in the period − bonuses granted (net of bonus cancellations). Excludes spread "
+                              "markup and B-book trading P&L, which the data does not hold; shown only when trades "
+                              "carry commission or swap."),
+    "esma_loss_share": KpiSpec("Accounts losing money", "pct",
+                               f"ESMA disclosure figure: of the traders with trades closed in the {ESMA_DAYS} days to "
+                               f"the period end, the share whose realised profit + commission + swap is below zero.",
+                               higher_is_better=False),
+    "churn_rate": KpiSpec("Churn rate", "pct",
+                          f"Of the traders active (a trade opened or closed) in the {CHURN_DAYS} days before the "
+                          f"period starts, the share with no trade, no approved deposit and no login in the last "
+                          f"{CHURN_DAYS} days of the period (churned by its end).", higher_is_better=False),
+}
+
+GROUPS: dict[str, tuple[str, ...]] = {
+    "Acquisition": ("registrations", "kyc_approvals", "ftds", "ftd_conversion_7d", "ftd_conversion_30d",
+                    "time_to_ftd"),
+    "Money": ("deposits", "withdrawals", "net_deposits", "depositors", "avg_deposit", "redeposit_rate"),
+    "Activity": ("active_traders", "dau", "wau", "mau", "trades", "volume_usd", "volume_lots"),
+    "Risk and revenue": ("client_pnl", "broker_revenue", "esma_loss_share", "churn_rate"),
+}
+
+
+def _days(n: int) -> timedelta:
+    return timedelta(days=n)
+
+
+def _interval(days: int) -> ColumnElement:
+    return sa.literal_column(f"INTERVAL '{int(days)} days'")
+
+
+def _in(column: ColumnElement, start: datetime | date, end: datetime | date) -> ColumnElement[bool]:
+    """``start <= column < end`` (timestamps) - the half-open form every window here uses."""
+    return sa.and_(column >= start, column < end)
+
+
+def _flag(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return sa.case((condition, 1), else_=0)
+
+
+def _approved(kind: str) -> ColumnElement[bool]:
+    return sa.and_(transactions.c.kind == kind, transactions.c.status == "approved")
+
+
+def _float(x: Any) -> float:
+    return float(x) if x is not None else 0.0
+
+
+def _ratio(num: Any, den: Any) -> float | None:
+    return float(num) / float(den) if den else None
+
+
+def compute_data_end(conn: Connection) -> datetime | None:
+    """The newest registration, transaction or trade opening: how far the data reaches.
+
+    Cohort KPIs count only registrations (or FTDs) whose window ends before this instant. Three
+    indexed max() lookups rather than max() over the trader_events view, which PostgreSQL cannot
+    answer from indexes through the UNION ALL.
+    """
+    row = conn.execute(sa.select(
+        sa.select(sa.func.max(traders.c.registered_at)).scalar_subquery(),
+        sa.select(sa.func.max(transactions.c.created_at)).scalar_subquery(),
+        sa.select(sa.func.max(trades.c.opened_at)).scalar_subquery(),
+    )).one()
+    values = [v for v in row if v is not None]
+    return max(values) if values else None
+
+
+def _first_deposits(trader_filter: TraderFilter) -> sa.Subquery:
+    """Per trader: ``ftd_at`` and ``deposits_30d``, the approved deposits within 30 days of the FTD
+    (the FTD included), over the whole ledger."""
+    ranked = (
+        sa.select(transactions.c.trader_id, transactions.c.created_at,
+                  sa.func.min(transactions.c.created_at).over(partition_by=transactions.c.trader_id)
+                  .label("ftd_at"))
+        .where(_approved("deposit"), trader_filter.restrict(transactions.c.trader_id))
+        .subquery("ranked_deposits")
+    )
+    return (
+        sa.select(ranked.c.trader_id, ranked.c.ftd_at,
+                  sa.func.count().filter(ranked.c.created_at <= ranked.c.ftd_at + _interval(REDEPOSIT_DAYS))
+                  .label("deposits_30d"))
+        .group_by(ranked.c.trader_id, ranked.c.ftd_at)
+        .subquery("first_deposits")
+    )
+
+
+def _ledger_query(periods: Mapping[str, DateRange], trader_filter: TraderFilter,
+                  data_end: datetime | None) -> sa.Select:
+    """One row: acquisition and money figures for each period, columns suffixed ``_<period>``."""
+    dep = _first_deposits(EVERYONE)  # joined to the filtered traders below
+    reg, ftd_at = traders.c.registered_at, dep.c.ftd_at
+    # Without data nothing is mature; a far-past cutoff keeps the SQL uniform.
+    end = data_end or datetime(1970, 1, 1)
+    people_cols: list[ColumnElement] = []
+    money_cols: list[ColumnElement] = []
+    for name, rng in periods.items():
+        in_reg, in_ftd = rng.contains(reg), rng.contains(ftd_at)
+        people_cols += [
+            sa.func.count().filter(in_reg).label(f"registrations_{name}"),
+            sa.func.count().filter(rng.contains(traders.c.kyc_approved_at)).label(f"kyc_approvals_{name}"),
+            sa.func.count().filter(in_ftd).label(f"ftds_{name}"),
+            sa.func.percentile_cont(0.5).within_group(
+                sa.case((in_ftd, epoch_seconds(ftd_at) - epoch_seconds(reg)))).label(f"ttf_s_{name}"),
+        ]
+        for w in FTD_WINDOWS:
+            mature = sa.and_(in_reg, reg <= end - _days(w))
+            people_cols += [
+                sa.func.count().filter(mature).label(f"cohort{w}_{name}"),
+                sa.func.count().filter(mature, ftd_at <= reg + _interval(w)).label(f"converted{w}_{name}"),
+            ]
+        ftd_mature = sa.and_(in_ftd, ftd_at <= end - _days(REDEPOSIT_DAYS))
+        people_cols += [
+            sa.func.count().filter(ftd_mature).label(f"redeposit_base_{name}"),
+            sa.func.count().filter(ftd_mature, dep.c.deposits_30d >= 2).label(f"redeposited_{name}"),
+        ]
+        in_txn = rng.contains(transactions.c.created_at)
+        amount = sa.func.abs(transactions.c.amount_usd)
+        money_cols += [
+            sa.func.sum(amount).filter(in_txn, _approved("deposit")).label(f"deposits_{name}"),
+            sa.func.sum(amount).filter(in_txn, _approved("withdrawal")).label(f"withdrawals_{name}"),
+            sa.func.count(sa.distinct(transactions.c.trader_id)).filter(in_txn, _approved("deposit"))
+            .label(f"depositors_{name}"),
+            sa.func.sum(amount).filter(in_txn, _approved("bonus")).label(f"bonus_{name}"),
+            sa.func.sum(amount).filter(in_txn, _approved("bonus_cancel")).label(f"bonus_cancel_{name}"),
+        ]
+    people = (
+        sa.select(*people_cols)
+        .select_from(traders.outerjoin(dep, dep.c.trader_id == traders.c.trader_id))
+        .where(*trader_filter.conditions())
+        .subquery("people")
+    )
+    first = min(r.start_ts for r in periods.values())
+    last = max(r.end_ts for r in periods.values())
+    money = (
+        sa.select(*money_cols)
+        .where(_in(transactions.c.created_at, first, last), trader_filter.restrict(transactions.c.trader_id))
+        .subquery("money")
+    )
+    return sa.select(people, money).select_from(people.join(money, sa.true()))
+
+
+def _ts(day: date) -> datetime:
+    return datetime.combine(day, datetime.min.time())
+
+
+def _trading_query(periods: Mapping[str, DateRange], trader_filter: TraderFilter) -> sa.Select:
+    """One row: activity, churn, closed-position and ESMA figures per period (``<name>_<period>``).
+
+    Three bounded scans of trades, each shaped for its aggregate so no row evaluates more
+    expressions than it needs (FILTER clauses are paid per row and per aggregate).
+    """
+    parts = [_activity_totals(periods, trader_filter), _closed_totals(periods, trader_filter),
+             _esma_totals(periods, trader_filter)]
+    return sa.select(*parts).select_from(parts[0].join(parts[1], sa.true()).join(parts[2], sa.true()))
+
+
+def _activity_totals(periods: Mapping[str, DateRange], trader_filter: TraderFilter) -> sa.Subquery:
+    """Active traders, trader-days, WAU, MAU and churn per period.
+
+    Each trade yields two rows (``side`` 0: the day it opened, 1: the day it closed) grouped into
+    distinct trader-days, so "opened or closed on a day" is one key; then one row per trader with
+    per-period flags, joined with recent deposits and logins for churn.
+    """
+    restrict = trader_filter.restrict(trades.c.trader_id)
+    until = max(r.end_ts for r in periods.values())
+
+    side = sa.values(sa.column("k", sa.Integer), name="side").data([(0,), (1,)])
+    day = sa.case((side.c.k == 0, sa.cast(trades.c.opened_at, sa.Date)),
+                  else_=sa.cast(trades.c.closed_at, sa.Date)).label("d")
+    active_from = _ts(min(r.start for r in periods.values()) - _days(CHURN_DAYS))
+    opened, closed = _in(trades.c.opened_at, active_from, until), _in(trades.c.closed_at, active_from, until)
+    trader_days = (
+        sa.select(trades.c.trader_id, day)
+        .select_from(trades.join(side, sa.true()))
+        .where(sa.or_(opened, closed),  # lets the planner filter trades before the two-row fan-out
+               sa.or_(sa.and_(side.c.k == 0, opened), sa.and_(side.c.k == 1, closed)), restrict)
+        .group_by(trades.c.trader_id, day)
+        .subquery("trader_days")
+    )
+    td = trader_days.c
+
+    def on_days(first: date, last: date) -> ColumnElement[int]:
+        return sa.func.max(_flag(sa.and_(td.d >= first, td.d <= last)))
+
+    activity_cols: list[ColumnElement] = [td.trader_id]
+    for name, rng in periods.items():
+        activity_cols += [
+            on_days(rng.start, rng.end).label(f"active_{name}"),
+            sa.func.count().filter(td.d >= rng.start, td.d <= rng.end).label(f"trader_days_{name}"),
+            on_days(rng.end - _days(6), rng.end).label(f"wau_{name}"),
+            on_days(rng.end - _days(CHURN_DAYS - 1), rng.end).label(f"mau_{name}"),
+            on_days(rng.start - _days(CHURN_DAYS), rng.start - _days(1)).label(f"before_{name}"),
+        ]
+    activity = sa.select(*activity_cols).group_by(td.trader_id).subquery("activity")
+    act = activity.c
+
+    # Deposits and logins in the last 30 days of a period keep a trader who stopped trading from
+    # counting as churned.
+    recent_from = min(r.end_ts for r in periods.values()) - _days(CHURN_DAYS)
+
+    def recent_activity(trader_id: sa.Column, at: sa.Column, *conditions: ColumnElement[bool]) -> sa.Select:
+        flags = [sa.func.max(_flag(_in(at, rng.end_ts - _days(CHURN_DAYS), rng.end_ts))).label(f"recent_{name}")
+                 for name, rng in periods.items()]
+        return (sa.select(trader_id.label("trader_id"), *flags)
+                .where(*conditions, _in(at, recent_from, until)).group_by(trader_id))
+
+    other = sa.union_all(
+        recent_activity(transactions.c.trader_id, transactions.c.created_at, _approved("deposit")),
+        recent_activity(sessions.c.trader_id, sessions.c.started_at),
+    ).subquery("other_activity")
+    recent = (sa.select(other.c.trader_id, *(sa.func.max(other.c[f"recent_{n}"]).label(f"recent_{n}")
+                                             for n in periods))
+              .group_by(other.c.trader_id).subquery("recent"))
+    activity_totals_cols: list[ColumnElement] = []
+    for name in periods:
+        activity_totals_cols += [sa.func.sum(act[f"{c}_{name}"]).label(f"{c}_{name}")
+                                 for c in ("active", "trader_days", "wau", "mau", "before")]
+        activity_totals_cols.append(
+            sa.func.count().filter(act[f"before_{name}"] == 1, act[f"mau_{name}"] == 0,
+                                   sa.func.coalesce(recent.c[f"recent_{name}"], 0) == 0).label(f"churned_{name}"))
+    return (sa.select(*activity_totals_cols)
+            .select_from(activity.outerjoin(recent, recent.c.trader_id == act.trader_id))
+            .subquery("activity_totals"))
+
+
+def _client_pnl() -> ColumnElement:
+    return trades.c.profit_usd + trades.c.commission_usd + trades.c.swap_usd
+
+
+def _closed_totals(periods: Mapping[str, DateRange], trader_filter: TraderFilter) -> sa.Subquery:
+    """Closed positions per period: rows are tagged with the period they closed in, summed per tag."""
+    restrict = trader_filter.restrict(trades.c.trader_id)
+    until = max(r.end_ts for r in periods.values())
+    pnl = _client_pnl()
+    tag = sa.case(*((rng.contains(trades.c.closed_at), name) for name, rng in periods.items())).label("tag")
+    by_tag = (
+        sa.select(tag, sa.func.count().label("closed"), sa.func.sum(trades.c.lots).label("lots"),
+                  sa.func.sum(trades.c.notional_usd).label("notional"), sa.func.sum(pnl).label("pnl"),
+                  sa.func.sum(trades.c.commission_usd).label("commission"),
+                  sa.func.sum(trades.c.swap_usd).label("swap"),
+                  sa.func.sum(_flag(sa.or_(trades.c.commission_usd != 0, trades.c.swap_usd != 0))).label("costed"))
+        .where(_in(trades.c.closed_at, min(r.start_ts for r in periods.values()), until), restrict)
+        .group_by(tag)
+        .subquery("closed_by_period")
+    )
+    return sa.select(*(
+        sa.func.sum(by_tag.c[c]).filter(by_tag.c.tag == name).label(f"{c}_{name}")
+        for name in periods for c in ("closed", "lots", "notional", "pnl", "commission", "swap", "costed")
+    )).subquery("closed_totals")
+
+
+def _esma_totals(periods: Mapping[str, DateRange], trader_filter: TraderFilter) -> sa.Subquery:
+    """Traders with positions closed in the 12 months to each period end, and those net losing."""
+    restrict = trader_filter.restrict(trades.c.trader_id)
+    until = max(r.end_ts for r in periods.values())
+    pnl = _client_pnl()
+    esma_windows = {name: (_ts(rng.end - _days(ESMA_DAYS - 1)), rng.end_ts) for name, rng in periods.items()}
+    esma_per_trader = (
+        sa.select(*(col for name, (a, b) in esma_windows.items() for col in (
+            sa.func.sum(pnl).filter(_in(trades.c.closed_at, a, b)).label(f"pnl12_{name}"),
+            sa.func.count().filter(_in(trades.c.closed_at, a, b)).label(f"closed12_{name}"))))
+        .where(_in(trades.c.closed_at, min(a for a, _ in esma_windows.values()), until), restrict)
+        .group_by(trades.c.trader_id)
+        .subquery("esma_per_trader")
+    )
+    return sa.select(*(col for name in periods for col in (
+        sa.func.count().filter(esma_per_trader.c[f"closed12_{name}"] > 0).label(f"esma_base_{name}"),
+        sa.func.count().filter(esma_per_trader.c[f"closed12_{name}"] > 0,
+                               esma_per_trader.c[f"pnl12_{name}"] < 0).label(f"esma_losing_{name}"),
+    ))).subquery("esma_totals")
+
+
+def compute_kpis(engine: Engine, *, date_range: DateRange, trader_filter: TraderFilter = DEFAULT_FILTER) -> list[Kpi]:
+    """Every KPI of :data:`SPECS` for ``date_range`` and ``date_range.previous()``, in display order.
+
+    ``broker_revenue`` is left out when no trade of either period carries commission or swap (its
+    estimate would be bonuses alone). See each Kpi's ``definition``.
+    """
+    periods = {"cur": date_range, "prev": date_range.previous()}
+    with engine.connect() as conn:
+        data_end = compute_data_end(conn)
+        ledger = conn.execute(_ledger_query(periods, trader_filter, data_end)).one()._mapping
+        trading = conn.execute(_trading_query(periods, trader_filter)).one()._mapping
+    values = {name: _period_values(ledger, trading, name, rng.days) for name, rng in periods.items()}
+    has_costs = any(trading[f"costed_{name}"] for name in periods)
+    return [
+        Kpi(key, spec.label, values["cur"][key], values["prev"][key], spec.unit, spec.definition,
+            spec.higher_is_better)
+        for key, spec in SPECS.items()
+        if key != "broker_revenue" or has_costs
+    ]
+
+
+def _period_values(ledger: Mapping[str, Any], trading: Mapping[str, Any], name: str, days: int
+                   ) -> dict[str, float | None]:
+    def get(row: Mapping[str, Any], column: str) -> float:
+        return _float(row[f"{column}_{name}"])
+
+    deposits, withdrawals = get(ledger, "deposits"), get(ledger, "withdrawals")
+    depositors = get(ledger, "depositors")
+    ttf = ledger[f"ttf_s_{name}"]
+    bonuses = get(ledger, "bonus") - get(ledger, "bonus_cancel")
+    costed = get(trading, "costed")
+    return {
+        "registrations": get(ledger, "registrations"),
+        "kyc_approvals": get(ledger, "kyc_approvals"),
+        "ftds": get(ledger, "ftds"),
+        **{f"ftd_conversion_{w}d": _ratio(ledger[f"converted{w}_{name}"], ledger[f"cohort{w}_{name}"])
+           for w in FTD_WINDOWS},
+        "time_to_ftd": float(ttf) / 3600 if ttf is not None else None,
+        "deposits": deposits,
+        "withdrawals": withdrawals,
+        "net_deposits": deposits - withdrawals,
+        "depositors": depositors,
+        "avg_deposit": _ratio(deposits, depositors),
+        "redeposit_rate": _ratio(ledger[f"redeposited_{name}"], ledger[f"redeposit_base_{name}"]),
+        "active_traders": get(trading, "active"),
+        "dau": get(trading, "trader_days") / days,
+        "wau": get(trading, "wau"),
+        "mau": get(trading, "mau"),
+        "trades": get(trading, "closed"),
+        "volume_usd": get(trading, "notional"),
+        "volume_lots": get(trading, "lots"),
+        "client_pnl": get(trading, "pnl"),
+        # Commission and swap are signed from the client's side: negative is what the broker earns.
+        "broker_revenue": (-get(trading, "commission") - get(trading, "swap") - bonuses) if costed else None,
+        "esma_loss_share": _ratio(trading[f"esma_losing_{name}"], trading[f"esma_base_{name}"]),
+        "churn_rate": _ratio(trading[f"churned_{name}"], trading[f"before_{name}"]),
+    }
+
+
+def _trend_source(metric: str, date_range: DateRange, trader_filter: TraderFilter
+                  ) -> tuple[sa.FromClause, ColumnElement, ColumnElement, list[ColumnElement[bool]]]:
+    """(FROM, time column, value aggregate, extra WHERE conditions) of a trend metric."""
+    if metric in ("registrations", "kyc_approvals"):
+        col = traders.c.registered_at if metric == "registrations" else traders.c.kyc_approved_at
+        return traders, col, sa.func.count(), list(trader_filter.conditions())
+    if metric == "ftds":
+        dep = _first_deposits(trader_filter)
+        return dep, dep.c.ftd_at, sa.func.count(), []
+    restrict_txn = trader_filter.restrict(transactions.c.trader_id)
+    amount = sa.func.abs(transactions.c.amount_usd)
+    if metric in ("deposits", "withdrawals", "net_deposits", "depositors"):
+        aggregate = {
+            "deposits": sa.func.sum(amount).filter(_approved("deposit")),
+            "withdrawals": sa.func.sum(amount).filter(_approved("withdrawal")),
+            "net_deposits": sa.func.sum(sa.case((transactions.c.kind == "withdrawal", -amount), else_=amount))
+            .filter(transactions.c.status == "approved"),
+            "depositors": sa.func.count(sa.distinct(transactions.c.trader_id)).filter(_approved("deposit")),
+        }[metric]
+        kinds = ("deposit",) if metric in ("deposits", "depositors") else ("deposit", "withdrawal")
+        return transactions, transactions.c.created_at, aggregate, [transactions.c.kind.in_(kinds), restrict_txn]
+    restrict_trades = trader_filter.restrict(trades.c.trader_id)
+    if metric == "active_traders":
+        # Opened or closed in the period: both days of a trade, then distinct traders per period.
+        side = sa.values(sa.column("k", sa.Integer), name="side").data([(0,), (1,)])
+        at = sa.case((side.c.k == 0, trades.c.opened_at), else_=trades.c.closed_at).label("at")
+        both = (sa.select(trades.c.trader_id, at).select_from(trades.join(side, sa.true()))
+                .where(sa.or_(date_range.contains(trades.c.opened_at), date_range.contains(trades.c.closed_at)),
+                       restrict_trades)
+                .subquery("trade_days"))
+        return both, both.c.at, sa.func.count(sa.distinct(both.c.trader_id)), []
+    aggregate = {
+        "trades": sa.func.count(),
+        "volume_usd": sa.func.sum(trades.c.notional_usd),
+        "volume_lots": sa.func.sum(trades.c.lots),
+        "client_pnl": sa.func.sum(trades.c.profit_usd + trades.c.commission_usd + trades.c.swap_usd),
+    }.get(metric)
+    if aggregate is None:
+        raise ValueError(f"unknown trend metric {metric!r}; use one of {', '.join(TREND_METRICS)}")
+    return trades, trades.c.closed_at, aggregate, [restrict_trades]
+
+
+def period_starts(date_range: DateRange, period: Period) -> list[date]:
+    """Start of every day/week/month that overlaps ``date_range`` (weeks start on Monday)."""
+    out, current = [], truncate_date(date_range.start, period)
+    while current <= date_range.end:
+        out.append(current)
+        current = step_period(current, period)
+    return out
+
+
+def compute_kpi_trend(engine: Engine, *, metric: str, date_range: DateRange, period: Period,
+                      trader_filter: TraderFilter = DEFAULT_FILTER) -> pd.DataFrame:
+    """``metric`` per day, week (Monday start) or month of ``date_range``.
+
+    Columns: ``period_start`` (datetime64, the period's first day, even when the range starts
+    later), ``value`` (float; 0 for periods without events). Edge periods only count the part
+    inside the range. Metrics are :data:`TREND_METRICS`; flows are timed like the KPIs (money by
+    transaction time, volume/P&L/trades by close time, active traders by open or close).
+    """
+    source, at, aggregate, conditions = _trend_source(metric, date_range, trader_filter)
+    bucket = period_start(at, period).label("period_start")
+    query = (sa.select(bucket, aggregate.label("value")).select_from(source)
+             .where(date_range.contains(at), *conditions).group_by(bucket))
+    with engine.connect() as conn:
+        rows = {pd.Timestamp(r.period_start): _float(r.value) for r in conn.execute(query)}
+    starts = [pd.Timestamp(s) for s in period_starts(date_range, period)]
+    return pd.DataFrame({"period_start": pd.to_datetime(pd.Series(starts, dtype="datetime64[us]")),
+                         "value": [rows.get(s, 0.0) for s in starts]}, columns=["period_start", "value"])
+
+
+def comparison_range(date_range: DateRange, period: Period) -> tuple[DateRange, int]:
+    """The range to draw as "previous" on a trend, and how many periods back it lies.
+
+    It is ``date_range`` moved back by as many whole days, weeks or months as the range spans, so
+    previous periods line up one-to-one with the current ones (``step_period(p, period, n)`` maps
+    a previous period start onto the current one). For days this is ``date_range.previous()``.
+    """
+    n = len(period_starts(date_range, period))
+    if period == "day":
+        return date_range.previous(), n
+    if period == "week":
+        return DateRange(date_range.start - _days(7 * n), date_range.end - _days(7 * n)), n
+    return DateRange(_months_back(date_range.start, n), _months_back(date_range.end, n)), n
+
+
+def _months_back(day: date, n: int) -> date:
+    month = day.month - 1 - n
+    year, month = day.year + month // 12, month % 12 + 1
+    following = date(year + month // 12, month % 12 + 1, 1)
+    return date(year, month, min(day.day, (following - _days(1)).day))
+
+
+DIMENSION_LABELS: dict[str, str] = {
+    "country": "Country", "acquisition_channel": "Acquisition channel", "affiliate_id": "Affiliate (IB)",
+    "platform": "Platform", "vip_tier": "VIP tier",
+}
+# What a missing attribute is shown as.
+MISSING_LABELS: dict[str, str] = {
+    "country": "Unknown", "acquisition_channel": "Unknown", "affiliate_id": "No affiliate",
+    "platform": "No account", "vip_tier": STANDARD_TIER,
+}
+BREAKDOWN_COLUMNS = ["value", "registrations", "ftds", "cohort_registrations", "cohort_ftds", "ftd_conversion",
+                     "deposits", "withdrawals", "net_deposits", "active_traders", "volume_usd"]
+BREAKDOWN_WINDOW = 7  # days of the cohort FTD conversion in breakdowns
+
+
+def _dimension(dimension: str, trader_filter: TraderFilter) -> sa.Subquery:
+    """``trader_id``, ``registered_at`` and the dimension's ``value`` of the filtered traders."""
+    if dimension not in DIMENSIONS:
+        raise ValueError(f"unknown dimension {dimension!r}; use one of {', '.join(DIMENSIONS)}")
+    missing = sa.literal(MISSING_LABELS[dimension])
+    if dimension != "platform":
+        return (sa.select(traders.c.trader_id, traders.c.registered_at,
+                          sa.func.coalesce(traders.c[dimension], missing).label("value"))
+                .where(*trader_filter.conditions()).subquery("dim"))
+    # A trader's platform is the one of their first live account (demo only when they have no live one).
+    ranked = sa.select(
+        accounts.c.trader_id, accounts.c.platform,
+        sa.func.row_number().over(partition_by=accounts.c.trader_id,
+                                  order_by=(accounts.c.is_demo, accounts.c.opened_at, accounts.c.account_id))
+        .label("rn"),
+    ).subquery("ranked_accounts")
+    primary = sa.select(ranked.c.trader_id, ranked.c.platform).where(ranked.c.rn == 1).subquery("primary_account")
+    return (sa.select(traders.c.trader_id, traders.c.registered_at,
+                      sa.func.coalesce(primary.c.platform, missing).label("value"))
+            .select_from(traders.outerjoin(primary, primary.c.trader_id == traders.c.trader_id))
+            .where(*trader_filter.conditions()).subquery("dim"))
+
+
+def compute_breakdown(engine: Engine, *, dimension: str, date_range: DateRange,
+                      trader_filter: TraderFilter = DEFAULT_FILTER, top: int = 10,
+                      rank_by: str = "deposits") -> pd.DataFrame:
+    """Headline figures for ``date_range`` per value of a trader attribute: the ``top`` values by
+    ``rank_by`` (any numeric column), then the rest summed as "Other".
+
+    ``platform`` is the platform of a trader's first live account, so each trader (and all their
+    trading) counts once. Missing values show as :data:`MISSING_LABELS`.
+
+    Columns: ``value`` (str), ``registrations``, ``ftds``, ``cohort_registrations`` and
+    ``cohort_ftds`` (registrations at least 7 days before the data end, and those of them with an
+    FTD within 7 days), ``ftd_conversion`` (cohort_ftds / cohort_registrations, NaN without a
+    mature cohort), ``deposits``, ``withdrawals``, ``net_deposits`` (USD), ``active_traders``
+    (opened or closed a trade), ``volume_usd`` (notional of trades closed in the range). Sorted by
+    ``rank_by`` descending, "Other" last.
+    """
+    dim = _dimension(dimension, trader_filter)
+    dep = _first_deposits(EVERYONE)  # the joins below keep the filtered traders only
+    amount = sa.func.abs(transactions.c.amount_usd)
+    money = (
+        sa.select(transactions.c.trader_id,
+                  sa.func.sum(amount).filter(transactions.c.kind == "deposit").label("deposits"),
+                  sa.func.sum(amount).filter(transactions.c.kind == "withdrawal").label("withdrawals"))
+        .where(date_range.contains(transactions.c.created_at), transactions.c.status == "approved",
+               transactions.c.kind.in_(("deposit", "withdrawal")))
+        .group_by(transactions.c.trader_id).subquery("money")
+    )
+    trading = (
+        sa.select(trades.c.trader_id,
+                  sa.func.sum(trades.c.notional_usd).filter(date_range.contains(trades.c.closed_at))
+                  .label("volume_usd"))
+        .where(sa.or_(date_range.contains(trades.c.opened_at), date_range.contains(trades.c.closed_at)))
+        .group_by(trades.c.trader_id).subquery("trading")
+    )
+    reg, ftd_at = dim.c.registered_at, dep.c.ftd_at
+    with engine.connect() as conn:
+        data_end = compute_data_end(conn) or datetime(1970, 1, 1)
+        mature = sa.and_(date_range.contains(reg), reg <= data_end - _days(BREAKDOWN_WINDOW))
+        query = (
+            sa.select(
+                dim.c.value,
+                sa.func.count().filter(date_range.contains(reg)).label("registrations"),
+                sa.func.count().filter(date_range.contains(ftd_at)).label("ftds"),
+                sa.func.count().filter(mature).label("cohort_registrations"),
+                sa.func.count().filter(mature, ftd_at <= reg + _interval(BREAKDOWN_WINDOW)).label("cohort_ftds"),
+                sa.func.sum(money.c.deposits).label("deposits"),
+                sa.func.sum(money.c.withdrawals).label("withdrawals"),
+                sa.func.count(trading.c.trader_id).label("active_traders"),
+                sa.func.sum(trading.c.volume_usd).label("volume_usd"),
+            )
+            .select_from(
+                dim.outerjoin(dep, dep.c.trader_id == dim.c.trader_id)
+                .outerjoin(money, money.c.trader_id == dim.c.trader_id)
+                .outerjoin(trading, trading.c.trader_id == dim.c.trader_id))
+            .group_by(dim.c.value)
+        )
+        frame = pd.DataFrame(conn.execute(query).mappings().all(),
+                             columns=[c for c in BREAKDOWN_COLUMNS if c not in ("ftd_conversion", "net_deposits")])
+    return _top_and_other(frame, top=top, rank_by=rank_by)
+
+
+def _top_and_other(frame: pd.DataFrame, *, top: int, rank_by: str) -> pd.DataFrame:
+    numeric = [c for c in frame.columns if c != "value"]
+    frame[numeric] = frame[numeric].astype("float64").fillna(0.0)
+    frame["value"] = frame["value"].astype(str)
+    frame["net_deposits"] = frame["deposits"] - frame["withdrawals"]
+    # Groups with nothing in the range (e.g. a country whose traders all registered earlier and
+    # did nothing) would only pad the chart.
+    frame = frame[(frame[numeric] != 0).any(axis=1)]
+    if rank_by not in frame.columns or rank_by == "value":
+        raise ValueError(f"cannot rank a breakdown by {rank_by!r}")
+    frame = frame.sort_values([rank_by, "registrations", "value"], ascending=[False, False, True], kind="stable")
+    if len(frame) > top:
+        rest = frame.iloc[top:][[*numeric, "net_deposits"]].sum()
+        frame = pd.concat([frame.iloc[:top], pd.DataFrame([{"value": OTHER, **rest.to_dict()}])], ignore_index=True)
+    frame = frame.reset_index(drop=True)
+    frame["ftd_conversion"] = (frame["cohort_ftds"] / frame["cohort_registrations"].where(
+        frame["cohort_registrations"] > 0))
+    return frame[BREAKDOWN_COLUMNS]
+
+
+VOLUME_COLUMNS = ["asset_class", "trades", "lots", "notional_usd", "client_pnl"]
+
+
+def compute_volume_by_asset_class(engine: Engine, *, date_range: DateRange,
+                                  trader_filter: TraderFilter = DEFAULT_FILTER) -> pd.DataFrame:
+    """Trading on positions closed in ``date_range`` per asset class, largest notional first.
+
+    Columns: ``asset_class`` (str; "other" when unknown), ``trades`` (int), ``lots``,
+    ``notional_usd``, ``client_pnl`` (profit + commission + swap, USD) as floats.
+    """
+    asset = sa.func.coalesce(trades.c.asset_class, "other").label("asset_class")
+    query = (
+        sa.select(asset, sa.func.count().label("trades"), sa.func.sum(trades.c.lots).label("lots"),
+                  sa.func.sum(trades.c.notional_usd).label("notional_usd"),
+                  sa.func.sum(trades.c.profit_usd + trades.c.commission_usd + trades.c.swap_usd).label("client_pnl"))
+        .where(date_range.contains(trades.c.closed_at), trader_filter.restrict(trades.c.trader_id))
+        .group_by(asset)
+    )
+    with engine.connect() as conn:
+        frame = pd.DataFrame(conn.execute(query).mappings().all(), columns=VOLUME_COLUMNS)
+    frame["asset_class"] = frame["asset_class"].astype(str)
+    frame["trades"] = frame["trades"].astype("int64")
+    for col in ("lots", "notional_usd", "client_pnl"):
+        frame[col] = frame[col].astype("float64").fillna(0.0)
+    return frame.sort_values(["notional_usd", "asset_class"], ascending=[False, True], kind="stable",
+                             ignore_index=True)
