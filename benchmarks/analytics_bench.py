@@ -271,7 +271,7 @@ def build_cases(end: date) -> list[Case]:
         lambda s: naive.ltv(s, period="week", ages=12, metric="net_deposits", date_from=last_12m.start,
                             date_to=end, trader_filter=tf),
         compare_ltv)
-    add("engagement retention (≥10 trades in 30 days → days 90-120)",
+    add("engagement retention (≥10 logins in 30 d after FTD → trade days 90-120)",
         "compute_engagement_retention(threshold=10, first_days=30, retained 90-120, date_to=end)",
         lambda e: api("cohorts", "compute_engagement_retention")(e, date_to=end, trader_filter=tf),
         lambda s: naive.engagement_retention(s, date_to=end, trader_filter=tf), compare_engagement)
@@ -399,16 +399,14 @@ def assert_frames_close(a: pd.DataFrame, b: pd.DataFrame, what: str = "", rtol: 
                 i = int((~close).argmax())
                 raise AssertionError(f"{what}{col}[{i}]: {xf[i]} != {yf[i]}")
         else:
-            xs = x.map(_norm)
-            ys = y.map(_norm)
-            diff = xs != ys
-            if diff.any():
-                i = int(diff.to_numpy().argmax())
-                raise AssertionError(f"{what}{col}[{i}]: {x.iloc[i]!r} != {y.iloc[i]!r}")
+            xs, ys = [_norm(v) for v in x], [_norm(v) for v in y]
+            for i, (u, w) in enumerate(zip(xs, ys, strict=True)):
+                if u != w:
+                    raise AssertionError(f"{what}{col}[{i}]: {x.iloc[i]!r} != {y.iloc[i]!r}")
 
 
 def _norm(v):
-    if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NaT:
+    if v is None or (not isinstance(v, list | tuple | dict) and not hasattr(v, "tolist") and pd.isna(v)):
         return None
     if isinstance(v, pd.Timestamp):
         return v.to_pydatetime()
@@ -429,10 +427,38 @@ def compare_frames(real: pd.DataFrame, naive_frame: pd.DataFrame) -> None:
     assert_frames_close(real[list(naive_frame.columns)], naive_frame)
 
 
-# The comparators below are bound to the shapes the analytics modules return; each picks the
-# columns both sides compute.
-compare_kpis = compare_trend = compare_breakdown = compare_asset_classes = compare_frames
-compare_retention = compare_ltv = compare_engagement = compare_frames
+def _close(a, b) -> bool:
+    if a is None or b is None or (isinstance(a, float) and math.isnan(a)) or (isinstance(b, float) and math.isnan(b)):
+        return (a is None or (isinstance(a, float) and math.isnan(a))) and \
+            (b is None or (isinstance(b, float) and math.isnan(b)))
+    return abs(float(a) - float(b)) <= 1e-6 * abs(float(b)) + 1e-6
+
+
+def compare_kpis(real: list, naive_values: dict[str, tuple]) -> None:
+    """Every KPI the naive side computes: value and previous, to 1e-6 relative."""
+    seen = 0
+    for kpi in real:
+        if kpi.key not in naive_values:
+            continue
+        seen += 1
+        value, previous = naive_values[kpi.key]
+        assert _close(kpi.value, value), f"{kpi.key}: {kpi.value} != {value}"
+        assert _close(kpi.previous, previous), f"{kpi.key} (previous): {kpi.previous} != {previous}"
+    assert seen == len(real), f"only {seen} of {len(real)} KPIs compared"
+
+
+def compare_retention(real, naive_counts: pd.DataFrame) -> None:
+    assert_frames_close(real.counts.set_axis([str(c) for c in real.counts.columns], axis=1),
+                        naive_counts.set_axis([str(c) for c in naive_counts.columns], axis=1))
+
+
+def compare_engagement(real, naive_values: dict) -> None:
+    assert_frames_close(real.buckets[["traders", "retained"]].astype("int64"), naive_values["buckets"], "buckets.")
+    for key in ("n_high", "n_low", "retained_high", "retained_low"):
+        assert getattr(real, key) == naive_values[key], f"{key}: {getattr(real, key)} != {naive_values[key]}"
+
+
+compare_trend = compare_breakdown = compare_asset_classes = compare_ltv = compare_frames
 compare_funnel = compare_funnel_loose = compare_funnel_trends = compare_time_to_convert = compare_frames
 compare_dropoffs = compare_stages = compare_flows = compare_frames
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -170,3 +170,370 @@ def lifecycle(src: Source, *, event: str, period: str, date_from: date, date_to:
     out.index = [p.date() for p in idx]
     out.index.name = "period_start"
     return out.reset_index()
+
+
+# --------------------------------------------------------------------------------------------
+# Shared pulls
+# --------------------------------------------------------------------------------------------
+
+def events(src: Source, event: str, *, since: date | datetime | None = None,
+           until: date | datetime | None = None) -> pd.DataFrame:
+    """trader_id, occurred_at of one event of the unified stream (the trader_events view)."""
+    where = [f"event = '{event}'"]
+    if since is not None:
+        where.append(f"occurred_at >= {_lit(since)}")
+    if until is not None:
+        where.append(f"occurred_at < {_lit(until)}")
+    return src.read(f"SELECT trader_id, occurred_at FROM trader_events WHERE {' AND '.join(where)}")
+
+
+def ledger(src: Source) -> pd.DataFrame:
+    """The whole payment ledger (it is small next to trades): kind, status, USD amount, time."""
+    return src.read("SELECT trader_id, kind, status, CAST(amount_usd AS DOUBLE) AS amount_usd, created_at "
+                    "FROM transactions")
+
+
+def ftd_times(tx: pd.DataFrame) -> pd.Series:
+    """Each trader's first approved deposit time (index trader_id)."""
+    dep = tx[(tx["kind"] == "deposit") & (tx["status"] == "approved")]
+    return dep.groupby("trader_id")["created_at"].min()
+
+
+def _days(n: int) -> pd.Timedelta:
+    return pd.Timedelta(days=n)
+
+
+def _periods_of(date_range, period: str) -> list[pd.Timestamp]:
+    first = _floor_date(date_range.start, period)
+    return _period_index(first, date_range.end, period)
+
+
+# --------------------------------------------------------------------------------------------
+# KPIs (analytics.kpis)
+# --------------------------------------------------------------------------------------------
+
+def kpis(src: Source, *, date_range, trader_filter: TraderFilter = EVERYONE_BUT_TEST) -> dict[str, tuple]:
+    """{key: (value, previous)} for the KPIs of analytics.kpis.compute_kpis, from raw rows."""
+    periods = {"cur": date_range, "prev": date_range.previous()}
+    keep = kept_traders(src, trader_filter)
+    tr = src.read("SELECT trader_id, registered_at, kyc_approved_at FROM traders")
+    tr = tr[tr["trader_id"].isin(keep)].set_index("trader_id")
+    tx = ledger(src)
+    ftd = ftd_times(tx)
+    first_ts = min(r.start for r in periods.values())
+    until = max(r.end for r in periods.values()) + timedelta(days=1)
+    open_from = first_ts - timedelta(days=30)
+    close_from = min(min(r.start - timedelta(days=30), r.end - timedelta(days=364)) for r in periods.values())
+    trd = src.read(
+        "SELECT trader_id, opened_at, closed_at, CAST(lots AS DOUBLE) AS lots, "
+        "CAST(notional_usd AS DOUBLE) AS notional, CAST(profit_usd AS DOUBLE) AS profit, "
+        "CAST(commission_usd AS DOUBLE) AS commission, CAST(swap_usd AS DOUBLE) AS swap FROM trades "
+        f"WHERE (opened_at >= {_lit(open_from)} AND opened_at < {_lit(until)}) "
+        f"OR (closed_at >= {_lit(close_from)} AND closed_at < {_lit(until)})")
+    data_end = max(tr_all_max(src, tx), trd["opened_at"].max())
+    recent_from = min(r.end for r in periods.values()) + timedelta(days=1) - timedelta(days=30)
+    logins = events(src, "login", since=recent_from, until=until)
+    trd = trd[trd["trader_id"].isin(keep)]
+    trd["pnl"] = trd["profit"] + trd["commission"] + trd["swap"]
+    trd["costed"] = ((trd["commission"] != 0) | (trd["swap"] != 0)).astype(int)
+    opened = trd[(trd["opened_at"] >= _ts(open_from)) & (trd["opened_at"] < _ts(until))]
+    closed = trd[(trd["closed_at"] >= _ts(close_from)) & (trd["closed_at"] < _ts(until))]
+    open_days = pd.DataFrame({"trader_id": opened["trader_id"], "d": opened["opened_at"].dt.normalize()})
+    close_rows = pd.DataFrame({"trader_id": closed["trader_id"], "d": closed["closed_at"].dt.normalize(),
+                               **{c: closed[c] for c in ("lots", "notional", "pnl", "commission", "swap", "costed")}})
+    close_rows["closed"] = 1
+    trader_days = pd.concat([open_days, close_rows], ignore_index=True)
+    trader_days = trader_days.groupby(["trader_id", "d"], as_index=False).sum(min_count=0)
+    out: dict[str, dict] = {}
+    dep = tx[(tx["kind"] == "deposit") & (tx["status"] == "approved")].merge(
+        ftd.rename("ftd_at"), left_on="trader_id", right_index=True)
+    deposits_30d = dep[dep["created_at"] <= dep["ftd_at"] + _days(30)].groupby("trader_id").size()
+    people = tr.join(ftd.rename("ftd_at")).join(deposits_30d.rename("deposits_30d"))
+    approved = tx[(tx["status"] == "approved") & tx["trader_id"].isin(keep)]
+    dep_after = tx[(tx["kind"] == "deposit") & (tx["status"] == "approved")]
+    for name, rng in periods.items():
+        lo, hi = _ts(rng.start), _ts(rng.end + timedelta(days=1))
+        reg, ftd_at = people["registered_at"], people["ftd_at"]
+        in_reg = (reg >= lo) & (reg < hi)
+        in_ftd = (ftd_at >= lo) & (ftd_at < hi)
+        v: dict = {"registrations": float(in_reg.sum()),
+                   "kyc_approvals": float(((people["kyc_approved_at"] >= lo) & (people["kyc_approved_at"] < hi)).sum()),
+                   "ftds": float(in_ftd.sum())}
+        for w in (7, 30):
+            mature = in_reg & (reg <= data_end - _days(w))
+            conv = mature & (ftd_at <= reg + _days(w))
+            v[f"ftd_conversion_{w}d"] = conv.sum() / mature.sum() if mature.sum() else None
+        ttf = ((ftd_at - reg).dt.total_seconds())[in_ftd].dropna()
+        v["time_to_ftd"] = float(ttf.median()) / 3600 if len(ttf) else None
+        money = approved[(approved["created_at"] >= lo) & (approved["created_at"] < hi)]
+        amount = money["amount_usd"].abs()
+        sums = amount.groupby(money["kind"]).sum()
+        deposits, withdrawals = float(sums.get("deposit", 0.0)), float(sums.get("withdrawal", 0.0))
+        depositors = float(money.loc[money["kind"] == "deposit", "trader_id"].nunique())
+        v |= {"deposits": deposits, "withdrawals": withdrawals, "net_deposits": deposits - withdrawals,
+              "depositors": depositors, "avg_deposit": deposits / depositors if depositors else None}
+        ftd_mature = in_ftd & (ftd_at <= data_end - _days(30))
+        redeposited = ftd_mature & (people["deposits_30d"] >= 2)
+        v["redeposit_rate"] = redeposited.sum() / ftd_mature.sum() if ftd_mature.sum() else None
+        d = trader_days
+        in_rng = (d["d"] >= lo) & (d["d"] < hi)
+        end_day = _ts(rng.end)
+        esma = (d["d"] >= end_day - _days(364)) & (d["d"] <= end_day)
+        wau = (d["d"] >= end_day - _days(6)) & (d["d"] <= end_day)
+        mau = (d["d"] >= end_day - _days(29)) & (d["d"] <= end_day)
+        before = (d["d"] >= lo - _days(30)) & (d["d"] <= lo - _days(1))
+        sums = d[in_rng][["closed", "lots", "notional", "pnl", "commission", "swap", "costed"]].sum()
+        per_trader = pd.DataFrame({"active": in_rng, "wau": wau, "mau": mau, "before": before,
+                                   "pnl12": d["pnl"].where(esma, 0.0), "closed12": d["closed"].where(esma, 0),
+                                   "trader_id": d["trader_id"]}).groupby("trader_id").agg(
+            active=("active", "max"), wau=("wau", "max"), mau=("mau", "max"), before=("before", "max"),
+            pnl12=("pnl12", "sum"), closed12=("closed12", "sum"))
+        recent_lo = _ts(rng.end + timedelta(days=1)) - _days(30)
+        recent_ids = set(logins.loc[(logins["occurred_at"] >= recent_lo) & (logins["occurred_at"] < hi), "trader_id"])
+        recent_dep = dep_after[(dep_after["created_at"] >= recent_lo) & (dep_after["created_at"] < hi)]
+        recent_ids |= set(recent_dep["trader_id"])
+        traded12 = per_trader["closed12"] > 0
+        churned = per_trader["before"] & ~per_trader["mau"] & ~per_trader.index.isin(list(recent_ids))
+        bonus = approved[(approved["created_at"] >= lo) & (approved["created_at"] < hi)]
+        bonuses = bonus.loc[bonus["kind"] == "bonus", "amount_usd"].abs().sum() - \
+            bonus.loc[bonus["kind"] == "bonus_cancel", "amount_usd"].abs().sum()
+        v |= {"active_traders": float(per_trader["active"].sum()),
+              "dau": float(in_rng.sum()) / rng.days, "wau": float(per_trader["wau"].sum()),
+              "mau": float(per_trader["mau"].sum()), "trades": float(sums["closed"]),
+              "volume_usd": float(sums["notional"]), "volume_lots": float(sums["lots"]),
+              "client_pnl": float(sums["pnl"]),
+              "broker_revenue": (-float(sums["commission"]) - float(sums["swap"]) - float(bonuses))
+              if sums["costed"] else None,
+              "esma_loss_share": ((traded12 & (per_trader["pnl12"] < 0)).sum() / traded12.sum()
+                                  if traded12.sum() else None),
+              "churn_rate": churned.sum() / per_trader["before"].sum() if per_trader["before"].sum() else None}
+        out[name] = v
+    return {k: (out["cur"][k], out["prev"][k]) for k in out["cur"]}
+
+
+def tr_all_max(src: Source, tx: pd.DataFrame) -> pd.Timestamp:
+    """Newest registration or transaction (the trades' newest opening is added by the caller)."""
+    reg = src.read("SELECT registered_at FROM traders WHERE registered_at IS NOT NULL")["registered_at"].max()
+    return max(reg, tx["created_at"].max())
+
+
+def kpi_trend(src: Source, *, metric: str, date_range, period: str,
+              trader_filter: TraderFilter = EVERYONE_BUT_TEST) -> pd.DataFrame:
+    """period_start, value: the metrics the Overview charts (registrations, net_deposits,
+    active_traders, volume_usd) per period, as analytics.kpis.compute_kpi_trend."""
+    keep = kept_traders(src, trader_filter)
+    lo, hi = date_range.start_ts, date_range.end_ts
+    if metric == "registrations":
+        rows = src.read(f"SELECT trader_id, registered_at AS at FROM traders WHERE registered_at >= {_lit(lo)} "
+                        f"AND registered_at < {_lit(hi)}")
+        rows = rows[rows["trader_id"].isin(keep)]
+        values = rows.groupby(floor_period(rows["at"], period)).size().astype("float64")
+    elif metric == "net_deposits":
+        rows = src.read("SELECT trader_id, kind, CAST(amount_usd AS DOUBLE) AS amount, created_at AS at "
+                        f"FROM transactions WHERE status = 'approved' AND created_at >= {_lit(lo)} "
+                        f"AND created_at < {_lit(hi)}")
+        rows = rows[rows["trader_id"].isin(keep) & rows["kind"].isin(["deposit", "withdrawal"])]
+        signed = rows["amount"].abs().where(rows["kind"] == "deposit", -rows["amount"].abs())
+        values = signed.groupby(floor_period(rows["at"], period)).sum()
+    elif metric == "active_traders":
+        rows = src.read(f"SELECT trader_id, opened_at, closed_at FROM trades WHERE (opened_at >= {_lit(lo)} "
+                        f"AND opened_at < {_lit(hi)}) OR (closed_at >= {_lit(lo)} AND closed_at < {_lit(hi)})")
+        rows = rows[rows["trader_id"].isin(keep)]
+        both = pd.concat([rows[["trader_id", "opened_at"]].set_axis(["trader_id", "at"], axis=1),
+                          rows[["trader_id", "closed_at"]].set_axis(["trader_id", "at"], axis=1)])
+        both = both[(both["at"] >= _ts(lo)) & (both["at"] < _ts(hi))]
+        values = both.groupby(floor_period(both["at"], period))["trader_id"].nunique().astype("float64")
+    elif metric == "volume_usd":
+        rows = src.read("SELECT trader_id, CAST(notional_usd AS DOUBLE) AS notional, closed_at AS at FROM trades "
+                        f"WHERE closed_at >= {_lit(lo)} AND closed_at < {_lit(hi)}")
+        rows = rows[rows["trader_id"].isin(keep)]
+        values = rows.groupby(floor_period(rows["at"], period))["notional"].sum()
+    else:
+        raise ValueError(f"no naive version of trend metric {metric!r}")
+    starts = _periods_of(date_range, period)
+    return pd.DataFrame({"period_start": pd.to_datetime(pd.Series(starts, dtype="datetime64[us]")),
+                         "value": [float(values.get(s, 0.0)) for s in starts]})
+
+
+def breakdown(src: Source, *, dimension: str, date_range, trader_filter: TraderFilter = EVERYONE_BUT_TEST,
+              top: int = 10) -> pd.DataFrame:
+    """Headline figures per country (or another traders column), top by deposits plus "Other",
+    as analytics.kpis.compute_breakdown."""
+    keep = kept_traders(src, trader_filter)
+    tr = src.read(f"SELECT trader_id, registered_at, {dimension} AS value FROM traders")
+    tr = tr[tr["trader_id"].isin(keep)].set_index("trader_id")
+    tr["value"] = tr["value"].fillna("Unknown").astype(str)
+    tx = ledger(src)
+    lo, hi = _ts(date_range.start_ts), _ts(date_range.end_ts)
+    trd = src.read("SELECT trader_id, opened_at, closed_at, CAST(notional_usd AS DOUBLE) AS notional FROM trades "
+                   f"WHERE (opened_at >= {_lit(lo)} AND opened_at < {_lit(hi)}) "
+                   f"OR (closed_at >= {_lit(lo)} AND closed_at < {_lit(hi)})")
+    data_end = max(tr_all_max(src, tx), trd["opened_at"].max())
+    ftd_at = ftd_times(tx).reindex(tr.index)
+    reg = tr["registered_at"]
+    in_reg = (reg >= lo) & (reg < hi)
+    mature = in_reg & (reg <= data_end - _days(7))
+    money = tx[(tx["status"] == "approved") & (tx["created_at"] >= lo) & (tx["created_at"] < hi)]
+    per_trader = money.assign(usd=money["amount_usd"].abs()).pivot_table(
+        index="trader_id", columns="kind", values="usd", aggfunc="sum")
+    closed_in = (trd["closed_at"] >= lo) & (trd["closed_at"] < hi)
+    volume = trd["notional"].where(closed_in).groupby(trd["trader_id"]).sum(min_count=1)
+    frame = pd.DataFrame({
+        "value": tr["value"], "registrations": in_reg, "ftds": (ftd_at >= lo) & (ftd_at < hi),
+        "cohort_registrations": mature, "cohort_ftds": mature & (ftd_at <= reg + _days(7)),
+        "deposits": per_trader.get("deposit", pd.Series(dtype=float)).reindex(tr.index),
+        "withdrawals": per_trader.get("withdrawal", pd.Series(dtype=float)).reindex(tr.index),
+        "active_traders": tr.index.isin(trd["trader_id"]), "volume_usd": volume.reindex(tr.index)})
+    frame = frame.groupby("value", as_index=False).sum(min_count=0)
+    numeric = [c for c in frame.columns if c != "value"]
+    frame[numeric] = frame[numeric].astype("float64").fillna(0.0)
+    frame["net_deposits"] = frame["deposits"] - frame["withdrawals"]
+    frame = frame[(frame[numeric] != 0).any(axis=1)]
+    frame = frame.sort_values(["deposits", "registrations", "value"], ascending=[False, False, True], kind="stable")
+    if len(frame) > top:
+        rest = frame.iloc[top:][[*numeric, "net_deposits"]].sum()
+        frame = pd.concat([frame.iloc[:top], pd.DataFrame([{"value": "Other", **rest.to_dict()}])], ignore_index=True)
+    frame = frame.reset_index(drop=True)
+    frame["ftd_conversion"] = frame["cohort_ftds"] / frame["cohort_registrations"].where(
+        frame["cohort_registrations"] > 0)
+    return frame[["value", "registrations", "ftds", "cohort_registrations", "cohort_ftds", "ftd_conversion",
+                  "deposits", "withdrawals", "net_deposits", "active_traders", "volume_usd"]]
+
+
+def volume_by_asset_class(src: Source, *, date_range, trader_filter: TraderFilter = EVERYONE_BUT_TEST
+                          ) -> pd.DataFrame:
+    keep = kept_traders(src, trader_filter)
+    trd = src.read("SELECT trader_id, asset_class, CAST(lots AS DOUBLE) AS lots, "
+                   "CAST(notional_usd AS DOUBLE) AS notional_usd, "
+                   "CAST(profit_usd + commission_usd + swap_usd AS DOUBLE) AS client_pnl FROM trades "
+                   f"WHERE closed_at >= {_lit(date_range.start_ts)} AND closed_at < {_lit(date_range.end_ts)}")
+    trd = trd[trd["trader_id"].isin(keep)]
+    trd["asset_class"] = trd["asset_class"].fillna("other").astype(str)
+    out = trd.groupby("asset_class", as_index=False).agg(
+        trades=("trader_id", "size"), lots=("lots", "sum"), notional_usd=("notional_usd", "sum"),
+        client_pnl=("client_pnl", "sum"))
+    return out.sort_values(["notional_usd", "asset_class"], ascending=[False, True], kind="stable",
+                           ignore_index=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Cohorts (analytics.cohorts)
+# --------------------------------------------------------------------------------------------
+
+WEEK_ORIGIN = pd.Timestamp("1969-12-29")  # a Monday
+
+
+def week_index(ts: pd.Series) -> pd.Series:
+    return (ts.dt.normalize() - WEEK_ORIGIN).dt.days // 7
+
+
+def retention(src: Source, *, start_event: str, return_event: str, period: str, intervals: int, date_to: date,
+              trader_filter: TraderFilter = EVERYONE_BUT_TEST) -> pd.DataFrame:
+    """Recurring weekly retention counts (cohort_start, size, 0 … intervals-1) without date_from:
+    ``intervals`` cohorts ending with date_to's week, as analytics.cohorts.compute_retention."""
+    assert period == "week"
+    n = intervals
+    last = (pd.Timestamp(date_to) - WEEK_ORIGIN).days // 7
+    first = last - n + 1
+    lo, hi = WEEK_ORIGIN + pd.Timedelta(weeks=first), WEEK_ORIGIN + pd.Timedelta(weeks=last + 1)
+    keep = kept_traders(src, trader_filter)
+    starts = events(src, start_event, since=lo.to_pydatetime(), until=hi.to_pydatetime())
+    starts = starts[starts["trader_id"].isin(keep)]
+    starts = pd.DataFrame({"trader_id": starts["trader_id"], "cohort": week_index(starts["occurred_at"])})
+    starts = starts.drop_duplicates()
+    rets = events(src, return_event, since=(lo + pd.Timedelta(weeks=1)).to_pydatetime(), until=hi.to_pydatetime())
+    rets = pd.DataFrame({"trader_id": rets["trader_id"], "p": week_index(rets["occurred_at"])}).drop_duplicates()
+    pairs = starts.merge(rets, on="trader_id")
+    pairs = pairs[(pairs["p"] > pairs["cohort"]) & (pairs["p"] < pairs["cohort"] + n)]
+    cells = pairs.groupby(["cohort", pairs["p"] - pairs["cohort"]]).size()
+    matrix = np.zeros((last - first + 1, n), dtype=np.int64)
+    for c, size in starts.groupby("cohort").size().items():
+        matrix[c - first, 0] = size
+    for (c, k), count in cells.items():
+        matrix[c - first, k] = count
+    counts = pd.DataFrame(matrix, columns=list(range(n)))
+    counts.insert(0, "size", matrix[:, 0].copy())
+    counts.insert(0, "cohort_start", pd.to_datetime([WEEK_ORIGIN + pd.Timedelta(weeks=first + i)
+                                                     for i in range(last - first + 1)]))
+    return counts
+
+
+def ltv(src: Source, *, period: str, ages: int, metric: str, date_from: date, date_to: date,
+        trader_filter: TraderFilter = EVERYONE_BUT_TEST) -> pd.DataFrame:
+    """Cumulative net deposits per trader by weeks since FTD, per weekly FTD cohort and pooled,
+    as analytics.cohorts.compute_ltv (age unit = 7 days)."""
+    assert period == "week" and metric == "net_deposits"
+    unit = pd.Timedelta(days=7)
+    keep = kept_traders(src, trader_filter)
+    tx = ledger(src)
+    tx = tx[tx["trader_id"].isin(keep)]
+    obs_end = pd.Timestamp(date_to) + _days(1)
+    lo = pd.Timestamp(_floor_date(date_from, "week"))
+    ftd = ftd_times(tx)
+    ftd = ftd[(ftd >= lo) & (ftd < obs_end)].rename("ftd_at")
+    cohort = week_index(ftd)
+    sizes = cohort.value_counts()
+    money = tx[(tx["status"] == "approved") & tx["kind"].isin(["deposit", "withdrawal"])].merge(
+        ftd, left_on="trader_id", right_index=True)
+    money = money[(money["created_at"] >= money["ftd_at"]) & (money["created_at"] < obs_end)
+                  & (money["created_at"] < money["ftd_at"] + unit * ages)]
+    money["usd"] = money["amount_usd"].where(money["kind"] != "withdrawal", -money["amount_usd"].abs())
+    money["age"] = ((money["created_at"] - money["ftd_at"]) // unit).astype(int)
+    money["cohort"] = money["trader_id"].map(cohort)
+    totals = money.groupby(["cohort", "age"])["usd"].sum()
+    records = []
+    pooled_size = np.zeros(ages, dtype=np.int64)
+    pooled_value = np.zeros(ages)
+    for c in sorted(sizes.index):
+        start = WEEK_ORIGIN + pd.Timedelta(weeks=int(c))
+        members_until = min(start + unit, obs_end)
+        value = 0.0
+        for a in range(ages):
+            if members_until + unit * (a + 1) > obs_end:
+                break
+            value += float(totals.get((c, a), 0.0))
+            size = int(sizes[c])
+            records.append({"cohort": start.date().isoformat(), "cohort_start": start, "cohort_size": size, "age": a,
+                            "value_usd": value, "value_per_trader": value / size})
+            pooled_size[a] += size
+            pooled_value[a] += value
+    for a in range(ages):
+        if pooled_size[a]:
+            records.append({"cohort": "All cohorts", "cohort_start": pd.NaT, "cohort_size": int(pooled_size[a]),
+                            "age": a, "value_usd": pooled_value[a],
+                            "value_per_trader": pooled_value[a] / pooled_size[a]})
+    return pd.DataFrame.from_records(records)
+
+
+def engagement_retention(src: Source, *, date_to: date, threshold: int = 10, first_days: int = 30,
+                         retained_from_day: int = 90, retained_to_day: int = 120,
+                         trader_filter: TraderFilter = EVERYONE_BUT_TEST) -> dict:
+    """Traders per early-login bucket and retention 90-120 days after FTD, as
+    analytics.cohorts.compute_engagement_retention: {"buckets": frame, "n_high", "n_low",
+    "retained_high", "retained_low"}."""
+    keep = kept_traders(src, trader_filter)
+    tx = ledger(src)
+    tx = tx[tx["trader_id"].isin(keep)]
+    cutoff = pd.Timestamp(date_to) + _days(1) - _days(retained_to_day)
+    ftd = ftd_times(tx)
+    ftd = ftd[ftd <= cutoff].rename("ftd_at")
+    logins = events(src, "login", until=(cutoff + _days(first_days)).to_pydatetime())
+    early = logins.merge(ftd, left_on="trader_id", right_index=True)
+    early = early[(early["occurred_at"] >= early["ftd_at"])
+                  & (early["occurred_at"] < early["ftd_at"] + _days(first_days))]
+    sessions = early.groupby("trader_id").size().reindex(ftd.index, fill_value=0)
+    trades = events(src, "trade", until=(cutoff + _days(retained_to_day)).to_pydatetime())
+    late = trades.merge(ftd, left_on="trader_id", right_index=True)
+    late = late[(late["occurred_at"] >= late["ftd_at"] + _days(retained_from_day))
+                & (late["occurred_at"] < late["ftd_at"] + _days(retained_to_day))]
+    retained = ftd.index.isin(late["trader_id"].unique())
+    per = pd.DataFrame({"sessions": sessions.to_numpy(), "retained": retained})
+    edges = sorted({0, threshold, 3, 6, 10, 20})
+    rows = []
+    for i, low in enumerate(edges):
+        high = edges[i + 1] - 1 if i + 1 < len(edges) else None
+        sel = per[(per["sessions"] >= low) & ((per["sessions"] <= high) if high is not None else True)]
+        rows.append({"traders": len(sel), "retained": int(sel["retained"].sum())})
+    hi_grp, lo_grp = per[per["sessions"] >= threshold], per[per["sessions"] < threshold]
+    return {"buckets": pd.DataFrame(rows), "n_high": len(hi_grp), "n_low": len(lo_grp),
+            "retained_high": int(hi_grp["retained"].sum()), "retained_low": int(lo_grp["retained"].sum())}
