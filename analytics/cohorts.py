@@ -1,0 +1,589 @@
+"""Cohorts: retention matrices, LTV curves by FTD cohort, and early engagement against later retention.
+
+Retention follows PostHog's semantics (``reference/funnel_retention_semantics.md`` §2):
+
+- a cohort is the period (day, week, month) of a *start* event; *recurring* mode puts a trader in
+  every period with a start event in the range, *first-time* mode only in the period of their
+  first-ever start event (all history; absent when that lies before the range);
+- column 0 is the cohort size whatever the return event; column k >= 1 counts cohort members with a
+  *return* event in period cohort + k; returns in the cohort's own period or earlier never count,
+  and return periods after the range's last period are padded with 0 (a square matrix);
+- *cumulative* ("rolling") counts a member in column k when they returned in column k or later;
+- without ``date_from`` the table has ``intervals`` rows ending with the period containing
+  ``date_to``; with it, one row per period from ``date_from``'s to ``date_to``'s. ``date_to`` is
+  snapped up to the end of its period, so events after it up to that end count.
+
+Only "did trader X do E in period P" matters, so every query first reduces events to distinct
+(trader, period) pairs in the database and joins those; nothing but aggregates reaches pandas.
+Periods are compared as integer indices (days, weeks or months since 1970), which both backends
+compute from a DATE cheaply and which make "k periods later" a subtraction.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql.elements import ColumnElement
+
+from analytics.filters import TraderFilter
+from analytics.periods import PERIODS, Period, WeekStart, compute_data_span, epoch_seconds, truncate_date
+from connectors.schema import CORE_EVENTS, kyc_events, portal_events, sessions, traders, trades, transactions
+
+Mode = Literal["recurring", "first_time"]
+LtvMetric = Literal["net_deposits", "deposits"]
+
+EPOCH = date(1970, 1, 1)
+# 1970-01-01 was a Thursday: weeks are counted from the Monday (or Sunday) before it.
+WEEK_ORIGIN: dict[str, date] = {"monday": date(1969, 12, 29), "sunday": date(1969, 12, 28)}
+# Days in one LTV age step. A calendar month varies in length; a fixed 30 days keeps every
+# trader's "month 3" equally long.
+AGE_DAYS: dict[str, int] = {"day": 1, "week": 7, "month": 30}
+MAX_INTERVALS = 400
+Z_95 = 1.959963984540054
+ALL_COHORTS = "All cohorts"
+DEFAULT_FILTER = TraderFilter()  # everyone but test accounts
+
+
+# ---------------------------------------------------------------------------------------------
+# Events and periods in SQL
+
+
+def event_occurrences(event: str) -> sa.Select:
+    """SELECT trader_id, occurred_at of every ``event`` of the ``trader_events`` stream.
+
+    Reads the base table behind the event instead of the view: PostgreSQL cannot push an
+    ``event = …`` filter through the view's UNION ALL (some branches compute the name with CASE),
+    so a query on the view scans all seven tables. The mapping mirrors migration 0001's view
+    definition; tests/analytics/test_cohorts.py checks both give the same rows.
+    """
+    if event == "registered":
+        return sa.select(traders.c.trader_id, traders.c.registered_at.label("occurred_at")).where(
+            traders.c.registered_at.is_not(None))
+    if event == "lead_captured":
+        return sa.select(traders.c.trader_id, traders.c.lead_at.label("occurred_at")).where(
+            traders.c.lead_at.is_not(None))
+    if event in ("kyc_approved", "kyc_rejected", "kyc_submitted"):
+        status = kyc_events.c.status
+        cond = {"kyc_approved": status == "approved", "kyc_rejected": status == "rejected",
+                "kyc_submitted": status.not_in(("approved", "rejected"))}[event]
+        return sa.select(kyc_events.c.trader_id, kyc_events.c.occurred_at).where(cond)
+    if event in ("deposit", "withdrawal", "deposit_declined"):
+        kind, status = {"deposit": ("deposit", "approved"), "withdrawal": ("withdrawal", "approved"),
+                        "deposit_declined": ("deposit", "declined")}[event]
+        return sa.select(transactions.c.trader_id, transactions.c.created_at.label("occurred_at")).where(
+            transactions.c.kind == kind, transactions.c.status == status)
+    if event == "ftd":
+        return (sa.select(transactions.c.trader_id, sa.func.min(transactions.c.created_at).label("occurred_at"))
+                .where(transactions.c.kind == "deposit", transactions.c.status == "approved")
+                .group_by(transactions.c.trader_id))
+    if event == "trade":
+        return sa.select(trades.c.trader_id, trades.c.opened_at.label("occurred_at"))
+    if event == "login":
+        return sa.select(sessions.c.trader_id, sessions.c.started_at.label("occurred_at"))
+    return sa.select(portal_events.c.trader_id, portal_events.c.occurred_at).where(portal_events.c.event == event)
+
+
+def period_index(ts: ColumnElement, period: Period, week_start: WeekStart = "monday") -> ColumnElement[int]:
+    """Whole periods from 1970 to the period ``ts`` falls in: days, weeks (from ``week_start``) or months."""
+    if period == "month":
+        # date_part is a float on PostgreSQL (EXTRACT is NUMERIC there, markedly slower on millions of rows).
+        year, month = (sa.func.date_part(sa.literal_column(f"'{part}'"), ts) for part in ("year", "month"))
+        return sa.cast(year * 12 + month - 1, sa.Integer)
+    days = sa.cast(ts, sa.Date) - sa.literal_column("DATE '1970-01-01'")
+    if period == "day":
+        return sa.cast(days, sa.Integer)
+    # floor() over a float: DuckDB's "/" on integers is a float division, PostgreSQL's truncates.
+    shift = (EPOCH - WEEK_ORIGIN[week_start]).days
+    return sa.cast(sa.func.floor((days + shift) / sa.literal_column("7.0")), sa.Integer)
+
+
+def index_of(day: date, period: Period, week_start: WeekStart = "monday") -> int:
+    """:func:`period_index` on the Python side."""
+    if period == "month":
+        return day.year * 12 + day.month - 1
+    if period == "day":
+        return (day - EPOCH).days
+    return (day - WEEK_ORIGIN[week_start]).days // 7
+
+
+def start_of_index(index: int, period: Period, week_start: WeekStart = "monday") -> date:
+    """The first day of the period with this :func:`period_index`."""
+    if period == "month":
+        return date(index // 12, index % 12 + 1, 1)
+    if period == "day":
+        return EPOCH + timedelta(days=index)
+    return WEEK_ORIGIN[week_start] + timedelta(weeks=index)
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, datetime.min.time())
+
+
+def _days(n: int) -> ColumnElement:
+    # An INTERVAL literal both backends parse; n is an int we computed, never user text.
+    return sa.literal_column(f"INTERVAL '{int(n)} days'")
+
+
+def _read(conn: Connection, query: sa.Executable) -> list[sa.Row]:
+    return list(conn.execute(query).all())
+
+
+def _tune(conn: Connection) -> None:
+    """Per-transaction PostgreSQL settings for the big hash aggregates of this module.
+
+    The default 4 MB work_mem makes grouping millions of trades spill to disk, and JIT compilation
+    costs ~0.3 s per query for no gain at this size. SET LOCAL ends with the transaction.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SET LOCAL work_mem = '64MB'"))
+        conn.execute(sa.text("SET LOCAL jit = off"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Event names
+
+
+def compute_event_names(engine: Engine) -> list[str]:
+    """Names of the events present in ``trader_events``: core events in lifecycle order, then portal
+    events alphabetically. Each core name is an EXISTS probe, so this stays fast on large data."""
+    probes = [sa.exists(event_occurrences(name).limit(1)).label(f"e{i}") for i, name in enumerate(CORE_EVENTS)]
+    with engine.connect() as conn:
+        present = conn.execute(sa.select(*probes)).one()
+        portal = conn.execute(sa.select(portal_events.c.event).distinct().order_by(portal_events.c.event)).scalars()
+        return [name for name, ok in zip(CORE_EVENTS, present, strict=True) if ok] + [
+            p for p in portal if p not in CORE_EVENTS]
+
+
+# ---------------------------------------------------------------------------------------------
+# Retention
+
+
+@dataclass(frozen=True)
+class RetentionSpec:
+    """What a retention matrix measures (see the module docstring for the rules)."""
+
+    start_event: str = "registered"
+    return_event: str = "trade"
+    period: Period = "week"
+    intervals: int = 8
+    mode: Mode = "recurring"
+    cumulative: bool = False
+    week_start: WeekStart = "monday"
+
+    def __post_init__(self) -> None:
+        if self.period not in PERIODS:
+            raise ValueError(f"unknown period {self.period!r}; use day, week or month")
+        if self.mode not in ("recurring", "first_time"):
+            raise ValueError(f"unknown mode {self.mode!r}; use recurring or first_time")
+        if self.week_start not in ("monday", "sunday"):
+            raise ValueError(f"unknown week start {self.week_start!r}; use monday or sunday")
+        if not 1 <= self.intervals <= MAX_INTERVALS:
+            raise ValueError(f"intervals must be between 1 and {MAX_INTERVALS}, not {self.intervals}")
+        if not self.start_event or not self.return_event:
+            raise ValueError("start and return events must be named")
+
+
+@dataclass(frozen=True)
+class RetentionResult:
+    """A retention matrix.
+
+    ``counts``: one row per cohort period, oldest first, columns ``cohort_start`` (datetime64, first
+    day of the period), ``size`` (int, = column 0) and ``0 … intervals-1`` (int): traders of the
+    cohort counted in that column. ``percentages``: the same frame with columns ``0 …`` as
+    fractions of ``size`` (NaN for an empty cohort). ``last_period`` is the first day of the range's
+    last period: cells beyond it are the padding zeros, not observed data.
+    """
+
+    spec: RetentionSpec
+    counts: pd.DataFrame
+    percentages: pd.DataFrame
+    last_period: date
+
+    @property
+    def columns(self) -> list[int]:
+        return list(range(self.spec.intervals))
+
+    def records(self) -> list[dict[str, Any]]:
+        """[{cohort_start: date, size: int, values: [count of column 0 … N-1]}], oldest first."""
+        return [{"cohort_start": row.cohort_start.date(), "size": int(row.size),
+                 "values": [int(v) for v in row[2:]]}
+                for row in self.counts.itertuples(index=False)]
+
+    def observed(self) -> pd.DataFrame:
+        """Bool frame (rows as ``counts``, columns ``0 …``): True where the cell's period is in range."""
+        last = index_of(self.last_period, self.spec.period, self.spec.week_start)
+        first = np.array([index_of(d.date(), self.spec.period, self.spec.week_start)
+                          for d in self.counts["cohort_start"]], dtype=int)
+        mask = first[:, None] + np.arange(self.spec.intervals)[None, :] <= last
+        return pd.DataFrame(mask, columns=self.columns, index=self.counts.index)
+
+    def average(self) -> pd.DataFrame:
+        """The size-weighted average curve over cohorts whose cell is observed.
+
+        Columns: ``interval`` (int), ``cohorts`` (int, cohorts contributing), ``size`` (int, their
+        traders), ``retained`` (int), ``rate`` (float, retained / size; NaN without data).
+        """
+        observed = self.observed() & (self.counts["size"] > 0).to_numpy()[:, None]
+        rows = []
+        for k in self.columns:
+            mask = observed[k]
+            size = int(self.counts.loc[mask, "size"].sum())
+            retained = int(self.counts.loc[mask, k].sum())
+            rows.append({"interval": k, "cohorts": int(mask.sum()), "size": size, "retained": retained,
+                         "rate": retained / size if size else math.nan})
+        return pd.DataFrame(rows, columns=["interval", "cohorts", "size", "retained", "rate"])
+
+
+def retention_layout(spec: RetentionSpec, date_from: date | None, date_to: date) -> tuple[int, int]:
+    """(first, last) cohort period index of the table."""
+    last = index_of(date_to, spec.period, spec.week_start)
+    if date_from is None:
+        return last - spec.intervals + 1, last
+    if date_from > date_to:
+        raise ValueError(f"date_from {date_from} is after date_to {date_to}")
+    return index_of(date_from, spec.period, spec.week_start), last
+
+
+def compute_retention(engine: Engine, spec: RetentionSpec, *, date_from: date | None = None, date_to: date,
+                      trader_filter: TraderFilter = DEFAULT_FILTER) -> RetentionResult:
+    """The retention matrix of ``spec`` over the range (see the module docstring for the rules)."""
+    period, week_start, n = spec.period, spec.week_start, spec.intervals
+    first, last = retention_layout(spec, date_from, date_to)
+    lo = _midnight(start_of_index(first, period, week_start))
+    hi = _midnight(start_of_index(last + 1, period, week_start))  # date_to snapped up to its period's end
+
+    starts_src = event_occurrences(spec.start_event).subquery("start_events")
+    if spec.mode == "recurring":
+        cohort = period_index(starts_src.c.occurred_at, period, week_start)
+        starts = (sa.select(starts_src.c.trader_id, cohort.label("cohort"))
+                  .where(starts_src.c.occurred_at >= lo, starts_src.c.occurred_at < hi,
+                         trader_filter.restrict(starts_src.c.trader_id))
+                  .group_by(starts_src.c.trader_id, cohort))
+    else:
+        # The first-ever start event over all history; the range only decides who is shown.
+        first_at = sa.func.min(starts_src.c.occurred_at)
+        firsts = (sa.select(starts_src.c.trader_id, first_at.label("first_at"))
+                  .where(trader_filter.restrict(starts_src.c.trader_id))
+                  .group_by(starts_src.c.trader_id)
+                  .having(first_at >= lo, first_at < hi)).subquery("firsts")
+        starts = sa.select(firsts.c.trader_id, period_index(firsts.c.first_at, period, week_start).label("cohort"))
+    starts = starts.cte("starts")
+    # Column 0: the cohort sizes, whatever the return event.
+    query = sa.select(starts.c.cohort, sa.literal(0).label("k"), sa.func.count().label("n")).group_by(starts.c.cohort)
+
+    if n > 1:
+        if spec.mode == "recurring" and spec.return_event == spec.start_event:
+            # "Did X again": the return pairs are the start pairs, already grouped once.
+            returns = sa.select(starts.c.trader_id, starts.c.cohort.label("p")).subquery("returns")
+        else:
+            ret_src = event_occurrences(spec.return_event).subquery("return_events")
+            ret_period = period_index(ret_src.c.occurred_at, period, week_start)
+            # A return only counts after some cohort's period, so nothing before the second period
+            # matters; only cohort members' returns are grouped.
+            returns = (sa.select(ret_src.c.trader_id, ret_period.label("p"))
+                       .where(ret_src.c.occurred_at >= _midnight(start_of_index(first + 1, period, week_start)),
+                              ret_src.c.occurred_at < hi,
+                              ret_src.c.trader_id.in_(sa.select(starts.c.trader_id)))
+                       .group_by(ret_src.c.trader_id, ret_period)).subquery("returns")
+        k = (returns.c.p - starts.c.cohort).label("k")
+        pairs = (sa.select(starts.c.trader_id, starts.c.cohort, k)
+                 .join_from(starts, returns, returns.c.trader_id == starts.c.trader_id)
+                 .where(returns.c.p > starts.c.cohort, returns.c.p < starts.c.cohort + n)).subquery("pairs")
+        if spec.cumulative:
+            # A member counts in every column up to their latest return: count members by that column.
+            latest = sa.select(pairs.c.cohort, sa.func.max(pairs.c.k).label("k")).group_by(
+                pairs.c.trader_id, pairs.c.cohort).subquery("latest")
+            cells = sa.select(latest.c.cohort, latest.c.k, sa.func.count()).group_by(latest.c.cohort, latest.c.k)
+        else:
+            cells = sa.select(pairs.c.cohort, pairs.c.k, sa.func.count()).group_by(pairs.c.cohort, pairs.c.k)
+        query = sa.union_all(query, cells)
+
+    with engine.begin() as conn:
+        _tune(conn)
+        result_rows = _read(conn, query)
+
+    rows = last - first + 1
+    matrix = np.zeros((rows, n), dtype=np.int64)
+    for cohort_idx, col, count in result_rows:
+        matrix[int(cohort_idx) - first, int(col)] = int(count)
+    if spec.cumulative and n > 1:
+        # Latest-return histogram → "returned in column k or later": a reverse cumulative sum.
+        matrix[:, 1:] = np.cumsum(matrix[:, :0:-1], axis=1)[:, ::-1]
+
+    starts_dates = pd.to_datetime([start_of_index(first + i, period, week_start) for i in range(rows)])
+    counts = pd.DataFrame(matrix, columns=list(range(n)))
+    counts.insert(0, "size", matrix[:, 0].copy())
+    counts.insert(0, "cohort_start", starts_dates)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fractions = np.where(matrix[:, :1] > 0, matrix / np.maximum(matrix[:, :1], 1), np.nan)
+    percentages = pd.DataFrame(fractions, columns=list(range(n)))
+    percentages.insert(0, "size", matrix[:, 0].copy())
+    percentages.insert(0, "cohort_start", starts_dates)
+    return RetentionResult(spec=spec, counts=counts, percentages=percentages,
+                           last_period=start_of_index(last, period, week_start))
+
+
+# ---------------------------------------------------------------------------------------------
+# LTV
+
+
+LTV_COLUMNS = ["cohort", "cohort_start", "cohort_size", "age", "value_usd", "value_per_trader"]
+
+
+def _ftd_per_trader(trader_filter: TraderFilter) -> sa.Select:
+    """SELECT trader_id, ftd_at: each trader's first approved deposit (all history)."""
+    first = sa.func.min(transactions.c.created_at)
+    return (sa.select(transactions.c.trader_id, first.label("ftd_at"))
+            .where(transactions.c.kind == "deposit", transactions.c.status == "approved",
+                   trader_filter.restrict(transactions.c.trader_id))
+            .group_by(transactions.c.trader_id))
+
+
+def compute_ltv(engine: Engine, *, period: Period = "month", ages: int = 6, metric: LtvMetric = "net_deposits",
+                date_from: date | None = None, date_to: date, trader_filter: TraderFilter = DEFAULT_FILTER,
+                age_unit: Period | None = None, week_start: WeekStart = "monday") -> pd.DataFrame:
+    """Cumulative money per trader by age since FTD, per FTD cohort and for all cohorts together.
+
+    Cohorts are the periods of traders' FTDs from ``date_from``'s period (all history when None) to
+    ``date_to``. Age ``a`` (unit ``age_unit``, default ``period``: 1, 7 or 30 days) covers money
+    from the FTD up to (a+1) units after it. ``metric`` "net_deposits" is approved deposits minus
+    approved withdrawals (bonuses, adjustments, fees, declined and pending entries excluded);
+    "deposits" is approved deposits only (the MT5 "Lifetime Value" report). Nothing after
+    ``date_to`` is used, and a cohort shows an age only once every member has lived through it
+    (its period end + (a+1) units <= the end of ``date_to``); the "All cohorts" curve pools the
+    cohorts shown at each age, weighted by their sizes.
+
+    Returns columns ``cohort`` (str: "2026-03-02" or "All cohorts"), ``cohort_start`` (datetime64, NaT
+    for all cohorts), ``cohort_size`` (int), ``age`` (int, 0 … ages-1), ``value_usd`` (float, the
+    cumulative total) and ``value_per_trader`` (float), cohorts oldest first, "All cohorts" last.
+    """
+    if period not in PERIODS or (age_unit is not None and age_unit not in PERIODS):
+        raise ValueError("period and age_unit must be day, week or month")
+    if ages < 1:
+        raise ValueError("ages must be at least 1")
+    if metric not in ("net_deposits", "deposits"):
+        raise ValueError(f"unknown metric {metric!r}; use net_deposits or deposits")
+    unit_days = AGE_DAYS[age_unit or period]
+    obs_end = _midnight(date_to + timedelta(days=1))
+    lo = _midnight(truncate_date(date_from, period, week_start)) if date_from else None
+
+    ftd = _ftd_per_trader(trader_filter)
+    if lo is not None:
+        ftd = ftd.having(sa.func.min(transactions.c.created_at) >= lo)
+    ftd = ftd.having(sa.func.min(transactions.c.created_at) < obs_end).cte("ftd")
+    cohort = period_index(ftd.c.ftd_at, period, week_start).label("cohort")
+    sizes = sa.select(cohort, sa.func.count().label("n")).group_by(cohort)
+
+    t = transactions
+    kinds = ("deposit", "withdrawal") if metric == "net_deposits" else ("deposit",)
+    # Withdrawals are stored positive (the kind carries the direction); abs() also tolerates a
+    # source that signs them.
+    signed = sa.case((t.c.kind == "withdrawal", -sa.func.abs(t.c.amount_usd)), else_=t.c.amount_usd)
+    age = sa.cast(sa.func.floor(epoch_seconds(t.c.created_at - ftd.c.ftd_at) / (unit_days * 86400.0)),
+                  sa.Integer).label("age")
+    money = (sa.select(cohort, age, sa.func.sum(sa.cast(signed, sa.Double)).label("usd"))
+             .join_from(ftd, t, t.c.trader_id == ftd.c.trader_id)
+             .where(t.c.status == "approved", t.c.kind.in_(kinds), t.c.created_at >= ftd.c.ftd_at,
+                    t.c.created_at < obs_end, t.c.created_at < ftd.c.ftd_at + _days(ages * unit_days))
+             .group_by(cohort, age))
+
+    with engine.begin() as conn:
+        _tune(conn)
+        size_rows = _read(conn, sizes)
+        money_rows = _read(conn, money)
+    if not size_rows:
+        return pd.DataFrame({c: pd.Series(dtype=d) for c, d in zip(
+            LTV_COLUMNS, ["object", "datetime64[us]", "int64", "int64", "float64", "float64"], strict=True)})
+
+    cohorts = sorted(int(c) for c, _ in size_rows)
+    size_of = {int(c): int(s) for c, s in size_rows}
+    totals = np.zeros((len(cohorts), ages))
+    pos = {c: i for i, c in enumerate(cohorts)}
+    for c, a, usd in money_rows:
+        totals[pos[int(c)], int(a)] += float(usd or 0.0)
+    cumulative = np.cumsum(totals, axis=1)
+
+    records = []
+    pooled_size = np.zeros(ages, dtype=np.int64)
+    pooled_value = np.zeros(ages)
+    for c in cohorts:
+        start = start_of_index(c, period, week_start)
+        members_until = min(_midnight(start_of_index(c + 1, period, week_start)), obs_end)
+        for a in range(ages):
+            if members_until + timedelta(days=(a + 1) * unit_days) > obs_end:
+                break
+            value = cumulative[pos[c], a]
+            records.append({"cohort": start.isoformat(), "cohort_start": pd.Timestamp(start),
+                            "cohort_size": size_of[c], "age": a, "value_usd": value,
+                            "value_per_trader": value / size_of[c]})
+            pooled_size[a] += size_of[c]
+            pooled_value[a] += value
+    for a in range(ages):
+        if pooled_size[a]:
+            records.append({"cohort": ALL_COHORTS, "cohort_start": pd.NaT, "cohort_size": int(pooled_size[a]),
+                            "age": a, "value_usd": pooled_value[a],
+                            "value_per_trader": pooled_value[a] / pooled_size[a]})
+    frame = pd.DataFrame.from_records(records, columns=LTV_COLUMNS)
+    frame["cohort_start"] = pd.to_datetime(frame["cohort_start"])
+    return frame
+
+
+# ---------------------------------------------------------------------------------------------
+# Early engagement vs. later retention
+
+
+BUCKET_COLUMNS = ["bucket", "low", "high", "traders", "retained", "rate", "rate_low", "rate_high"]
+
+
+@dataclass(frozen=True)
+class EngagementResult:
+    """Retention by early-session bucket and the relative risk of the "≥ threshold" group.
+
+    ``buckets``: one row per session bucket, columns ``bucket`` (str label, "0-2", "20+"), ``low``
+    and ``high`` (int session bounds, ``high`` NaN for the open bucket), ``traders`` (int),
+    ``retained`` (int), ``rate`` (float) and ``rate_low`` / ``rate_high`` (95% Wilson interval).
+    ``rr`` = P(retained | sessions ≥ threshold) / P(retained | sessions < threshold) with a 95%
+    Katz log interval (NaN when a group is empty or has no retained trader); ``n_high`` /
+    ``n_low`` and ``retained_high`` / ``retained_low`` are the two groups' sizes and successes.
+    ``cutoff`` is the last FTD time that was eligible (FTD + retained_to_day days <= data end).
+    """
+
+    buckets: pd.DataFrame
+    rr: float
+    rr_low: float
+    rr_high: float
+    n_high: int
+    n_low: int
+    retained_high: int
+    retained_low: int
+    threshold: int
+    first_days: int
+    retained_from_day: int
+    retained_to_day: int
+    activity: str
+    session_event: str
+    cutoff: datetime | None
+
+    @property
+    def rate_high(self) -> float:
+        return self.retained_high / self.n_high if self.n_high else math.nan
+
+    @property
+    def rate_low(self) -> float:
+        return self.retained_low / self.n_low if self.n_low else math.nan
+
+    def definition(self) -> str:
+        """The measurement in plain words, for a caption next to the numbers."""
+        return (f"FTD traders whose day {self.retained_to_day} after FTD is within the data, bucketed by "
+                f"{self.session_event} events in days 0–{self.first_days - 1} after FTD; retained = at least one "
+                f"{self.activity} event in days {self.retained_from_day}–{self.retained_to_day - 1} after FTD. "
+                "A correlation, not a cause: traders who log in more differ in many other ways.")
+
+
+def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
+    """The Wilson score interval of a binomial proportion; (NaN, NaN) for n = 0."""
+    if n == 0:
+        return math.nan, math.nan
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def relative_risk(a: int, n1: int, c: int, n2: int, z: float = Z_95) -> tuple[float, float, float]:
+    """(RR, low, high) of a/n1 vs c/n2 with the Katz log interval; NaN where undefined."""
+    if n1 == 0 or n2 == 0 or c == 0:
+        return math.nan, math.nan, math.nan
+    rr = (a / n1) / (c / n2)
+    if a == 0:
+        return rr, math.nan, math.nan
+    se = math.sqrt(1 / a - 1 / n1 + 1 / c - 1 / n2)
+    return rr, math.exp(math.log(rr) - z * se), math.exp(math.log(rr) + z * se)
+
+
+def _bucket_edges(edges: tuple[int, ...], threshold: int) -> list[int]:
+    # The headline split must fall on a bucket edge, or one bucket would straddle both groups.
+    return sorted({0, threshold, *(e for e in edges if e >= 0)})
+
+
+def compute_engagement_retention(
+    engine: Engine, *, threshold: int = 10, first_days: int = 30, retained_from_day: int = 90,
+    retained_to_day: int = 120, activity: str = "trade", session_event: str = "login", date_to: date | None = None,
+    trader_filter: TraderFilter = DEFAULT_FILTER, bucket_edges: tuple[int, ...] = (0, 3, 6, 10, 20),
+) -> EngagementResult:
+    """Do traders with many sessions early on stay longer? (the "10+ sessions → 3× retention" claim)
+
+    Population: traders whose FTD (first approved deposit) is at least ``retained_to_day`` days before
+    the data end (the end of ``date_to``, else of the newest event), so the whole retention window
+    is observed for everyone. Sessions = ``session_event`` events in [FTD, FTD + ``first_days`` days).
+    Retained = any ``activity`` event in [FTD + ``retained_from_day`` days, FTD + ``retained_to_day``
+    days). Buckets start at ``bucket_edges`` (plus 0 and ``threshold``).
+    """
+    if not 0 <= retained_from_day < retained_to_day or first_days < 1 or threshold < 1:
+        raise ValueError("need first_days >= 1, threshold >= 1 and 0 <= retained_from_day < retained_to_day")
+    if date_to is None:
+        span = compute_data_span(engine)
+        date_to = span.end if span else None
+    edges = _bucket_edges(bucket_edges, threshold)
+    if date_to is None:
+        cutoff = None
+        counts: list[sa.Row] = []
+    else:
+        cutoff = _midnight(date_to + timedelta(days=1)) - timedelta(days=retained_to_day)
+        first = sa.func.min(transactions.c.created_at)
+        ftd = _ftd_per_trader(trader_filter).having(first <= cutoff).cte("ftd")
+        sess_src = event_occurrences(session_event).subquery("session_events")
+        early = (sa.select(ftd.c.trader_id, sa.func.count(sess_src.c.trader_id).label("sessions"))
+                 .join_from(ftd, sess_src, sa.and_(sess_src.c.trader_id == ftd.c.trader_id,
+                                                   sess_src.c.occurred_at >= ftd.c.ftd_at,
+                                                   sess_src.c.occurred_at < ftd.c.ftd_at + _days(first_days)),
+                            isouter=True)
+                 .group_by(ftd.c.trader_id)).subquery("early")
+        act_src = event_occurrences(activity).subquery("activity_events")
+        retained = (sa.select(ftd.c.trader_id)
+                    .join_from(ftd, act_src, act_src.c.trader_id == ftd.c.trader_id)
+                    .where(act_src.c.occurred_at >= ftd.c.ftd_at + _days(retained_from_day),
+                           act_src.c.occurred_at < ftd.c.ftd_at + _days(retained_to_day))
+                    .distinct()).subquery("retained")
+        is_retained = sa.case((retained.c.trader_id.is_not(None), 1), else_=0).label("retained")
+        query = (sa.select(early.c.sessions, is_retained, sa.func.count().label("n"))
+                 .join_from(early, retained, retained.c.trader_id == early.c.trader_id, isouter=True)
+                 .group_by(early.c.sessions, is_retained))
+        with engine.begin() as conn:
+            _tune(conn)
+            counts = _read(conn, query)
+
+    per_session = pd.DataFrame([(int(s), int(r), int(n)) for s, r, n in counts],
+                               columns=["sessions", "retained", "n"])
+    rows = []
+    for i, low in enumerate(edges):
+        high = edges[i + 1] - 1 if i + 1 < len(edges) else None
+        sel = per_session[(per_session["sessions"] >= low)
+                          & ((per_session["sessions"] <= high) if high is not None else True)]
+        n = int(sel["n"].sum())
+        kept = int(sel.loc[sel["retained"] == 1, "n"].sum())
+        ci = wilson_interval(kept, n)
+        label = f"{low}+" if high is None else (str(low) if high == low else f"{low}-{high}")
+        rows.append({"bucket": label, "low": low, "high": math.nan if high is None else high, "traders": n,
+                     "retained": kept, "rate": kept / n if n else math.nan, "rate_low": ci[0], "rate_high": ci[1]})
+    buckets = pd.DataFrame(rows, columns=BUCKET_COLUMNS)
+
+    high_group = per_session[per_session["sessions"] >= threshold]
+    low_group = per_session[per_session["sessions"] < threshold]
+    n_high, n_low = int(high_group["n"].sum()), int(low_group["n"].sum())
+    r_high = int(high_group.loc[high_group["retained"] == 1, "n"].sum())
+    r_low = int(low_group.loc[low_group["retained"] == 1, "n"].sum())
+    rr, rr_low, rr_high = relative_risk(r_high, n_high, r_low, n_low)
+    return EngagementResult(
+        buckets=buckets, rr=rr, rr_low=rr_low, rr_high=rr_high, n_high=n_high, n_low=n_low,
+        retained_high=r_high, retained_low=r_low, threshold=threshold, first_days=first_days,
+        retained_from_day=retained_from_day, retained_to_day=retained_to_day, activity=activity,
+        session_event=session_event, cutoff=cutoff)
