@@ -537,3 +537,152 @@ def engagement_retention(src: Source, *, date_to: date, threshold: int = 10, fir
     hi_grp, lo_grp = per[per["sessions"] >= threshold], per[per["sessions"] < threshold]
     return {"buckets": pd.DataFrame(rows), "n_high": len(hi_grp), "n_low": len(lo_grp),
             "retained_high": int(hi_grp["retained"].sum()), "retained_low": int(lo_grp["retained"].sum())}
+
+
+# --------------------------------------------------------------------------------------------
+# Funnels (analytics.funnels)
+# --------------------------------------------------------------------------------------------
+
+def _funnel_events(src: Source, steps, date_range, trader_filter: TraderFilter, *, every_event: bool = False
+                   ) -> pd.DataFrame:
+    keep = kept_traders(src, trader_filter)
+    names = "" if every_event else f"event IN {_in(steps)} AND "
+    ev = src.read(f"SELECT trader_id, event, occurred_at FROM trader_events WHERE {names}"
+                  f"occurred_at >= {_lit(date_range.start_ts)} AND occurred_at < {_lit(date_range.end_ts)}")
+    return ev[ev["trader_id"].isin(keep)]
+
+
+def _ordered_attempts(ev: pd.DataFrame, steps, window_s: int) -> pd.DataFrame:
+    """One row per step-1 event (an attempt) with the time of each later step reached, greedily:
+    the first step-k event at or after the step-(k-1) event, within the window of the entry.
+
+    Exact for funnels whose steps are distinct events and whose step 1 happens once per trader
+    (registered, ftd); with a repeated step 1 the counts stay exact (the furthest step of any
+    attempt) and conversion times use the latest entry before the conversion (see funnel())."""
+    window = pd.Timedelta(seconds=window_s)
+    att = ev.loc[ev["event"] == steps[0], ["trader_id", "occurred_at"]].rename(columns={"occurred_at": "t1"})
+    att = att.reset_index(drop=True)
+    att["t_prev"] = att["t1"]
+    for k, name in enumerate(steps[1:], start=2):
+        nxt = ev.loc[ev["event"] == name, ["trader_id", "occurred_at"]].rename(columns={"occurred_at": f"t{k}"})
+        live = att[att["t_prev"].notna()].sort_values("t_prev")
+        found = pd.merge_asof(live, nxt.sort_values(f"t{k}"), left_on="t_prev", right_on=f"t{k}", by="trader_id",
+                              direction="forward", allow_exact_matches=True)
+        found.index = live.index
+        ok = found[f"t{k}"] <= found["t1"] + window
+        att[f"t{k}"] = found[f"t{k}"].where(ok).reindex(att.index)
+        att["t_prev"] = att[f"t{k}"]
+    times = att[[f"t{k}" for k in range(1, len(steps) + 1)]]
+    att["reached"] = times.notna().cumprod(axis=1).sum(axis=1)
+    return att
+
+
+def _best_attempts(att: pd.DataFrame) -> pd.DataFrame:
+    """Per trader the attempt that got furthest, the first such (earliest entry)."""
+    return att.sort_values(["trader_id", "reached", "t1"], ascending=[True, False, True]).drop_duplicates("trader_id")
+
+
+def funnel(src: Source, *, steps, window_s: int, date_range, trader_filter: TraderFilter = EVERYONE_BUT_TEST,
+           order: str = "ordered") -> pd.DataFrame:
+    """step, event, count, conversion_rate (+ mean and median seconds from the previous step for
+    ordered funnels) like FunnelResult.steps.
+
+    ordered: exact for distinct steps (see _ordered_attempts); for a two-step funnel with a repeated
+    step 1 the time to convert is taken from the latest step-1 event before the first converting
+    step-2 event (PostHog's "latest start wins"). strict (simplified): a step-1 event converts when
+    the trader's next event in the stream (ties ordered by step) is step 2 within the window.
+    unordered (simplified): the most distinct steps whose first occurrences fit in one window."""
+    n = len(steps)
+    window = pd.Timedelta(seconds=window_s)
+    times: list[pd.Series] = []
+    if order == "ordered":
+        ev = _funnel_events(src, steps, date_range, trader_filter)
+        if n == 2:
+            pv = ev.loc[ev["event"] == steps[0], ["trader_id", "occurred_at"]].rename(columns={"occurred_at": "t1"})
+            dep = ev.loc[ev["event"] == steps[1], ["trader_id", "occurred_at"]].rename(columns={"occurred_at": "t2"})
+            pairs = pd.merge_asof(dep.sort_values("t2"), pv.sort_values("t1"), left_on="t2", right_on="t1",
+                                  by="trader_id", direction="backward", allow_exact_matches=True)
+            pairs = pairs[pairs["t1"].notna() & (pairs["t2"] - pairs["t1"] <= window)]
+            first = pairs.sort_values(["trader_id", "t2"]).drop_duplicates("trader_id")
+            counts = [pv["trader_id"].nunique(), len(first)]
+            times = [pd.Series(dtype=float), (first["t2"] - first["t1"]).dt.total_seconds()]
+        else:
+            best = _best_attempts(_ordered_attempts(ev, steps, window_s))
+            counts = [int((best["reached"] >= k).sum()) for k in range(1, n + 1)]
+            times = [pd.Series(dtype=float)] + [
+                (best.loc[best["reached"] >= k, f"t{k}"] - best.loc[best["reached"] >= k, f"t{k - 1}"]
+                 ).dt.total_seconds() for k in range(2, n + 1)]
+    elif order == "strict":
+        ev = _funnel_events(src, steps, date_range, trader_filter, every_event=True)
+        rank = ev["event"].map({s: i for i, s in enumerate(steps)}).fillna(len(steps))
+        ev = ev.assign(rank=rank).sort_values(["trader_id", "occurred_at", "rank"], kind="stable")
+        nxt_event = ev["event"].shift(-1)
+        nxt_time = ev["occurred_at"].shift(-1)
+        same = ev["trader_id"].shift(-1) == ev["trader_id"]
+        entry = ev["event"] == steps[0]
+        conv = entry & same & (nxt_event == steps[1]) & (nxt_time - ev["occurred_at"] <= window)
+        counts = [ev.loc[entry, "trader_id"].nunique(), ev.loc[conv, "trader_id"].nunique()]
+    else:
+        ev = _funnel_events(src, steps, date_range, trader_filter)
+        first = ev.groupby(["trader_id", "event"])["occurred_at"].min().unstack()
+        t = np.sort(first.reindex(columns=list(steps)).to_numpy("datetime64[us]").astype("int64"), axis=1)
+        t = np.where(np.isnat(np.sort(first.reindex(columns=list(steps)).to_numpy("datetime64[us]"), axis=1)),
+                     np.iinfo(np.int64).max, t)
+        w = window_s * 1_000_000
+        best = np.zeros(len(t), dtype=int)
+        for i in range(n):
+            valid = t[:, i] != np.iinfo(np.int64).max
+            within = ((t >= t[:, [i]]) & (t - t[:, [i]] <= w) & (t != np.iinfo(np.int64).max)).sum(axis=1)
+            best = np.maximum(best, np.where(valid, within, 0))
+        counts = [int((best >= k).sum()) for k in range(1, n + 1)]
+    frame = pd.DataFrame({"step": range(1, n + 1), "count": counts})
+    frame["conversion_rate"] = frame["count"] / frame["count"].iloc[0] if counts[0] else 0.0
+    if times:
+        positive = [s[s > 0] for s in times]
+        frame["average_time_to_convert_s"] = [s.mean() if i and len(s) else np.nan for i, s in enumerate(positive)]
+        frame["median_time_to_convert_s"] = [s.median() if i and len(s) else np.nan for i, s in enumerate(positive)]
+    return frame
+
+
+def funnel_trends(src: Source, *, steps, window_s: int, period: str, date_range,
+                  trader_filter: TraderFilter = EVERYONE_BUT_TEST) -> pd.DataFrame:
+    """Entered and converted traders per entry week (ordered funnel whose step 1 happens once per
+    trader, as registered does; a trader counts once per period)."""
+    ev = _funnel_events(src, steps, date_range, trader_filter)
+    att = _ordered_attempts(ev, steps, window_s)
+    att["p"] = floor_period(att["t1"], period)
+    per = att.groupby(["p", "trader_id"])["reached"].max().reset_index()
+    entered = per.groupby("p").size()
+    done = per[per["reached"] >= len(steps)].groupby("p").size()
+    starts = _periods_of(date_range, period)
+    frame = pd.DataFrame({"period_start": pd.to_datetime(starts),
+                          "reached_from_step_count": [int(entered.get(s, 0)) for s in starts],
+                          "reached_to_step_count": [int(done.get(s, 0)) for s in starts]})
+    frame["conversion_rate"] = np.where(frame["reached_from_step_count"] > 0, np.round(
+        100.0 * frame["reached_to_step_count"] / frame["reached_from_step_count"].clip(lower=1), 2), 0.0)
+    return frame
+
+
+def time_to_convert(src: Source, *, steps, window_s: int, date_range, trader_filter: TraderFilter = EVERYONE_BUT_TEST,
+                    bins: int = 30) -> pd.DataFrame:
+    """Histogram of step-1 → last-step seconds (equal-width bins from the fastest to the slowest)."""
+    best = _best_attempts(_ordered_attempts(_funnel_events(src, steps, date_range, trader_filter), steps, window_s))
+    done = best[best["reached"] >= len(steps)]
+    seconds = ((done[f"t{len(steps)}"] - done["t1"]).dt.total_seconds()).to_numpy()
+    low, high = float(np.floor(seconds.min())), float(np.ceil(seconds.max()))
+    width = float(np.ceil((high - low) / bins)) or 60.0
+    index = np.minimum(((seconds - low) // width).astype(np.int64), bins - 1)
+    starts = low + width * np.arange(bins)
+    frame = pd.DataFrame({"bin_start_s": starts, "bin_end_s": starts + width,
+                          "traders": np.bincount(index, minlength=bins).astype(np.int64)})
+    frame.attrs.update({"traders": len(seconds), "average_s": float(seconds.mean()),
+                        "median_s": float(np.median(seconds))})
+    return frame
+
+
+def dropoffs(src: Source, *, steps, window_s: int, step: int, date_range,
+             trader_filter: TraderFilter = EVERYONE_BUT_TEST) -> pd.DataFrame:
+    """trader_id, reached_at of the traders whose furthest step is ``step`` (1-based), newest first."""
+    best = _best_attempts(_ordered_attempts(_funnel_events(src, steps, date_range, trader_filter), steps, window_s))
+    out = best.loc[best["reached"] == step, ["trader_id", f"t{step}"]].rename(columns={f"t{step}": "reached_at"})
+    return out.sort_values(["reached_at", "trader_id"], ascending=[False, True], ignore_index=True)
