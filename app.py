@@ -16,7 +16,8 @@ frame.render_brand()
 # Each page adds its st.Page here when it exists; no placeholder pages.
 pages = {
     "Executive": [],
-    "Retention": [],
+    "Retention": [st.Page("pages/cohorts.py", title="Cohorts & retention", icon=":material/grid_on:",
+                          url_path="cohorts")],
     "Admin": [st.Page("pages/data.py", title="Data", icon=":material/database:", url_path="data")],
 }
 # Navigation is declared before the database is opened: once st.navigation has run, Streamlit

@@ -1,0 +1,278 @@
+"""Cohorts page rendering: retention heatmap, table and curves, LTV curves, engagement bars.
+
+Every figure is built from the small aggregates analytics.cohorts returns (a few hundred cells at
+most), so the browser receives kilobytes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from analytics.cohorts import ALL_COHORTS, EngagementResult, RetentionResult
+from components.tables import fit_height, render_table
+
+Show = Literal["percent", "counts"]
+
+PRIMARY = "#0b6e79"
+MUTED = "#8a97a6"
+COHORT_LINE = "rgba(11, 110, 121, 0.22)"
+GRID = "#e3e9ef"
+# The theme's sequential teal, lightest first; an unobserved cell stays blank.
+SEQUENTIAL = ["#e6f4f3", "#c7e6e4", "#a2d4d2", "#78bfbf", "#4fa8aa", "#2e9096", "#157882", "#0b6e79",
+              "#0a5563", "#0b3c4d"]
+CHART_CONFIG = {"displayModeBar": False}
+
+EVENT_LABELS = {
+    "lead_captured": "Lead captured", "registered": "Registered", "kyc_submitted": "KYC submitted",
+    "kyc_approved": "KYC approved", "kyc_rejected": "KYC rejected", "deposit": "Deposit",
+    "ftd": "First deposit (FTD)", "deposit_declined": "Deposit declined", "withdrawal": "Withdrawal",
+    "trade": "Trade", "login": "Login",
+}
+PERIOD_NAMES = {"day": "Day", "week": "Week", "month": "Month"}
+COHORT_FORMATS = {"day": "%a %d %b %Y", "week": "%d %b %Y", "month": "%b %Y"}
+
+
+def event_label(name: str) -> str:
+    """'ftd' → 'First deposit (FTD)'; a portal event 'deposit_page_view' → 'Deposit page view'."""
+    return EVENT_LABELS.get(name) or name.replace("_", " ").capitalize()
+
+
+def column_label(period: str, k: int) -> str:
+    return f"{PERIOD_NAMES[period]} {k}"
+
+
+def cohort_labels(result: RetentionResult) -> list[str]:
+    fmt = COHORT_FORMATS[result.spec.period]
+    prefix = "Week of " if result.spec.period == "week" else ""
+    return [f"{prefix}{ts:{fmt}}" for ts in result.counts["cohort_start"]]
+
+
+def _cells(result: RetentionResult) -> tuple[np.ndarray, np.ndarray]:
+    """(counts, percent) matrices with NaN where a cell is not observed or the cohort is empty."""
+    cols = result.columns
+    observed = result.observed().to_numpy() & (result.counts["size"].to_numpy() > 0)[:, None]
+    counts = np.where(observed, result.counts[cols].to_numpy(dtype=float), np.nan)
+    percent = np.where(observed, result.percentages[cols].to_numpy(dtype=float) * 100, np.nan)
+    return counts, percent
+
+
+def retention_heatmap(result: RetentionResult, *, show: Show = "percent") -> go.Figure:
+    """Cohort sizes on the left, then % retained per period (colour) with counts or % as text."""
+    period = result.spec.period
+    labels = cohort_labels(result)
+    x = [column_label(period, k) for k in result.columns]
+    counts, percent = _cells(result)
+    sizes = result.counts["size"].to_numpy()
+    # Column 0 is always 100%: scale the colours to the later columns or they all look pale.
+    later = percent[:, 1:]
+    top = float(np.nanmax(later)) if later.size and not np.isnan(later).all() else 100.0
+    text = np.where(np.isnan(percent), "",
+                    np.vectorize(lambda p, c: f"{p:.1f}%" if show == "percent" else f"{c:,.0f}")(
+                        np.nan_to_num(percent), np.nan_to_num(counts)))
+    size_grid = np.repeat(sizes[:, None], len(x), axis=1)
+    custom = np.dstack([np.nan_to_num(counts), size_grid])
+
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, column_widths=[0.09, 0.91], horizontal_spacing=0.008)
+    fig.add_trace(go.Heatmap(
+        z=np.zeros((len(labels), 1)), x=["Traders"], y=labels, text=[[f"{s:,}"] for s in sizes],
+        texttemplate="%{text}", colorscale=[[0, "#f2f5f8"], [1, "#f2f5f8"]], showscale=False, xgap=2, ygap=2,
+        hovertemplate="%{y}<br>%{text} traders in the cohort<extra></extra>", textfont={"color": "#14243a"},
+    ), row=1, col=1)
+    fig.add_trace(go.Heatmap(
+        z=percent, x=x, y=labels, text=text, texttemplate="%{text}" if percent.size <= 600 else None,
+        customdata=custom, colorscale=[[i / (len(SEQUENTIAL) - 1), c] for i, c in enumerate(SEQUENTIAL)],
+        zmin=0, zmax=max(top, 1.0), xgap=2, ygap=2, hoverongaps=False,
+        colorbar={"title": {"text": "% of cohort"}, "ticksuffix": "%", "thickness": 12, "len": 0.8},
+        hovertemplate="%{y} · %{customdata[1]:,} traders<br>%{x}: %{customdata[0]:,} back (%{z:.1f}%)"
+                      "<extra></extra>",
+    ), row=1, col=2)
+    fig.update_yaxes(autorange="reversed", type="category", showgrid=False, ticks="")
+    fig.update_xaxes(side="top", type="category", showgrid=False, ticks="")
+    row_px = 30 if len(labels) <= 20 else 22  # a year of weekly cohorts still fits one screen or two
+    fig.update_layout(height=90 + row_px * len(labels), margin={"l": 8, "r": 8, "t": 40, "b": 8},
+                      plot_bgcolor="#ffffff")
+    return fig
+
+
+def render_retention_heatmap(result: RetentionResult, *, show: Show, key: str) -> None:
+    st.plotly_chart(retention_heatmap(result, show=show), key=key, config=CHART_CONFIG)
+
+
+def retention_table(result: RetentionResult, *, show: Show) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(shown frame, CSV frame): cohort, size and one column per period as "61.3%" or "1,234" text (blank
+    where the period lies after the range: st.dataframe would print "None"); the CSV carries counts and
+    fractions as numbers, unobserved cells empty."""
+    period = result.spec.period
+    counts, percent = _cells(result)
+    names = [column_label(period, k) for k in result.columns]
+    values = percent if show == "percent" else counts
+    fmt = "{:.1f}%" if show == "percent" else "{:,.0f}"
+    shown = pd.DataFrame([["" if np.isnan(v) else fmt.format(v) for v in row] for row in values], columns=names,
+                         dtype=object)
+    shown.insert(0, "Traders", result.counts["size"].to_numpy())
+    shown.insert(0, "Cohort", result.counts["cohort_start"].dt.date)
+    export = pd.DataFrame({"cohort_start": result.counts["cohort_start"].dt.date, "size": result.counts["size"]})
+    for k, name in zip(result.columns, names, strict=True):
+        export[f"{name.lower().replace(' ', '_')}_count"] = pd.array(counts[:, k], dtype="Int64")
+    for k, name in zip(result.columns, names, strict=True):
+        export[f"{name.lower().replace(' ', '_')}_rate"] = percent[:, k] / 100
+    return shown, export
+
+
+def render_retention_table(result: RetentionResult, *, show: Show, key: str) -> None:
+    shown, export = retention_table(result, show=show)
+    render_table(shown, key=key, file_name="traderlens_retention.csv", download=export,
+                 height=fit_height(len(shown), max_rows=16),
+                 column_config={"Cohort": st.column_config.DateColumn(format="YYYY-MM-DD", pinned=True),
+                                "Traders": st.column_config.NumberColumn(format="localized"),
+                                **{c: st.column_config.TextColumn(alignment="right") for c in shown.columns[2:]}})
+
+
+def retention_curves(result: RetentionResult) -> go.Figure:
+    """% of each cohort back per period (thin lines) and the size-weighted average (bold)."""
+    period = result.spec.period
+    _, percent = _cells(result)
+    fig = go.Figure()
+    drawn = 0
+    for label, row in zip(cohort_labels(result), percent, strict=True):
+        if np.isnan(row).all():
+            continue
+        # One legend entry stands for all the thin lines.
+        fig.add_scatter(x=result.columns, y=row, mode="lines", name="One cohort", legendgroup="cohorts",
+                        showlegend=drawn == 0, line={"color": COHORT_LINE, "width": 1.5},
+                        hovertemplate=f"{label}<br>{PERIOD_NAMES[period]} %{{x}}: %{{y:.1f}}%<extra></extra>")
+        drawn += 1
+    avg = result.average()
+    fig.add_scatter(x=avg["interval"], y=avg["rate"] * 100, mode="lines+markers", name="Average (size-weighted)",
+                    line={"color": PRIMARY, "width": 3}, marker={"size": 6}, customdata=avg[["cohorts", "size"]],
+                    hovertemplate=f"Average · {PERIOD_NAMES[period]} %{{x}}: %{{y:.1f}}%<br>"
+                                  "%{customdata[0]} cohorts, %{customdata[1]:,} traders<extra></extra>")
+    fig.update_xaxes(title=f"{PERIOD_NAMES[period]}s after the cohort's {PERIOD_NAMES[period].lower()}",
+                     dtick=1, gridcolor=GRID)
+    fig.update_yaxes(title="% of cohort", ticksuffix="%", rangemode="tozero", gridcolor=GRID)
+    fig.update_layout(height=360, margin={"l": 8, "r": 8, "t": 28, "b": 8}, plot_bgcolor="#ffffff",
+                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0})
+    return fig
+
+
+def render_retention_curves(result: RetentionResult, *, key: str) -> None:
+    st.plotly_chart(retention_curves(result), key=key, config=CHART_CONFIG)
+
+
+def ltv_figure(frame: pd.DataFrame, *, period: str, title: str) -> go.Figure:
+    """One thin line per FTD cohort and the pooled "All cohorts" curve, USD per trader by age."""
+    fig = go.Figure()
+    unit = {"day": "Days", "week": "Weeks", "month": "30-day months"}[period]
+    fmt = COHORT_FORMATS[period]
+    for i, (_, part) in enumerate(frame[frame["cohort"] != ALL_COHORTS].groupby("cohort", sort=True)):
+        label = f"{part['cohort_start'].iloc[0]:{fmt}}"
+        fig.add_scatter(x=part["age"], y=part["value_per_trader"], mode="lines", name="One FTD cohort",
+                        legendgroup="cohorts", showlegend=i == 0, line={"color": COHORT_LINE, "width": 1.5},
+                        customdata=part[["cohort_size"]],
+                        hovertemplate=f"{label} cohort (%{{customdata[0]:,}} traders)<br>age %{{x}}: "
+                                      "$%{y:,.0f} per trader<extra></extra>")
+    pooled = frame[frame["cohort"] == ALL_COHORTS]
+    fig.add_scatter(x=pooled["age"], y=pooled["value_per_trader"], mode="lines+markers", name=ALL_COHORTS,
+                    line={"color": PRIMARY, "width": 3}, marker={"size": 6}, customdata=pooled[["cohort_size"]],
+                    hovertemplate="All cohorts old enough (%{customdata[0]:,} traders)<br>age %{x}: "
+                                  "$%{y:,.0f} per trader<extra></extra>")
+    fig.update_xaxes(title=f"{unit} since FTD", dtick=1, gridcolor=GRID)
+    fig.update_yaxes(tickprefix="$", tickformat="~s", gridcolor=GRID, zerolinecolor="#c5d0db")
+    fig.update_layout(title={"text": title, "font": {"size": 15}}, height=360, plot_bgcolor="#ffffff",
+                      margin={"l": 8, "r": 8, "t": 44, "b": 8},
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0})
+    return fig
+
+
+def render_ltv(net: pd.DataFrame, deposits: pd.DataFrame, *, period: str, key: str) -> None:
+    """Net-deposit and deposit LTV side by side, and both curves as one CSV."""
+    left, right = st.columns(2)
+    left.plotly_chart(ltv_figure(net, period=period, title="Net deposits per trader"), key=f"{key}.net",
+                      config=CHART_CONFIG)
+    right.plotly_chart(ltv_figure(deposits, period=period, title="Deposits per trader (MT5 LTV)"),
+                       key=f"{key}.deposits", config=CHART_CONFIG)
+    pooled = (net[net["cohort"] == ALL_COHORTS][["age", "cohort_size", "value_per_trader"]]
+              .merge(deposits[deposits["cohort"] == ALL_COHORTS][["age", "value_per_trader"]], on="age",
+                     suffixes=("_net", "_deposits"), how="outer"))
+    shown = pooled.rename(columns={"age": "Age", "cohort_size": "Traders",
+                                   "value_per_trader_net": "Net deposits / trader",
+                                   "value_per_trader_deposits": "Deposits / trader"})
+    export = pd.concat([net.assign(metric="net_deposits"), deposits.assign(metric="deposits")], ignore_index=True)
+    with st.expander("All-cohorts curve as a table", icon=":material/table:"):
+        render_table(shown, key=f"{key}.table", file_name="traderlens_ltv.csv", download=export,
+                     height=fit_height(len(shown), max_rows=12),
+                     column_config={"Traders": st.column_config.NumberColumn(format="localized"),
+                                    "Net deposits / trader": st.column_config.NumberColumn(format="dollar"),
+                                    "Deposits / trader": st.column_config.NumberColumn(format="dollar")})
+
+
+def format_ratio(value: float) -> str:
+    return "—" if math.isnan(value) else f"{value:.2f}×"
+
+
+def render_engagement_headline(result: EngagementResult) -> None:
+    """The relative risk as a metric with its interval and the two groups' sizes."""
+    t = result.threshold
+    ci = ("no interval (a group has no retained trader)" if math.isnan(result.rr_low)
+          else f"95% CI {result.rr_low:.2f}–{result.rr_high:.2f}")
+    cols = st.columns(3)
+    cols[0].metric(f"Retention, {t}+ vs under {t} sessions", format_ratio(result.rr), border=True,
+                   help=f"Relative risk: retention rate of traders with {t} or more sessions divided by that of "
+                        f"traders with fewer; {ci} (Katz log method).")
+    cols[1].metric(f"Retained with {t}+ sessions", _rate(result.rate_high), border=True,
+                   help=f"{result.retained_high:,} of {result.n_high:,} traders")
+    cols[2].metric(f"Retained under {t} sessions", _rate(result.rate_low), border=True,
+                   help=f"{result.retained_low:,} of {result.n_low:,} traders")
+    st.caption(f"{ci} · n = {result.n_high:,} traders with {t}+ sessions and {result.n_low:,} with fewer.")
+
+
+def _rate(value: float) -> str:
+    return "—" if math.isnan(value) else f"{value:.1%}"
+
+
+def engagement_figure(result: EngagementResult) -> go.Figure:
+    """Retention rate per session bucket with 95% Wilson whiskers; buckets at or above the threshold in teal."""
+    b = result.buckets
+    rate = b["rate"] * 100
+    colors = [PRIMARY if low >= result.threshold else MUTED for low in b["low"]]
+    fig = go.Figure(go.Bar(
+        x=b["bucket"], y=rate, marker_color=colors,
+        error_y={"type": "data", "array": (b["rate_high"] * 100 - rate).fillna(0),
+                 "arrayminus": (rate - b["rate_low"] * 100).fillna(0), "color": "#14243a", "thickness": 1.2,
+                 "width": 6},
+        text=[f"n={n:,}" for n in b["traders"]], textposition="inside", insidetextanchor="start",
+        customdata=b[["retained", "traders", "rate_low", "rate_high"]],
+        hovertemplate="%{x} sessions: %{y:.1f}% retained<br>%{customdata[0]:,} of %{customdata[1]:,} traders<br>"
+                      "95% CI %{customdata[2]:.1%}–%{customdata[3]:.1%}<extra></extra>",
+    ))
+    fig.update_xaxes(title=f"{event_label(result.session_event)} sessions in the first {result.first_days} days "
+                           "after FTD", type="category")
+    fig.update_yaxes(title=f"% retained (days {result.retained_from_day}–{result.retained_to_day - 1})",
+                     ticksuffix="%", rangemode="tozero", gridcolor=GRID)
+    fig.update_layout(height=340, margin={"l": 8, "r": 8, "t": 16, "b": 8}, plot_bgcolor="#ffffff", bargap=0.3)
+    return fig
+
+
+def render_engagement(result: EngagementResult, *, key: str, note: str = "") -> None:
+    """Headline metrics, bars by session bucket, the definition in plain words, and the buckets table."""
+    render_engagement_headline(result)
+    st.plotly_chart(engagement_figure(result), key=f"{key}.chart", config=CHART_CONFIG)
+    st.caption(f"{result.definition()} {note}".strip())
+    b = result.buckets
+    shown = pd.DataFrame({"Sessions": b["bucket"], "Traders": b["traders"], "Retained": b["retained"],
+                          "Rate": b["rate"] * 100, "95% CI low": b["rate_low"] * 100,
+                          "95% CI high": b["rate_high"] * 100})
+    pct = st.column_config.NumberColumn(format="%.1f%%")
+    with st.expander("Buckets as a table", icon=":material/table:"):
+        render_table(shown, key=f"{key}.table", file_name="traderlens_engagement.csv", download=b,
+                     height=fit_height(len(shown)),
+                     column_config={"Traders": st.column_config.NumberColumn(format="localized"),
+                                    "Retained": st.column_config.NumberColumn(format="localized"),
+                                    "Rate": pct, "95% CI low": pct, "95% CI high": pct})

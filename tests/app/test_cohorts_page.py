@@ -1,0 +1,140 @@
+"""The Cohorts & retention page through the app entrypoint, in-process with AppTest, on a small
+simulated broker in a tmp DuckDB file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from analytics.cohorts import RetentionSpec, compute_engagement_retention, compute_retention
+from analytics.periods import compute_data_span
+from connectors import database
+from connectors.schema import portal_events
+from connectors.simulator import SimulationConfig, seed_database
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_streamlit_state() -> Iterator[None]:
+    """Streamlit caches and our engines are process-wide; no test may see another's."""
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    database.dispose_engines()
+
+
+@pytest.fixture(scope="module")
+def seeded_file(tmp_path_factory) -> Path:
+    """A simulated broker (400 traders over 240 days ending today) plus one portal event long before
+    the default 90-day view, built once and copied per test."""
+    path = tmp_path_factory.mktemp("cohorts_app") / "seed.duckdb"
+    engine = database.get_engine(f"duckdb:///{path}")
+    seed_database(engine, SimulationConfig(traders=400, days=240, seed=5))
+    span = compute_data_span(engine)
+    with engine.begin() as conn:
+        conn.execute(portal_events.insert(), [{
+            "portal_event_id": 10**9, "external_id": "old-promo", "trader_id": 1, "event": "old_promo",
+            "occurred_at": pd.Timestamp(span.start).to_pydatetime() + timedelta(hours=1)}])
+    engine.dispose()
+    database.dispose_engines()
+    return path
+
+
+@pytest.fixture
+def db_url(tmp_path, monkeypatch, seeded_file) -> str:
+    path = tmp_path / "app.duckdb"
+    path.write_bytes(seeded_file.read_bytes())
+    url = f"duckdb:///{path}"
+    monkeypatch.setenv("TRADERLENS_DB_URL", url)
+    return url
+
+
+def open_page() -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    at.switch_page("pages/cohorts.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def expected(db_url: str, spec: RetentionSpec):
+    """compute_retention for the page's default view: the last 90 days of data, everyone but test accounts."""
+    engine = database.get_engine(db_url)
+    span = compute_data_span(engine)
+    start = max(span.start, span.end - timedelta(days=89))
+    return compute_retention(engine, spec, date_from=start, date_to=span.end)
+
+
+def test_page_shows_the_ftd_to_trade_matrix_of_the_global_view(db_url):
+    want = expected(db_url, RetentionSpec("ftd", "trade"))
+
+    at = open_page()
+
+    assert at.title[0].value == "Cohorts & retention"
+    assert at.selectbox(key="cohorts.start").value == "ftd"
+    assert at.selectbox(key="cohorts.return").value == "trade"
+    got = metrics(at)
+    assert got["Traders in cohorts"] == f"{int(want.counts['size'].sum()):,}"
+    assert got["Back in week 1"] == f"{want.average().loc[1, 'rate']:.1%}"
+    table = at.get_by_key("cohorts.table").dataframe[0].value
+    assert table["Traders"].tolist() == want.counts["size"].tolist()
+    assert len(at.get("plotly_chart")) >= 5  # heatmap, curves, two LTV curves, engagement bars
+    engagement = compute_engagement_retention(database.get_engine(db_url), date_to=compute_data_span(
+        database.get_engine(db_url)).end)
+    assert metrics(at)["Retention, 10+ vs under 10 sessions"] == f"{engagement.rr:.2f}×"
+    assert not at.error
+
+
+def test_changing_the_controls_recomputes_the_matrix(db_url):
+    at = open_page()
+    before = metrics(at)["Traders in cohorts"]
+
+    at.selectbox(key="cohorts.start").select("registered").run()
+    assert not at.exception, at.exception
+    want = expected(db_url, RetentionSpec("registered", "trade"))
+    assert metrics(at)["Traders in cohorts"] == f"{int(want.counts['size'].sum()):,}" != before
+
+    at.selectbox(key="cohorts.period").select("month").run()
+    at.toggle(key="cohorts.cumulative").set_value(True).run()
+    want = expected(db_url, RetentionSpec("registered", "trade", period="month", cumulative=True))
+    table = at.get_by_key("cohorts.table").dataframe[0].value
+    assert list(table.columns[:4]) == ["Cohort", "Traders", "Month 0", "Month 1"]
+    assert table["Traders"].tolist() == want.counts["size"].tolist()
+    assert metrics(at)["Back in month 1"] == f"{want.average().loc[1, 'rate']:.1%}"
+
+    at.segmented_control(key="cohorts.show").set_value("counts").run()
+    table = at.get_by_key("cohorts.table").dataframe[0].value
+    observed = want.observed()[1]
+    shown = table.loc[observed, "Month 1"].str.replace(",", "").astype(int)
+    assert shown.tolist() == want.counts.loc[observed, 1].tolist()
+    assert (table.loc[~observed, "Month 1"] == "").all()  # after the range: blank, not 0
+
+
+def test_an_event_nobody_did_in_range_shows_an_empty_state(db_url):
+    at = open_page()
+    at.selectbox(key="cohorts.start").select("old_promo").run()
+
+    assert not at.exception, at.exception
+    assert any("No trader did" in info.value for info in at.info)
+    assert "Traders in cohorts" not in metrics(at)
+
+
+def test_an_empty_database_shows_how_to_get_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRADERLENS_DB_URL", f"duckdb:///{tmp_path / 'empty.duckdb'}")
+
+    at = open_page()
+
+    assert any("No events yet" in info.value for info in at.info)
+    assert not at.metric and not at.error
