@@ -17,7 +17,9 @@ frame.render_brand()
 pages = {
     "Executive": [],
     "Retention": [st.Page("pages/cohorts.py", title="Cohorts & retention", icon=":material/grid_on:",
-                          url_path="cohorts")],
+                          url_path="cohorts"),
+                  st.Page("pages/funnels.py", title="Funnels & conversion", icon=":material/filter_alt:",
+                          url_path="funnels")],
     "Admin": [st.Page("pages/data.py", title="Data", icon=":material/database:", url_path="data")],
 }
 # Navigation is declared before the database is opened: once st.navigation has run, Streamlit

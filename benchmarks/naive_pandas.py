@@ -686,3 +686,91 @@ def dropoffs(src: Source, *, steps, window_s: int, step: int, date_range,
     best = _best_attempts(_ordered_attempts(_funnel_events(src, steps, date_range, trader_filter), steps, window_s))
     out = best.loc[best["reached"] == step, ["trader_id", f"t{step}"]].rename(columns={f"t{step}": "reached_at"})
     return out.sort_values(["reached_at", "trader_id"], ascending=[False, True], ignore_index=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Lifecycle stages (analytics.lifecycle)
+# --------------------------------------------------------------------------------------------
+
+STAGES = ("lead", "registered", "kyc_approved", "ftd", "active", "dormant", "churned", "reactivated")
+ACTIVE_WINDOW_DAYS = 30
+
+
+def _activity(src: Source) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every trade (open to close), approved deposit and login as (trader_id, start, stop, trade)."""
+    trd = src.read("SELECT trader_id, opened_at, closed_at FROM trades")
+    dep = src.read("SELECT trader_id, created_at FROM transactions WHERE kind = 'deposit' AND status = 'approved'")
+    log = src.read("SELECT trader_id, started_at FROM sessions")
+    trades_ = pd.DataFrame({"trader_id": trd["trader_id"], "start": trd["opened_at"],
+                            "stop": trd[["opened_at", "closed_at"]].max(axis=1)})
+    instants = pd.concat([
+        pd.DataFrame({"trader_id": dep["trader_id"], "start": dep["created_at"], "kind": "deposit"}),
+        pd.DataFrame({"trader_id": log["trader_id"], "start": log["started_at"], "kind": "login"})],
+        ignore_index=True)
+    return trades_, instants
+
+
+def _stages_on(days: list[date], src: Source, dormant_days: int, churn_days: int,
+               trader_filter: TraderFilter) -> pd.DataFrame:
+    keep = kept_traders(src, trader_filter)
+    tr = src.read("SELECT trader_id, lead_at, registered_at, kyc_approved_at, vip_tier FROM traders")
+    tr = tr[tr["trader_id"].isin(keep)].set_index("trader_id")
+    trades_, instants = _activity(src)
+    instants = instants.assign(stop=instants["start"])
+    both = pd.concat([trades_.assign(trade=True), instants.drop(columns="kind").assign(trade=False)],
+                     ignore_index=True)
+    first_trade = trades_.groupby("trader_id")["start"].min().reindex(tr.index)
+    first_deposit = instants[instants["kind"] == "deposit"].groupby("trader_id")["start"].min().reindex(tr.index)
+    first_any = both.groupby("trader_id")["start"].min().reindex(tr.index)
+    out = pd.DataFrame({"is_vip": tr["vip_tier"].notna()}, index=tr.index)
+    for i, day in enumerate(days):
+        end = pd.Timestamp(day) + _days(1)
+        window = pd.Timestamp(day) - _days(ACTIVE_WINDOW_DAYS - 1)
+        upto = both[both["start"] < end]
+        seen = upto["stop"].clip(upper=end)
+        last_any = seen.groupby(upto["trader_id"]).max().reindex(tr.index)
+        last_trade = seen[upto["trade"]].groupby(upto.loc[upto["trade"], "trader_id"]).max().reindex(tr.index)
+        early = both[both["start"] < window]
+        before = early["stop"].clip(upper=window).groupby(early["trader_id"]).max().reindex(tr.index)
+        inside = upto[upto["stop"] >= window]
+        back = inside["start"].clip(lower=window).groupby(inside["trader_id"]).min().reindex(tr.index)
+        came_back = (before < back.dt.normalize() - _days(churn_days)) & (first_trade < window)
+        traded = first_trade < end
+        stage = np.select(
+            [~((tr["lead_at"] < end) | (tr["registered_at"] < end) | (first_any < end)),
+             traded & (last_any < end - _days(churn_days)),
+             traded & ((last_any < end - _days(dormant_days)) | (last_trade < window)),
+             traded & came_back,
+             traded,
+             first_deposit < end, tr["kyc_approved_at"] < end, tr["registered_at"] < end],
+            [None, "churned", "dormant", "reactivated", "active", "ftd", "kyc_approved", "registered"],
+            default="lead")
+        out[f"stage_{i}"] = stage
+    return out
+
+
+def stage_distribution(src: Source, *, as_of: date, dormant_days: int = 7, churn_days: int = 30,
+                       trader_filter: TraderFilter = EVERYONE_BUT_TEST) -> pd.DataFrame:
+    """stage, traders, share, vip_traders at the end of ``as_of``, as compute_stage_distribution."""
+    staged = _stages_on([as_of], src, dormant_days, churn_days, trader_filter)
+    staged = staged[staged["stage_0"].notna()]
+    counts = staged.groupby("stage_0").agg(traders=("is_vip", "size"), vip_traders=("is_vip", "sum"))
+    frame = pd.DataFrame({"stage": STAGES,
+                          "traders": [int(counts["traders"].get(s, 0)) for s in STAGES],
+                          "vip_traders": [int(counts["vip_traders"].get(s, 0)) for s in STAGES]})
+    total = frame["traders"].sum()
+    frame["share"] = frame["traders"] / total if total else 0.0
+    return frame[["stage", "traders", "share", "vip_traders"]]
+
+
+def stage_flows(src: Source, *, from_date: date, to_date: date, dormant_days: int = 7, churn_days: int = 30,
+                trader_filter: TraderFilter = EVERYONE_BUT_TEST) -> pd.DataFrame:
+    """from_stage, to_stage, traders between the ends of two days, as compute_stage_flows."""
+    staged = _stages_on([from_date, to_date], src, dormant_days, churn_days, trader_filter)
+    staged = staged[staged["stage_1"].notna()]
+    origin = staged["stage_0"].where(staged["stage_0"].notna(), "not_captured")
+    frame = pd.DataFrame({"from_stage": origin, "to_stage": staged["stage_1"]}).value_counts().rename(
+        "traders").reset_index()
+    order = {stage: i for i, stage in enumerate(("not_captured", *STAGES))}
+    frame["traders"] = frame["traders"].astype("int64")
+    return frame.sort_values(["from_stage", "to_stage"], key=lambda c: c.map(order)).reset_index(drop=True)
