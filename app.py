@@ -19,7 +19,8 @@ pages = {
     "Retention": [st.Page("pages/cohorts.py", title="Cohorts & retention", icon=":material/grid_on:",
                           url_path="cohorts"),
                   st.Page("pages/funnels.py", title="Funnels & conversion", icon=":material/filter_alt:",
-                          url_path="funnels")],
+                          url_path="funnels"),
+                  st.Page("pages/lifecycle.py", title="Lifecycle", icon=":material/autorenew:", url_path="lifecycle")],
     "Admin": [st.Page("pages/data.py", title="Data", icon=":material/database:", url_path="data")],
 }
 # Navigation is declared before the database is opened: once st.navigation has run, Streamlit

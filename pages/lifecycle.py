@@ -1,0 +1,137 @@
+"""Lifecycle (retention managers): who is new, returning, resurrecting or going dormant each period,
+where every trader stands today, and how traders moved between stages."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy.engine import Engine
+
+from analytics import cohorts, lifecycle
+from analytics.filters import TraderFilter
+from analytics.periods import PERIODS, Period, WeekStart
+from components import engine as db
+from components import filters, frame
+from components import lifecycle_charts as charts
+from components.cohort_charts import event_label
+
+frame.route_through_app()
+
+BASES = {"first-activity": "First activity", "registration": "Registration"}
+WEEK_STARTS = {"monday": "Monday", "sunday": "Sunday"}
+SPANS = {"range": "Start of the period", "30": "30 days before", "90": "90 days before"}
+
+
+@st.cache_data(ttl="10m", max_entries=32, show_spinner=False)
+def load_event_names(_engine: Engine, url: str) -> list[str]:
+    return cohorts.compute_event_names(_engine)
+
+
+@st.cache_data(ttl="10m", max_entries=32, show_spinner="Labelling traders period by period…")
+def load_lifecycle(_engine: Engine, url: str, event: str, period: Period, date_from: date, date_to: date,
+                   new_basis: lifecycle.NewBasis, week_start: WeekStart, trader_filter: TraderFilter) -> pd.DataFrame:
+    return lifecycle.compute_lifecycle(_engine, event=event, period=period, date_from=date_from, date_to=date_to,
+                                       new_basis=new_basis, week_start=week_start, trader_filter=trader_filter)
+
+
+@st.cache_data(ttl="10m", max_entries=32, show_spinner=False)
+def load_stages(_engine: Engine, url: str, as_of: date, dormant_days: int, churn_days: int,
+                trader_filter: TraderFilter) -> pd.DataFrame:
+    return lifecycle.compute_stage_distribution(_engine, as_of=as_of, dormant_days=dormant_days,
+                                                churn_days=churn_days, trader_filter=trader_filter)
+
+
+@st.cache_data(ttl="10m", max_entries=32, show_spinner=False)
+def load_flows(_engine: Engine, url: str, from_date: date, to_date: date, dormant_days: int, churn_days: int,
+               trader_filter: TraderFilter) -> pd.DataFrame:
+    return lifecycle.compute_stage_flows(_engine, from_date=from_date, to_date=to_date, dormant_days=dormant_days,
+                                         churn_days=churn_days, trader_filter=trader_filter)
+
+
+engine = db.require_engine()
+url = engine.url.render_as_string()  # cache key: which database, password hidden
+view = filters.current_view()
+rng, trader_filter = view.date_range, view.trader_filter
+
+st.title("Lifecycle", anchor=False)
+st.caption(f"{rng.start:%d %b %Y} – {rng.end:%d %b %Y} (UTC; the sidebar period), for the traders the sidebar "
+           "filters keep.")
+
+events = load_event_names(engine, url)
+if not events:
+    st.info("No events yet. Seed a simulated broker (`python cli.py seed`) or import data on the Data page, "
+            "then come back.", icon=":material/autorenew:")
+    st.stop()
+
+st.subheader("New, returning, resurrecting and dormant", divider="gray", anchor=False)
+with st.container(border=True):
+    c1, c2, c3, c4 = st.columns([3, 3, 3, 2], vertical_alignment="bottom")
+    event = c1.selectbox("Activity", events, index=events.index("trade") if "trade" in events else 0,
+                         format_func=event_label,
+                         key="lifecycle.event", bind="query-params",
+                         help="A trader is active in a period when they did this at least once in it.")
+    period = c2.segmented_control("Period", PERIODS, default="week", required=True, format_func=str.capitalize,
+                                  key="lifecycle.period", bind="query-params")
+    new_basis = c3.segmented_control(
+        "New means", list(BASES), default="first-activity", required=True, format_func=BASES.get,
+        key="lifecycle.basis", bind="query-params",
+        help="First activity: new in the period of a trader's first-ever activity. Registration (as PostHog): "
+             "new only if active in the period they registered (leads: were captured); a trader who "
+             "registered earlier is “resurrecting” on their first activity.")
+    week_start = c4.segmented_control("Weeks start", list(WEEK_STARTS), default="monday", required=True,
+                                      format_func=WEEK_STARTS.get, key="lifecycle.week_start", bind="query-params",
+                                      disabled=period != "week")
+
+result = load_lifecycle(engine, url, event, period, rng.start, rng.end, new_basis, week_start, trader_filter)
+if not result[list(lifecycle.STATUSES)].to_numpy().any():
+    st.info(f"No trader was active (“{event}”) in this range with these filters. Choose a longer period in the "
+            "sidebar, loosen the filters or pick another activity.", icon=":material/filter_alt_off:")
+else:
+    charts.render_lifecycle_metrics(result, period=period, week_start=week_start, date_to=rng.end)
+    charts.render_lifecycle_chart(result, period=period, week_start=week_start, date_to=rng.end,
+                                  key="lifecycle.chart")
+    st.caption("Each period counts distinct traders. Dormant traders (below zero) were active in the previous "
+               "period but not in this one; they are counted once per gap. The range snaps to whole "
+               f"{charts.PERIOD_NOUNS[period]}s, and the {charts.PERIOD_NOUNS[period]} before it is read too, so "
+               "its first period can show returning and dormant traders. A pale last period runs past the range's "
+               "end: its traders may still come back, so its dormant count is not final.")
+    charts.render_lifecycle_table(result, period=period, key="lifecycle.table",
+                                  file_name=f"lifecycle_{event}_{period}_{rng.start}_{rng.end}.csv")
+
+st.subheader(f"Stages on {rng.end:%d %b %Y}", divider="gray", anchor=False)
+s1, s2, _ = st.columns([2, 3, 5], vertical_alignment="bottom")
+churn_days = s2.segmented_control("Churned after (days)", lifecycle.CHURN_DAY_CHOICES,
+                                  default=lifecycle.DEFAULT_CHURN_DAYS, required=True, key="lifecycle.churn_days",
+                                  bind="query-params", help="No trade, approved deposit or login for this long.")
+dormant_days = s1.number_input("Dormant after (days)", min_value=1, max_value=lifecycle.ACTIVE_WINDOW_DAYS - 1,
+                               value=lifecycle.DEFAULT_DORMANT_DAYS, step=1, key="lifecycle.dormant_days",
+                               bind="query-params", help="No trade, approved deposit or login for this long.")
+stages = load_stages(engine, url, rng.end, int(dormant_days), int(churn_days), trader_filter)
+if not stages["traders"].any():
+    st.info("No trader had been captured by this day with these filters.", icon=":material/filter_alt_off:")
+else:
+    charts.render_stage_chart(stages, key="lifecycle.stages")
+    st.caption(
+        f"Traders who traded: **churned** after {int(churn_days)} days without a trade, approved deposit or login; "
+        f"**dormant** after {int(dormant_days)} such days or with no trade in the last "
+        f"{lifecycle.ACTIVE_WINDOW_DAYS} days; **reactivated** when back in the last {lifecycle.ACTIVE_WINDOW_DAYS} "
+        f"days after a churn; otherwise **active** (an open position counts as activity). Traders who never "
+        "traded stay at the furthest step reached: FTD, KYC approved, registered or lead. VIP: traders with a "
+        "VIP tier.")
+
+st.subheader("How traders moved", divider="gray", anchor=False)
+span = st.segmented_control("From", list(SPANS), default="range", required=True, format_func=SPANS.get,
+                            key="lifecycle.span", bind="query-params",
+                            help=f"Each trader's stage on this day (left) and on {rng.end:%d %b %Y} (right).")
+from_date = rng.start if span == "range" else rng.end - timedelta(days=int(span))
+flows = load_flows(engine, url, from_date, rng.end, int(dormant_days), int(churn_days), trader_filter)
+if flows.empty:
+    st.info("No trader to follow with these filters.", icon=":material/filter_alt_off:")
+else:
+    moved = int(flows.loc[flows["from_stage"] != flows["to_stage"], "traders"].sum())
+    st.caption(f"Stage on {from_date:%d %b %Y} → stage on {rng.end:%d %b %Y}: {moved:,} of "
+               f"{int(flows['traders'].sum()):,} traders changed stage. “Not yet captured” are traders who "
+               "arrived in between.")
+    charts.render_flows(flows, key="lifecycle.flows", file_name=f"lifecycle_flows_{from_date}_{rng.end}.csv")

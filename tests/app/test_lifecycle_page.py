@@ -1,0 +1,144 @@
+"""The Lifecycle page through the app entrypoint, in-process with AppTest, on a small simulated
+broker in a tmp DuckDB file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from analytics.lifecycle import compute_lifecycle, compute_stage_distribution
+from analytics.periods import compute_data_span
+from connectors import database
+from connectors.schema import traders
+from connectors.simulator import SimulationConfig, seed_database
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_streamlit_state() -> Iterator[None]:
+    """Streamlit caches and our engines are process-wide; no test may see another's."""
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    database.dispose_engines()
+
+
+@pytest.fixture(scope="module")
+def seeded_file(tmp_path_factory) -> Path:
+    """A simulated broker (400 traders over 200 days ending today), built once and copied per test."""
+    path = tmp_path_factory.mktemp("lifecycle_app") / "seed.duckdb"
+    engine = database.get_engine(f"duckdb:///{path}")
+    seed_database(engine, SimulationConfig(traders=400, days=200, seed=5))
+    engine.dispose()
+    database.dispose_engines()
+    return path
+
+
+@pytest.fixture
+def db_url(tmp_path, monkeypatch, seeded_file) -> str:
+    path = tmp_path / "app.duckdb"
+    path.write_bytes(seeded_file.read_bytes())
+    url = f"duckdb:///{path}"
+    monkeypatch.setenv("TRADERLENS_DB_URL", url)
+    return url
+
+
+def open_page() -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    at.switch_page("pages/lifecycle.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def table(at: AppTest, key: str) -> pd.DataFrame:
+    return at.get_by_key(key).dataframe[0].value
+
+
+def default_range(db_url: str):
+    """The page's default view: the last 90 days of data."""
+    span = compute_data_span(database.get_engine(db_url))
+    return max(span.start, span.end - timedelta(days=89)), span.end
+
+
+def test_page_shows_the_weekly_trade_lifecycle_of_the_global_view(db_url):
+    at = open_page()
+
+    assert at.title[0].value == "Lifecycle"
+    start, end = default_range(db_url)
+    expected = compute_lifecycle(database.get_engine(db_url), date_from=start, date_to=end)
+    shown = table(at, "lifecycle.table")
+    assert shown["New"].tolist() == expected["new"].tolist()
+    assert shown["Dormant"].tolist() == expected["dormant"].tolist()
+    assert shown["Period"].iloc[0].startswith("Week of")
+    assert shown["New"].sum() > 0 and shown["Returning"].sum() > 0
+    assert len(at.get("plotly_chart")) == 3  # lifecycle bars, stages, Sankey
+    labels = [m.label for m in at.metric]
+    assert labels[:2] == ["Active, last week", "New, last week"] and "Quick ratio" in labels
+
+
+def test_stage_distribution_and_flows_match_the_analytics(db_url):
+    at = open_page()
+
+    _, end = default_range(db_url)
+    stages = compute_stage_distribution(database.get_engine(db_url), as_of=end)
+    flows = table(at, "lifecycle.flows.table")
+    into = flows.groupby("To")["Traders"].sum()
+    assert into.sum() == stages["traders"].sum()
+    assert into["Active"] == stages.set_index("stage").loc["active", "traders"]
+    assert any(f"Stages on {end:%d %b %Y}" == h.value for h in at.subheader)
+
+
+def test_controls_change_the_numbers(db_url):
+    at = open_page()
+    weekly = table(at, "lifecycle.table")
+
+    at.segmented_control(key="lifecycle.period").set_value("month").run()
+    monthly = table(at, "lifecycle.table")
+    assert not at.exception
+    assert 3 <= len(monthly) <= 4 < len(weekly)
+
+    at.segmented_control(key="lifecycle.basis").set_value("registration").run()
+    by_registration = table(at, "lifecycle.table")
+    # Registered before their first trade: resurrecting rather than new.
+    assert by_registration["New"].sum() < monthly["New"].sum()
+    assert by_registration["Resurrecting"].sum() > monthly["Resurrecting"].sum()
+
+    before = table(at, "lifecycle.flows.table")["Traders"].sum()
+    at.segmented_control(key="lifecycle.churn_days").set_value(90).run()
+    churned = table(at, "lifecycle.flows.table").groupby("To")["Traders"].sum()
+    assert not at.exception and churned.sum() == before
+    at.selectbox(key="lifecycle.event").set_value("login").run()
+    assert not at.exception and table(at, "lifecycle.table")["New"].sum() > 0
+
+
+def test_an_empty_database_shows_how_to_get_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRADERLENS_DB_URL", f"duckdb:///{tmp_path / 'empty.duckdb'}")
+
+    at = open_page()
+
+    assert any("No events yet" in info.value for info in at.info)
+    assert not at.get("plotly_chart")
+
+
+def test_filters_that_keep_no_trader_show_empty_states(db_url):
+    engine = database.get_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(sa.update(traders).values(is_test=True))  # the default view leaves test accounts out
+    engine.dispose()
+    database.dispose_engines()
+
+    at = open_page()
+
+    infos = " ".join(info.value for info in at.info)
+    assert "No trader was active" in infos and "No trader had been captured" in infos
+    assert not at.get("plotly_chart") and not at.exception
