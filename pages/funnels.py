@@ -1,0 +1,202 @@
+"""Funnels & conversion (retention managers): how many traders get from one event to the next, how
+long it takes, whether it is getting better, and who dropped off where."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy.engine import Engine
+
+from analytics import funnels
+from analytics.filters import TraderFilter
+from analytics.funnels import Exclusion, FunnelRejected, FunnelResult, FunnelSpec
+from analytics.periods import PERIODS, DateRange, Period
+from components import engine as db
+from components import filters, frame
+from components import funnel_charts as charts
+
+frame.route_through_app()
+
+DEFAULT_STEPS = ["registered", "kyc_submitted", "kyc_approved", "ftd", "trade"]
+ORDERS = {"ordered": "In order", "strict": "Strictly in a row", "unordered": "Any order"}
+UNITS = {"minute": "minutes", "hour": "hours", "day": "days", "week": "weeks", "month": "months (31 days)"}
+BREAKDOWNS = {"none": "No breakdown", "trader": "Trader attribute", "event": "Event property"}
+ATTRIBUTIONS = {"first_touch": "First touch", "last_touch": "Last touch"}
+NO_EXCLUSION = ""
+
+
+@st.cache_data(ttl="10m", max_entries=32, show_spinner=False)
+def load_event_names(_engine: Engine, url: str) -> list[str]:
+    return funnels.list_event_names(_engine)
+
+
+@st.cache_data(ttl="10m", max_entries=32, show_spinner="Following traders through the funnel…")
+def load_funnel(_engine: Engine, url: str, spec: FunnelSpec, date_range: DateRange,
+                trader_filter: TraderFilter) -> FunnelResult:
+    return funnels.compute_funnel(_engine, spec, date_range=date_range, trader_filter=trader_filter)
+
+
+@st.cache_data(ttl="10m", max_entries=32, show_spinner=False)
+def load_time_to_convert(_engine: Engine, url: str, spec: FunnelSpec, date_range: DateRange,
+                         trader_filter: TraderFilter, from_step: int, to_step: int) -> pd.DataFrame:
+    # From the cached funnel: the same traders and attempts, no second pass over the events.
+    result = load_funnel(_engine, url, spec, date_range, trader_filter)
+    return funnels.time_to_convert_of(result, from_step=from_step, to_step=to_step, bins=30)
+
+
+@st.cache_data(ttl="10m", max_entries=32, show_spinner="Computing conversion by entry period…")
+def load_trends(_engine: Engine, url: str, spec: FunnelSpec, period: Period, date_range: DateRange,
+                trader_filter: TraderFilter) -> pd.DataFrame:
+    return funnels.compute_funnel_trends(_engine, spec, period=period, date_range=date_range,
+                                         trader_filter=trader_filter)
+
+
+@st.cache_data(ttl="10m", max_entries=32, show_spinner=False)
+def load_dropoffs(_engine: Engine, url: str, spec: FunnelSpec, step: int, date_range: DateRange,
+                  trader_filter: TraderFilter) -> pd.DataFrame:
+    result = load_funnel(_engine, url, spec, date_range, trader_filter)
+    return funnels.dropoffs_of(_engine, result, step=step, trader_filter=trader_filter)
+
+
+engine = db.require_engine()
+url = engine.url.render_as_string()  # cache key: which database, password hidden
+view = filters.current_view()
+rng, trader_filter = view.date_range, view.trader_filter
+
+st.title("Funnels & conversion", anchor=False)
+st.caption(f"Every step must happen between {rng.start:%d %b %Y} and {rng.end:%d %b %Y} (UTC; the sidebar period), "
+           "for the traders the sidebar filters keep.")
+
+events = load_event_names(engine, url)
+if not events:
+    st.info("No events yet. Seed a simulated broker (`python cli.py seed`) or import data on the Data page, "
+            "then come back.", icon=":material/filter_alt:")
+    st.stop()
+
+with st.container(border=True):
+    steps = st.multiselect(
+        "Steps, in order", events, default=[e for e in DEFAULT_STEPS if e in events], format_func=charts.event_label,
+        key="funnels.steps", bind="query-params", max_selections=funnels.MAX_STEPS,
+        placeholder="Pick the events traders should do, first step first",
+        help="The order you pick them in is the order of the funnel. Portal events appear by name.")
+    c1, c2, c3 = st.columns([4, 2, 2], vertical_alignment="bottom")
+    order = c1.segmented_control(
+        "Step order", list(ORDERS), default="ordered", format_func=ORDERS.get, required=True, key="funnels.order",
+        bind="query-params",
+        help="In order: other events may happen in between. Strictly in a row: nothing else in between. "
+             "Any order: step k means k different steps done within one window.")
+    window_value = c2.number_input("Conversion window", min_value=1, max_value=10_000, value=14, step=1,
+                                   key="funnels.window_value", bind="query-params",
+                                   help="Measured from each attempt's first step; the boundary counts.")
+    window_unit = c3.selectbox("Unit", list(UNITS), index=list(UNITS).index("day"), format_func=UNITS.get,
+                               key="funnels.window_unit", bind="query-params", label_visibility="hidden")
+    with st.expander("Exclusion and breakdown"):
+        e1, e2, e3 = st.columns([4, 2, 2])
+        exclude = e1.selectbox("Exclude traders who do", [NO_EXCLUSION, *events],
+                               format_func=lambda e: "Nobody excluded" if e == NO_EXCLUSION else charts.event_label(e),
+                               key="funnels.exclude", bind="query-params",
+                               help="In order: a trader whose furthest attempt is spoiled leaves the whole funnel. "
+                                    "Any order: the event wipes their progress.")
+        positions = list(range(1, max(len(steps), 2) + 1))
+        exclude_from = e2.selectbox("After step", positions[:-1], key="funnels.exclude_from", bind="query-params",
+                                    disabled=exclude == NO_EXCLUSION or order == "unordered")
+        exclude_to = e3.selectbox("Before step", positions[1:], index=len(positions) - 2, key="funnels.exclude_to",
+                                  bind="query-params", disabled=exclude == NO_EXCLUSION or order == "unordered")
+        b1, b2, b3 = st.columns([3, 3, 2], vertical_alignment="bottom")
+        breakdown_kind = b1.segmented_control("Break down by", list(BREAKDOWNS), default="none",
+                                              format_func=BREAKDOWNS.get, required=True,
+                                              key="funnels.breakdown_kind", bind="query-params")
+        breakdown = None
+        if breakdown_kind == "trader":
+            breakdown = b2.selectbox("Attribute", funnels.TRADER_BREAKDOWNS,
+                                     format_func=lambda a: a.replace("_", " ").capitalize(), key="funnels.breakdown",
+                                     bind="query-params")
+        elif breakdown_kind == "event":
+            breakdown = b2.text_input("Property", key="funnels.property", bind="query-params",
+                                      placeholder="e.g. utm_source",
+                                      help="A key of the portal events' properties.").strip() or None
+        attribution = b3.radio("Attribution", list(ATTRIBUTIONS), format_func=ATTRIBUTIONS.get, horizontal=True,
+                               key="funnels.attribution", bind="query-params", disabled=breakdown is None,
+                               help="Which value counts when a trader has several: their first or their last.")
+
+if len(steps) < 2:
+    st.info("Pick at least two steps to see a funnel, for example *Registered → First deposit (FTD)*.",
+            icon=":material/filter_alt:")
+    st.stop()
+
+exclusions: tuple[Exclusion, ...] = ()
+if exclude != NO_EXCLUSION:
+    span = (0, len(steps) - 1) if order == "unordered" else (int(exclude_from) - 1, int(exclude_to) - 1)
+    exclusions = (Exclusion(exclude, *span),)
+spec = FunnelSpec(steps=tuple(steps), window_s=funnels.window_seconds(int(window_value), window_unit), order=order,
+                  exclusions=exclusions, breakdown=breakdown, breakdown_kind="event" if breakdown_kind == "event"
+                  else "trader", attribution=attribution)
+try:
+    funnels.validate_spec(spec)
+    result = load_funnel(engine, url, spec, rng, trader_filter)
+except FunnelRejected as exc:
+    st.warning(str(exc), icon=":material/warning:")
+    st.stop()
+
+table = result.steps
+overall = table if spec.breakdown is None else load_funnel(
+    engine, url, FunnelSpec(spec.steps, spec.window_s, spec.order, spec.exclusions), rng, trader_filter).steps
+entered, completed = int(overall["count"].iloc[0]), int(overall["count"].iloc[-1])
+if entered == 0:
+    st.info(f"No trader did “{charts.event_label(steps[0])}” in this range with these filters. Choose a longer "
+            "period in the sidebar, loosen the filters or start the funnel with another event.",
+            icon=":material/filter_alt_off:")
+    st.stop()
+
+n = len(steps)
+histogram = load_time_to_convert(engine, url, spec, rng, trader_filter, 1, n)
+m1, m2, m3, m4 = st.columns(4)
+m1.metric(f"Entered · {charts.event_label(steps[0])}", f"{entered:,}", border=True)
+m2.metric(f"Completed · {charts.event_label(steps[-1])}", f"{completed:,}", border=True)
+m3.metric("Overall conversion", f"{completed / entered:.1%}", border=True,
+          help="Traders who completed the last step, as a share of those who did step 1.")
+m4.metric("Median time to convert", charts.format_duration(histogram.attrs.get("median_s")), border=True,
+          help="From step 1 to the last step of each trader's kept attempt, same-instant conversions included.")
+
+st.subheader("Conversion by step", divider="gray", anchor=False)
+charts.render_funnel_chart(table, key="funnels.chart")
+if spec.breakdown is not None and funnels.OTHER in result.breakdown_values:
+    st.caption(f"The {spec.breakdown_limit} values with the most traders are shown; the rest are under “Other”.")
+charts.render_conversion_table(table, key="funnels.table", file_name="funnel_conversion.csv")
+st.caption("Times are between consecutive steps of each trader's kept attempt; conversions within the same "
+           "second count as converted but are left out of the times.")
+
+left, right = st.columns(2, gap="large")
+with left:
+    st.subheader("Time to convert", divider="gray", anchor=False)
+    if completed == 0:
+        st.info("Nobody completed the funnel yet, so there is no time to show.", icon=":material/hourglass_empty:")
+    else:
+        charts.render_time_histogram(histogram, key="funnels.time_to_convert")
+        st.caption(f"{histogram.attrs['traders']:,} traders from step 1 to step {n}; average "
+                   f"{charts.format_duration(histogram.attrs['average_s'])}, median "
+                   f"{charts.format_duration(histogram.attrs['median_s'])}.")
+with right:
+    st.subheader("Conversion over time", divider="gray", anchor=False)
+    if order == "unordered":
+        st.info("Conversion over time follows ordered or strict funnels.", icon=":material/timeline:")
+    else:
+        period = st.segmented_control("By entry", PERIODS, default="week", format_func=str.capitalize,
+                                      required=True, key="funnels.trend_period", bind="query-params")
+        trends = load_trends(engine, url, spec, period, rng, trader_filter)
+        charts.render_trends(trends, period=period, key="funnels.trends")
+        st.caption("Traders count in the period of each step-1 event that started an attempt. Recent periods look "
+                   "worse until their window has passed.")
+
+st.subheader("Who dropped off", divider="gray", anchor=False)
+d1, _ = st.columns([3, 5])
+drop_step = d1.selectbox("Reached step, but not the next", list(range(1, n)),
+                         format_func=lambda k: f"{k}. {charts.event_label(steps[k - 1])} → {k + 1}. "
+                                               f"{charts.event_label(steps[k])}",
+                         key="funnels.dropoff_step", bind="query-params")
+dropped = load_dropoffs(engine, url, spec, int(drop_step), rng, trader_filter)
+if dropped.empty:
+    st.success("Nobody dropped off at this step.", icon=":material/check_circle:")
+else:
+    st.caption(f"{len(dropped):,} traders, most recent first. The CSV has all of them.")
+    charts.render_dropoffs(dropped, key="funnels.dropoffs", file_name=f"funnel_dropoffs_step{int(drop_step)}.csv")
