@@ -1,0 +1,99 @@
+"""`cli.py report ...` as cron jobs run it: records with the documented fields, in JSON and CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime
+
+import pandas as pd
+import pytest
+
+from connectors import database, schema
+from tests.test_cli import cli_url, run_cli  # noqa: F401 - cli_url is a fixture
+
+T0 = datetime(2026, 3, 2, 9, 0)  # a Monday
+
+
+def _events(url: str) -> None:
+    """Three traders: 1 converts a→b→c, 2 stops at b (after 2 h), 3 only does a."""
+    engine = database.get_engine(url)
+    database.upgrade_schema(engine)
+    with engine.begin() as conn:
+        database.bulk_insert(conn, schema.traders, pd.DataFrame({
+            "trader_id": [1, 2, 3], "external_id": ["t1", "t2", "t3"],
+            "registered_at": [T0, T0, T0], "country": ["DE", "GB", "DE"],
+        }))
+        rows = [(1, "a", 0), (1, "b", 3600), (1, "c", 7200), (2, "a", 0), (2, "b", 7200), (3, "a", 0),
+                (1, "a", 8 * 86_400), (2, "a", 15 * 86_400)]
+        database.bulk_insert(conn, schema.portal_events, pd.DataFrame({
+            "portal_event_id": range(1, len(rows) + 1), "external_id": [f"p{i}" for i in range(len(rows))],
+            "trader_id": [r[0] for r in rows], "event": [r[1] for r in rows],
+            "occurred_at": [T0 + pd.Timedelta(seconds=r[2]) for r in rows],
+        }))
+    engine.dispose()
+    database.dispose_engines()  # the CLI subprocess must be the one process holding a DuckDB file
+
+
+def test_funnel_report_has_one_record_per_step(cli_url):  # noqa: F811
+    _events(cli_url)
+    out = run_cli("report", "funnel", "--steps", "a,b,c", "--window", "1d", "--format", "json", url=cli_url)
+    assert out.returncode == 0, out.stderr
+    records = json.loads(out.stdout)
+    assert [(r["step"], r["event"], r["count"]) for r in records] == [(1, "a", 3), (2, "b", 2), (3, "c", 1)]
+    assert records[1]["conversion_rate"] == pytest.approx(2 / 3)
+    assert records[0]["average_time_to_convert_s"] is None
+    assert records[1]["average_time_to_convert_s"] == pytest.approx(5400)
+    assert records[1]["median_time_to_convert_s"] == pytest.approx(5400)
+    assert set(records[0]) == {"step", "event", "count", "conversion_rate", "average_time_to_convert_s",
+                               "median_time_to_convert_s"}
+
+
+def test_funnel_report_window_exclusions_and_csv(cli_url):  # noqa: F811
+    _events(cli_url)
+    short = run_cli("report", "funnel", "--steps", "a,b", "--window", "90m", "--format", "csv", url=cli_url)
+    assert short.returncode == 0, short.stderr
+    rows = list(csv.DictReader(io.StringIO(short.stdout)))
+    assert [int(r["count"]) for r in rows] == [3, 1]  # trader 2's b came after 2 h
+    excluded = run_cli("report", "funnel", "--steps", "a,c", "--window", "1d", "--exclude", "b:0:1",
+                       "--format", "json", url=cli_url)
+    assert excluded.returncode == 0, excluded.stderr
+    # Trader 1's furthest attempt (a, b, c) is spoiled by b: removed from every step. Trader 2's
+    # spoiled attempt is replaced by the later unspoiled one (a on day 15); trader 3 never did b.
+    assert [r["count"] for r in json.loads(excluded.stdout)] == [2, 0]
+    bad = run_cli("report", "funnel", "--steps", "a,b", "--window", "soon", url=cli_url)
+    assert bad.returncode == 2 and "not a window" in bad.stderr
+
+
+def test_retention_report_records_cohort_size_and_values(cli_url):  # noqa: F811
+    _events(cli_url)
+    out = run_cli("report", "retention", "--start-event", "a", "--return-event", "a", "--period", "week",
+                  "--intervals", "3", "--from", "2026-03-02", "--to", "2026-03-22", "--format", "json",
+                  url=cli_url)
+    assert out.returncode == 0, out.stderr
+    records = json.loads(out.stdout)
+    assert records[0] == {"cohort_start": "2026-03-02", "size": 3, "values": [3, 1, 1]}
+    assert [r["cohort_start"] for r in records] == ["2026-03-02", "2026-03-09", "2026-03-16"]
+
+
+def test_lifecycle_report_and_required_dates(cli_url):  # noqa: F811
+    _events(cli_url)
+    out = run_cli("report", "lifecycle", "--event", "a", "--period", "week", "--from", "2026-03-02",
+                  "--to", "2026-03-22", "--format", "json", url=cli_url)
+    assert out.returncode == 0, out.stderr
+    records = json.loads(out.stdout)
+    assert set(records[0]) == {"period_start", "new", "returning", "resurrecting", "dormant"}
+    assert records[0]["period_start"] == "2026-03-02" and records[0]["new"] == 3
+    assert all(r["dormant"] <= 0 for r in records)
+    missing = run_cli("report", "lifecycle", "--event", "a", "--period", "week", url=cli_url)
+    assert missing.returncode == 2 and "--from" in missing.stderr
+
+
+def test_kpi_report_lists_every_kpi_with_its_definition(cli_url):  # noqa: F811
+    _events(cli_url)
+    out = run_cli("report", "kpis", "--from", "2026-03-01", "--to", "2026-03-31", "--format", "json", url=cli_url)
+    assert out.returncode == 0, out.stderr
+    records = {r["key"]: r for r in json.loads(out.stdout)}
+    assert records["registrations"]["value"] == 3
+    assert all(r["definition"] for r in records.values())
