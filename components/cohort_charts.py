@@ -101,6 +101,22 @@ def retention_heatmap(result: RetentionResult, *, show: Show = "percent") -> go.
     return fig
 
 
+def render_retention_metrics(result: RetentionResult) -> None:
+    """Traders and cohorts in the matrix, and the average retention one period later and at the last column."""
+    sizes = result.counts["size"]
+    average = result.average()
+    unit = PERIOD_NAMES[result.spec.period].lower()
+    cols = st.columns(4)
+    cols[0].metric("Traders in cohorts", f"{int(sizes.sum()):,}", border=True,
+                   help="Sum of cohort sizes; in “every period” mode a trader can be in several cohorts.")
+    cols[1].metric("Cohorts", f"{int((sizes > 0).sum()):,}", border=True)
+    for col, k in zip(cols[2:], sorted({1, result.spec.intervals - 1}), strict=False):
+        rate = average.loc[k, "rate"]
+        col.metric(f"Back in {unit} {k}", "—" if math.isnan(rate) else f"{rate:.1%}", border=True,
+                   help=f"Size-weighted average over the {int(average.loc[k, 'cohorts'])} cohorts old enough to "
+                        f"have a {unit} {k}.")
+
+
 def render_retention_heatmap(result: RetentionResult, *, show: Show, key: str) -> None:
     st.plotly_chart(retention_heatmap(result, show=show), key=key, config=CHART_CONFIG)
 

@@ -67,78 +67,81 @@ if not events:
             "then come back.", icon=":material/grid_on:")
     st.stop()
 
-with st.container(border=True):
-    c1, c2, c3, c4 = st.columns([3, 3, 2, 2])
-    start = c1.selectbox("Cohort by", events, index=pick(events, "ftd"), format_func=charts.event_label,
-                         key="cohorts.start", bind="query-params",
-                         help="Traders are grouped by the period in which they did this.")
-    back = c2.selectbox("Came back with", events, index=pick(events, "trade"), format_func=charts.event_label,
-                        key="cohorts.return", bind="query-params",
-                        help="A trader counts in period k if they did this k periods after their cohort's period.")
-    period = c3.selectbox("Cohort period", PERIODS, index=1, format_func=str.capitalize, key="cohorts.period",
-                          bind="query-params")
-    intervals = c4.number_input("Periods shown", min_value=2, max_value=60, value=8, step=1,
-                                key="cohorts.intervals", bind="query-params",
-                                help="Columns of the matrix: period 0 (the cohort) and the next ones.")
-    c5, c6, c7 = st.columns([4, 2, 2], vertical_alignment="bottom")
-    mode = c5.segmented_control("Cohorts", list(MODES), default="recurring", format_func=MODES.get, required=True,
-                                key="cohorts.mode", bind="query-params",
-                                help="Every period: a trader joins the cohort of each period with the event. "
-                                     "First time: only the period of their first-ever event; traders whose "
-                                     "first time predates the range are left out.")
-    show = c6.segmented_control("Show", list(SHOW), default="percent", format_func=SHOW.get, required=True,
-                                key="cohorts.show", bind="query-params")
-    cumulative = c7.toggle("Cumulative", key="cohorts.cumulative", bind="query-params",
-                           help="Rolling retention: a trader counts in period k if they came back in k or later.")
 
-spec = RetentionSpec(start_event=start, return_event=back, period=period, intervals=int(intervals), mode=mode,
-                     cumulative=cumulative)
-result = load_retention(engine, url, spec, rng.start, rng.end, trader_filter)
-average = result.average()
+@st.fragment
+def retention_and_ltv() -> None:
+    """Controls, matrix, curves and LTV; a control change reruns this part only."""
+    with st.container(border=True):
+        c1, c2, c3, c4 = st.columns([3, 3, 2, 2])
+        start = c1.selectbox("Cohort by", events, index=pick(events, "ftd"), format_func=charts.event_label,
+                             key="cohorts.start", bind="query-params",
+                             help="Traders are grouped by the period in which they did this.")
+        back = c2.selectbox("Came back with", events, index=pick(events, "trade"), format_func=charts.event_label,
+                            key="cohorts.return", bind="query-params",
+                            help="A trader counts in period k if they did this k periods after their cohort's period.")
+        period = c3.selectbox("Cohort period", PERIODS, index=1, format_func=str.capitalize, key="cohorts.period",
+                              bind="query-params")
+        intervals = c4.number_input("Periods shown", min_value=2, max_value=60, value=8, step=1,
+                                    key="cohorts.intervals", bind="query-params",
+                                    help="Columns of the matrix: period 0 (the cohort) and the next ones.")
+        c5, c6, c7 = st.columns([4, 2, 2], vertical_alignment="bottom")
+        mode = c5.segmented_control("Cohorts", list(MODES), default="recurring", format_func=MODES.get,
+                                    required=True, key="cohorts.mode", bind="query-params",
+                                    help="Every period: a trader joins the cohort of each period with the event. "
+                                         "First time: only the period of their first-ever event; traders whose "
+                                         "first time predates the range are left out.")
+        show = c6.segmented_control("Show", list(SHOW), default="percent", format_func=SHOW.get, required=True,
+                                    key="cohorts.show", bind="query-params")
+        cumulative = c7.toggle("Cumulative", key="cohorts.cumulative", bind="query-params",
+                               help="Rolling retention: a trader counts in period k if they came back in k or later.")
 
-st.subheader("Retention by cohort", divider="gray", anchor=False)
-if int(result.counts["size"].sum()) == 0:
-    st.info(f"No trader did “{charts.event_label(start)}” in this range with these filters. Choose a longer period "
-            "in the sidebar, loosen the filters or pick another cohort event.", icon=":material/filter_alt_off:")
-else:
-    unit = charts.PERIOD_NAMES[period]
-    m1, m2, m3, m4 = st.columns(4)
-    m1.metric("Traders in cohorts", f"{int(result.counts['size'].sum()):,}", border=True,
-              help="Sum of cohort sizes; in “every period” mode a trader can be in several cohorts.")
-    m2.metric("Cohorts", f"{int((result.counts['size'] > 0).sum()):,}", border=True)
-    for col, k in zip((m3, m4), sorted({1, int(intervals) - 1}), strict=False):
-        rate = average.loc[k, "rate"]
-        col.metric(f"Back in {unit.lower()} {k}", "—" if pd.isna(rate) else f"{rate:.1%}", border=True,
-                   help=f"Size-weighted average over the {int(average.loc[k, 'cohorts'])} cohorts old enough "
-                        f"to have a {unit.lower()} {k}.")
-    charts.render_retention_heatmap(result, show=show, key="cohorts.heatmap")
-    st.caption("Blank cells lie after the end of the range. A return in the cohort's own period does not count.")
-    charts.render_retention_table(result, show=show, key="cohorts.table")
-    st.markdown("**Retention curves**")
-    charts.render_retention_curves(result, key="cohorts.curves")
+    spec = RetentionSpec(start_event=start, return_event=back, period=period, intervals=int(intervals), mode=mode,
+                         cumulative=cumulative)
+    result = load_retention(engine, url, spec, rng.start, rng.end, trader_filter)
 
-st.subheader("Lifetime value by FTD cohort", divider="gray", anchor=False)
-st.caption(f"Cumulative money per trader by {charts.PERIOD_NAMES[period].lower()}s since their first deposit, for "
-           "FTD cohorts in the range. A cohort shows an age only once all its traders have reached it. Net "
-           "deposits = approved deposits − approved withdrawals; bonuses excluded.")
-net = load_ltv(engine, url, period, int(intervals), "net_deposits", rng.start, rng.end, trader_filter)
-if net.empty or not (net["cohort"] == cohorts.ALL_COHORTS).any():
-    st.info("No FTD cohort in this range is old enough yet. Choose a longer period in the sidebar or a shorter "
-            "cohort period.", icon=":material/hourglass_empty:")
-else:
-    deposits = load_ltv(engine, url, period, int(intervals), "deposits", rng.start, rng.end, trader_filter)
-    charts.render_ltv(net, deposits, period=period, key="cohorts.ltv")
+    st.subheader("Retention by cohort", divider="gray", anchor=False)
+    if int(result.counts["size"].sum()) == 0:
+        st.info(f"No trader did “{charts.event_label(start)}” in this range with these filters. Choose a longer "
+                "period in the sidebar, loosen the filters or pick another cohort event.",
+                icon=":material/filter_alt_off:")
+    else:
+        charts.render_retention_metrics(result)
+        charts.render_retention_heatmap(result, show=show, key="cohorts.heatmap")
+        st.caption("Blank cells lie after the end of the range. A return in the cohort's own period does not count.")
+        charts.render_retention_table(result, show=show, key="cohorts.table")
+        st.markdown("**Retention curves**")
+        charts.render_retention_curves(result, key="cohorts.curves")
 
-st.subheader("Early sessions and later retention", divider="gray", anchor=False)
-e1, e2, _ = st.columns([2, 3, 5])
-threshold = e1.number_input("Sessions threshold", min_value=1, max_value=100, value=10, step=1,
-                            key="cohorts.threshold", bind="query-params")
-activity = e2.selectbox("Counts as retained", events, index=pick(events, "trade"), format_func=charts.event_label,
-                        key="cohorts.activity", bind="query-params")
-engagement = load_engagement(engine, url, int(threshold), activity, rng.end, trader_filter)
-if engagement.n_high + engagement.n_low == 0:
-    st.info(f"No trader made an FTD at least {engagement.retained_to_day} days before {rng.end:%d %b %Y}, so "
-            "no one's 90-day retention can be measured yet.", icon=":material/hourglass_empty:")
-else:
-    charts.render_engagement(engagement, key="cohorts.engagement",
-                             note="All FTDs up to the end of the sidebar period are included.")
+    st.subheader("Lifetime value by FTD cohort", divider="gray", anchor=False)
+    st.caption(f"Cumulative money per trader by {charts.PERIOD_NAMES[period].lower()}s since their first deposit, "
+               "for FTD cohorts in the range. A cohort shows an age only once all its traders have reached it. "
+               "Net deposits = approved deposits − approved withdrawals; bonuses excluded.")
+    net = load_ltv(engine, url, period, int(intervals), "net_deposits", rng.start, rng.end, trader_filter)
+    if net.empty or not (net["cohort"] == cohorts.ALL_COHORTS).any():
+        st.info("No FTD cohort in this range is old enough yet. Choose a longer period in the sidebar or a shorter "
+                "cohort period.", icon=":material/hourglass_empty:")
+    else:
+        deposits = load_ltv(engine, url, period, int(intervals), "deposits", rng.start, rng.end, trader_filter)
+        charts.render_ltv(net, deposits, period=period, key="cohorts.ltv")
+
+
+@st.fragment
+def early_engagement() -> None:
+    """The "10+ sessions" question; its own controls rerun this part only."""
+    st.subheader("Early sessions and later retention", divider="gray", anchor=False)
+    e1, e2, _ = st.columns([2, 3, 5])
+    threshold = e1.number_input("Sessions threshold", min_value=1, max_value=100, value=10, step=1,
+                                key="cohorts.threshold", bind="query-params")
+    activity = e2.selectbox("Counts as retained", events, index=pick(events, "trade"),
+                            format_func=charts.event_label, key="cohorts.activity", bind="query-params")
+    engagement = load_engagement(engine, url, int(threshold), activity, rng.end, trader_filter)
+    if engagement.n_high + engagement.n_low == 0:
+        st.info(f"No trader made an FTD at least {engagement.retained_to_day} days before {rng.end:%d %b %Y}, so "
+                "no one's 90-day retention can be measured yet.", icon=":material/hourglass_empty:")
+    else:
+        charts.render_engagement(engagement, key="cohorts.engagement",
+                                 note="All FTDs up to the end of the sidebar period are included.")
+
+
+retention_and_ltv()
+early_engagement()
