@@ -15,7 +15,8 @@ frame.render_brand()
 
 # Each page adds its st.Page here when it exists; no placeholder pages.
 pages = {
-    "Executive": [],
+    "Executive": [st.Page("pages/overview.py", title="Overview", icon=":material/monitoring:", url_path="overview",
+                          default=True)],
     "Retention": [st.Page("pages/cohorts.py", title="Cohorts & retention", icon=":material/grid_on:",
                           url_path="cohorts"),
                   st.Page("pages/funnels.py", title="Funnels & conversion", icon=":material/filter_alt:",

@@ -1,0 +1,150 @@
+"""Overview (executives): headline KPIs against the previous period, trends, breakdowns, asset classes.
+
+Aggregates only: no trader is named on this page.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy.engine import Engine
+
+from analytics import kpis as kpi_analytics
+from analytics.filters import TraderFilter
+from analytics.kpis import DIMENSION_LABELS, GROUPS, SPECS, TREND_METRICS, Kpi
+from analytics.periods import DateRange, Period, step_period
+from components import engine as db
+from components import filters, frame, kpi_tiles, overview_charts
+
+frame.route_through_app()
+
+PERIOD_LABELS = {"day": "Daily", "week": "Weekly", "month": "Monthly"}
+LEVEL_METRICS = {"active_traders"}  # drawn as a line; every other trend metric is a flow drawn as bars
+BREAKDOWN_DIMENSIONS = ("country", "acquisition_channel", "affiliate_id", "platform", "vip_tier")
+BREAKDOWN_METRICS = ("deposits", "net_deposits", "registrations", "ftds", "active_traders", "volume_usd")
+
+
+@st.cache_data(ttl="10m", max_entries=32, show_spinner=False)
+def load_data_end(_engine: Engine, url: str) -> datetime | None:
+    with _engine.connect() as conn:
+        return kpi_analytics.compute_data_end(conn)
+
+
+@st.cache_data(ttl="10m", max_entries=32, show_spinner="Computing KPIs…")
+def load_kpis(_engine: Engine, url: str, date_range: DateRange, trader_filter: TraderFilter) -> list[Kpi]:
+    return kpi_analytics.compute_kpis(_engine, date_range=date_range, trader_filter=trader_filter)
+
+
+@st.cache_data(ttl="10m", max_entries=32, show_spinner=False)
+def load_trend(_engine: Engine, url: str, metric: str, date_range: DateRange, period: Period,
+               trader_filter: TraderFilter) -> pd.DataFrame:
+    return kpi_analytics.compute_kpi_trend(_engine, metric=metric, date_range=date_range, period=period,
+                                           trader_filter=trader_filter)
+
+
+@st.cache_data(ttl="10m", max_entries=32, show_spinner=False)
+def load_breakdown(_engine: Engine, url: str, dimension: str, date_range: DateRange, trader_filter: TraderFilter,
+                   rank_by: str) -> pd.DataFrame:
+    return kpi_analytics.compute_breakdown(_engine, dimension=dimension, date_range=date_range,
+                                           trader_filter=trader_filter, rank_by=rank_by)
+
+
+@st.cache_data(ttl="10m", max_entries=32, show_spinner=False)
+def load_asset_classes(_engine: Engine, url: str, date_range: DateRange, trader_filter: TraderFilter) -> pd.DataFrame:
+    return kpi_analytics.compute_volume_by_asset_class(_engine, date_range=date_range, trader_filter=trader_filter)
+
+
+def span_label(rng: DateRange) -> str:
+    return f"{rng.start:%d %b %Y} – {rng.end:%d %b %Y}"
+
+
+def filter_label(flt: TraderFilter) -> str:
+    """"Country: DE, GB · Platform: MT5", or "all traders"; says whether test accounts count."""
+    parts = [f"{name}: {', '.join(values)}" for name, values in (
+        ("Country", flt.countries), ("Channel", flt.channels), ("Affiliate", flt.affiliates),
+        ("Platform", flt.platforms), ("VIP tier", flt.vip_tiers)) if values]
+    who = " · ".join(parts) if parts else "All traders"
+    return f"{who} ({'test accounts included' if flt.include_test else 'test accounts excluded'})"
+
+
+def default_period(rng: DateRange) -> Period:
+    return "day" if rng.days <= 31 else "week" if rng.days <= 190 else "month"
+
+
+engine = db.require_engine()
+url = engine.url.render_as_string()  # cache key: which database, password hidden
+view = filters.current_view()
+date_range, trader_filter = view.date_range, view.trader_filter
+previous = date_range.previous()
+
+st.title("Overview", anchor=False)
+st.caption(f"{span_label(date_range)} (UTC) against the previous {date_range.days} days "
+           f"({span_label(previous)}) · {filter_label(trader_filter)}")
+
+if load_data_end(engine, url) is None:
+    st.info("No data yet — run `python cli.py seed` for a simulated broker, or import files on the Data page.",
+            title="The database is empty", icon=":material/inbox:")
+    st.page_link("pages/data.py", label="Go to Data", icon=":material/database:")
+    st.stop()
+
+kpis = load_kpis(engine, url, date_range, trader_filter)
+if all(not k.value and not k.previous for k in kpis):
+    st.info("No registrations, payments or trades in this period or the one before it for the selected traders. "
+            "Widen the period or clear some filters in the sidebar.",
+            title="Nothing to show for this view", icon=":material/filter_alt_off:")
+    st.stop()
+
+kpi_tiles.render_kpi_groups(kpis, GROUPS, key="overview.kpis",
+                            previous_label=f"Previous period ({span_label(previous)})")
+
+st.subheader("Trends", divider="gray", anchor=False)
+with st.container(horizontal=True, gap="medium", vertical_alignment="bottom"):
+    metric = st.selectbox("Metric", TREND_METRICS, format_func=lambda m: SPECS[m].label, key="overview.metric",
+                          bind="query-params", width=260)
+    period = st.segmented_control("Period", list(PERIOD_LABELS), format_func=PERIOD_LABELS.get,
+                                  default=default_period(date_range), required=True, key="overview.period",
+                                  bind="query-params")
+    compare = st.toggle("Compare with the previous period", value=True, key="overview.compare",
+                        bind="query-params")
+spec = SPECS[metric]
+current = load_trend(engine, url, metric, date_range, period, trader_filter)
+earlier = None
+if compare:
+    # Whole days/weeks/months back, so each previous bar sits on the period it compares with.
+    back_range, back = kpi_analytics.comparison_range(date_range, period)
+    earlier = load_trend(engine, url, metric, back_range, period, trader_filter)
+    earlier = earlier.assign(period_start=[pd.Timestamp(step_period(p.date(), period, back))
+                                           for p in earlier["period_start"]])
+    st.caption(f"Dotted line: the same {PERIOD_LABELS[period].lower()} periods {span_label(back_range)}.")
+overview_charts.render_trend(current, earlier, label=spec.label, unit=spec.unit, period=period,
+                             previous_name="Previous period", as_line=metric in LEVEL_METRICS,
+                             key="overview.trend")
+
+st.subheader("Breakdown", divider="gray", anchor=False)
+with st.container(horizontal=True, gap="medium", vertical_alignment="bottom"):
+    dimension = st.segmented_control("By", BREAKDOWN_DIMENSIONS, format_func=DIMENSION_LABELS.get,
+                                     default="country", required=True, key="overview.breakdown",
+                                     bind="query-params")
+    ranked_by = st.selectbox("Ranked by", BREAKDOWN_METRICS, format_func=lambda m: SPECS[m].label,
+                             key="overview.rank", bind="query-params", width=220)
+breakdown = load_breakdown(engine, url, dimension, date_range, trader_filter, ranked_by)
+if breakdown.empty:
+    st.info("No activity for the selected traders in this period.", icon=":material/bar_chart_off:")
+else:
+    overview_charts.render_breakdown(
+        breakdown, metric=ranked_by, metric_label=SPECS[ranked_by].label, unit=SPECS[ranked_by].unit,
+        dimension_label=DIMENSION_LABELS[dimension], file_name=f"traderlens_breakdown_{dimension}.csv",
+        key="overview.breakdown_view")
+    st.caption("Top 10 by the ranking metric, the rest as Other. A trader's platform is that of their first live "
+               "account. FTD conversion is cohort-based: registrations at least 7 days before the data end.")
+
+st.subheader("Volume by asset class", divider="gray", anchor=False)
+asset_classes = load_asset_classes(engine, url, date_range, trader_filter)
+if asset_classes.empty:
+    st.info("No positions were closed in this period.", icon=":material/candlestick_chart:")
+else:
+    overview_charts.render_asset_classes(asset_classes, key="overview.assets")
+    st.caption("Positions closed in the period; notional in USD, one side counted. Lots are not comparable "
+               "across asset classes (contract sizes differ).")

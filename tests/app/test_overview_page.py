@@ -1,0 +1,204 @@
+"""The Overview page (the app's default page) in-process with AppTest, on a small simulated broker."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from analytics.filters import TraderFilter
+from analytics.kpis import compute_breakdown, compute_kpis
+from analytics.periods import DateRange, compute_data_span
+from components.kpi_tiles import format_value
+from connectors import database
+from connectors.rollups import refresh_daily_activity
+from connectors.schema import sessions, traders
+from connectors.simulator import SimulationConfig, seed_database
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_streamlit_state() -> Iterator[None]:
+    """Streamlit caches and our engines are process-wide; no test may see another's."""
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    database.dispose_engines()
+
+
+@pytest.fixture
+def db_url(tmp_path, monkeypatch) -> str:
+    url = f"duckdb:///{tmp_path / 'app.duckdb'}"
+    monkeypatch.setenv("TRADERLENS_DB_URL", url)
+    return url
+
+
+@pytest.fixture(scope="module")
+def seeded_file(tmp_path_factory) -> Path:
+    """400 simulated traders over 150 days (ending 1 Nov 2026), seeded once per module."""
+    path = tmp_path_factory.mktemp("overview_page") / "broker.duckdb"
+    engine = database.get_engine(f"duckdb:///{path}")
+    seed_database(engine, SimulationConfig(traders=400, days=150, seed=5, end=date(2026, 11, 1)))
+    engine.dispose()
+    database.dispose_engines()  # the app under test opens its copy itself
+    return path
+
+
+@pytest.fixture
+def broker_url(db_url, seeded_file) -> str:
+    """The app's database: a copy of the seeded broker."""
+    shutil.copyfile(seeded_file, db_url.removeprefix("duckdb:///"))
+    return db_url
+
+
+def default_view(url: str) -> DateRange:
+    """The sidebar's default "Last 90 days", which ends on the newest day with data."""
+    engine = database.get_engine(url)
+    try:
+        span = compute_data_span(engine)
+    finally:
+        engine.dispose()
+        database.dispose_engines()
+    return DateRange(span.end - timedelta(days=89), span.end)
+
+
+def expected_tiles(url: str, rng: DateRange, flt: TraderFilter | None = None) -> dict[str, str]:
+    engine = database.get_engine(url)
+    try:
+        kpis = compute_kpis(engine, date_range=rng, trader_filter=flt or TraderFilter())
+        return {k.label: format_value(k.value, k.unit) for k in kpis}
+    finally:
+        engine.dispose()
+        database.dispose_engines()
+
+
+def open_app() -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def tiles(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def chart_spec(at: AppTest, index: int = 0) -> dict:
+    return json.loads(at.get("plotly_chart")[index].proto.spec)
+
+
+def test_overview_is_the_default_page_and_its_tiles_equal_compute_kpis(broker_url):
+    at = open_app()
+
+    assert at.title[0].value == "Overview"
+    assert not at.error
+    assert tiles(at) == expected_tiles(broker_url, default_view(broker_url))
+    assert len(at.metric) >= 22
+    # Each tile explains itself on hover and names the comparison period.
+    registrations = next(m for m in at.metric if m.label == "Registrations")
+    assert "Previous period" in registrations.help and "registered in the period" in registrations.help
+    assert [s.value for s in at.subheader] == ["Trends", "Breakdown", "Volume by asset class"]
+
+
+def test_a_sidebar_filter_changes_the_tiles(broker_url):
+    at = open_app()
+    country = at.multiselect(key="country").options[0]
+
+    at.multiselect(key="country").select(country).run()
+
+    assert not at.exception, at.exception
+    expected = expected_tiles(broker_url, default_view(broker_url), TraderFilter(countries=(country,)))
+    assert tiles(at) == expected
+    assert f"Country: {country}" in at.caption[0].value
+
+
+def test_breakdown_controls_switch_dimension_and_ranking(broker_url):
+    at = open_app()
+    table = at.get_by_key("overview.breakdown_view.table").dataframe[0].value
+    assert table.columns[0] == "Country"
+
+    at.segmented_control(key="overview.breakdown").set_value("platform").run()
+    at.selectbox(key="overview.rank").select("registrations").run()
+
+    assert not at.exception, at.exception
+    table = at.get_by_key("overview.breakdown_view.table").dataframe[0].value
+    engine = database.get_engine(broker_url)
+    try:
+        expected = compute_breakdown(engine, dimension="platform", date_range=default_view(broker_url),
+                                     rank_by="registrations")
+    finally:
+        engine.dispose()
+    assert table.columns[0] == "Platform"
+    assert table["Platform"].tolist() == expected["value"].tolist()
+    assert table["Registrations"].tolist() == expected["registrations"].tolist()
+
+
+def test_controls_start_from_the_url_so_a_view_can_be_shared(broker_url):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    # Bound widgets keep their shown labels in the URL.
+    at.query_params.update({"overview.breakdown": "Affiliate (IB)", "overview.metric": "Deposits",
+                            "overview.period": "Monthly"})
+    at.run()
+
+    assert not at.exception, at.exception
+    assert at.get_by_key("overview.breakdown_view.table").dataframe[0].value.columns[0] == "Affiliate (IB)"
+    assert at.selectbox(key="overview.metric").value == "deposits"
+    assert at.segmented_control(key="overview.period").value == "month"
+
+
+def test_trend_controls_redraw_the_chart(broker_url):
+    at = open_app()
+    trend = chart_spec(at)
+    assert [t["name"] for t in trend["data"]] == ["Registrations", "Previous period"]
+
+    at.selectbox(key="overview.metric").select("net_deposits").run()
+    at.segmented_control(key="overview.period").set_value("month").run()
+    at.toggle(key="overview.compare").set_value(False).run()
+
+    assert not at.exception, at.exception
+    trend = chart_spec(at)
+    assert [t["name"] for t in trend["data"]] == ["Net deposits"]
+    assert trend["data"][0]["type"] == "bar"
+    at.selectbox(key="overview.metric").select("active_traders").run()
+    assert chart_spec(at)["data"][0]["type"] == "scatter"  # a level is drawn as a line
+
+
+def test_an_empty_database_shows_how_to_get_data(db_url):
+    at = open_app()
+
+    assert at.title[0].value == "Overview"
+    assert any("The database is empty" in (i.proto.title or "") or "cli.py seed" in i.value for i in at.info)
+    assert not at.metric
+    assert not at.get("plotly_chart")
+
+
+def test_a_view_without_any_activity_shows_an_empty_state(db_url):
+    # One old trader whose only recent trace is a login: nothing for any KPI to count.
+    engine = database.get_engine(db_url)
+    database.upgrade_schema(engine)
+    with engine.begin() as conn:
+        conn.execute(traders.insert(), [{"trader_id": 1, "external_id": "T1", "registered_at": datetime(2024, 1, 1)}])
+        conn.execute(sessions.insert(), [{"session_id": 1, "external_id": "S1", "trader_id": 1,
+                                          "started_at": datetime(2026, 10, 1), "duration_s": 60, "surface": "web"}])
+        refresh_daily_activity(conn)
+    engine.dispose()
+    database.dispose_engines()
+
+    at = open_app()
+
+    assert any("Widen the period" in i.value for i in at.info)
+    assert not at.metric
+
+
+def test_page_also_runs_on_its_own_without_the_frame(broker_url):
+    at = AppTest.from_file(str(ROOT / "pages" / "overview.py"), default_timeout=60).run()
+
+    assert not at.exception, at.exception
