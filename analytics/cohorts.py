@@ -122,6 +122,11 @@ def start_of_index(index: int, period: Period, week_start: WeekStart = "monday")
     return WEEK_ORIGIN[week_start] + timedelta(weeks=index)
 
 
+def _as_date(day: date) -> date:
+    """A date from a date, datetime or pandas Timestamp: the time of day plays no part in a range."""
+    return day.date() if isinstance(day, datetime) else day
+
+
 def _midnight(day: date) -> datetime:
     return datetime.combine(day, datetime.min.time())
 
@@ -243,6 +248,8 @@ class RetentionResult:
 
 def retention_layout(spec: RetentionSpec, date_from: date | None, date_to: date) -> tuple[int, int]:
     """(first, last) cohort period index of the table."""
+    date_to = _as_date(date_to)
+    date_from = _as_date(date_from) if date_from is not None else None
     last = index_of(date_to, spec.period, spec.week_start)
     if date_from is None:
         return last - spec.intervals + 1, last
@@ -371,6 +378,8 @@ def compute_ltv(engine: Engine, *, period: Period = "month", ages: int = 6, metr
     if metric not in ("net_deposits", "deposits"):
         raise ValueError(f"unknown metric {metric!r}; use net_deposits or deposits")
     unit_days = AGE_DAYS[age_unit or period]
+    date_to = _as_date(date_to)
+    date_from = _as_date(date_from) if date_from is not None else None
     obs_end = _midnight(date_to + timedelta(days=1))
     lo = _midnight(truncate_date(date_from, period, week_start)) if date_from else None
 
@@ -532,6 +541,8 @@ def compute_engagement_retention(
     if date_to is None:
         span = compute_data_span(engine)
         date_to = span.end if span else None
+    else:
+        date_to = _as_date(date_to)
     edges = _bucket_edges(bucket_edges, threshold)
     if date_to is None:
         cutoff = None

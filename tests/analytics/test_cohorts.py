@@ -200,6 +200,8 @@ def test_layout_with_and_without_date_from(engine):
                                   date_to=week(4) + timedelta(days=3))
     assert rows(with_from) == [week(0), week(1), week(2), week(3), week(4)]
     assert matrix(with_from)[0] == [1, 0, 1]
+    at_noon = compute_retention(engine, spec(intervals=3), date_to=at(4, 3, 12))  # the time of day plays no part
+    assert matrix(at_noon) == matrix(without) and rows(at_noon) == rows(without)
     two_columns = compute_retention(engine, spec(intervals=2), date_from=week(0), date_to=week(2))
     assert len(two_columns.counts) == 3 and matrix(two_columns)[0] == [1, 0]
     with pytest.raises(ValueError):
