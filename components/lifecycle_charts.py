@@ -162,6 +162,18 @@ def _rgba(hex_color: str, alpha: float) -> str:
     return f"rgba({r}, {g}, {b}, {alpha})"
 
 
+def _stacked_centres(sizes: list[int], gap: float = 0.04) -> list[float]:
+    """Vertical centres (0 = top) of nodes stacked in order with a small gap between them."""
+    room = max(1.0 - gap * (len(sizes) - 1), 0.2)
+    total = sum(sizes) or 1
+    centres, top = [], 0.0
+    for size in sizes:
+        height = room * size / total
+        centres.append(min(max(top + height / 2, 0.001), 0.999))
+        top += height + gap
+    return centres
+
+
 def flows_figure(flows: pd.DataFrame) -> go.Figure:
     """Sankey from the stage on the first day (left) to the stage on the last day (right)."""
     order = [NOT_CAPTURED, *STAGES]
@@ -172,10 +184,13 @@ def flows_figure(flows: pd.DataFrame) -> go.Figure:
     labels = ([f"{STAGE_LABELS[s]} · {out_totals[s]:,}" for s in left]
               + [f"{STAGE_LABELS[s]} · {in_totals[s]:,}" for s in right])
     index = {("from", s): i for i, s in enumerate(left)} | {("to", s): len(left) + i for i, s in enumerate(right)}
+    # Fixed positions keep both columns in funnel order (Plotly would otherwise reorder the nodes).
     fig = go.Figure(go.Sankey(
-        arrangement="snap",
+        arrangement="fixed",
         node={"label": labels, "pad": 14, "thickness": 16, "line": {"width": 0},
               "color": [STAGE_COLORS[s] for s in (*left, *right)],
+              "x": [0.001] * len(left) + [0.999] * len(right),
+              "y": _stacked_centres([out_totals[s] for s in left]) + _stacked_centres([in_totals[s] for s in right]),
               "hovertemplate": "%{label} traders<extra></extra>"},
         link={"source": [index[("from", s)] for s in flows["from_stage"]],
               "target": [index[("to", s)] for s in flows["to_stage"]],
@@ -185,7 +200,7 @@ def flows_figure(flows: pd.DataFrame) -> go.Figure:
                              for a, b in zip(flows["from_stage"], flows["to_stage"], strict=True)],
               "hovertemplate": "%{customdata}: %{value:,} traders<extra></extra>"},
     ))
-    fig.update_layout(height=max(360, 40 * max(len(left), len(right))), margin={"l": 8, "r": 8, "t": 8, "b": 8},
+    fig.update_layout(height=max(420, 44 * max(len(left), len(right))), margin={"l": 8, "r": 8, "t": 8, "b": 8},
                       font={"color": TEXT, "size": 13})
     return fig
 

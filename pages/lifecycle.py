@@ -122,16 +122,21 @@ else:
         "VIP tier.")
 
 st.subheader("How traders moved", divider="gray", anchor=False)
-span = st.segmented_control("From", list(SPANS), default="range", required=True, format_func=SPANS.get,
+f1, f2 = st.columns([3, 2], vertical_alignment="bottom")
+span = f1.segmented_control("From", list(SPANS), default="range", required=True, format_func=SPANS.get,
                             key="lifecycle.span", bind="query-params",
                             help=f"Each trader's stage on this day (left) and on {rng.end:%d %b %Y} (right).")
+changes_only = f2.toggle("Only traders who changed stage", key="lifecycle.changes_only", bind="query-params")
 from_date = rng.start if span == "range" else rng.end - timedelta(days=int(span))
 flows = load_flows(engine, url, from_date, rng.end, int(dormant_days), int(churn_days), trader_filter)
-if flows.empty:
-    st.info("No trader to follow with these filters.", icon=":material/filter_alt_off:")
+moves = flows[flows["from_stage"] != flows["to_stage"]]
+if flows.empty or (changes_only and moves.empty):
+    st.info("No trader to follow with these filters." if flows.empty else
+            f"No trader changed stage between {from_date:%d %b %Y} and {rng.end:%d %b %Y}.",
+            icon=":material/filter_alt_off:")
 else:
-    moved = int(flows.loc[flows["from_stage"] != flows["to_stage"], "traders"].sum())
-    st.caption(f"Stage on {from_date:%d %b %Y} → stage on {rng.end:%d %b %Y}: {moved:,} of "
+    st.caption(f"Stage on {from_date:%d %b %Y} → stage on {rng.end:%d %b %Y}: {int(moves['traders'].sum()):,} of "
                f"{int(flows['traders'].sum()):,} traders changed stage. “Not yet captured” are traders who "
                "arrived in between.")
-    charts.render_flows(flows, key="lifecycle.flows", file_name=f"lifecycle_flows_{from_date}_{rng.end}.csv")
+    charts.render_flows(moves if changes_only else flows, key="lifecycle.flows",
+                        file_name=f"lifecycle_flows_{from_date}_{rng.end}.csv")

@@ -117,6 +117,9 @@ def test_controls_change_the_numbers(db_url):
     at.segmented_control(key="lifecycle.churn_days").set_value(90).run()
     churned = table(at, "lifecycle.flows.table").groupby("To")["Traders"].sum()
     assert not at.exception and churned.sum() == before
+    at.toggle(key="lifecycle.changes_only").set_value(True).run()
+    moved = table(at, "lifecycle.flows.table")
+    assert len(moved) and (moved["From"] != moved["To"]).all()
     at.selectbox(key="lifecycle.event").set_value("login").run()
     assert not at.exception and table(at, "lifecycle.table")["New"].sum() > 0
 
