@@ -11,19 +11,20 @@ from analytics.kpis import Kpi
 
 # Values are kept to about eight characters so none is cut off in a tile.
 NO_VALUE = "—"
+NO_COMPARISON = "no comparison"
 
 
 def _compact(x: float, *, decimals_small: int = 0) -> str:
-    """1,234 / 12.3 K / 1.23 M / 4.5 B; below 10,000 exact (``decimals_small`` places)."""
+    """Exact below 10,000 ("9,876"), then three significant digits: "12.3 K", "561 K", "1.57 M", "2.04 B"."""
     size = abs(x)
-    if size < 10_000:
+    if round(size, decimals_small) < 10_000:
         text = f"{size:,.{decimals_small}f}"
-    elif size < 1e6:
-        text = f"{size / 1e3:.1f} K"
-    elif size < 1e9:
-        text = f"{size / 1e6:.3g} M" if size < 1e8 else f"{size / 1e6:.0f} M"
     else:
-        text = f"{size / 1e9:.3g} B"
+        for divisor, suffix in ((1e3, "K"), (1e6, "M"), (1e9, "B"), (1e12, "T")):
+            scaled = float(f"{size / divisor:.3g}")
+            if scaled < 1000 or suffix == "T":
+                break
+        text = f"{scaled:,g} {suffix}"
     return f"-{text}" if x < 0 and text.strip("0.,") else text
 
 
@@ -77,9 +78,12 @@ div[class*="st-key-{key}"] [data-testid="stMetricLabel"] p {{ font-size: 0.85rem
 
 
 def render_kpi_tile(kpi: Kpi, *, previous_label: str) -> None:
+    delta = format_delta(kpi)
+    # A grey "no comparison" keeps every tile the same height and says why there is no arrow.
     st.metric(
-        kpi.label, format_value(kpi.value, kpi.unit), delta=format_delta(kpi),
-        delta_color="normal" if kpi.higher_is_better else "inverse",
+        kpi.label, format_value(kpi.value, kpi.unit), delta=NO_COMPARISON if delta is None else delta,
+        delta_color="off" if delta is None else "normal" if kpi.higher_is_better else "inverse",
+        delta_arrow="off" if delta is None else "auto",
         help=tile_help(kpi, previous_label), border=True,
     )
 

@@ -13,9 +13,9 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from analytics.filters import TraderFilter
-from analytics.kpis import compute_breakdown, compute_kpis
+from analytics.kpis import Kpi, compute_breakdown, compute_kpis
 from analytics.periods import DateRange, compute_data_span
-from components.kpi_tiles import format_value
+from components.kpi_tiles import format_delta, format_value
 from connectors import database
 from connectors.rollups import refresh_daily_activity
 from connectors.schema import sessions, traders
@@ -202,3 +202,22 @@ def test_page_also_runs_on_its_own_without_the_frame(broker_url):
     at = AppTest.from_file(str(ROOT / "pages" / "overview.py"), default_timeout=60).run()
 
     assert not at.exception, at.exception
+
+
+@pytest.mark.parametrize("value, unit, shown", [
+    (561_003.2, "usd", "$561 K"), (-561_003.2, "usd", "-$561 K"), (1_574_000, "usd", "$1.57 M"),
+    (2.04e9, "usd", "$2.04 B"), (1_691.15, "usd", "$1,691"), (12_345, "count", "12.3 K"), (67.17, "count", "67.2"),
+    (0.2034, "pct", "20.3%"), (20, "hours", "20.0 h"), (53.2, "hours", "2.2 d"), (None, "usd", "—"),
+])
+def test_tile_values_are_compact_enough_for_a_tile(value, unit, shown):
+    assert format_value(value, unit) == shown
+
+
+@pytest.mark.parametrize("value, previous, unit, delta", [
+    (110, 100, "count", "+10.0%"), (90, 100, "usd", "-10.0%"), (0.25, 0.2, "pct", "+5.0 pp"),
+    (8_822, -372, "usd", "+$9,194"),  # across zero: the difference, not "+2,469%"
+    (100, 100, "count", 0), (5, None, "count", None), (None, 0.3, "pct", None),
+])
+def test_tile_deltas(value, previous, unit, delta):
+    kpi = Kpi("k", "K", value, previous, unit, "definition")
+    assert format_delta(kpi) == delta
