@@ -92,7 +92,9 @@ def funnel_figure(steps: pd.DataFrame) -> go.Figure:
     fig.add_bar(x=labels, y=lost, name="Lost since step 1", marker_color=DROPPED,
                 hovertemplate="%{x}<br>%{y:,} traders lost since step 1<extra></extra>")
     fig.update_layout(barmode="stack", bargap=0.3)
-    return _layout(fig, height=380)
+    fig = _layout(fig, height=380)
+    fig.update_layout(legend={"traceorder": "normal"})  # "Reached" first, as stacked from the bottom
+    return fig
 
 
 def render_funnel_chart(steps: pd.DataFrame, *, key: str) -> None:
@@ -122,17 +124,28 @@ def render_conversion_table(steps: pd.DataFrame, *, key: str, file_name: str) ->
                  })
 
 
+def _time_unit(seconds: float) -> tuple[str, float]:
+    """The unit a time axis reads best in, for times up to ``seconds``."""
+    for name, size in (("days", 86_400.0), ("hours", 3600.0), ("minutes", 60.0)):
+        if seconds >= 2 * size:
+            return name, size
+    return "seconds", 1.0
+
+
 def render_time_histogram(histogram: pd.DataFrame, *, key: str) -> None:
-    """Pre-binned bars of how long traders took; the bins arrive computed."""
-    labels = [f"{format_duration(a)} – {format_duration(b)}"
+    """Pre-binned bars of how long traders took (the bins arrive computed), on an axis in the unit
+    that suits the longest time."""
+    unit, size = _time_unit(float(histogram["bin_end_s"].max()) if len(histogram) else 0.0)
+    starts = histogram["bin_start_s"] / size
+    widths = (histogram["bin_end_s"] - histogram["bin_start_s"]) / size
+    ranges = [f"{format_duration(a)} – {format_duration(b)}"
               for a, b in zip(histogram["bin_start_s"], histogram["bin_end_s"], strict=True)]
     fig = go.Figure(go.Bar(
-        x=labels, y=histogram["traders"], marker_color=PRIMARY,
-        hovertemplate="%{x}<br><b>%{y:,}</b> traders<extra></extra>",
+        x=starts + widths / 2, y=histogram["traders"], width=widths * 0.92, marker_color=PRIMARY, customdata=ranges,
+        hovertemplate="%{customdata}<br><b>%{y:,}</b> traders<extra></extra>",
     ))
-    fig.update_xaxes(title_text="Time to convert", tickangle=-35)
-    fig.update_yaxes(title_text="Traders")
-    fig.update_layout(bargap=0.08)
+    fig.update_xaxes(title_text=f"Time to convert ({unit})", rangemode="tozero")
+    fig.update_yaxes(title_text="Traders", tickformat=",d")
     st.plotly_chart(_layout(fig, height=340), key=key, config=CHART_CONFIG, width="stretch")
 
 
@@ -148,7 +161,8 @@ def render_trends(trends: pd.DataFrame, *, period: str, key: str) -> None:
                                    "%{customdata[0]:,} of %{customdata[1]:,}<extra></extra>"))
     fig.update_layout(
         yaxis={"title": "Converted (%)", "rangemode": "tozero", "ticksuffix": "%"},
-        yaxis2={"title": "Entered", "overlaying": "y", "side": "right", "showgrid": False, "rangemode": "tozero"},
+        yaxis2={"title": "Entered", "overlaying": "y", "side": "right", "showgrid": False, "rangemode": "tozero",
+                "tickformat": ",d"},
         xaxis={"title": f"Entry {period}"},
     )
     st.plotly_chart(_layout(fig, height=340), key=key, config=CHART_CONFIG, width="stretch")
