@@ -517,9 +517,10 @@ def compute_kpi_trend(engine: Engine, *, metric: str, date_range: DateRange, per
     """``metric`` per day, week (Monday start) or month of ``date_range``.
 
     Columns: ``period_start`` (datetime64, the period's first day, even when the range starts
-    later), ``value`` (float; 0 for periods without events). Edge periods only count the part
-    inside the range. Metrics are :data:`TREND_METRICS`; flows are timed like the KPIs (money by
-    transaction time, volume/P&L/trades by close time, active traders by open or close).
+    later), ``value`` (float; 0 for periods without events), ``partial`` (bool: the period reaches
+    outside the range, so it only counts the part inside). Metrics are :data:`TREND_METRICS`;
+    flows are timed like the KPIs (money by transaction time, volume/P&L/trades by close time,
+    active traders by open or close).
     """
     source, at, aggregate, conditions = _trend_source(metric, date_range, trader_filter)
     bucket = period_start(at, period).label("period_start")
@@ -527,9 +528,13 @@ def compute_kpi_trend(engine: Engine, *, metric: str, date_range: DateRange, per
              .where(date_range.contains(at), *conditions).group_by(bucket))
     with _reading(engine) as conn:
         rows = {pd.Timestamp(r.period_start): _float(r.value) for r in conn.execute(query)}
-    starts = [pd.Timestamp(s) for s in period_starts(date_range, period)]
+    firsts = period_starts(date_range, period)
+    starts = [pd.Timestamp(s) for s in firsts]
+    partial = [first < date_range.start or step_period(first, period) > date_range.end + _days(1)
+               for first in firsts]
     return pd.DataFrame({"period_start": pd.to_datetime(pd.Series(starts, dtype="datetime64[us]")),
-                         "value": [rows.get(s, 0.0) for s in starts]}, columns=["period_start", "value"])
+                         "value": [rows.get(s, 0.0) for s in starts], "partial": partial},
+                        columns=["period_start", "value", "partial"])
 
 
 def comparison_range(date_range: DateRange, period: Period) -> tuple[DateRange, int]:

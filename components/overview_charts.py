@@ -12,6 +12,7 @@ import streamlit as st
 from components.tables import fit_height, render_table
 
 CURRENT_COLOR = "#0b6e79"
+PARTIAL_COLOR = "#a2d4d2"  # the current colour, pale: a period only partly inside the range
 PREVIOUS_COLOR = "#8a97a6"
 GAIN_COLOR = "#1f8a5b"
 LOSS_COLOR = "#b4232f"
@@ -42,21 +43,26 @@ def _layout(fig: go.Figure, *, height: int, unit: str | None = None, horizontal:
 
 def trend_figure(current: pd.DataFrame, previous: pd.DataFrame | None, *, label: str, unit: str,
                  period: str, previous_name: str, as_line: bool) -> go.Figure:
-    """Bars (flows) or a line (levels) of ``current`` (period_start, value), with ``previous`` as a
-    dotted grey line already shifted onto the current periods (its ``period_start``), when given."""
-    hover = f"%{{y:{HOVER_FORMATS.get(unit, ',.2f')}}}"
+    """Bars (flows) or a line (levels) of ``current`` (period_start, value, partial), with ``previous``
+    as a dotted grey line already shifted onto the current periods, when given. Periods that reach
+    outside the range (``partial``) are drawn pale: they hold only part of a period."""
+    value_format = HOVER_FORMATS.get(unit, ",.2f")
+    partial = current["partial"] if "partial" in current else pd.Series(False, index=current.index)
+    note = ["<br><i>part of the period only</i>" if p else "" for p in partial]
+    hover = f"%{{y:{value_format}}}%{{customdata}}"
     x_format = PERIOD_FORMATS.get(period, "%d %b %Y")
     fig = go.Figure()
     if as_line:
         fig.add_scatter(x=current["period_start"], y=current["value"], name=label, mode="lines+markers",
-                        line={"color": CURRENT_COLOR, "width": 2.5}, marker={"size": 5},
-                        hovertemplate=hover)
+                        line={"color": CURRENT_COLOR, "width": 2.5}, customdata=note, hovertemplate=hover,
+                        marker={"size": 7, "color": [PARTIAL_COLOR if p else CURRENT_COLOR for p in partial]})
     else:
-        fig.add_bar(x=current["period_start"], y=current["value"], name=label, marker_color=CURRENT_COLOR,
-                    hovertemplate=hover)
+        fig.add_bar(x=current["period_start"], y=current["value"], name=label, customdata=note,
+                    marker_color=[PARTIAL_COLOR if p else CURRENT_COLOR for p in partial], hovertemplate=hover)
     if previous is not None and not previous.empty:
         fig.add_scatter(x=previous["period_start"], y=previous["value"], name=previous_name, mode="lines",
-                        line={"color": PREVIOUS_COLOR, "width": 2, "dash": "dot"}, hovertemplate=hover)
+                        line={"color": PREVIOUS_COLOR, "width": 2, "dash": "dot"},
+                        hovertemplate=f"%{{y:{value_format}}}")
     fig.update_xaxes(hoverformat=x_format)
     return _layout(fig, height=340, unit=unit)
 

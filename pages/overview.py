@@ -73,6 +73,56 @@ def default_period(rng: DateRange) -> Period:
     return "day" if rng.days <= 31 else "week" if rng.days <= 190 else "month"
 
 
+# The two panels with their own controls are fragments: changing a trend or breakdown control
+# reruns that panel only, so the tiles and the other charts are not rebuilt and resent.
+@st.fragment
+def trends_panel(engine: Engine, url: str, date_range: DateRange, trader_filter: TraderFilter) -> None:
+    st.subheader("Trends", divider="gray", anchor=False)
+    with st.container(horizontal=True, gap="medium", vertical_alignment="bottom"):
+        metric = st.selectbox("Metric", TREND_METRICS, format_func=lambda m: SPECS[m].label, key="overview.metric",
+                              bind="query-params", width=260)
+        period = st.segmented_control("Period", list(PERIOD_LABELS), format_func=PERIOD_LABELS.get,
+                                      default=default_period(date_range), required=True, key="overview.period",
+                                      bind="query-params")
+        compare = st.toggle("Compare with the previous period", value=True, key="overview.compare",
+                            bind="query-params")
+    spec = SPECS[metric]
+    current = load_trend(engine, url, metric, date_range, period, trader_filter)
+    earlier = None
+    if compare:
+        # Whole days/weeks/months back, so each previous bar sits on the period it compares with.
+        back_range, back = kpi_analytics.comparison_range(date_range, period)
+        earlier = load_trend(engine, url, metric, back_range, period, trader_filter)
+        earlier = earlier.assign(period_start=[pd.Timestamp(step_period(p.date(), period, back))
+                                               for p in earlier["period_start"]])
+        st.caption(f"Dotted line: the same {PERIOD_LABELS[period].lower()} periods {span_label(back_range)}. "
+                   "Pale bars: periods only partly inside the range.")
+    overview_charts.render_trend(current, earlier, label=spec.label, unit=spec.unit, period=period,
+                                 previous_name="Previous period", as_line=metric in LEVEL_METRICS,
+                                 key="overview.trend")
+
+
+@st.fragment
+def breakdown_panel(engine: Engine, url: str, date_range: DateRange, trader_filter: TraderFilter) -> None:
+    st.subheader("Breakdown", divider="gray", anchor=False)
+    with st.container(horizontal=True, gap="medium", vertical_alignment="bottom"):
+        dimension = st.segmented_control("By", BREAKDOWN_DIMENSIONS, format_func=DIMENSION_LABELS.get,
+                                         default="country", required=True, key="overview.breakdown",
+                                         bind="query-params")
+        ranked_by = st.selectbox("Ranked by", BREAKDOWN_METRICS, format_func=lambda m: SPECS[m].label,
+                                 key="overview.rank", bind="query-params", width=220)
+    breakdown = load_breakdown(engine, url, dimension, date_range, trader_filter, ranked_by)
+    if breakdown.empty:
+        st.info("No activity for the selected traders in this period.", icon=":material/bar_chart_off:")
+        return
+    overview_charts.render_breakdown(
+        breakdown, metric=ranked_by, metric_label=SPECS[ranked_by].label, unit=SPECS[ranked_by].unit,
+        dimension_label=DIMENSION_LABELS[dimension], file_name=f"traderlens_breakdown_{dimension}.csv",
+        key="overview.breakdown_view")
+    st.caption("Top 10 by the ranking metric, the rest as Other. A trader's platform is that of their first live "
+               "account. FTD conversion is cohort-based: registrations at least 7 days before the data end.")
+
+
 engine = db.require_engine()
 url = engine.url.render_as_string()  # cache key: which database, password hidden
 view = filters.current_view()
@@ -99,46 +149,8 @@ if all(not k.value and not k.previous for k in kpis):
 kpi_tiles.render_kpi_groups(kpis, GROUPS, key="overview.kpis",
                             previous_label=f"Previous period ({span_label(previous)})")
 
-st.subheader("Trends", divider="gray", anchor=False)
-with st.container(horizontal=True, gap="medium", vertical_alignment="bottom"):
-    metric = st.selectbox("Metric", TREND_METRICS, format_func=lambda m: SPECS[m].label, key="overview.metric",
-                          bind="query-params", width=260)
-    period = st.segmented_control("Period", list(PERIOD_LABELS), format_func=PERIOD_LABELS.get,
-                                  default=default_period(date_range), required=True, key="overview.period",
-                                  bind="query-params")
-    compare = st.toggle("Compare with the previous period", value=True, key="overview.compare",
-                        bind="query-params")
-spec = SPECS[metric]
-current = load_trend(engine, url, metric, date_range, period, trader_filter)
-earlier = None
-if compare:
-    # Whole days/weeks/months back, so each previous bar sits on the period it compares with.
-    back_range, back = kpi_analytics.comparison_range(date_range, period)
-    earlier = load_trend(engine, url, metric, back_range, period, trader_filter)
-    earlier = earlier.assign(period_start=[pd.Timestamp(step_period(p.date(), period, back))
-                                           for p in earlier["period_start"]])
-    st.caption(f"Dotted line: the same {PERIOD_LABELS[period].lower()} periods {span_label(back_range)}.")
-overview_charts.render_trend(current, earlier, label=spec.label, unit=spec.unit, period=period,
-                             previous_name="Previous period", as_line=metric in LEVEL_METRICS,
-                             key="overview.trend")
-
-st.subheader("Breakdown", divider="gray", anchor=False)
-with st.container(horizontal=True, gap="medium", vertical_alignment="bottom"):
-    dimension = st.segmented_control("By", BREAKDOWN_DIMENSIONS, format_func=DIMENSION_LABELS.get,
-                                     default="country", required=True, key="overview.breakdown",
-                                     bind="query-params")
-    ranked_by = st.selectbox("Ranked by", BREAKDOWN_METRICS, format_func=lambda m: SPECS[m].label,
-                             key="overview.rank", bind="query-params", width=220)
-breakdown = load_breakdown(engine, url, dimension, date_range, trader_filter, ranked_by)
-if breakdown.empty:
-    st.info("No activity for the selected traders in this period.", icon=":material/bar_chart_off:")
-else:
-    overview_charts.render_breakdown(
-        breakdown, metric=ranked_by, metric_label=SPECS[ranked_by].label, unit=SPECS[ranked_by].unit,
-        dimension_label=DIMENSION_LABELS[dimension], file_name=f"traderlens_breakdown_{dimension}.csv",
-        key="overview.breakdown_view")
-    st.caption("Top 10 by the ranking metric, the rest as Other. A trader's platform is that of their first live "
-               "account. FTD conversion is cohort-based: registrations at least 7 days before the data end.")
+trends_panel(engine, url, date_range, trader_filter)
+breakdown_panel(engine, url, date_range, trader_filter)
 
 st.subheader("Volume by asset class", divider="gray", anchor=False)
 asset_classes = load_asset_classes(engine, url, date_range, trader_filter)

@@ -250,14 +250,15 @@ def test_an_empty_database_gives_zeros_and_blanks(engine):
 
 def test_trends_fill_every_period_and_clip_to_the_range(broker):
     weekly = compute_kpi_trend(broker, metric="deposits", date_range=MARCH, period="week")
-    assert list(weekly.columns) == ["period_start", "value"]
+    assert list(weekly.columns) == ["period_start", "value", "partial"]
     # Weeks start on Monday: 23 Feb (only 1 Mar inside), 2, 9, 16, 23, 30 Mar.
     assert weekly["period_start"].dt.date.tolist() == [date(2026, 2, 23), date(2026, 3, 2), date(2026, 3, 9),
                                                        date(2026, 3, 16), date(2026, 3, 23), date(2026, 3, 30)]
     assert weekly["value"].tolist() == [0, 1000, 300, 500, 2000, 0]
+    assert weekly["partial"].tolist() == [True, False, False, False, False, True]
 
     net = compute_kpi_trend(broker, metric="net_deposits", date_range=MARCH, period="month")
-    assert net["value"].tolist() == [3500]
+    assert net["value"].tolist() == [3500] and net["partial"].tolist() == [False]
     active = compute_kpi_trend(broker, metric="active_traders", date_range=MARCH, period="week")
     # T12 (closed 1 Mar) | T1 | T1 (crypto open 10, closed 12) | T6 | T2 | nobody
     assert active["value"].tolist() == [1, 1, 1, 1, 1, 0]
