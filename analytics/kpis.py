@@ -273,10 +273,13 @@ def _ts(day: date) -> datetime:
 
 
 def _trading_query(periods: Mapping[str, DateRange], trader_filter: TraderFilter) -> sa.Select:
-    """One row: activity, churn, closed-position and ESMA figures per period (``<name>_<period>``)."""
-    parts = [_activity_totals(periods, trader_filter), _closed_totals(periods, trader_filter),
-             _esma_totals(periods, trader_filter)]
-    return sa.select(*parts).select_from(parts[0].join(parts[1], sa.true()).join(parts[2], sa.true()))
+    """One row: activity, churn, closed-position and ESMA figures per period (``<name>_<period>``).
+
+    Two scans of trades in all: the multi-day closes for activity, and one per-trader pass for
+    everything else.
+    """
+    activity, closed = _activity_totals(periods, trader_filter), _closed_totals(periods, trader_filter)
+    return sa.select(activity, closed).select_from(activity.join(closed, sa.true()))
 
 
 def _activity_totals(periods: Mapping[str, DateRange], trader_filter: TraderFilter) -> sa.Subquery:
@@ -348,42 +351,46 @@ def _client_pnl_cents() -> ColumnElement[int]:
 
 
 def _closed_totals(periods: Mapping[str, DateRange], trader_filter: TraderFilter) -> sa.Subquery:
-    """Positions closed in each period: count, lots, notional, P&L, commission, swap (cents), and
-    how many carry commission or swap. One scan, one output row."""
+    """Positions closed in each period (count, lots, notional, P&L, commission, swap in cents, how
+    many carry commission or swap) and the ESMA figures: traders with positions closed in the 12
+    months to the period end, and how many of them are net losing.
+
+    One scan of trades grouped per trader (the ESMA test needs per-trader sums anyway), so the
+    period sums ride along instead of costing a scan of their own.
+    """
     closed_at = trades.c.closed_at
     sums = {"lots": _cents(trades.c.lots), "notional": _cents(trades.c.notional_usd), "pnl": _client_pnl_cents(),
             "commission": _cents(trades.c.commission_usd), "swap": _cents(trades.c.swap_usd)}
     costed = sa.or_(trades.c.commission_usd != 0, trades.c.swap_usd != 0)
-    cols: list[ColumnElement] = []
+    esma = {name: (_ts(rng.end - _days(ESMA_DAYS - 1)), rng.end_ts) for name, rng in periods.items()}
+    per_trader_cols: list[ColumnElement] = []
     for name, rng in periods.items():
         inside = rng.contains(closed_at)
-        cols.append(sa.func.count().filter(inside).label(f"closed_{name}"))
-        cols += [sa.func.sum(expr).filter(inside).label(f"{key}_cents_{name}") for key, expr in sums.items()]
-        cols.append(sa.func.count().filter(inside, costed).label(f"costed_{name}"))
-    return (sa.select(*cols)
-            .where(_in(closed_at, min(r.start_ts for r in periods.values()), max(r.end_ts for r in periods.values())),
-                   trader_filter.restrict(trades.c.trader_id))
-            .subquery("closed_totals"))
-
-
-def _esma_totals(periods: Mapping[str, DateRange], trader_filter: TraderFilter) -> sa.Subquery:
-    """Traders with positions closed in the 12 months to each period end, and those net losing."""
-    windows = {name: (_ts(rng.end - _days(ESMA_DAYS - 1)), rng.end_ts) for name, rng in periods.items()}
-    pnl, closed_at = _client_pnl_cents(), trades.c.closed_at
+        per_trader_cols.append(sa.func.count().filter(inside).label(f"closed_{name}"))
+        per_trader_cols += [sa.func.sum(expr).filter(inside).label(f"{key}_cents_{name}")
+                            for key, expr in sums.items()]
+        per_trader_cols.append(sa.func.count().filter(inside, costed).label(f"costed_{name}"))
+        in_year = _in(closed_at, *esma[name])
+        per_trader_cols += [sa.func.sum(sums["pnl"]).filter(in_year).label(f"pnl12_{name}"),
+                            sa.func.count().filter(in_year).label(f"closed12_{name}")]
+    scan_from = min(min(r.start_ts for r in periods.values()), min(a for a, _ in esma.values()))
     per_trader = (
-        sa.select(*(col for name, (a, b) in windows.items() for col in (
-            sa.func.sum(pnl).filter(_in(closed_at, a, b)).label(f"pnl12_{name}"),
-            sa.func.count().filter(_in(closed_at, a, b)).label(f"closed12_{name}"))))
-        .where(_in(closed_at, min(a for a, _ in windows.values()), max(b for _, b in windows.values())),
+        sa.select(*per_trader_cols)
+        .where(_in(closed_at, scan_from, max(r.end_ts for r in periods.values())),
                trader_filter.restrict(trades.c.trader_id))
         .group_by(trades.c.trader_id)
-        .subquery("esma_per_trader")
+        .subquery("closed_per_trader")
     )
     pt = per_trader.c
-    return sa.select(*(col for name in periods for col in (
-        sa.func.count().filter(pt[f"closed12_{name}"] > 0).label(f"esma_base_{name}"),
-        sa.func.count().filter(pt[f"closed12_{name}"] > 0, pt[f"pnl12_{name}"] < 0).label(f"esma_losing_{name}"),
-    ))).subquery("esma_totals")
+    totals: list[ColumnElement] = []
+    for name in periods:
+        totals += [sa.func.sum(pt[f"{c}_{name}"]).label(f"{c}_{name}") for c in ("closed", "costed")]
+        totals += [sa.func.sum(pt[f"{key}_cents_{name}"]).label(f"{key}_cents_{name}") for key in sums]
+        totals += [
+            sa.func.count().filter(pt[f"closed12_{name}"] > 0).label(f"esma_base_{name}"),
+            sa.func.count().filter(pt[f"closed12_{name}"] > 0, pt[f"pnl12_{name}"] < 0).label(f"esma_losing_{name}"),
+        ]
+    return sa.select(*totals).subquery("closed_totals")
 
 
 @contextmanager
