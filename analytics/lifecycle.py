@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
 import pandas as pd
@@ -48,7 +48,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from analytics.cohorts import event_occurrences
 from analytics.filters import TraderFilter
 from analytics.periods import Period, WeekStart, period_start, step_period, truncate_date
-from connectors.schema import sessions, traders, trades, transactions
+from connectors.schema import CORE_EVENTS, portal_events, sessions, traders, trades, transactions
 
 NewBasis = Literal["first-activity", "registration"]
 NEW_BASES: tuple[NewBasis, ...] = ("first-activity", "registration")
@@ -212,15 +212,24 @@ def _check_thresholds(dormant_days: int, churn_days: int) -> None:
         raise ValueError(f"churn_days ({churn_days}) must be at least {ACTIVE_WINDOW_DAYS}")
 
 
-def _partials(days: list[date], trader_filter: TraderFilter) -> sa.Subquery:
-    """Per-trader facts behind the stage, one GROUP BY per source, stacked (a trader has up to
-    three rows; MIN/MAX over them gives the facts over all sources).
+def _partials(days: list[date], churn_days: int, trader_filter: TraderFilter) -> sa.Subquery:
+    """Per-trader facts behind the stage, stacked from two GROUP BYs per source (MIN/MAX over a
+    trader's rows gives the facts over all sources).
 
     What keeps a trader alive: trades (the interval a position was open), approved deposits and
-    logins (instants). Columns: trader_id; first_trade, first_deposit, first_any; and per day i
-    last_any_i, last_trade_i (latest activity by the end of the day), before_i (latest activity
-    before the day's active window), back_i (first activity inside it).
+    logins (instants). Columns: trader_id; first_trade, first_deposit, first_any (all history);
+    and per day i, from recent rows only: last_any_i, last_trade_i (latest activity by the end of
+    the day), before_i (latest activity before the day's active window), back_i (first activity
+    inside it).
+
+    "Recent" starts ``churn_days`` before the earliest active window: an older activity can only
+    mean churned, dormant or "gap long enough", whatever its exact time, so :func:`_staged` reads a
+    missing recent value that way and the per-day expressions run on a fraction of the rows.
     """
+    def _no_time() -> ColumnElement:
+        return sa.cast(sa.null(), sa.DateTime)  # typed: PostgreSQL reads a bare NULL column as text
+
+    horizon = min(_day_bounds(day)[1] for day in days) - timedelta(days=churn_days)
     opened, closed = trades.c.opened_at, sa.func.greatest(trades.c.opened_at, trades.c.closed_at)
     deposits = sa.and_(transactions.c.kind == "deposit", transactions.c.status == "approved")
     sources = [
@@ -229,18 +238,24 @@ def _partials(days: list[date], trader_filter: TraderFilter) -> sa.Subquery:
         ("deposit", transactions.c.trader_id, transactions.c.created_at, None, deposits),
         ("login", sessions.c.trader_id, sessions.c.started_at, None, sa.true()),
     ]
-    # The caller joins the result to the filtered traders; filtering here too only pays when the
-    # filter keeps a minority.
+    per_day = [f"{name}_{i}" for i in range(len(days)) for name in ("last_any", "last_trade", "before", "back")]
     selects = []
     for kind, trader_id, start, stop, where in sources:
+        # The caller joins the result to the filtered traders; filtering here too only pays when
+        # the filter keeps a minority.
+        keep = trader_filter.restrict(trader_id) if _narrows(trader_filter) else sa.true()
         first = sa.func.min(start)
-        columns = [
+        firsts = [
             trader_id.label("trader_id"),
-            (first if kind == "trade" else sa.null()).label("first_trade"),
-            (first if kind == "deposit" else sa.null()).label("first_deposit"),
+            (first if kind == "trade" else _no_time()).label("first_trade"),
+            (first if kind == "deposit" else _no_time()).label("first_deposit"),
             first.label("first_any"),
         ]
-        for i, day in enumerate(days):
+        selects.append(sa.select(*firsts, *(_no_time().label(c) for c in per_day))
+                       .where(where, keep).group_by(trader_id))
+        recent = [trader_id.label("trader_id"), *(_no_time().label(c) for c in ("first_trade", "first_deposit",
+                                                                              "first_any"))]
+        for day in days:
             end, window = _day_bounds(day)
             if stop is None:  # an instant: simpler expressions for most of the rows
                 last = sa.func.max(sa.case((start < end, start)))
@@ -250,10 +265,9 @@ def _partials(days: list[date], trader_filter: TraderFilter) -> sa.Subquery:
                 last = sa.func.max(sa.case((start < end, sa.func.least(stop, end))))
                 before = sa.func.max(sa.case((start < window, sa.func.least(stop, window))))
                 back = sa.func.min(sa.case((sa.and_(start < end, stop >= window), sa.func.greatest(start, window))))
-            columns += [last.label(f"last_any_{i}"), (last if kind == "trade" else sa.null()).label(f"last_trade_{i}"),
-                        before.label(f"before_{i}"), back.label(f"back_{i}")]
-        keep = trader_filter.restrict(trader_id) if _narrows(trader_filter) else sa.true()
-        selects.append(sa.select(*columns).where(where, keep).group_by(trader_id))
+            recent += [last, last if kind == "trade" else _no_time(), before, back]
+        selects.append(sa.select(*recent[:4], *(c.label(n) for c, n in zip(recent[4:], per_day, strict=True)))
+                       .where(where, keep, (start if stop is None else stop) >= horizon).group_by(trader_id))
     return sa.union_all(*selects).subquery("partials")
 
 
@@ -264,7 +278,7 @@ def _staged(days: list[date], dormant_days: int, churn_days: int, trader_filter:
     was not captured yet). "N days without activity" counts whole days: last activity on day
     D - 7 is 7 days before D.
     """
-    parts = _partials(days, trader_filter).c
+    parts = _partials(days, churn_days, trader_filter).c
     facts = [sa.func.min(parts[name]).label(name) for name in ("first_trade", "first_deposit", "first_any")]
     for i in range(len(days)):
         facts += [sa.func.max(parts[f"last_any_{i}"]).label(f"last_any_{i}"),
@@ -273,21 +287,23 @@ def _staged(days: list[date], dormant_days: int, churn_days: int, trader_filter:
                   sa.func.min(parts[f"back_{i}"]).label(f"back_{i}")]
     per_trader = sa.select(parts.trader_id, *facts).group_by(parts.trader_id).subquery("per_trader")
     a, t = per_trader.c, traders.c
+    churn = _interval(f"{int(churn_days)} days")
     stages = []
     for i, day in enumerate(days):
         end, window = _day_bounds(day)
         before, back = a[f"before_{i}"], a[f"back_{i}"]
-        last_any = a[f"last_any_{i}"]
+        last_any, last_trade = a[f"last_any_{i}"], a[f"last_trade_{i}"]
+        # NULL recent facts mean "only older activity" (see _partials): as good as long ago.
         # Churned on the day before the comeback: (back - 1) - before >= churn_days, in whole days;
         # and active before the gap (a trade before the window).
-        came_back = sa.and_(before < sa.func.date_trunc("day", back) - _interval(f"{churn_days} days"),
-                            a.first_trade < window)
+        came_back = sa.and_(a.first_trade < window,
+                            sa.or_(before.is_(None), before < sa.func.date_trunc("day", back) - churn))
         stage = sa.case(
             # Not a lead yet (NULL dates compare as unknown, hence IS NOT TRUE rather than NOT).
             (sa.or_(t.lead_at < end, t.registered_at < end, a.first_any < end).is_not(sa.true()), sa.null()),
             (a.first_trade < end, sa.case(
-                (last_any < end - timedelta(days=churn_days), "churned"),
-                (sa.or_(last_any < end - timedelta(days=dormant_days), a[f"last_trade_{i}"] < window),
+                (sa.or_(last_any.is_(None), last_any < end - timedelta(days=churn_days)), "churned"),
+                (sa.or_(last_any < end - timedelta(days=dormant_days), last_trade.is_(None), last_trade < window),
                  "dormant"),
                 (came_back, "reactivated"),
                 else_="active",
@@ -312,10 +328,13 @@ def _day_bounds(day: date) -> tuple[datetime, datetime]:
 
 
 def _last_data_day(engine: Engine) -> date:
-    from analytics.periods import compute_data_span
-
-    span = compute_data_span(engine)
-    return span.end if span else datetime.now().date()
+    """The newest UTC day of ``trader_events`` (periods.compute_data_span's end), read per base
+    table: PostgreSQL would scan every row of the view, but finds most of these maxima in an index."""
+    newest = [sa.select(sa.func.max(event_occurrences(name).subquery().c.occurred_at)) for name in CORE_EVENTS]
+    newest.append(sa.select(sa.func.max(portal_events.c.occurred_at)))
+    with _reading(engine) as conn:
+        found = [at for (at,) in conn.execute(sa.union_all(*newest)) if at is not None]
+    return max(found).date() if found else datetime.now(UTC).date()
 
 
 def compute_stage_distribution(

@@ -12,6 +12,7 @@ from itertools import count
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from analytics.filters import EVERYONE, TraderFilter
 from analytics.lifecycle import (
@@ -102,6 +103,8 @@ def broker() -> Broker:
     b.trader(20).trade(20, "02-27", "03-30")                   # reactivated: churned on 03-29 (30 days)
     b.trader(21).trade(21, "02-28", "03-30")                   # active: 29 days at most, never churned
     b.trader(22, registered="03-15")                           # registered during the flow span
+    b.trader(23).trade(23, "01-05")                            # churned long ago
+    b.trader(24).trade(24, "01-05").login(24, "03-30")         # dormant: logs in again, trades no more
     return b
 
 
@@ -117,19 +120,19 @@ def test_each_trader_gets_the_stage_of_the_first_matching_rule(engine):
     assert list(frame.columns) == STAGE_COLUMNS
     assert frame["stage"].tolist() == list(STAGES)  # funnel order, zero rows included
     assert counts(frame) == {"lead": 1, "registered": 2, "kyc_approved": 1, "ftd": 1, "active": 7,
-                             "dormant": 4, "churned": 2, "reactivated": 2}
+                             "dormant": 5, "churned": 3, "reactivated": 2}
     assert counts(frame, "vip_traders") == {"active": 1}
     assert frame["share"].sum() == pytest.approx(1.0)
-    assert frame.set_index("stage").loc["active", "share"] == pytest.approx(7 / 20)
+    assert frame.set_index("stage").loc["active", "share"] == pytest.approx(7 / 22)
 
 
 @pytest.mark.parametrize("dormant_days, churn_days, expected", [
     # Traders 6 (11 days) and 16 (7 days) are active again when dormancy takes 14 days.
-    (14, 30, {"active": 9, "dormant": 2, "churned": 2, "reactivated": 2}),
+    (14, 30, {"active": 9, "dormant": 3, "churned": 3, "reactivated": 2}),
     # With 60 days, 7 and 18 are only dormant, and 20's 30-day gap was no churn.
-    (7, 60, {"active": 8, "dormant": 6, "reactivated": 1}),
-    # With 90 days, trader 8's 74-day gap was no churn either.
-    (7, 90, {"active": 9, "dormant": 6}),
+    (7, 60, {"active": 8, "dormant": 7, "churned": 1, "reactivated": 1}),
+    # With 90 days, trader 8's 74-day gap was no churn either, and 23 (85 days) is only dormant.
+    (7, 90, {"active": 9, "dormant": 8}),
 ])
 def test_thresholds_move_traders_between_active_dormant_churned_and_reactivated(engine, dormant_days, churn_days,
                                                                                 expected):
@@ -171,6 +174,8 @@ def test_flows_add_up_to_the_distributions_on_both_days(engine):
     assert moves[(NOT_CAPTURED, "registered")] == 1              # trader 22
     assert moves[("churned", "reactivated")] == 1                # trader 8
     assert moves[("dormant", "churned")] == 1                    # trader 7 (14 days on 03-01)
+    assert moves[("churned", "dormant")] == 1                    # trader 24 logs in again
+    assert moves[("churned", "churned")] == 1                    # trader 23
     assert moves[("kyc_approved", "ftd")] == 1                   # trader 4
     assert moves[("registered", "active")] >= 1                  # trader 5, first trade in March
     into = flows.groupby("to_stage")["traders"].sum().to_dict()
@@ -189,7 +194,7 @@ def test_flows_over_no_time_stay_on_the_diagonal(engine):
     flows = compute_stage_flows(engine, from_date=D, to_date=D)
 
     assert (flows["from_stage"] == flows["to_stage"]).all()
-    assert flows["traders"].sum() == 20
+    assert flows["traders"].sum() == 22
 
 
 def test_nonsense_thresholds_and_spans_are_refused(engine):
@@ -199,3 +204,77 @@ def test_nonsense_thresholds_and_spans_are_refused(engine):
         compute_stage_distribution(engine, as_of=D, dormant_days=3, churn_days=14)
     with pytest.raises(ValueError, match="before"):
         compute_stage_flows(engine, from_date=D, to_date=D - timedelta(days=1))
+
+
+# -- A simulated broker against a plain reading of the rules ---------------------------------------
+
+
+def stages_in_python(people: pd.DataFrame, acts: pd.DataFrame, day: date, dormant_days: int,
+                     churn_days: int) -> dict[str, int]:
+    """The precedence trader by trader, walking each trader's activity in time order. ``acts``:
+    trader_id, kind, start, stop (a trade's stop is its close; instants have stop == start)."""
+    end = datetime.combine(day + timedelta(days=1), datetime.min.time())
+    window = end - timedelta(days=30)
+    found: dict[str, int] = {}
+    by_trader = {tid: rows.sort_values("start") for tid, rows in acts[acts["start"] < end].groupby("trader_id")}
+    for p in people.itertuples():
+        rows = by_trader.get(p.Index)
+        seen = rows is not None and len(rows) > 0
+        if not ((pd.notna(p.lead_at) and p.lead_at < end) or (pd.notna(p.registered_at) and p.registered_at < end)
+                or seen):
+            continue
+        tr = rows[rows["kind"] == "trade"] if seen else None
+        if seen and len(tr):
+            last_any = rows["stop"].clip(upper=end).max()
+            last_trade = tr["stop"].clip(upper=end).max()
+            first_trade = tr["start"].min()
+            comeback = False
+            running_end = None
+            for r in rows.itertuples():
+                if running_end is not None and r.start >= window and first_trade <= running_end:
+                    quiet = (r.start.date() - timedelta(days=1) - running_end.date()).days
+                    comeback = comeback or quiet >= churn_days
+                running_end = r.stop if running_end is None else max(running_end, r.stop)
+            if last_any < end - timedelta(days=churn_days):
+                stage = "churned"
+            elif last_any < end - timedelta(days=dormant_days) or last_trade < window:
+                stage = "dormant"
+            else:
+                stage = "reactivated" if comeback else "active"
+        elif seen and (rows["kind"] == "deposit").any():
+            stage = "ftd"
+        elif pd.notna(p.kyc_approved_at) and p.kyc_approved_at < end:
+            stage = "kyc_approved"
+        elif pd.notna(p.registered_at) and p.registered_at < end:
+            stage = "registered"
+        else:
+            stage = "lead"
+        found[stage] = found.get(stage, 0) + 1
+    return found
+
+
+def test_a_simulated_broker_matches_a_plain_reading_of_the_stage_rules(engine):
+    from connectors.simulator import SimulationConfig, seed_database
+
+    seed_database(engine, SimulationConfig(traders=300, days=200, seed=13, end=date(2026, 11, 1)))
+    t, tx, s = schema.traders, schema.transactions, schema.sessions
+    with engine.connect() as conn:
+        people = pd.read_sql(sa.select(t.c.trader_id, t.c.lead_at, t.c.registered_at, t.c.kyc_approved_at)
+                             .where(t.c.is_test.is_(False)), conn).set_index("trader_id")
+        trades = pd.read_sql(sa.select(schema.trades.c.trader_id, schema.trades.c.opened_at.label("start"),
+                                       schema.trades.c.closed_at.label("stop")), conn).assign(kind="trade")
+        deposits = pd.read_sql(sa.select(tx.c.trader_id, tx.c.created_at.label("start"))
+                               .where(tx.c.kind == "deposit", tx.c.status == "approved"), conn).assign(kind="deposit")
+        logins = pd.read_sql(sa.select(s.c.trader_id, s.c.started_at.label("start")), conn).assign(kind="login")
+    instants = pd.concat([deposits, logins])
+    acts = pd.concat([trades, instants.assign(stop=instants["start"])], ignore_index=True)
+    acts["stop"] = acts[["start", "stop"]].max(axis=1)
+
+    seen: set[str] = set()
+    for day, dormant_days, churn_days in [(date(2026, 10, 31), 7, 30), (date(2026, 9, 15), 14, 60),
+                                          (date(2026, 7, 1), 3, 90)]:
+        got = compute_stage_distribution(engine, as_of=day, dormant_days=dormant_days, churn_days=churn_days)
+        expected = stages_in_python(people, acts, day, dormant_days, churn_days)
+        assert counts(got) == expected, (day, dormant_days, churn_days)
+        seen |= set(expected)
+    assert seen == set(STAGES)  # every rule was exercised
