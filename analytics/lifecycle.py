@@ -112,7 +112,8 @@ def compute_lifecycle(
 
     Returns one row per period from ``start(date_from)`` to ``start(date_to)`` (zero-filled):
     ``period_start`` (date), ``new``, ``returning``, ``resurrecting`` (int >= 0) and ``dormant``
-    (int <= 0), each a count of distinct traders. The rules are in the module docstring.
+    (int <= 0), each a count of distinct traders. The rules are in the module docstring;
+    ``trader_filter`` keeps everyone but test accounts by default, as everywhere in TraderLens.
     """
     if date_to < date_from:
         raise ValueError(f"date_to ({date_to}) is before date_from ({date_from})")
