@@ -24,6 +24,7 @@ How a call runs:
 
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass, field
 from datetime import date
@@ -772,7 +773,9 @@ def _event_query(plan: _Plan, dialect: str, date_range: DateRange | None, trader
         parts.append(sa.select(*cols))
 
     rows = sa.union_all(*parts).subquery("funnel_rows") if len(parts) > 1 else light_cte
-    out = [rows.c.trader_id, _epoch_us(dialect, rows.c.occurred_at).label("us"), rows.c.mask]
+    # Every number as BIGINT: PostgreSQL hands the rows over as fixed-width binary COPY (see _fetch).
+    out = [sa.cast(rows.c.trader_id, sa.BigInteger).label("trader_id"),
+           _epoch_us(dialect, rows.c.occurred_at).label("us"), sa.cast(rows.c.mask, sa.BigInteger).label("mask")]
     if prop_key is not None:
         out.append(rows.c.prop)
     return sa.select(*out)
@@ -796,16 +799,17 @@ def _unmasked(col: np.ndarray, *, nulls: bool = False) -> np.ndarray:
 
 
 def _fetch(conn: Connection, stmt: sa.Select, columns: list[str]) -> dict[str, np.ndarray]:
-    """Run ``stmt`` and return its columns as numpy arrays (DuckDB hands them over without Python rows)."""
-    result = conn.execute(stmt)
+    """Run ``stmt`` and return its columns as numpy arrays, without a Python object per row where the
+    driver allows: DuckDB hands numpy arrays over; PostgreSQL streams BIGINT-only results as binary
+    COPY, several times faster than building a tuple per row."""
     if conn.dialect.name == "duckdb":
-        raw = result.cursor.fetchnumpy()
-        out = {}
-        for name in columns:
-            col = raw[name]
-            out[name] = _unmasked(col)
-        return out
-    rows = result.fetchall()
+        raw = conn.execute(stmt).cursor.fetchnumpy()
+        return {name: _unmasked(raw[name]) for name in columns}
+    if "prop" not in columns:
+        copied = _copy_bigints(conn, stmt, columns)
+        if copied is not None:
+            return copied
+    rows = conn.execute(stmt).fetchall()
     out = {}
     for i, name in enumerate(columns):
         values = [r[i] for r in rows]
@@ -813,19 +817,53 @@ def _fetch(conn: Connection, stmt: sa.Select, columns: list[str]) -> dict[str, n
     return out
 
 
+def _copy_bigints(conn: Connection, stmt: sa.Select, columns: list[str]) -> dict[str, np.ndarray] | None:
+    """PostgreSQL: the NOT NULL BIGINT columns of ``stmt`` through COPY ... (FORMAT binary); None when
+    the stream is not the fixed layout expected (then the caller fetches rows)."""
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        sql = cursor.mogrify(str(compiled), compiled.params).decode()
+        buffer = io.BytesIO()
+        cursor.copy_expert(f"COPY ({sql}) TO STDOUT WITH (FORMAT binary)", buffer)
+    finally:
+        cursor.close()
+    data = buffer.getbuffer()
+    # Header: 11-byte signature, int32 flags, int32 extension length; trailer: int16 -1.
+    start = 19 + int.from_bytes(data[15:19], "big")
+    layout = [("fields", ">i2")]
+    for name in columns:
+        layout += [(f"{name}_len", ">i4"), (name, ">i8")]
+    body = data[start:len(data) - 2]
+    if len(body) % np.dtype(layout).itemsize:
+        return None
+    records = np.frombuffer(body, dtype=layout)
+    if len(records) and ((records["fields"] != len(columns)).any()
+                         or any((records[f"{name}_len"] != 8).any() for name in columns)):
+        return None
+    return {name: records[name].astype(np.int64) for name in columns}
+
+
 class _Events:
     """The fetched events of one funnel, sorted by trader, time and mask; ``starts`` bounds each trader."""
 
     def __init__(self, data: dict[str, np.ndarray]) -> None:
-        order = np.lexsort((data["mask"], data["us"], data["trader_id"]))
-        self.trader = data["trader_id"][order].astype(np.int64)
-        self.us = data["us"][order].astype(np.int64)
-        mask = data["mask"][order].astype(np.int64)
-        self.smask = mask & ((1 << _EXCLUSION_SHIFT) - 1)
-        self.xmask = mask >> _EXCLUSION_SHIFT
+        trader = data["trader_id"].astype(np.int64)
+        us = data["us"].astype(np.int64)
+        mask = data["mask"].astype(np.int64)
+        smask = mask & ((1 << _EXCLUSION_SHIFT) - 1)
+        xmask = mask >> _EXCLUSION_SHIFT
+        order = _sort_order(trader, us, _tie_rank(smask, xmask))
+        self.trader = trader[order]
+        self.us = us[order]
+        self.smask = smask[order]
+        self.xmask = xmask[order]
         self.prop = data["prop"][order] if "prop" in data else None
-        first = np.flatnonzero(np.r_[True, self.trader[1:] != self.trader[:-1]]) if len(self.trader) else \
-            np.zeros(0, np.int64)
+        self._bounds()
+
+    def _bounds(self) -> None:
+        first = (np.flatnonzero(np.r_[True, self.trader[1:] != self.trader[:-1]]) if len(self.trader)
+                 else np.zeros(0, np.int64))
         self.starts = np.r_[first, len(self.trader)].astype(np.int64)
         self.people = self.trader[first]
 
@@ -863,16 +901,49 @@ class _Events:
         self._take(keep)
 
     def _take(self, keep: np.ndarray) -> None:
-        trader = self.trader[keep]
+        self.trader = self.trader[keep]
         self.us = self.us[keep]
         self.smask = self.smask[keep]
         self.xmask = self.xmask[keep]
         if self.prop is not None:
             self.prop = self.prop[keep]
-        self.trader = trader
-        first = np.flatnonzero(np.r_[True, trader[1:] != trader[:-1]]) if len(trader) else np.zeros(0, np.int64)
-        self.starts = np.r_[first, len(trader)].astype(np.int64)
-        self.people = trader[first]
+        self._bounds()
+
+
+def _lowest_bit(x: np.ndarray) -> np.ndarray:
+    """Index of the lowest set bit of each positive value (exact: a power of two is exact in float64)."""
+    return np.log2((x & -x).astype(np.float64)).astype(np.int64)
+
+
+def _tie_rank(smask: np.ndarray, xmask: np.ndarray) -> np.ndarray:
+    """Order of events at one instant: lower steps first, then exclusions, then unrelated events.
+    (Ordered and strict funnels group an instant anyway; unordered funnels and trends take events one
+    by one, so the order must be fixed.)"""
+    tie = np.full(len(smask), 63, np.int64)
+    steps = smask != 0
+    tie[steps] = _lowest_bit(smask[steps])
+    exclusions = ~steps & (xmask != 0)
+    tie[exclusions] = 32 + _lowest_bit(xmask[exclusions])
+    return tie
+
+
+def _sort_order(trader: np.ndarray, us: np.ndarray, tie: np.ndarray) -> np.ndarray:
+    """Permutation sorting by (trader, time, tie): one int64 key when the three fit in 63 bits (ten
+    times faster than a three-key lexsort), else a lexsort."""
+    if not len(us):
+        return np.zeros(0, np.int64)
+    low, high = int(us.min()), int(us.max())
+    unit = _US if not (us % _US).any() else (1000 if not (us % 1000).any() else 1)
+    time_bits = max(1, ((high - low) // unit).bit_length())
+    present = np.zeros(int(trader.max()) + 1, bool) if trader.min() >= 0 else None
+    if present is not None and len(present) <= 4 * len(trader) + 1_000_000:
+        present[trader] = True
+        rank = (np.cumsum(present) - 1)[trader]
+        rank_bits = max(1, int(rank.max()).bit_length())
+        if rank_bits + time_bits + 6 <= 63:
+            key = (rank << (time_bits + 6)) | (((us - low) // unit) << 6) | tie
+            return np.argsort(key, kind="stable")
+    return np.lexsort((tie, us, trader))
 
 
 @dataclass(frozen=True, eq=False)
@@ -1216,14 +1287,11 @@ def compute_funnel_trends(engine: Engine, spec: FunnelSpec, *, period: Period = 
     while current <= last:
         starts.append(current)
         current = step_period(current, period, 1, week_start)
-    index = {_key_of(d, period): i for i, d in enumerate(starts)}
-    entered = np.zeros(len(starts), np.int64)
-    done = np.zeros(len(starts), np.int64)
-    for k, c in zip(key.tolist(), converted.tolist(), strict=True):
-        i = index.get(k)
-        if i is not None:
-            entered[i] += 1
-            done[i] += c
+    period_keys = np.array([_key_of(d, period) for d in starts], dtype=np.int64)
+    slot = np.searchsorted(period_keys, key)
+    inside = (slot < len(period_keys)) & (period_keys[np.minimum(slot, len(period_keys) - 1)] == key)
+    entered = np.bincount(slot[inside], minlength=len(starts)).astype(np.int64)
+    done = np.bincount(slot[inside], weights=converted[inside], minlength=len(starts)).astype(np.int64)
     rate = np.where(entered > 0, np.round(100.0 * done / np.maximum(entered, 1), 2), 0.0)
     return pd.DataFrame({"period_start": pd.to_datetime(starts), "reached_from_step_count": entered,
                          "reached_to_step_count": done, "conversion_rate": rate}, columns=TREND_COLUMNS)
