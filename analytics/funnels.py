@@ -89,6 +89,7 @@ DROPOFF_COLUMNS = ["trader_id", "external_id", "country", "acquisition_channel",
 _US = 1_000_000
 DEFAULT_FILTER = TraderFilter()  # everyone but test accounts, as the global filter starts
 _EXCLUSION_SHIFT = 32  # mask bits 0..31 are steps, bits 32.. are exclusions "before step i"
+_STRICT_SPAN_ONLY = True  # strict funnels fetch unrelated events inside each trader's step span only
 
 
 class FunnelRejected(ValueError):
@@ -713,26 +714,50 @@ def _event_query(plan: _Plan, dialect: str, date_range: DateRange | None, trader
         return select.with_only_columns(*cols)
 
     light: list[sa.Select] = []
+    unrelated: list[tuple[sa.Select, bool]] = []  # strict funnels: (rows matching nothing, carry properties)
     for name in core_names:
         if name in reduced.values():
             continue
         mask = plan.core_mask(name)
-        if mask or strict:
-            source = _core_source(name)
-            assert source is not None
+        source = _core_source(name)
+        assert source is not None
+        if mask:
             light.append(shaped(_restricted(source, date_range, trader_filter), mask, None))
+        elif strict:
+            in_range = source if date_range is None else source.where(
+                date_range.contains(source.selected_columns.occurred_at))
+            unrelated.append((shaped(in_range, 0, None), False))
     portal = sa.select(portal_events.c.trader_id, portal_events.c.occurred_at)
     if not strict:
         portal = portal.where(portal_events.c.event.in_(sorted(plan.names)))
     portal_mask = plan.portal_mask(dialect)
     portal = shaped(_restricted(portal, date_range, trader_filter), portal_mask,
                     _property_text(dialect, prop_key) if prop_key else None)
-    if not strict and any(flt is not None for _, flt in plan.step_bits.values()):
+    if strict:
+        unrelated.append((portal.where(portal_mask == 0), prop_key is not None))
+        portal = portal.where(portal_mask != 0)
+    elif any(flt is not None for _, flt in plan.step_bits.values()):
         portal = portal.where(portal_mask != 0)  # a filtered step can leave portal rows matching nothing
     light.append(portal)
     light_cte = sa.union_all(*light).cte("funnel_light")
+    extra: list[sa.Select] = []
+    if unrelated:
+        # Strict funnels: an unrelated event matters only between a trader's first and last step or
+        # exclusion event (it breaks a chain there); outside that span it changes nothing, so it is
+        # not fetched - except portal events when a breakdown reads properties from every event.
+        span = (sa.select(light_cte.c.trader_id, sa.func.min(light_cte.c.occurred_at).label("lo"),
+                          sa.func.max(light_cte.c.occurred_at).label("hi"))
+                .group_by(light_cte.c.trader_id).cte("funnel_span"))
+        for select, keep_all in unrelated:
+            if keep_all or not _STRICT_SPAN_ONLY:
+                extra.append(select)
+                continue
+            rows = select.subquery()
+            extra.append(sa.select(rows).join(span, sa.and_(
+                span.c.trader_id == rows.c.trader_id, rows.c.occurred_at >= span.c.lo,
+                rows.c.occurred_at <= span.c.hi)))
 
-    parts: list[sa.Select] = [sa.select(light_cte)]
+    parts: list[sa.Select] = [sa.select(light_cte), *extra]
     reduced_ctes: dict[int, sa.CTE] = {}
     for k in sorted(reduced):
         trader_col, time_col = BULK_EVENTS[reduced[k]]
