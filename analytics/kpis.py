@@ -178,20 +178,23 @@ def _ratio(num: Any, den: Any) -> float | None:
     return float(num) / float(den) if den else None
 
 
-def compute_data_end(conn: Connection) -> datetime | None:
-    """The newest registration, transaction or trade opening: how far the data reaches.
+def compute_data_bounds(conn: Connection) -> tuple[datetime | None, datetime | None]:
+    """The oldest and newest registration, transaction or trade opening: the span the data covers.
 
-    Cohort KPIs count only registrations (or FTDs) whose window ends before this instant. Three
-    indexed max() lookups rather than max() over the trader_events view, which PostgreSQL cannot
-    answer from indexes through the UNION ALL.
+    Six indexed min()/max() lookups rather than min/max over the trader_events view, which
+    PostgreSQL cannot answer from indexes through the UNION ALL.
     """
-    row = conn.execute(sa.select(
-        sa.select(sa.func.max(traders.c.registered_at)).scalar_subquery(),
-        sa.select(sa.func.max(transactions.c.created_at)).scalar_subquery(),
-        sa.select(sa.func.max(trades.c.opened_at)).scalar_subquery(),
-    )).one()
-    values = [v for v in row if v is not None]
-    return max(values) if values else None
+    columns = (traders.c.registered_at, transactions.c.created_at, trades.c.opened_at)
+    row = conn.execute(sa.select(*(sa.select(fn(c)).scalar_subquery()
+                                   for fn in (sa.func.min, sa.func.max) for c in columns))).one()
+    firsts, lasts = [v for v in row[:3] if v is not None], [v for v in row[3:] if v is not None]
+    return (min(firsts) if firsts else None), (max(lasts) if lasts else None)
+
+
+def compute_data_end(conn: Connection) -> datetime | None:
+    """How far the data reaches (see :func:`compute_data_bounds`). Cohort KPIs count only
+    registrations (or FTDs) whose window ends before this instant."""
+    return compute_data_bounds(conn)[1]
 
 
 def _first_deposits(trader_filter: TraderFilter) -> sa.Subquery:
@@ -409,15 +412,19 @@ def _reading(engine: Engine) -> Iterator[Connection]:
 def compute_kpis(engine: Engine, *, date_range: DateRange, trader_filter: TraderFilter = DEFAULT_FILTER) -> list[Kpi]:
     """Every KPI of :data:`SPECS` for ``date_range`` and ``date_range.previous()``, in display order.
 
-    ``broker_revenue`` is left out when no trade of either period carries commission or swap (its
-    estimate would be bonuses alone). See each Kpi's ``definition``.
+    Every ``previous`` is None when the previous period ends before the data begins: zero
+    registrations before a broker's first day are no basis for a comparison. ``broker_revenue`` is
+    left out when no trade of either period carries commission or swap (its estimate would be
+    bonuses alone). See each Kpi's ``definition``.
     """
     periods = {"cur": date_range, "prev": date_range.previous()}
     with _reading(engine) as conn:
-        data_end = compute_data_end(conn)
+        data_start, data_end = compute_data_bounds(conn)
         ledger = conn.execute(_ledger_query(periods, trader_filter, data_end)).one()._mapping
         trading = conn.execute(_trading_query(periods, trader_filter)).one()._mapping
     values = {name: _period_values(ledger, trading, name, rng.days) for name, rng in periods.items()}
+    if data_start is None or periods["prev"].end_ts <= data_start:
+        values["prev"] = dict.fromkeys(values["prev"])
     has_costs = any(trading[f"costed_{name}"] for name in periods)
     return [
         Kpi(key, spec.label, values["cur"][key], values["prev"][key], spec.unit, spec.definition,

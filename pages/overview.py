@@ -27,9 +27,9 @@ BREAKDOWN_METRICS = ("deposits", "net_deposits", "registrations", "ftds", "activ
 
 
 @st.cache_data(ttl="10m", max_entries=32, show_spinner=False)
-def load_data_end(_engine: Engine, url: str) -> datetime | None:
+def load_data_bounds(_engine: Engine, url: str) -> tuple[datetime | None, datetime | None]:
     with _engine.connect() as conn:
-        return kpi_analytics.compute_data_end(conn)
+        return kpi_analytics.compute_data_bounds(conn)
 
 
 @st.cache_data(ttl="10m", max_entries=32, show_spinner="Computing KPIs…")
@@ -67,6 +67,15 @@ def filter_label(flt: TraderFilter) -> str:
         ("Platform", flt.platforms), ("VIP tier", flt.vip_tiers)) if values]
     who = " · ".join(parts) if parts else "All traders"
     return f"{who} ({'test accounts included' if flt.include_test else 'test accounts excluded'})"
+
+
+def coverage_note(previous: DateRange, data_start: datetime | None) -> str:
+    """Why a comparison is missing or thin when the data begins after the previous period starts."""
+    if data_start is None or data_start <= previous.start_ts:
+        return ""
+    if data_start >= previous.end_ts:
+        return f" · The data begins on {data_start:%d %b %Y}, so there is no previous period to compare with."
+    return f" · The data begins on {data_start:%d %b %Y}, so the previous period is only partly covered."
 
 
 def default_period(rng: DateRange) -> Period:
@@ -129,11 +138,12 @@ view = filters.current_view()
 date_range, trader_filter = view.date_range, view.trader_filter
 previous = date_range.previous()
 
+data_start, data_end = load_data_bounds(engine, url)
 st.title("Overview", anchor=False)
 st.caption(f"{span_label(date_range)} (UTC) against the previous {date_range.days} days "
-           f"({span_label(previous)}) · {filter_label(trader_filter)}")
+           f"({span_label(previous)}) · {filter_label(trader_filter)}{coverage_note(previous, data_start)}")
 
-if load_data_end(engine, url) is None:
+if data_end is None:
     st.info("No data yet — run `python cli.py seed` for a simulated broker, or import files on the Data page.",
             title="The database is empty", icon=":material/inbox:")
     st.page_link("pages/data.py", label="Go to Data", icon=":material/database:")

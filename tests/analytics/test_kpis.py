@@ -243,9 +243,18 @@ def test_the_trader_filter_narrows_every_kpi(broker, flt, expected):
 def test_an_empty_database_gives_zeros_and_blanks(engine):
     kpis = as_dict(compute_kpis(engine, date_range=MARCH))
 
-    assert kpis["registrations"] == (0, 0) and kpis["deposits"] == (0, 0)
+    assert kpis["registrations"] == (0, None) and kpis["deposits"] == (0, None)
     assert kpis["ftd_conversion_7d"] == (None, None) and kpis["churn_rate"] == (None, None)
     assert "broker_revenue" not in kpis
+
+
+def test_no_comparison_with_a_previous_period_before_the_data_begins(broker):
+    # The data begins with T6's trade of 15 Mar 2025. The year before 1 Apr 2025 - 31 Mar 2026
+    # ends after that, so it is compared with; the year before 2024/25 is not.
+    covered = as_dict(compute_kpis(broker, date_range=DateRange(date(2025, 4, 1), MARCH.end)))
+    assert covered["volume_usd"][1] == 100_000 and covered["registrations"][1] == 0
+    before = as_dict(compute_kpis(broker, date_range=DateRange(date(2024, 3, 1), date(2025, 2, 28))))
+    assert all(previous is None for _, previous in before.values())
 
 
 def test_trends_fill_every_period_and_clip_to_the_range(broker):
