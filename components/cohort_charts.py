@@ -22,6 +22,7 @@ Show = Literal["percent", "counts"]
 
 PRIMARY = "#0b6e79"
 MUTED = "#8a97a6"
+ACCENT = "#e69f00"
 COHORT_LINE = "rgba(11, 110, 121, 0.22)"
 GRID = "#e3e9ef"
 # The theme's sequential teal, lightest first; an unobserved cell stays blank.
@@ -182,38 +183,38 @@ def render_retention_curves(result: RetentionResult, *, key: str) -> None:
     st.plotly_chart(retention_curves(result), key=key, config=CHART_CONFIG)
 
 
-def ltv_figure(frame: pd.DataFrame, *, period: str, title: str) -> go.Figure:
-    """One thin line per FTD cohort and the pooled "All cohorts" curve, USD per trader by age."""
+def ltv_figure(net: pd.DataFrame, deposits: pd.DataFrame, *, period: str) -> go.Figure:
+    """USD per trader by age since FTD: a thin net-deposit line per FTD cohort, the pooled net-deposit
+    curve (bold) and the pooled deposit curve (MT5 "Lifetime Value", dashed); the gap is withdrawals."""
     fig = go.Figure()
     unit = {"day": "Days", "week": "Weeks", "month": "30-day months"}[period]
     fmt = COHORT_FORMATS[period]
-    for i, (_, part) in enumerate(frame[frame["cohort"] != ALL_COHORTS].groupby("cohort", sort=True)):
+    for i, (_, part) in enumerate(net[net["cohort"] != ALL_COHORTS].groupby("cohort", sort=True)):
         label = f"{part['cohort_start'].iloc[0]:{fmt}}"
-        fig.add_scatter(x=part["age"], y=part["value_per_trader"], mode="lines", name="One FTD cohort",
+        fig.add_scatter(x=part["age"], y=part["value_per_trader"], mode="lines", name="One FTD cohort (net)",
                         legendgroup="cohorts", showlegend=i == 0, line={"color": COHORT_LINE, "width": 1.5},
                         customdata=part[["cohort_size"]],
                         hovertemplate=f"{label} cohort (%{{customdata[0]:,}} traders)<br>age %{{x}}: "
-                                      "$%{y:,.0f} per trader<extra></extra>")
-    pooled = frame[frame["cohort"] == ALL_COHORTS]
-    fig.add_scatter(x=pooled["age"], y=pooled["value_per_trader"], mode="lines+markers", name=ALL_COHORTS,
-                    line={"color": PRIMARY, "width": 3}, marker={"size": 6}, customdata=pooled[["cohort_size"]],
-                    hovertemplate="All cohorts old enough (%{customdata[0]:,} traders)<br>age %{x}: "
-                                  "$%{y:,.0f} per trader<extra></extra>")
+                                      "$%{y:,.0f} net per trader<extra></extra>")
+    for frame, name, line in ((deposits, "Deposits, all cohorts (MT5 LTV)", {"color": ACCENT, "width": 2.5,
+                                                                             "dash": "dash"}),
+                              (net, "Net deposits, all cohorts", {"color": PRIMARY, "width": 3})):
+        pooled = frame[frame["cohort"] == ALL_COHORTS]
+        fig.add_scatter(x=pooled["age"], y=pooled["value_per_trader"], mode="lines+markers", name=name, line=line,
+                        marker={"size": 6}, customdata=pooled[["cohort_size"]],
+                        hovertemplate=f"{name}<br>age %{{x}}: $%{{y:,.0f}} per trader "
+                                      "(%{customdata[0]:,} traders old enough)<extra></extra>")
     fig.update_xaxes(title=f"{unit} since FTD", dtick=1, gridcolor=GRID)
-    fig.update_yaxes(tickprefix="$", tickformat="~s", gridcolor=GRID, zerolinecolor="#c5d0db")
-    fig.update_layout(title={"text": title, "font": {"size": 15}}, height=360, plot_bgcolor="#ffffff",
-                      margin={"l": 8, "r": 8, "t": 44, "b": 8},
-                      legend={"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0})
+    fig.update_yaxes(title="USD per trader", tickprefix="$", tickformat="~s", gridcolor=GRID,
+                     zerolinecolor="#c5d0db")
+    fig.update_layout(height=380, plot_bgcolor="#ffffff", margin={"l": 8, "r": 8, "t": 28, "b": 8},
+                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0})
     return fig
 
 
 def render_ltv(net: pd.DataFrame, deposits: pd.DataFrame, *, period: str, key: str) -> None:
-    """Net-deposit and deposit LTV side by side, and both curves as one CSV."""
-    left, right = st.columns(2)
-    left.plotly_chart(ltv_figure(net, period=period, title="Net deposits per trader"), key=f"{key}.net",
-                      config=CHART_CONFIG)
-    right.plotly_chart(ltv_figure(deposits, period=period, title="Deposits per trader (MT5 LTV)"),
-                       key=f"{key}.deposits", config=CHART_CONFIG)
+    """Both LTV definitions in one chart, and both as one CSV."""
+    st.plotly_chart(ltv_figure(net, deposits, period=period), key=f"{key}.chart", config=CHART_CONFIG)
     pooled = (net[net["cohort"] == ALL_COHORTS][["age", "cohort_size", "value_per_trader"]]
               .merge(deposits[deposits["cohort"] == ALL_COHORTS][["age", "value_per_trader"]], on="age",
                      suffixes=("_net", "_deposits"), how="outer"))
@@ -221,7 +222,7 @@ def render_ltv(net: pd.DataFrame, deposits: pd.DataFrame, *, period: str, key: s
                                    "value_per_trader_net": "Net deposits / trader",
                                    "value_per_trader_deposits": "Deposits / trader"})
     export = pd.concat([net.assign(metric="net_deposits"), deposits.assign(metric="deposits")], ignore_index=True)
-    with st.expander("All-cohorts curve as a table", icon=":material/table:"):
+    with st.expander("All-cohorts curves as a table", icon=":material/table:"):
         render_table(shown, key=f"{key}.table", file_name="traderlens_ltv.csv", download=export,
                      height=fit_height(len(shown), max_rows=12),
                      column_config={"Traders": st.column_config.NumberColumn(format="localized"),

@@ -114,8 +114,9 @@ def retention_and_ltv() -> None:
 
     st.subheader("Lifetime value by FTD cohort", divider="gray", anchor=False)
     st.caption(f"Cumulative money per trader by {charts.PERIOD_NAMES[period].lower()}s since their first deposit, "
-               "for FTD cohorts in the range. A cohort shows an age only once all its traders have reached it. "
-               "Net deposits = approved deposits − approved withdrawals; bonuses excluded.")
+               "for FTD cohorts in the range; a cohort shows an age only once all its traders have reached it. "
+               "Net deposits = approved deposits − approved withdrawals (bonuses excluded); deposits alone are "
+               "the MT5 “Lifetime Value” definition.")
     net = load_ltv(engine, url, period, int(intervals), "net_deposits", rng.start, rng.end, trader_filter)
     if net.empty or not (net["cohort"] == cohorts.ALL_COHORTS).any():
         st.info("No FTD cohort in this range is old enough yet. Choose a longer period in the sidebar or a shorter "
