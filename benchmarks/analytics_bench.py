@@ -223,6 +223,7 @@ class Case:
     compare: Callable[[object, object], None] | None = None   # raises AssertionError on disagreement
     same: Callable[[object, object], None] | None = None      # DuckDB vs PostgreSQL result
     note: str = ""
+    load: list[float] = field(default_factory=list)  # 1-minute load average before and after
     runs: dict[str, list[dict]] = field(default_factory=dict)
     checks: dict[str, str] = field(default_factory=dict)
     skipped: str = ""
@@ -566,6 +567,15 @@ def run_case(case: Case, engines: dict[str, sa.Engine], runs: int, fetch: str, w
             print(f"  check {k}: {v}", file=sys.stderr)
 
 
+def wait_for_quiet(max_load: float, max_wait_s: float = 180) -> float:
+    """Wait (up to ``max_wait_s``) until the 1-minute load average is below ``max_load``: other
+    work on a 2-core machine would be timed too. Returns the load average when starting."""
+    deadline = time.monotonic() + max_wait_s
+    while max_load > 0 and os.getloadavg()[0] > max_load and time.monotonic() < deadline:
+        time.sleep(5)
+    return round(os.getloadavg()[0], 2)
+
+
 def median(case: Case, key: str) -> float | None:
     times = case.runs.get(key)
     return statistics.median(t["seconds"] for t in times) if times else None
@@ -634,6 +644,9 @@ def main() -> int:
     parser.add_argument("--no-naive", action="store_true", help="skip the naive pandas versions")
     parser.add_argument("--no-warmup", action="store_true", help="count the first call too")
     parser.add_argument("--naive-fetch", choices=naive.FETCH_MODES, default="read_sql")
+    parser.add_argument("--max-load", type=float, default=2.5,
+                        help="before each function wait (up to 3 min) for the 1-minute load average to fall "
+                             "below this; 0 disables")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
@@ -647,15 +660,19 @@ def main() -> int:
     if args.only:
         cases = [c for c in cases if any(o.lower() in c.name.lower() for o in args.only)]
     started = time.strftime("%Y-%m-%d %H:%M")
+    measured = git_state()  # analytics modules are imported when their first function runs
     for case in cases:
         print(f"{case.name}: {case.call}", file=sys.stderr)
         if args.no_naive:
             case.naive = None
+        case.load.append(wait_for_quiet(args.max_load))
         try:
             run_case(case, engines, args.runs, args.naive_fetch, not args.no_warmup, args.naive_runs)
         except Missing as exc:
             case.skipped = str(exc)
             print(f"  skipped: {exc}", file=sys.stderr)
+        case.load.append(round(os.getloadavg()[0], 2))
+        print(f"  load average {case.load[0]} before, {case.load[1]} after", file=sys.stderr)
     for engine in engines.values():
         engine.dispose()
 
@@ -673,13 +690,13 @@ def main() -> int:
         "measured_at": started, "cores": os.cpu_count(), "machine": platform.machine(),
         "versions": versions, "traders": TRADERS, "rows": counts.get("duckdb") or next(iter(counts.values())),
         "data_end": span.end.isoformat(), "runs_per_function": args.runs, "warmup": not args.no_warmup,
-        "naive_fetch": args.naive_fetch, "naive_runs": args.naive_runs, "git": git_state(),
+        "naive_fetch": args.naive_fetch, "naive_runs": args.naive_runs, "git": measured,
         "targets": {"duckdb_s": TARGET_DUCKDB_S, "postgres_s": TARGET_POSTGRES_S, "naive_ratio": TARGET_RATIO},
         "functions": [{"name": c.name, "call": c.call, "note": c.note, "skipped": c.skipped or None,
                        "median_s": {k: median(c, k) for k in c.runs},
                        "naive_over_duckdb": (round(median(c, "naive") / median(c, "duckdb"), 1)
                                              if median(c, "naive") and median(c, "duckdb") else None),
-                       "checks": c.checks, "runs": c.runs} for c in cases],
+                       "checks": c.checks, "load_average_before_after": c.load, "runs": c.runs} for c in cases],
     }, indent=1, default=str))
     print(table(cases))
     notes = [c for c in cases if c.note and not c.skipped]
