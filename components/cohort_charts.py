@@ -152,20 +152,28 @@ def render_retention_table(result: RetentionResult, *, show: Show, key: str) -> 
                                 **{c: st.column_config.TextColumn(alignment="right") for c in shown.columns[2:]}})
 
 
+def _thin_lines(lines: list[tuple[str, list, list]], *, name: str, hover: str) -> go.Scatter:
+    """Many cohort lines as ONE trace, separated by gaps: a trace per cohort costs ~10 ms to build and
+    slows the browser, and a year of weekly cohorts has 52. ``hover`` may use %{text} (the label)."""
+    xs: list = []
+    ys: list = []
+    labels: list = []
+    for label, x, y in lines:
+        xs += [*x, None]
+        ys += [*y, None]
+        labels += [label] * len(x) + [None]
+    return go.Scatter(x=xs, y=ys, text=labels, mode="lines", name=name, connectgaps=False,
+                      line={"color": COHORT_LINE, "width": 1.5}, hovertemplate=hover)
+
+
 def retention_curves(result: RetentionResult) -> go.Figure:
     """% of each cohort back per period (thin lines) and the size-weighted average (bold)."""
     period = result.spec.period
     _, percent = _cells(result)
-    fig = go.Figure()
-    drawn = 0
-    for label, row in zip(cohort_labels(result), percent, strict=True):
-        if np.isnan(row).all():
-            continue
-        # One legend entry stands for all the thin lines.
-        fig.add_scatter(x=result.columns, y=row, mode="lines", name="One cohort", legendgroup="cohorts",
-                        showlegend=drawn == 0, line={"color": COHORT_LINE, "width": 1.5},
-                        hovertemplate=f"{label}<br>{PERIOD_NAMES[period]} %{{x}}: %{{y:.1f}}%<extra></extra>")
-        drawn += 1
+    lines = [(label, result.columns[: int((~np.isnan(row)).sum())], row[~np.isnan(row)].tolist())
+             for label, row in zip(cohort_labels(result), percent, strict=True) if not np.isnan(row).all()]
+    fig = go.Figure(_thin_lines(lines, name="One cohort",
+                                hover=f"%{{text}}<br>{PERIOD_NAMES[period]} %{{x}}: %{{y:.1f}}%<extra></extra>"))
     avg = result.average()
     fig.add_scatter(x=avg["interval"], y=avg["rate"] * 100, mode="lines+markers", name="Average (size-weighted)",
                     line={"color": PRIMARY, "width": 3}, marker={"size": 6}, customdata=avg[["cohorts", "size"]],
@@ -186,16 +194,13 @@ def render_retention_curves(result: RetentionResult, *, key: str) -> None:
 def ltv_figure(net: pd.DataFrame, deposits: pd.DataFrame, *, period: str) -> go.Figure:
     """USD per trader by age since FTD: a thin net-deposit line per FTD cohort, the pooled net-deposit
     curve (bold) and the pooled deposit curve (MT5 "Lifetime Value", dashed); the gap is withdrawals."""
-    fig = go.Figure()
     unit = {"day": "Days", "week": "Weeks", "month": "30-day months"}[period]
     fmt = COHORT_FORMATS[period]
-    for i, (_, part) in enumerate(net[net["cohort"] != ALL_COHORTS].groupby("cohort", sort=True)):
-        label = f"{part['cohort_start'].iloc[0]:{fmt}}"
-        fig.add_scatter(x=part["age"], y=part["value_per_trader"], mode="lines", name="One FTD cohort (net)",
-                        legendgroup="cohorts", showlegend=i == 0, line={"color": COHORT_LINE, "width": 1.5},
-                        customdata=part[["cohort_size"]],
-                        hovertemplate=f"{label} cohort (%{{customdata[0]:,}} traders)<br>age %{{x}}: "
-                                      "$%{y:,.0f} net per trader<extra></extra>")
+    lines = [(f"{part['cohort_start'].iloc[0]:{fmt}} cohort ({part['cohort_size'].iloc[0]:,} traders)",
+              part["age"].tolist(), part["value_per_trader"].tolist())
+             for _, part in net[net["cohort"] != ALL_COHORTS].groupby("cohort", sort=True)]
+    fig = go.Figure(_thin_lines(lines, name="One FTD cohort (net)",
+                                hover="%{text}<br>age %{x}: $%{y:,.0f} net per trader<extra></extra>"))
     for frame, name, line in ((deposits, "Deposits, all cohorts (MT5 LTV)", {"color": ACCENT, "width": 2.5,
                                                                              "dash": "dash"}),
                               (net, "Net deposits, all cohorts", {"color": PRIMARY, "width": 3})):
