@@ -21,7 +21,7 @@ def cell(page: Page, table_key: str, text: str):
 
 
 def test_data_page_shows_what_is_loaded(page: Page, app_url: str):
-    page.goto(app_url)
+    page.goto(f"{app_url}/data")  # the Overview is the default page
     wait_for_app(page)
 
     expect(page.get_by_role("heading", name="Data", exact=True)).to_be_visible()
@@ -33,7 +33,7 @@ def test_data_page_shows_what_is_loaded(page: Page, app_url: str):
 
 
 def test_quality_panel_flags_the_planted_trade(page: Page, app_url: str):
-    page.goto(app_url)
+    page.goto(f"{app_url}/data")  # the Overview is the default page
     wait_for_app(page)
 
     expect(page.get_by_text("1 error")).to_be_visible()  # the severity badge
@@ -45,7 +45,7 @@ def test_quality_panel_flags_the_planted_trade(page: Page, app_url: str):
 
 
 def test_uploading_a_csv_imports_it(page: Page, app_url: str):
-    page.goto(app_url)
+    page.goto(f"{app_url}/data")  # the Overview is the default page
     wait_for_app(page)
     before = int(metric_value(page, "Traders").inner_text())
     csv = (b"external_id,registered_at,country,email\n"
