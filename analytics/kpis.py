@@ -1,10 +1,11 @@
 """Executive KPIs: acquisition, money, activity and risk for a date range against the previous one.
 
-Every figure is aggregated in the database. :func:`compute_kpis` runs three statements for both
-periods at once: one over traders and the payment ledger, one pass over trades (a bounded scan whose
-rows go through one trader-day and one trader-level aggregation, feeding activity, volume, P&L,
-the ESMA loss share and churn), and a tiny one for the data end. Definitions follow DESIGN.md §4
-and broker_domain.md §2; each :class:`Kpi` carries its own so the UI and the CLI say the same thing.
+Every figure is aggregated in the database, for both periods at once. :func:`compute_kpis` runs
+three statements: the data's time span (indexed min/max), one over traders and the payment ledger,
+and one for trading, which reads trader-days from the ``daily_activity`` rollup (kept current by
+seeding and imports) and scans trades twice in all (multi-day closes; one per-trader pass for
+volume, P&L, costs and the ESMA loss share). Definitions follow DESIGN.md §4 and broker_domain.md
+§2; each :class:`Kpi` carries its own, so the Overview and the CLI say the same thing.
 
 Times are naive UTC; a :class:`DateRange` covers whole days, end inclusive. Money is USD.
 """
