@@ -352,41 +352,50 @@ def _summable(x: ColumnElement, cents: bool) -> ColumnElement:
 
 
 def _closed_totals(periods: Mapping[str, DateRange], trader_filter: TraderFilter, *, cents: bool) -> sa.Subquery:
-    """Positions closed in each period (count, lots, notional, P&L, commission, swap in cents, how
-    many carry commission or swap) and the ESMA figures: traders with positions closed in the 12
-    months to the period end, and how many of them are net losing.
+    """Positions closed in each period (count, lots, notional, P&L, commission, swap, how many
+    carry commission or swap) and the ESMA figures: traders with positions closed in the 12 months
+    to the period end, and how many of them are net losing.
 
-    One scan of trades grouped per trader (the ESMA test needs per-trader sums anyway), so the
-    period sums ride along instead of costing a scan of their own.
+    One scan of trades. The period and 12-month windows overlap, so their boundaries cut time into
+    disjoint segments; each trade gets its segment from one CASE and is summed per trader and
+    segment with plain aggregates (a FILTER per window and aggregate would be evaluated on every
+    row, several times the cost). Windows are then unions of segments over a few rows per trader.
     """
     closed_at = trades.c.closed_at
-    sums = {key: _summable(col, cents) for key, col in (
+    windows = {f"{name}": (rng.start_ts, rng.end_ts) for name, rng in periods.items()}
+    windows |= {f"year_{name}": (_ts(rng.end - _days(ESMA_DAYS - 1)), rng.end_ts) for name, rng in periods.items()}
+    bounds = sorted({t for window in windows.values() for t in window})
+    segment = sa.case(*((closed_at < b, i) for i, b in enumerate(bounds[1:-1])), else_=len(bounds) - 2).label("seg")
+    measures = {key: _summable(col, cents) for key, col in (
         ("lots", trades.c.lots), ("notional", trades.c.notional_usd), ("commission", trades.c.commission_usd),
         ("swap", trades.c.swap_usd), ("pnl", trades.c.profit_usd + trades.c.commission_usd + trades.c.swap_usd))}
-    costed = sa.or_(trades.c.commission_usd != 0, trades.c.swap_usd != 0)
-    esma = {name: (_ts(rng.end - _days(ESMA_DAYS - 1)), rng.end_ts) for name, rng in periods.items()}
-    per_trader_cols: list[ColumnElement] = []
-    for name, rng in periods.items():
-        inside = rng.contains(closed_at)
-        per_trader_cols.append(sa.func.count().filter(inside).label(f"closed_{name}"))
-        per_trader_cols += [sa.func.sum(expr).filter(inside).label(f"{key}_{name}") for key, expr in sums.items()]
-        per_trader_cols.append(sa.func.count().filter(inside, costed).label(f"costed_{name}"))
-        in_year = _in(closed_at, *esma[name])
-        per_trader_cols += [sa.func.sum(sums["pnl"]).filter(in_year).label(f"pnl12_{name}"),
-                            sa.func.count().filter(in_year).label(f"closed12_{name}")]
-    scan_from = min(min(r.start_ts for r in periods.values()), min(a for a, _ in esma.values()))
-    per_trader = (
-        sa.select(*per_trader_cols)
-        .where(_in(closed_at, scan_from, max(r.end_ts for r in periods.values())),
-               trader_filter.restrict(trades.c.trader_id))
-        .group_by(trades.c.trader_id)
-        .subquery("closed_per_trader")
+    costed = _flag(sa.or_(trades.c.commission_usd != 0, trades.c.swap_usd != 0))
+    segments = (
+        sa.select(trades.c.trader_id, segment, sa.func.count().label("closed"),
+                  sa.func.sum(costed).label("costed"),
+                  *(sa.func.sum(expr).label(key) for key, expr in measures.items()))
+        .where(_in(closed_at, bounds[0], bounds[-1]), trader_filter.restrict(trades.c.trader_id))
+        .group_by(trades.c.trader_id, segment)
+        .subquery("closed_segments")
     )
+    sg = segments.c
+
+    def within(window: str) -> ColumnElement[bool]:
+        first, last = windows[window]
+        return sg.seg.in_([i for i in range(len(bounds) - 1) if bounds[i] >= first and bounds[i + 1] <= last])
+
+    per_trader_cols: list[ColumnElement] = []
+    for name in periods:
+        per_trader_cols += [sa.func.sum(sg[c]).filter(within(name)).label(f"{c}_{name}")
+                            for c in ("closed", "costed", *measures)]
+        per_trader_cols += [sa.func.sum(sg.pnl).filter(within(f"year_{name}")).label(f"pnl12_{name}"),
+                            sa.func.sum(sg.closed).filter(within(f"year_{name}")).label(f"closed12_{name}")]
+    per_trader = sa.select(*per_trader_cols).group_by(sg.trader_id).subquery("closed_per_trader")
     pt = per_trader.c
     totals: list[ColumnElement] = []
     for name in periods:
         totals += [sa.func.sum(pt[f"{c}_{name}"]).label(f"{c}_{name}") for c in ("closed", "costed")]
-        for key in sums:
+        for key in measures:
             total = sa.func.sum(pt[f"{key}_{name}"])
             totals.append((total / 100 if cents else total).label(f"{key}_{name}"))
         totals += [
