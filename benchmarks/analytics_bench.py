@@ -509,7 +509,7 @@ def timed(fn: Callable[[], object]) -> tuple[float, object]:
     return time.perf_counter() - t0, out
 
 
-def run_case(case: Case, engines: dict[str, sa.Engine], runs: int, fetch: str, warmup: bool,
+def run_case(case: Case, engines: dict[str, sa.Engine], runs: dict[str, int], fetch: str, warmup: bool,
              naive_runs: int) -> None:
     results: dict[str, object] = {}
     for backend, engine in engines.items():
@@ -517,7 +517,7 @@ def run_case(case: Case, engines: dict[str, sa.Engine], runs: int, fetch: str, w
             if warmup:
                 case.real(engine)
             times = []
-            for i in range(runs):
+            for i in range(runs.get(backend, runs["duckdb"])):
                 seconds, out = timed(lambda e=engine: case.real(e))
                 times.append({"run": i + 1, "seconds": round(seconds, 4)})
             results[backend] = out
@@ -624,6 +624,33 @@ def table(cases: list[Case]) -> str:
     return "\n".join(lines)
 
 
+def write_results(args, cases, counts, span, started, measured, backends) -> None:
+    import duckdb
+
+    versions = {"python": platform.python_version(), "duckdb": duckdb.__version__, "pandas": pd.__version__,
+                "sqlalchemy": sa.__version__}
+    if "postgres" in backends:
+        eng = open_engine("postgres")
+        with eng.connect() as conn:
+            versions["postgresql"] = conn.execute(sa.text("SHOW server_version")).scalar_one()
+        eng.dispose()
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps({
+        "measured_at": started, "cores": os.cpu_count(), "machine": platform.machine(),
+        "versions": versions, "traders": TRADERS, "rows": counts.get("duckdb") or next(iter(counts.values())),
+        "data_end": span.end.isoformat(), "warmup": not args.no_warmup, "naive_fetch": args.naive_fetch,
+        "runs_per_function": {"duckdb": args.runs, "postgres": args.postgres_runs or args.runs,
+                              "naive": args.naive_runs},
+        "git": measured,
+        "targets": {"duckdb_s": TARGET_DUCKDB_S, "postgres_s": TARGET_POSTGRES_S, "naive_ratio": TARGET_RATIO},
+        "functions": [{"name": c.name, "call": c.call, "note": c.note, "skipped": c.skipped or None,
+                       "median_s": {k: median(c, k) for k in c.runs},
+                       "naive_over_duckdb": (round(median(c, "naive") / median(c, "duckdb"), 1)
+                                             if median(c, "naive") and median(c, "duckdb") else None),
+                       "checks": c.checks, "load_average_before_after": c.load, "runs": c.runs} for c in cases],
+    }, indent=1, default=str))
+
+
 def git_state() -> dict:
     """The commit measured, and analytics/ files that differed from it (others work in the tree)."""
     def git(*cmd: str) -> str:
@@ -639,6 +666,8 @@ def main() -> int:
     parser.add_argument("--backends", default="duckdb,postgres")
     parser.add_argument("--only", action="append", help="run cases whose name contains this (repeatable)")
     parser.add_argument("--prepare", action="store_true", help="seed a missing or empty database first")
+    parser.add_argument("--postgres-runs", type=int, default=None,
+                        help="timed runs on PostgreSQL (default: --runs)")
     parser.add_argument("--naive-runs", type=int, default=3,
                         help="timed runs of each naive version (default 3: they take 1-90 s each)")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive pandas versions")
@@ -667,37 +696,17 @@ def main() -> int:
             case.naive = None
         case.load.append(wait_for_quiet(args.max_load))
         try:
-            run_case(case, engines, args.runs, args.naive_fetch, not args.no_warmup, args.naive_runs)
+            run_case(case, engines, {"duckdb": args.runs, "postgres": args.postgres_runs or args.runs},
+                     args.naive_fetch, not args.no_warmup, args.naive_runs)
         except Missing as exc:
             case.skipped = str(exc)
             print(f"  skipped: {exc}", file=sys.stderr)
         case.load.append(round(os.getloadavg()[0], 2))
         print(f"  load average {case.load[0]} before, {case.load[1]} after", file=sys.stderr)
+        write_results(args, cases, counts, span, started, measured, backends)  # survives an interruption
     for engine in engines.values():
         engine.dispose()
-
-    import duckdb
-
-    versions = {"python": platform.python_version(), "duckdb": duckdb.__version__, "pandas": pd.__version__,
-                "sqlalchemy": sa.__version__}
-    if "postgres" in backends:
-        eng = open_engine("postgres")
-        with eng.connect() as conn:
-            versions["postgresql"] = conn.execute(sa.text("SHOW server_version")).scalar_one()
-        eng.dispose()
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({
-        "measured_at": started, "cores": os.cpu_count(), "machine": platform.machine(),
-        "versions": versions, "traders": TRADERS, "rows": counts.get("duckdb") or next(iter(counts.values())),
-        "data_end": span.end.isoformat(), "runs_per_function": args.runs, "warmup": not args.no_warmup,
-        "naive_fetch": args.naive_fetch, "naive_runs": args.naive_runs, "git": measured,
-        "targets": {"duckdb_s": TARGET_DUCKDB_S, "postgres_s": TARGET_POSTGRES_S, "naive_ratio": TARGET_RATIO},
-        "functions": [{"name": c.name, "call": c.call, "note": c.note, "skipped": c.skipped or None,
-                       "median_s": {k: median(c, k) for k in c.runs},
-                       "naive_over_duckdb": (round(median(c, "naive") / median(c, "duckdb"), 1)
-                                             if median(c, "naive") and median(c, "duckdb") else None),
-                       "checks": c.checks, "load_average_before_after": c.load, "runs": c.runs} for c in cases],
-    }, indent=1, default=str))
+    write_results(args, cases, counts, span, started, measured, backends)
     print(table(cases))
     notes = [c for c in cases if c.note and not c.skipped]
     if notes:
