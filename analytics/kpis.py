@@ -276,13 +276,14 @@ def _ts(day: date) -> datetime:
     return datetime.combine(day, datetime.min.time())
 
 
-def _trading_query(periods: Mapping[str, DateRange], trader_filter: TraderFilter, *, cents: bool) -> sa.Select:
+def _trading_query(periods: Mapping[str, DateRange], trader_filter: TraderFilter, *, postgres: bool) -> sa.Select:
     """One row: activity, churn, closed-position and ESMA figures per period (``<name>_<period>``).
 
     Two scans of trades in all: the multi-day closes for activity, and one per-trader pass for
     everything else.
     """
-    activity, closed = _activity_totals(periods, trader_filter), _closed_totals(periods, trader_filter, cents=cents)
+    activity = _activity_totals(periods, trader_filter)
+    closed = _closed_totals(periods, trader_filter, postgres=postgres)
     return sa.select(activity, closed).select_from(activity.join(closed, sa.true()))
 
 
@@ -351,57 +352,65 @@ def _summable(x: ColumnElement, cents: bool) -> ColumnElement:
     return sa.cast(x * 100, sa.BigInteger) if cents else x
 
 
-def _closed_totals(periods: Mapping[str, DateRange], trader_filter: TraderFilter, *, cents: bool) -> sa.Subquery:
+def _closed_totals(periods: Mapping[str, DateRange], trader_filter: TraderFilter, *, postgres: bool) -> sa.Subquery:
     """Positions closed in each period (count, lots, notional, P&L, commission, swap, how many
     carry commission or swap) and the ESMA figures: traders with positions closed in the 12 months
-    to the period end, and how many of them are net losing.
-
-    One scan of trades. The period and 12-month windows overlap, so their boundaries cut time into
-    disjoint segments; each trade gets its segment from one CASE and is summed per trader and
-    segment with plain aggregates (a FILTER per window and aggregate would be evaluated on every
-    row, several times the cost). Windows are then unions of segments over a few rows per trader.
-    """
+    to the period end, and how many of them are net losing. One scan of trades, per trader."""
     closed_at = trades.c.closed_at
-    windows = {f"{name}": (rng.start_ts, rng.end_ts) for name, rng in periods.items()}
+    windows = {name: (rng.start_ts, rng.end_ts) for name, rng in periods.items()}
     windows |= {f"year_{name}": (_ts(rng.end - _days(ESMA_DAYS - 1)), rng.end_ts) for name, rng in periods.items()}
-    bounds = sorted({t for window in windows.values() for t in window})
-    segment = sa.case(*((closed_at < b, i) for i, b in enumerate(bounds[1:-1])), else_=len(bounds) - 2).label("seg")
-    measures = {key: _summable(col, cents) for key, col in (
+    measures = {key: _summable(col, postgres) for key, col in (
         ("lots", trades.c.lots), ("notional", trades.c.notional_usd), ("commission", trades.c.commission_usd),
         ("swap", trades.c.swap_usd), ("pnl", trades.c.profit_usd + trades.c.commission_usd + trades.c.swap_usd))}
-    costed = _flag(sa.or_(trades.c.commission_usd != 0, trades.c.swap_usd != 0))
-    segments = (
-        sa.select(trades.c.trader_id, segment, sa.func.count().label("closed"),
-                  sa.func.sum(costed).label("costed"),
-                  *(sa.func.sum(expr).label(key) for key, expr in measures.items()))
-        .where(_in(closed_at, bounds[0], bounds[-1]), trader_filter.restrict(trades.c.trader_id))
-        .group_by(trades.c.trader_id, segment)
-        .subquery("closed_segments")
-    )
-    sg = segments.c
+    measures["costed"] = _flag(sa.or_(trades.c.commission_usd != 0, trades.c.swap_usd != 0))
+    scan = (_in(closed_at, min(a for a, _ in windows.values()), max(b for _, b in windows.values())),
+            trader_filter.restrict(trades.c.trader_id))
+    wanted = [(name, key) for name in periods for key in ("closed", *measures)]
+    wanted += [(f"year_{name}", key) for name in periods for key in ("closed", "pnl")]
 
-    def within(window: str) -> ColumnElement[bool]:
-        first, last = windows[window]
-        return sg.seg.in_([i for i in range(len(bounds) - 1) if bounds[i] >= first and bounds[i + 1] <= last])
+    if postgres:
+        # PostgreSQL: a FILTER per window over trades grouped by trader. It estimates the number
+        # of traders well and aggregates in parallel; grouping by a computed segment (below) makes
+        # it expect millions of groups and give up on parallel partial aggregation.
+        def total(window: str, key: str) -> ColumnElement:
+            inside = _in(closed_at, *windows[window])
+            return (sa.func.count().filter(inside) if key == "closed"
+                    else sa.func.sum(measures[key]).filter(inside))
 
-    per_trader_cols: list[ColumnElement] = []
-    for name in periods:
-        per_trader_cols += [sa.func.sum(sg[c]).filter(within(name)).label(f"{c}_{name}")
-                            for c in ("closed", "costed", *measures)]
-        per_trader_cols += [sa.func.sum(sg.pnl).filter(within(f"year_{name}")).label(f"pnl12_{name}"),
-                            sa.func.sum(sg.closed).filter(within(f"year_{name}")).label(f"closed12_{name}")]
-    per_trader = sa.select(*per_trader_cols).group_by(sg.trader_id).subquery("closed_per_trader")
+        per_trader = (sa.select(*(total(w, k).label(f"{k}_{w}") for w, k in wanted))
+                      .where(*scan).group_by(trades.c.trader_id).subquery("closed_per_trader"))
+    else:
+        # DuckDB: the windows overlap, so their boundaries cut time into disjoint segments; each
+        # trade gets its segment from one CASE and is summed per trader and segment with plain
+        # aggregates (a FILTER per window and aggregate is evaluated on every row: several times
+        # the cost). Windows are then unions of segments over a few rows per trader.
+        bounds = sorted({t for window in windows.values() for t in window})
+        segment = sa.case(*((closed_at < b, i) for i, b in enumerate(bounds[1:-1])),
+                          else_=len(bounds) - 2).label("seg")
+        segments = (
+            sa.select(trades.c.trader_id, segment, sa.func.count().label("closed"),
+                      *(sa.func.sum(expr).label(key) for key, expr in measures.items()))
+            .where(*scan).group_by(trades.c.trader_id, segment).subquery("closed_segments")
+        )
+        sg = segments.c
+
+        def within(window: str) -> ColumnElement[bool]:
+            first, last = windows[window]
+            return sg.seg.in_([i for i in range(len(bounds) - 1) if bounds[i] >= first and bounds[i + 1] <= last])
+
+        per_trader = (sa.select(*(sa.func.sum(sg[k]).filter(within(w)).label(f"{k}_{w}") for w, k in wanted))
+                      .group_by(sg.trader_id).subquery("closed_per_trader"))
+
     pt = per_trader.c
     totals: list[ColumnElement] = []
     for name in periods:
         totals += [sa.func.sum(pt[f"{c}_{name}"]).label(f"{c}_{name}") for c in ("closed", "costed")]
-        for key in measures:
+        for key in ("lots", "notional", "commission", "swap", "pnl"):
             total = sa.func.sum(pt[f"{key}_{name}"])
-            totals.append((total / 100 if cents else total).label(f"{key}_{name}"))
-        totals += [
-            sa.func.count().filter(pt[f"closed12_{name}"] > 0).label(f"esma_base_{name}"),
-            sa.func.count().filter(pt[f"closed12_{name}"] > 0, pt[f"pnl12_{name}"] < 0).label(f"esma_losing_{name}"),
-        ]
+            totals.append((total / 100 if postgres else total).label(f"{key}_{name}"))
+        traded = pt[f"closed_year_{name}"] > 0
+        totals += [sa.func.count().filter(traded).label(f"esma_base_{name}"),
+                   sa.func.count().filter(traded, pt[f"pnl_year_{name}"] < 0).label(f"esma_losing_{name}")]
     return sa.select(*totals).subquery("closed_totals")
 
 
@@ -431,7 +440,7 @@ def compute_kpis(engine: Engine, *, date_range: DateRange, trader_filter: Trader
         data_start, data_end = compute_data_bounds(conn)
         ledger = conn.execute(_ledger_query(periods, trader_filter, data_end)).one()._mapping
         trading = conn.execute(_trading_query(periods, trader_filter,
-                                              cents=conn.dialect.name == "postgresql")).one()._mapping
+                                              postgres=conn.dialect.name == "postgresql")).one()._mapping
     values = {name: _period_values(ledger, trading, name, rng.days) for name, rng in periods.items()}
     if data_start is None or periods["prev"].end_ts <= data_start:
         values["prev"] = dict.fromkeys(values["prev"])
