@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 
 from analytics import kpis as kpi_analytics
 from analytics.filters import TraderFilter
-from analytics.kpis import DIMENSION_LABELS, GROUPS, SPECS, TREND_METRICS, Kpi
+from analytics.kpis import DIMENSION_LABELS, DIMENSIONS, GROUPS, SPECS, TREND_METRICS, Kpi
 from analytics.periods import DateRange, Period, step_period
 from components import engine as db
 from components import filters, frame, kpi_tiles, overview_charts
@@ -22,7 +22,6 @@ frame.route_through_app()
 
 PERIOD_LABELS = {"day": "Daily", "week": "Weekly", "month": "Monthly"}
 LEVEL_METRICS = {"active_traders"}  # drawn as a line; every other trend metric is a flow drawn as bars
-BREAKDOWN_DIMENSIONS = ("country", "acquisition_channel", "affiliate_id", "platform", "vip_tier")
 BREAKDOWN_METRICS = ("deposits", "net_deposits", "registrations", "ftds", "active_traders", "volume_usd")
 
 
@@ -115,7 +114,7 @@ def trends_panel(engine: Engine, url: str, date_range: DateRange, trader_filter:
 def breakdown_panel(engine: Engine, url: str, date_range: DateRange, trader_filter: TraderFilter) -> None:
     st.subheader("Breakdown", divider="gray", anchor=False)
     with st.container(horizontal=True, gap="medium", vertical_alignment="bottom"):
-        dimension = st.segmented_control("By", BREAKDOWN_DIMENSIONS, format_func=DIMENSION_LABELS.get,
+        dimension = st.segmented_control("By", DIMENSIONS, format_func=DIMENSION_LABELS.get,
                                          default="country", required=True, key="overview.breakdown",
                                          bind="query-params")
         ranked_by = st.selectbox("Ranked by", BREAKDOWN_METRICS, format_func=lambda m: SPECS[m].label,
