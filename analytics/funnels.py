@@ -89,7 +89,7 @@ DROPOFF_COLUMNS = ["trader_id", "external_id", "country", "acquisition_channel",
 _US = 1_000_000
 DEFAULT_FILTER = TraderFilter()  # everyone but test accounts, as the global filter starts
 _EXCLUSION_SHIFT = 32  # mask bits 0..31 are steps, bits 32.. are exclusions "before step i"
-_STRICT_SPAN_ONLY = True  # strict funnels fetch unrelated events inside each trader's step span only
+_TRIM_UNRELATED = True  # strict funnels fetch only the unrelated events that can break a chain (exact)
 
 
 class FunnelRejected(ValueError):
@@ -714,7 +714,8 @@ def _event_query(plan: _Plan, dialect: str, date_range: DateRange | None, trader
         return select.with_only_columns(*cols)
 
     light: list[sa.Select] = []
-    unrelated: list[tuple[sa.Select, bool]] = []  # strict funnels: (rows matching nothing, carry properties)
+    # Strict funnels: (rows matching nothing, their core event name or "portal"/"portal+props").
+    unrelated: list[tuple[sa.Select, str]] = []
     for name in core_names:
         if name in reduced.values():
             continue
@@ -726,7 +727,7 @@ def _event_query(plan: _Plan, dialect: str, date_range: DateRange | None, trader
         elif strict:
             in_range = source if date_range is None else source.where(
                 date_range.contains(source.selected_columns.occurred_at))
-            unrelated.append((shaped(in_range, 0, None), False))
+            unrelated.append((shaped(in_range, 0, None), name))
     portal = sa.select(portal_events.c.trader_id, portal_events.c.occurred_at)
     if not strict:
         portal = portal.where(portal_events.c.event.in_(sorted(plan.names)))
@@ -734,7 +735,7 @@ def _event_query(plan: _Plan, dialect: str, date_range: DateRange | None, trader
     portal = shaped(_restricted(portal, date_range, trader_filter), portal_mask,
                     _property_text(dialect, prop_key) if prop_key else None)
     if strict:
-        unrelated.append((portal.where(portal_mask == 0), prop_key is not None))
+        unrelated.append((portal.where(portal_mask == 0), "portal+props" if prop_key else "portal"))
         portal = portal.where(portal_mask != 0)
     elif any(flt is not None for _, flt in plan.step_bits.values()):
         portal = portal.where(portal_mask != 0)  # a filtered step can leave portal rows matching nothing
@@ -742,20 +743,38 @@ def _event_query(plan: _Plan, dialect: str, date_range: DateRange | None, trader
     light_cte = sa.union_all(*light).cte("funnel_light")
     extra: list[sa.Select] = []
     if unrelated:
-        # Strict funnels: an unrelated event matters only between a trader's first and last step or
-        # exclusion event (it breaks a chain there); outside that span it changes nothing, so it is
-        # not fetched - except portal events when a breakdown reads properties from every event.
+        # Strict funnels. An unrelated event only matters (a) at the instant of a step or exclusion event,
+        # where it makes the tie "mixed", or (b) as the first one after such an event, where it breaks the
+        # chain - and only within the window of it, since every attempt started at or before it. So
+        # trades and logins are fetched as those markers only; the lighter sources inside each trader's
+        # span of step events (DuckDB: trades and logins too); portal events whole when a breakdown reads
+        # properties from every event.
         span = (sa.select(light_cte.c.trader_id, sa.func.min(light_cte.c.occurred_at).label("lo"),
                           sa.func.max(light_cte.c.occurred_at).label("hi"))
                 .group_by(light_cte.c.trader_id).cte("funnel_span"))
-        for select, keep_all in unrelated:
-            if keep_all or not _STRICT_SPAN_ONLY:
+        anchors = sa.select(light_cte.c.trader_id, light_cte.c.occurred_at).distinct().cte("funnel_instants")
+        for select, source in unrelated:
+            if source == "portal+props" or not _TRIM_UNRELATED:
                 extra.append(select)
-                continue
-            rows = select.subquery()
-            extra.append(sa.select(rows).join(span, sa.and_(
-                span.c.trader_id == rows.c.trader_id, rows.c.occurred_at >= span.c.lo,
-                rows.c.occurred_at <= span.c.hi)))
+            elif source in BULK_EVENTS and dialect == "postgresql":
+                # Index probes on (trader_id, time); DuckDB would unnest these into a join of every
+                # step event with every trade of the trader, so it takes the span below instead.
+                trader_col, time_col = BULK_EVENTS[source]
+                in_range = [] if date_range is None else [date_range.contains(time_col)]
+                after = sa.select(sa.func.min(time_col)).where(
+                    trader_col == anchors.c.trader_id, time_col > anchors.c.occurred_at,
+                    time_col <= anchors.c.occurred_at + window, *in_range).scalar_subquery()
+                same = sa.select(sa.func.min(time_col)).where(
+                    trader_col == anchors.c.trader_id, time_col == anchors.c.occurred_at, *in_range).scalar_subquery()
+                markers = sa.union_all(sa.select(anchors.c.trader_id, after.label("occurred_at")),
+                                       sa.select(anchors.c.trader_id, same.label("occurred_at"))).subquery()
+                extra.append(shaped(sa.select(markers.c.trader_id, markers.c.occurred_at)
+                                    .where(markers.c.occurred_at.is_not(None)).distinct(), 0, None))
+            else:
+                rows = select.subquery()
+                extra.append(sa.select(rows).join(span, sa.and_(
+                    span.c.trader_id == rows.c.trader_id, rows.c.occurred_at >= span.c.lo,
+                    rows.c.occurred_at <= span.c.hi)))
 
     parts: list[sa.Select] = [sa.select(light_cte), *extra]
     reduced_ctes: dict[int, sa.CTE] = {}

@@ -121,7 +121,7 @@ def test_strict_funnels_lose_nothing_when_unrelated_events_are_cut_and_collapsed
         collapsed = _everything(broker, spec, date_range, trader_filter)
         with monkeypatch.context() as m:
             m.setattr(funnels._Events, "collapse_unrelated", lambda self: None)
-            m.setattr(funnels, "_STRICT_SPAN_ONLY", False)
+            m.setattr(funnels, "_TRIM_UNRELATED", False)
             whole = _everything(broker, spec, date_range, trader_filter)
         _assert_same(collapsed, whole)
 
