@@ -608,7 +608,7 @@ def _restricted(select: sa.Select, date_range: DateRange | None, trader_filter: 
 def _property_text(dialect: str, key: str) -> ColumnElement:
     """The JSON property ``key`` of a portal event as text (NULL when absent)."""
     if dialect == "duckdb":
-        return sa.func.json_extract_string(portal_events.c.properties, f"$.{key}")
+        return sa.func.json_extract_string(portal_events.c.properties, f'$."{key}"')  # quoted: keys like $browser
     return sa.func.json_extract_path_text(sa.cast(portal_events.c.properties, sa.JSON), key)
 
 

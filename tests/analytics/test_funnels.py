@@ -303,6 +303,16 @@ def test_first_touch_and_last_touch_attribution(engine):
     assert values("last_touch") == {"Safari": [2, 2], "(none)": [1, 0]}
 
 
+def test_property_keys_may_start_with_a_dollar(engine):
+    load(engine, {1: [("A", 0, {"$browser": "Chrome"}), ("B", 60, {"$browser": "Chrome"})],
+                  2: [("A", 0, {"$browser": "Safari"})]})
+
+    result = compute_funnel(engine, FunnelSpec(("A", "B"), breakdown="$browser", breakdown_kind="event",
+                                               step_filters=(None, StepFilter("$browser", "Chrome"))))
+
+    assert by_value(result.steps) == {"Chrome": [1, 1], "Safari": [1, 0]}
+
+
 def test_trader_attribute_breakdown(engine):
     load(engine, {1: [("A", 0), ("B", 60)], 2: [("A", 0)], 3: [("A", 0), ("B", 60)]},
          people={1: {"country": "DE", "vip_tier": "gold"}, 2: {"country": "DE"}, 3: {"country": "GB"}})
