@@ -205,6 +205,19 @@ def test_periods_without_activity_are_zero_filled(engine):
     assert all(str(frame[c].dtype) == "int64" for c in LIFECYCLE_COLUMNS[1:])
 
 
+def test_long_daily_ranges_keep_neighbours_across_every_62_periods(engine):
+    # Day 0 is the look-back day 01-11; periods are tracked 62 to a 64-bit word, so 03-13/03-14
+    # and 05-14/05-15 sit on either side of a word boundary.
+    Broker().trader(1).trade(1, "03-13", "03-14", "03-15", "05-14", "05-15").write(engine)
+
+    frame = compute_lifecycle(engine, period="day", date_from=d("01-12"), date_to=d("05-21"))
+
+    assert len(frame) == 130
+    assert {k: v for k, v in table(frame).items() if any(v)} == {
+        "03-13": (1, 0, 0, 0), "03-14": (0, 1, 0, 0), "03-15": (0, 1, 0, 0), "03-16": (0, 0, 0, -1),
+        "05-14": (0, 0, 1, 0), "05-15": (0, 1, 0, 0), "05-16": (0, 0, 0, -1)}
+
+
 def test_an_empty_database_gives_zero_rows_for_every_period(engine):
     frame = compute_lifecycle(engine, period="day", date_from=d("01-12"), date_to=d("01-14"))
 
