@@ -287,26 +287,32 @@ def _trading_query(periods: Mapping[str, DateRange], trader_filter: TraderFilter
     return sa.select(activity, closed).select_from(activity.join(closed, sa.true()))
 
 
-def _activity_totals(periods: Mapping[str, DateRange], trader_filter: TraderFilter) -> sa.Subquery:
-    """Active traders, trader-days, WAU, MAU and churn per period.
+def _trader_days(start: datetime, until: datetime, trader_filter: TraderFilter) -> sa.Subquery:
+    """Distinct (``trader_id``, ``d``): the UTC days from ``start`` to ``until`` (exclusive) on which a
+    trader opened or closed a trade.
 
-    A trader-day is a day with a trade opened or closed. Opening days come from the
-    ``daily_activity`` rollup ("trade" is timed by the opening); only the one trade in ten that
-    closes on a later day adds a closing day from ``trades``. Grouping about a million trader-days
-    instead of every trade twice is what keeps this fast on PostgreSQL.
+    Opening days come from the ``daily_activity`` rollup ("trade" is timed by the opening); only
+    the one trade in ten that closes on a later day adds a closing day from ``trades``. Grouping
+    about a million trader-days (200,000 traders, a year) instead of every trade twice is what
+    keeps this fast on PostgreSQL.
     """
+    da = daily_activity.c
+    open_days = (sa.select(da.trader_id, sa.cast(da.day, sa.Date).label("d"))
+                 .where(da.event == "trade", _in(da.day, start, until), trader_filter.restrict(da.trader_id)))
+    close_day = sa.cast(trades.c.closed_at, sa.Date)
+    close_days = (sa.select(trades.c.trader_id, close_day.label("d"))
+                  .where(_in(trades.c.closed_at, start, until), close_day != sa.cast(trades.c.opened_at, sa.Date),
+                         trader_filter.restrict(trades.c.trader_id)))
+    both = sa.union_all(open_days, close_days).subquery("trade_days")
+    return sa.select(both.c.trader_id, both.c.d).group_by(both.c.trader_id, both.c.d).subquery("trader_days")
+
+
+def _activity_totals(periods: Mapping[str, DateRange], trader_filter: TraderFilter) -> sa.Subquery:
+    """Active traders, trader-days, WAU, MAU and churn per period (trader-days: :func:`_trader_days`)."""
     until = max(r.end_ts for r in periods.values())
     active_from = _ts(min(r.start for r in periods.values()) - _days(CHURN_DAYS))
     da = daily_activity.c
-    open_days = (sa.select(da.trader_id, sa.cast(da.day, sa.Date).label("d"))
-                 .where(da.event == "trade", _in(da.day, active_from, until), trader_filter.restrict(da.trader_id)))
-    close_day = sa.cast(trades.c.closed_at, sa.Date)
-    close_days = (sa.select(trades.c.trader_id, close_day.label("d"))
-                  .where(_in(trades.c.closed_at, active_from, until), close_day != sa.cast(trades.c.opened_at, sa.Date),
-                         trader_filter.restrict(trades.c.trader_id)))
-    both = sa.union_all(open_days, close_days).subquery("trade_days")
-    trader_days = sa.select(both.c.trader_id, both.c.d).group_by(both.c.trader_id, both.c.d).subquery("trader_days")
-    td = trader_days.c
+    td = _trader_days(active_from, until, trader_filter).c
 
     def on_days(first: date, last: date) -> ColumnElement[int]:
         return sa.func.max(_flag(sa.and_(td.d >= first, td.d <= last)))
@@ -517,14 +523,9 @@ def _trend_source(metric: str, date_range: DateRange, trader_filter: TraderFilte
         return transactions, transactions.c.created_at, aggregate, [transactions.c.kind.in_(kinds), restrict_txn]
     restrict_trades = trader_filter.restrict(trades.c.trader_id)
     if metric == "active_traders":
-        # Opened or closed in the period: both days of a trade, then distinct traders per period.
-        side = sa.values(sa.column("k", sa.Integer), name="side").data([(0,), (1,)])
-        at = sa.case((side.c.k == 0, trades.c.opened_at), else_=trades.c.closed_at).label("at")
-        both = (sa.select(trades.c.trader_id, at).select_from(trades.join(side, sa.true()))
-                .where(sa.or_(date_range.contains(trades.c.opened_at), date_range.contains(trades.c.closed_at)),
-                       restrict_trades)
-                .subquery("trade_days"))
-        return both, both.c.at, sa.func.count(sa.distinct(both.c.trader_id)), []
+        # Opened or closed in the period: distinct traders over their trading days.
+        days = _trader_days(date_range.start_ts, date_range.end_ts, trader_filter)
+        return days, sa.cast(days.c.d, sa.DateTime), sa.func.count(sa.distinct(days.c.trader_id)), []
     aggregate = {
         "trades": sa.func.count(),
         "volume_usd": sa.func.sum(trades.c.notional_usd),
