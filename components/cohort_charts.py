@@ -79,23 +79,27 @@ def retention_heatmap(result: RetentionResult, *, show: Show = "percent") -> go.
     size_grid = np.repeat(sizes[:, None], len(x), axis=1)
     custom = np.dstack([np.nan_to_num(counts), size_grid])
 
+    # A year of weekly cohorts still fits a screen or two; hundreds of daily ones shrink to a strip each.
+    row_px = 30 if len(labels) <= 20 else 22 if len(labels) <= 60 else max(4, 1500 // len(labels))
+    legible = row_px >= 20 and percent.size <= 600  # room for a number in each cell
+    gap = 2 if row_px >= 12 else 0
     # Two x axes side by side on one shared category y axis (what make_subplots would build, without
     # its ~50 ms of grid bookkeeping on every rerun).
     sizes_trace = go.Heatmap(
         z=np.zeros((len(labels), 1)), x=["Traders"], y=labels, text=[[f"{s:,}"] for s in sizes], xaxis="x",
-        texttemplate="%{text}", colorscale=[[0, "#f2f5f8"], [1, "#f2f5f8"]], showscale=False, xgap=2, ygap=2,
+        texttemplate="%{text}" if row_px >= 20 else None, colorscale=[[0, "#f2f5f8"], [1, "#f2f5f8"]],
+        showscale=False, xgap=2, ygap=gap,
         hovertemplate="%{y}<br>%{text} traders in the cohort<extra></extra>", textfont={"color": "#14243a"},
     )
     cells_trace = go.Heatmap(
-        z=percent, x=x, y=labels, text=text, texttemplate="%{text}" if percent.size <= 600 else None, xaxis="x2",
+        z=percent, x=x, y=labels, text=text, texttemplate="%{text}" if legible else None, xaxis="x2",
         customdata=custom, colorscale=[[i / (len(SEQUENTIAL) - 1), c] for i, c in enumerate(SEQUENTIAL)],
-        zmin=0, zmax=max(top, 1.0), xgap=2, ygap=2, hoverongaps=False,
+        zmin=0, zmax=max(top, 1.0), xgap=2, ygap=gap, hoverongaps=False,
         colorbar={"title": {"text": "% of cohort"}, "ticksuffix": "%", "thickness": 12, "len": 0.8},
         hovertemplate="%{y} · %{customdata[1]:,} traders<br>%{x}: %{customdata[0]:,} back (%{z:.1f}%)"
                       "<extra></extra>",
     )
     axis = {"side": "top", "type": "category", "showgrid": False, "ticks": ""}
-    row_px = 30 if len(labels) <= 20 else 22  # a year of weekly cohorts still fits one screen or two
     return go.Figure([sizes_trace, cells_trace], layout={
         "xaxis": {**axis, "domain": [0, 0.082]}, "xaxis2": {**axis, "domain": [0.09, 1.0]},
         "yaxis": {"autorange": "reversed", "type": "category", "showgrid": False, "ticks": ""},
