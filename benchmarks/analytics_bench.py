@@ -651,6 +651,38 @@ def write_results(args, cases, counts, span, started, measured, backends) -> Non
     }, indent=1, default=str))
 
 
+def explain_slowest(case: Case, url: str, top: int = 1) -> str:
+    """Run ``case`` once on PostgreSQL capturing each statement's time, then EXPLAIN (ANALYZE,
+    BUFFERS) the slowest ``top`` statements (after replaying the SET statements the call made)."""
+    engine = sa.create_engine(url)
+    seen: list[tuple[float, str, object]] = []
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def _start(conn, cursor, statement, parameters, context, executemany):
+        conn.info["t0"] = time.perf_counter()
+
+    @sa.event.listens_for(engine, "after_cursor_execute")
+    def _stop(conn, cursor, statement, parameters, context, executemany):
+        seen.append((time.perf_counter() - conn.info.pop("t0"), statement, parameters))
+
+    case.real(engine)
+    sets = [stmt.replace("SET LOCAL", "SET") for _, stmt, _ in seen if stmt.lstrip().upper().startswith("SET")]
+    out = []
+    for seconds, statement, parameters in sorted(seen, key=lambda s: -s[0])[:top]:
+        raw = engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            for stmt in sets:
+                cur.execute(stmt)
+            cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + statement, parameters or None)
+            plan = "\n".join(r[0] for r in cur.fetchall())
+        finally:
+            raw.close()
+        out.append(f"-- {case.name}: slowest statement {seconds:.2f}s of {len(seen)}\n{statement}\n{plan}")
+    engine.dispose()
+    return "\n\n".join(out)
+
+
 def git_state() -> dict:
     """The commit measured, and analytics/ files that differed from it (others work in the tree)."""
     def git(*cmd: str) -> str:
@@ -676,6 +708,8 @@ def main() -> int:
     parser.add_argument("--max-load", type=float, default=2.5,
                         help="before each function wait (up to 3 min) for the 1-minute load average to fall "
                              "below this; 0 disables")
+    parser.add_argument("--explain", action="store_true",
+                        help="instead of timing: EXPLAIN ANALYZE each function's slowest PostgreSQL statement")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
@@ -688,6 +722,13 @@ def main() -> int:
     cases = build_cases(span.end)
     if args.only:
         cases = [c for c in cases if any(o.lower() in c.name.lower() for o in args.only)]
+    if args.explain:
+        for case in cases:
+            try:
+                print(explain_slowest(case, PG_URL) + "\n")
+            except Missing as exc:
+                print(f"-- {case.name}: skipped ({exc})\n")
+        return 0
     started = time.strftime("%Y-%m-%d %H:%M")
     measured = git_state()  # analytics modules are imported when their first function runs
     for case in cases:

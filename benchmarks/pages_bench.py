@@ -241,37 +241,25 @@ def main() -> int:
             for rep in range(1, args.reps + 1):
                 for name, path, _script in pages:
                     server = Server(db_url)  # a fresh process per page and repetition: cold caches
+                    run = {"page": name, "path": f"/{path}", "rep": rep, "load_average": round(os.getloadavg()[0], 2)}
                     try:
-                        run = {"page": name, "path": f"/{path}", "rep": rep, **measure_page(browser, server.url, path,
-                                                                                           captions)}
+                        run |= measure_page(browser, server.url, path, captions)
+                    except Exception as exc:  # a page that never finished rendering: keep going
+                        run["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+                        print(f"{name:10} rep {rep}: {run['error']}", file=sys.stderr)
                     finally:
                         server.stop()
                     runs.append(run)
+                    summarise(pages, runs, args.output, started)
+                    if "error" in run:
+                        continue
                     print(f"{name:10} rep {rep}: cold {run['cold_s']:.2f}s, warm {run['warm_s']:.2f}s, "
                           f"uncached change {run['uncached_interaction_s']:.2f}s, cached change "
                           f"{', '.join(f'{s:.2f}' for s in run['cached_interaction_s'])}s, {run['charts']} charts",
                           file=sys.stderr)
         finally:
             browser.close()
-    summary = []
-    for name, path, _script in pages:
-        sel = [r for r in runs if r["page"] == name]
-        med = {k: statistics.median(r[k] for r in sel) for k in ("cold_s", "warm_s", "uncached_interaction_s")}
-        med["cached_interaction_s"] = statistics.median(s for r in sel for s in r["cached_interaction_s"])
-        summary.append({"page": name, "path": f"/{path}", "reps": len(sel), **{k: round(v, 3) for k, v in med.items()},
-                        "render_target_met": max(med["cold_s"], med["warm_s"]) <= TARGET_RENDER_S,
-                        "cached_target_met": med["cached_interaction_s"] <= TARGET_CACHED_S})
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    import streamlit
-
-    args.output.write_text(json.dumps({
-        "measured_at": started, "cores": os.cpu_count(), "machine": platform.machine(),
-        "versions": {"python": platform.python_version(), "streamlit": streamlit.__version__,
-                     "chromium": browser_version()},
-        "database": str(DEMO_DB.relative_to(ROOT)) if DEMO_DB.is_relative_to(ROOT) else str(DEMO_DB),
-        "targets": {"render_s": TARGET_RENDER_S, "cached_interaction_s": TARGET_CACHED_S},
-        "summary": summary, "runs": runs,
-    }, indent=1))
+    summary = summarise(pages, runs, args.output, started)
     print("| page | reps | first load, cold caches (s) | reload, warm caches (s) | period change, uncached (s) | "
           "period change, cached (s) | render ≤ 3 s | cached ≤ 0.5 s |")
     print("|---|---:|---:|---:|---:|---:|---|---|")
@@ -281,6 +269,33 @@ def main() -> int:
               f"{s['cached_interaction_s']:.2f} | {'yes' if s['render_target_met'] else '**no**'} | "
               f"{'yes' if s['cached_target_met'] else '**no**'} |")
     return 0
+
+
+def summarise(pages, runs: list[dict], output: Path, started: str) -> list[dict]:
+    """Medians per page, written with every run to ``output`` (after each run, so an interrupted
+    benchmark keeps what it measured)."""
+    summary = []
+    for name, path, _script in pages:
+        sel = [r for r in runs if r["page"] == name and "error" not in r]
+        if not sel:
+            continue
+        med = {k: statistics.median(r[k] for r in sel) for k in ("cold_s", "warm_s", "uncached_interaction_s")}
+        med["cached_interaction_s"] = statistics.median(s for r in sel for s in r["cached_interaction_s"])
+        summary.append({"page": name, "path": f"/{path}", "reps": len(sel), **{k: round(v, 3) for k, v in med.items()},
+                        "render_target_met": max(med["cold_s"], med["warm_s"]) <= TARGET_RENDER_S,
+                        "cached_target_met": med["cached_interaction_s"] <= TARGET_CACHED_S})
+    output.parent.mkdir(parents=True, exist_ok=True)
+    import streamlit
+
+    output.write_text(json.dumps({
+        "measured_at": started, "cores": os.cpu_count(), "machine": platform.machine(),
+        "versions": {"python": platform.python_version(), "streamlit": streamlit.__version__,
+                     "chromium": browser_version()},
+        "database": str(DEMO_DB.relative_to(ROOT)) if DEMO_DB.is_relative_to(ROOT) else str(DEMO_DB),
+        "targets": {"render_s": TARGET_RENDER_S, "cached_interaction_s": TARGET_CACHED_S},
+        "summary": summary, "runs": runs,
+    }, indent=1))
+    return summary
 
 
 def browser_version() -> str:
