@@ -32,8 +32,9 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -849,16 +850,13 @@ def _fetch(conn: Connection, stmt: sa.Select, columns: list[str]) -> dict[str, n
     if conn.dialect.name == "duckdb":
         raw = conn.execute(stmt).cursor.fetchnumpy()
         return {name: _unmasked(raw[name]) for name in columns}
-    if "prop" not in columns:
-        copied = _copy_bigints(conn, stmt, columns)
-        if copied is not None:
-            return copied
-    rows = conn.execute(stmt).fetchall()
-    out = {}
-    for i, name in enumerate(columns):
-        values = [r[i] for r in rows]
-        out[name] = np.array(values, dtype=object) if name == "prop" else np.array(values, dtype=np.int64)
-    return out
+    if "prop" in columns:  # text: CSV (the property is the last column)
+        return dict(zip(columns, _copy_csv(conn, stmt, integers=len(columns) - 1), strict=True))
+    copied = _copy_bigints(conn, stmt, columns)
+    if copied is None:  # not the fixed binary layout after all: one tuple per row
+        rows = conn.execute(stmt).fetchall()
+        copied = {name: np.array([r[i] for r in rows], dtype=np.int64) for i, name in enumerate(columns)}
+    return copied
 
 
 def _copy_bigints(conn: Connection, stmt: sa.Select, columns: list[str]) -> dict[str, np.ndarray] | None:
@@ -1037,29 +1035,44 @@ def _event_labels(events: _Events, attribution: Attribution) -> np.ndarray:
 def _lookup(conn: Connection, stmt: sa.Select, trader_ids: np.ndarray) -> list[np.ndarray]:
     """Values of ``stmt`` (first column trader_id, then value columns) for each of ``trader_ids``;
     None where a trader has no row."""
-    id_col = stmt.selected_columns[0]
     if conn.dialect.name == "postgresql":
-        # Only the rows asked for: PostgreSQL hands rows over one Python tuple at a time.
-        stmt = stmt.where(id_col == sa.any_(sa.bindparam("ids", [int(i) for i in trader_ids],
-                                                            type_=postgresql.ARRAY(sa.BigInteger))))
-        rows = conn.execute(stmt).all()
-        columns = [np.array([r[i] for r in rows], dtype=np.int64 if i == 0 else object)
-                   for i in range(len(stmt.selected_columns))]
+        columns = _copy_csv(conn, stmt)
     else:
-        raw = conn.execute(stmt).cursor.fetchnumpy()
-        columns = []
-        for i, col in enumerate(raw.values()):
-            columns.append(_unmasked(col) if i == 0 else _unmasked(col, nulls=True))
-    ids, values = columns[0], columns[1:]
+        columns = [_unmasked(col, nulls=i > 0) for i, col in enumerate(conn.execute(stmt).cursor.fetchnumpy().values())]
+    ids = np.asarray(columns[0], dtype=np.int64)
     order = np.argsort(ids, kind="stable")
     ids = ids[order]
-    out = [np.full(len(trader_ids), None, dtype=object) for _ in values]
+    out = [np.full(len(trader_ids), None, dtype=object) for _ in columns[1:]]
     if len(ids) and len(trader_ids):
         pos = np.clip(np.searchsorted(ids, trader_ids), 0, len(ids) - 1)
         found = ids[pos] == trader_ids
-        for target, column in zip(out, values, strict=True):
+        for target, column in zip(out, columns[1:], strict=True):
             target[found] = column[order][pos[found]]
     return out
+
+
+def _copy_csv(conn: Connection, stmt: sa.Select, integers: int = 1) -> list[np.ndarray]:
+    """PostgreSQL: ``stmt`` (``integers`` BIGINT columns, then text columns) through COPY ... CSV, parsed
+    by pyarrow: a few times faster than a tuple per row. NULL stays None, an empty string stays ''."""
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    names = [f"c{i}" for i in range(len(stmt.selected_columns))]
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        sql = cursor.mogrify(str(compiled), compiled.params).decode()
+        buffer = io.BytesIO()
+        cursor.copy_expert(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", buffer)
+    finally:
+        cursor.close()
+    if not buffer.getbuffer().nbytes:
+        return [np.zeros(0, np.int64) if i < integers else np.zeros(0, object) for i in range(len(names))]
+    buffer.seek(0)
+    table = pacsv.read_csv(
+        buffer, read_options=pacsv.ReadOptions(column_names=names),
+        convert_options=pacsv.ConvertOptions(
+            column_types={name: pa.int64() if i < integers else pa.string() for i, name in enumerate(names)},
+            strings_can_be_null=True, quoted_strings_can_be_null=False))
+    return [np.asarray(table.column(i).to_numpy(zero_copy_only=False), dtype=np.int64 if i < integers else object)
+            for i in range(len(names))]
 
 
 def _trader_labels(conn: Connection, attribute: str, attribution: Attribution, trader_ids: np.ndarray,
