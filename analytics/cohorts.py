@@ -552,22 +552,36 @@ def compute_engagement_retention(
         first = sa.func.min(transactions.c.created_at)
         ftd = _ftd_per_trader(trader_filter).having(first <= cutoff).cte("ftd")
         sess_src = event_occurrences(session_event).subquery("session_events")
-        early = (sa.select(ftd.c.trader_id, sa.func.count(sess_src.c.trader_id).label("sessions"))
-                 .join_from(ftd, sess_src, sa.and_(sess_src.c.trader_id == ftd.c.trader_id,
-                                                   sess_src.c.occurred_at >= ftd.c.ftd_at,
-                                                   sess_src.c.occurred_at < ftd.c.ftd_at + _days(first_days)),
-                            isouter=True)
+        # An inner join bounded by the last possible window end, then zeros for traders without
+        # sessions: PostgreSQL runs this as one parallel hash join instead of an index probe and a heap
+        # fetch per session (its visibility map is often unset after bulk loads).
+        early = (sa.select(ftd.c.trader_id, sa.func.count().label("sessions"))
+                 .join_from(ftd, sess_src, sess_src.c.trader_id == ftd.c.trader_id)
+                 .where(sess_src.c.occurred_at >= ftd.c.ftd_at,
+                        sess_src.c.occurred_at < ftd.c.ftd_at + _days(first_days),
+                        sess_src.c.occurred_at < cutoff + timedelta(days=first_days))
                  .group_by(ftd.c.trader_id)).subquery("early")
         act_src = event_occurrences(activity).subquery("activity_events")
-        retained = (sa.select(ftd.c.trader_id)
-                    .join_from(ftd, act_src, act_src.c.trader_id == ftd.c.trader_id)
-                    .where(act_src.c.occurred_at >= ftd.c.ftd_at + _days(retained_from_day),
-                           act_src.c.occurred_at < ftd.c.ftd_at + _days(retained_to_day))
-                    .distinct()).subquery("retained")
-        is_retained = sa.case((retained.c.trader_id.is_not(None), 1), else_=0).label("retained")
-        query = (sa.select(early.c.sessions, is_retained, sa.func.count().label("n"))
-                 .join_from(early, retained, retained.c.trader_id == early.c.trader_id, isouter=True)
-                 .group_by(early.c.sessions, is_retained))
+        window = (act_src.c.occurred_at >= ftd.c.ftd_at + _days(retained_from_day),
+                  act_src.c.occurred_at < ftd.c.ftd_at + _days(retained_to_day))
+        if engine.dialect.name == "postgresql":
+            # EXISTS stops at the first activity in the window: one index probe per trader instead of
+            # a heap fetch per activity row.
+            came_back = sa.exists(sa.select(act_src.c.trader_id).where(
+                act_src.c.trader_id == ftd.c.trader_id, *window))
+            retained = sa.case((came_back, 1), else_=0)
+            base = sa.select(ftd.c.trader_id).select_from(ftd)
+        else:
+            # DuckDB decorrelates EXISTS into a slower mark join; a hash join and DISTINCT is faster.
+            kept = (sa.select(ftd.c.trader_id).join_from(ftd, act_src, act_src.c.trader_id == ftd.c.trader_id)
+                    .where(*window).distinct()).subquery("kept")
+            retained = sa.case((kept.c.trader_id.is_not(None), 1), else_=0)
+            base = sa.select(ftd.c.trader_id).join_from(ftd, kept, kept.c.trader_id == ftd.c.trader_id, isouter=True)
+        per_trader = (base.add_columns(sa.func.coalesce(early.c.sessions, 0).label("sessions"),
+                                       retained.label("retained"))
+                      .join(early, early.c.trader_id == ftd.c.trader_id, isouter=True)).subquery("per_trader")
+        query = (sa.select(per_trader.c.sessions, per_trader.c.retained, sa.func.count().label("n"))
+                 .group_by(per_trader.c.sessions, per_trader.c.retained))
         with engine.begin() as conn:
             _tune(conn)
             counts = _read(conn, query)
