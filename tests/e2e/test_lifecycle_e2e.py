@@ -13,6 +13,9 @@ from tests.e2e.conftest import ARTIFACTS, screenshot, wait_for_app
 pytestmark = pytest.mark.e2e
 
 ACTIVE = "Active, last week"
+# Timings are recorded, not asserted: on a busy shared machine a page load can take far longer than
+# expect()'s 15 s, and that is no page failure.
+LOAD_TIMEOUT_MS = 90_000
 
 
 def metric(page: Page, label: str):
@@ -36,9 +39,18 @@ def test_lifecycle_page_draws_its_charts_and_follows_the_filters(page: Page, dem
     page.goto(f"{demo_app_url}/lifecycle")
     wait_for_app(page)
     # The first visit also starts the server's Python session (imports, engine, migrations check).
-    expect(page.get_by_test_id("stPlotlyChart")).to_have_count(3, timeout=60_000)  # lifecycle, stages, Sankey
+    expect(page.get_by_test_id("stPlotlyChart")).to_have_count(3, timeout=LOAD_TIMEOUT_MS)  # lifecycle, stages, Sankey
+    timings["first_visit_s"] = time.perf_counter() - t0
+    # A full render on a running server: another period, so every figure is computed afresh.
+    t0 = time.perf_counter()
+    page.goto(f"{demo_app_url}/lifecycle?period=Last+6+months")
+    wait_for_app(page)
+    expect(page.get_by_test_id("stPlotlyChart")).to_have_count(3, timeout=LOAD_TIMEOUT_MS)
     expect(page.locator(".st-key-lifecycle-flows-table [data-testid='stDataFrame']")).to_be_visible()
-    timings["first_render_s"] = time.perf_counter() - t0
+    timings["full_render_s"] = time.perf_counter() - t0
+    page.goto(f"{demo_app_url}/lifecycle")
+    wait_for_app(page)
+    expect(page.get_by_test_id("stPlotlyChart")).to_have_count(3, timeout=LOAD_TIMEOUT_MS)
     expect(page.get_by_role("heading", name="Lifecycle", exact=True)).to_be_visible()
     expect(page.locator(".st-key-lifecycle-chart .js-plotly-plot .barlayer")).to_be_attached()
     everyone = metric(page, ACTIVE).inner_text()
@@ -48,7 +60,7 @@ def test_lifecycle_page_draws_its_charts_and_follows_the_filters(page: Page, dem
     page.get_by_test_id("stSidebar").get_by_test_id("stMultiSelect").filter(has_text="Country").click()
     page.get_by_role("option", name="DE", exact=True).click()
     page.keyboard.press("Escape")
-    expect(metric(page, ACTIVE)).not_to_have_text(everyone)
+    expect(metric(page, ACTIVE)).not_to_have_text(everyone, timeout=LOAD_TIMEOUT_MS)
     settled(page)
     germany = metric(page, ACTIVE).inner_text()
     assert 0 < int(germany.replace(",", "")) < int(everyone.replace(",", ""))
@@ -56,7 +68,7 @@ def test_lifecycle_page_draws_its_charts_and_follows_the_filters(page: Page, dem
 
     # Page controls: monthly periods (computed), then weekly again (served from the cache).
     segment(page, "lifecycle.period", "Month")
-    expect(page.get_by_test_id("stMetric").filter(has_text="Active, last month")).to_be_visible()
+    expect(page.get_by_test_id("stMetric").filter(has_text="Active, last month")).to_be_visible(timeout=LOAD_TIMEOUT_MS)
     assert "lifecycle.period=Month" in page.url  # bound params carry the option as shown
     settled(page)
     t1 = time.perf_counter()
@@ -69,7 +81,7 @@ def test_lifecycle_page_draws_its_charts_and_follows_the_filters(page: Page, dem
     page.reload()
     t2 = time.perf_counter()
     wait_for_app(page)
-    expect(page.get_by_test_id("stPlotlyChart")).to_have_count(3)
+    expect(page.get_by_test_id("stPlotlyChart")).to_have_count(3, timeout=LOAD_TIMEOUT_MS)
     timings["cached_reload_s"] = time.perf_counter() - t2
     settled(page)
     expect(metric(page, ACTIVE)).to_have_text(germany)  # the URL kept the filter
