@@ -762,13 +762,21 @@ def _event_query(plan: _Plan, dialect: str, date_range: DateRange | None, trader
                 # step event with every trade of the trader, so it takes the span below instead.
                 trader_col, time_col = BULK_EVENTS[source]
                 in_range = [] if date_range is None else [date_range.contains(time_col)]
-                after = sa.select(sa.func.min(time_col)).where(
-                    trader_col == anchors.c.trader_id, time_col > anchors.c.occurred_at,
+                # One probe per instant for the first one at or after it; only when that one is at the
+                # instant itself (a tie) does a second probe look for the first one after it.
+                at_or_after = sa.select(sa.func.min(time_col)).where(
+                    trader_col == anchors.c.trader_id, time_col >= anchors.c.occurred_at,
                     time_col <= anchors.c.occurred_at + window, *in_range).scalar_subquery()
-                same = sa.select(sa.func.min(time_col)).where(
-                    trader_col == anchors.c.trader_id, time_col == anchors.c.occurred_at, *in_range).scalar_subquery()
-                markers = sa.union_all(sa.select(anchors.c.trader_id, after.label("occurred_at")),
-                                       sa.select(anchors.c.trader_id, same.label("occurred_at"))).subquery()
+                probe = sa.select(anchors.c.trader_id, anchors.c.occurred_at,
+                                  at_or_after.label("first_at")).cte(f"funnel_probe_{source}")
+                after = sa.select(sa.func.min(time_col)).where(
+                    trader_col == probe.c.trader_id, time_col > probe.c.occurred_at,
+                    time_col <= probe.c.occurred_at + window, *in_range).scalar_subquery()
+                markers = sa.union_all(
+                    sa.select(probe.c.trader_id, probe.c.first_at.label("occurred_at")),
+                    sa.select(probe.c.trader_id,
+                              sa.case((probe.c.first_at == probe.c.occurred_at, after)).label("occurred_at")),
+                ).subquery()
                 extra.append(shaped(sa.select(markers.c.trader_id, markers.c.occurred_at)
                                     .where(markers.c.occurred_at.is_not(None)).distinct(), 0, None))
             else:
