@@ -84,7 +84,8 @@ def default_period(rng: DateRange) -> Period:
 # The two panels with their own controls are fragments: changing a trend or breakdown control
 # reruns that panel only, so the tiles and the other charts are not rebuilt and resent.
 @st.fragment
-def trends_panel(engine: Engine, url: str, date_range: DateRange, trader_filter: TraderFilter) -> None:
+def trends_panel(engine: Engine, url: str, date_range: DateRange, trader_filter: TraderFilter,
+                 data_start: datetime | None) -> None:
     st.subheader("Trends", divider="gray", anchor=False)
     with st.container(horizontal=True, gap="medium", vertical_alignment="bottom"):
         metric = st.selectbox("Metric", TREND_METRICS, format_func=lambda m: SPECS[m].label, key="overview.metric",
@@ -97,9 +98,11 @@ def trends_panel(engine: Engine, url: str, date_range: DateRange, trader_filter:
     spec = SPECS[metric]
     current = load_trend(engine, url, metric, date_range, period, trader_filter)
     earlier = None
-    if compare:
-        # Whole days/weeks/months back, so each previous bar sits on the period it compares with.
-        back_range, back = kpi_analytics.comparison_range(date_range, period)
+    # Whole days/weeks/months back, so each previous bar sits on the period it compares with.
+    back_range, back = kpi_analytics.comparison_range(date_range, period)
+    if compare and data_start is not None and back_range.end_ts <= data_start:
+        st.caption(f"No comparison: the data begins on {data_start:%d %b %Y}, after {span_label(back_range)}.")
+    elif compare:
         earlier = load_trend(engine, url, metric, back_range, period, trader_filter)
         earlier = earlier.assign(period_start=[pd.Timestamp(step_period(p.date(), period, back))
                                                for p in earlier["period_start"]])
@@ -158,7 +161,7 @@ if all(not k.value and not k.previous for k in kpis):
 kpi_tiles.render_kpi_groups(kpis, GROUPS, key="overview.kpis",
                             previous_label=f"Previous period ({span_label(previous)})")
 
-trends_panel(engine, url, date_range, trader_filter)
+trends_panel(engine, url, date_range, trader_filter, data_start)
 breakdown_panel(engine, url, date_range, trader_filter)
 
 st.subheader("Volume by asset class", divider="gray", anchor=False)

@@ -171,6 +171,18 @@ def test_trend_controls_redraw_the_chart(broker_url):
     assert chart_spec(at)["data"][0]["type"] == "scatter"  # a level is drawn as a line
 
 
+def test_without_earlier_data_nothing_is_compared(broker_url):
+    at = open_app()
+
+    at.selectbox(key="period").select("All data").run()  # the previous period lies before the data
+
+    assert not at.exception, at.exception
+    assert {m.delta for m in at.metric} == {"no comparison"}
+    assert "no previous period to compare with" in at.caption[0].value
+    assert [t["name"] for t in chart_spec(at)["data"]] == ["Registrations"]  # no flat line at zero
+    assert any("No comparison: the data begins on" in c.value for c in at.caption)
+
+
 def test_an_empty_database_shows_how_to_get_data(db_url):
     at = open_app()
 
