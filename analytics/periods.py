@@ -91,12 +91,28 @@ def truncate_date(day: date, period: Period, week_start: WeekStart = "monday") -
 
 
 def compute_data_span(engine: sa.Engine) -> DateRange | None:
-    """The first and last UTC day with any event in ``trader_events``; None for an empty database."""
-    from connectors.schema import trader_events
+    """The first and last UTC day with any event in ``trader_events``; None for an empty database.
 
+    Reads min/max of each base table's time column instead of the view: PostgreSQL would scan
+    every branch of the view's UNION ALL (seconds on a large broker), while most of these columns
+    are indexed.
+    """
+    from connectors.schema import kyc_events, portal_events, sessions, traders, trades, transactions
+
+    t = transactions.c
+    in_view = sa.or_(sa.and_(t.kind.in_(("deposit", "withdrawal")), t.status == "approved"),
+                     sa.and_(t.kind == "deposit", t.status == "declined"))  # as the view selects them
+    sources = [(traders.c.lead_at, None), (traders.c.registered_at, None), (kyc_events.c.occurred_at, None),
+               (t.created_at, in_view), (trades.c.opened_at, None), (sessions.c.started_at, None),
+               (portal_events.c.occurred_at, None)]
+    firsts, lasts = [], []
     with engine.connect() as conn:
-        first, last = conn.execute(sa.select(sa.func.min(trader_events.c.occurred_at),
-                                             sa.func.max(trader_events.c.occurred_at))).one()
-    if first is None:
+        for column, condition in sources:
+            query = sa.select(sa.func.min(column), sa.func.max(column))
+            first, last = conn.execute(query if condition is None else query.where(condition)).one()
+            if first is not None:
+                firsts.append(first)
+                lasts.append(last)
+    if not firsts:
         return None
-    return DateRange(first.date(), last.date())
+    return DateRange(min(firsts).date(), max(lasts).date())
