@@ -597,13 +597,11 @@ def _core_source(name: str) -> sa.Select | None:
     return None
 
 
-def _restricted(select: sa.Select, date_range: DateRange | None, trader_filter: TraderFilter) -> sa.Select:
-    """``select`` (trader_id, occurred_at, ...) limited to the date range and the trader filter."""
-    cols = select.selected_columns
-    conditions = [trader_filter.restrict(cols.trader_id)]
-    if date_range is not None:
-        conditions.append(date_range.contains(cols.occurred_at))
-    return select.where(*conditions)
+def _in_range(select: sa.Select, date_range: DateRange | None) -> sa.Select:
+    """``select`` (trader_id, occurred_at, ...) limited to the date range."""
+    if date_range is None:
+        return select
+    return select.where(date_range.contains(select.selected_columns.occurred_at))
 
 
 def _property_text(dialect: str, key: str) -> ColumnElement:
@@ -724,16 +722,14 @@ def _event_query(plan: _Plan, dialect: str, date_range: DateRange | None, trader
         source = _core_source(name)
         assert source is not None
         if mask:
-            light.append(shaped(_restricted(source, date_range, trader_filter), mask, None))
+            light.append(shaped(_in_range(source, date_range), mask, None))
         elif strict:
-            in_range = source if date_range is None else source.where(
-                date_range.contains(source.selected_columns.occurred_at))
-            unrelated.append((shaped(in_range, 0, None), name))
+            unrelated.append((shaped(_in_range(source, date_range), 0, None), name))
     portal = sa.select(portal_events.c.trader_id, portal_events.c.occurred_at)
     if not strict:
         portal = portal.where(portal_events.c.event.in_(sorted(plan.names)))
     portal_mask = plan.portal_mask(dialect)
-    portal = shaped(_restricted(portal, date_range, trader_filter), portal_mask,
+    portal = shaped(_in_range(portal, date_range), portal_mask,
                     _property_text(dialect, prop_key) if prop_key else None)
     if strict:
         unrelated.append((portal.where(portal_mask == 0), "portal+props" if prop_key else "portal"))
@@ -831,7 +827,9 @@ def _event_query(plan: _Plan, dialect: str, date_range: DateRange | None, trader
            _epoch_us(dialect, rows.c.occurred_at).label("us"), sa.cast(rows.c.mask, sa.BigInteger).label("mask")]
     if prop_key is not None:
         out.append(rows.c.prop)
-    return sa.select(*out)
+    # The trader filter once, on the rows that remain: one semi-join instead of one per source (half
+    # the time on PostgreSQL). Other traders' rows only ever add work, never change a trader's result.
+    return sa.select(*out).where(trader_filter.restrict(rows.c.trader_id))
 
 
 # --------------------------------------------------------------------------------------------------
