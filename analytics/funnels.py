@@ -804,7 +804,7 @@ def _event_query(plan: _Plan, dialect: str, date_range: DateRange | None, trader
                 *in_range).scalar_subquery())
             first = sa.select(trader_col.label("trader_id"), sa.func.min(time_col).label("occurred_at")).where(
                 trader_filter.restrict(trader_col), *in_range).group_by(trader_col)
-            candidates = sa.union_all(first, sa.select(a.c.trader_id, last.label("occurred_at"))).subquery()
+            candidates = sa.union_all(first, sa.select(a.c.trader_id, last.label("occurred_at")))
         else:
             # Step k: only the first such event at or after each event of step k-1, within the window
             # of that event (a later one can only repeat what the first did, or be too late).
@@ -812,9 +812,11 @@ def _event_query(plan: _Plan, dialect: str, date_range: DateRange | None, trader
             nxt = (sa.select(sa.func.min(time_col)).where(
                 trader_col == a.c.trader_id, time_col >= a.c.occurred_at, time_col <= a.c.occurred_at + window,
                 *in_range).scalar_subquery())
-            candidates = sa.select(a.c.trader_id, nxt.label("occurred_at")).subquery()
-        cte = (sa.select(candidates.c.trader_id, candidates.c.occurred_at)
-               .where(candidates.c.occurred_at.is_not(None)).distinct().cte(f"funnel_bulk_{k}"))
+            candidates = sa.select(a.c.trader_id, nxt.label("occurred_at"))
+        # Materialised, or PostgreSQL inlines it and runs every probe twice (once for IS NOT NULL).
+        probed = candidates.cte(f"funnel_probe_{k}").prefix_with("MATERIALIZED")
+        cte = (sa.select(probed.c.trader_id, probed.c.occurred_at)
+               .where(probed.c.occurred_at.is_not(None)).distinct().cte(f"funnel_bulk_{k}"))
         reduced_ctes[k] = cte
         cols = [cte.c.trader_id, cte.c.occurred_at, sa.literal(plan.core_mask(reduced[k]), sa.BigInteger).label("mask")]
         if prop_key is not None:
