@@ -668,7 +668,8 @@ def explain_slowest(case: Case, url: str, top: int = 1) -> str:
     case.real(engine)
     sets = [stmt.replace("SET LOCAL", "SET") for _, stmt, _ in seen if stmt.lstrip().upper().startswith("SET")]
     out = []
-    for seconds, statement, parameters in sorted(seen, key=lambda s: -s[0])[:top]:
+    queries = [q for q in seen if q[1].lstrip().upper().startswith(("SELECT", "WITH"))]
+    for seconds, statement, parameters in sorted(queries, key=lambda s: -s[0])[:top]:
         raw = engine.raw_connection()
         try:
             cur = raw.cursor()
@@ -678,7 +679,8 @@ def explain_slowest(case: Case, url: str, top: int = 1) -> str:
             plan = "\n".join(r[0] for r in cur.fetchall())
         finally:
             raw.close()
-        out.append(f"-- {case.name}: slowest statement {seconds:.2f}s of {len(seen)}\n{statement}\n{plan}")
+        out.append(f"-- {case.name}: slowest statement {seconds:.2f}s of {len(seen)} (COPY fetches not seen)\n"
+                   f"{statement}\n{plan}")
     engine.dispose()
     return "\n\n".join(out)
 
