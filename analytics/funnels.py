@@ -1171,17 +1171,17 @@ def _step_rows(spec: FunnelSpec, reached: np.ndarray, times: np.ndarray) -> pd.D
 
 
 def _grouped_labels(spec: FunnelSpec, people: _People) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Breakdown label per trader after keeping the top values (most traders at step 1, then name);
-    the others become "Other". Returns (labels, values in display order)."""
+    """Breakdown group per trader: the top values (most traders at step 1, then by name) and "Other"
+    for the rest. Returns (group index per trader, values in display order)."""
     assert people.labels is not None
-    values, counts = np.unique(people.labels, return_counts=True)
-    ranked = sorted(zip(values.tolist(), counts.tolist(), strict=True), key=lambda vc: (-vc[1], vc[0]))
-    top = [v for v, _ in ranked[:spec.breakdown_limit]]
-    if len(ranked) <= spec.breakdown_limit:
-        return people.labels, tuple(top)
-    keep = np.isin(people.labels, top)
-    labels = np.where(keep, people.labels, OTHER).astype(object)
-    return labels, (*top, OTHER)
+    codes, uniques = pd.factorize(people.labels)  # integer codes: no string comparisons per value
+    counts = np.bincount(codes, minlength=len(uniques))
+    ranked = sorted(range(len(uniques)), key=lambda i: (-counts[i], uniques[i]))
+    top = ranked[:spec.breakdown_limit]
+    group = np.full(len(uniques), len(top), np.int64)  # beyond the top: "Other"
+    group[top] = np.arange(len(top))
+    values = tuple(str(uniques[i]) for i in top)
+    return group[codes], (*values, OTHER) if len(ranked) > len(top) else values
 
 
 def compute_funnel(engine: Engine, spec: FunnelSpec, *, date_range: DateRange | None = None,
@@ -1191,10 +1191,10 @@ def compute_funnel(engine: Engine, spec: FunnelSpec, *, date_range: DateRange | 
     people = _people(engine, spec, date_range, trader_filter)
     if people.labels is None:
         return FunnelResult(spec, _step_rows(spec, people.reached, people.times), (), people)
-    labels, values = _grouped_labels(spec, people)
+    group, values = _grouped_labels(spec, people)
     blocks = []
-    for value in values:
-        at = labels == value
+    for g, value in enumerate(values):
+        at = group == g
         block = _step_rows(spec, people.reached[at], people.times[at])
         block["breakdown_value"] = value
         blocks.append(block)
