@@ -351,13 +351,6 @@ def _activity_totals(periods: Mapping[str, DateRange], trader_filter: TraderFilt
             .subquery("activity_totals"))
 
 
-def _summable(x: ColumnElement, cents: bool) -> ColumnElement:
-    """A NUMERIC(…, 2) amount to sum: whole cents on PostgreSQL, where integer sums are exact and
-    several times faster than NUMERIC sums (int128 accumulators); as is on DuckDB, whose DECIMAL
-    sums are already integer arithmetic and where the cast would cost more than it saves."""
-    return sa.cast(x * 100, sa.BigInteger) if cents else x
-
-
 def _closed_totals(periods: Mapping[str, DateRange], trader_filter: TraderFilter, *, postgres: bool) -> sa.Subquery:
     """Positions closed in each period (count, lots, notional, P&L, commission, swap, how many
     carry commission or swap) and the ESMA figures: traders with positions closed in the 12 months
@@ -365,9 +358,11 @@ def _closed_totals(periods: Mapping[str, DateRange], trader_filter: TraderFilter
     closed_at = trades.c.closed_at
     windows = {name: (rng.start_ts, rng.end_ts) for name, rng in periods.items()}
     windows |= {f"year_{name}": (_ts(rng.end - _days(ESMA_DAYS - 1)), rng.end_ts) for name, rng in periods.items()}
-    measures = {key: _summable(col, postgres) for key, col in (
-        ("lots", trades.c.lots), ("notional", trades.c.notional_usd), ("commission", trades.c.commission_usd),
-        ("swap", trades.c.swap_usd), ("pnl", trades.c.profit_usd + trades.c.commission_usd + trades.c.swap_usd))}
+    # NUMERIC sums stay exact, so the ESMA sign test is exact at zero. (Summing whole cents as
+    # BIGINT was measured slower on PostgreSQL: the per-aggregate cast costs more than it saves.)
+    measures: dict[str, ColumnElement] = {
+        "lots": trades.c.lots, "notional": trades.c.notional_usd, "commission": trades.c.commission_usd,
+        "swap": trades.c.swap_usd, "pnl": trades.c.profit_usd + trades.c.commission_usd + trades.c.swap_usd}
     measures["costed"] = _flag(sa.or_(trades.c.commission_usd != 0, trades.c.swap_usd != 0))
     scan = (_in(closed_at, min(a for a, _ in windows.values()), max(b for _, b in windows.values())),
             trader_filter.restrict(trades.c.trader_id))
@@ -411,9 +406,8 @@ def _closed_totals(periods: Mapping[str, DateRange], trader_filter: TraderFilter
     totals: list[ColumnElement] = []
     for name in periods:
         totals += [sa.func.sum(pt[f"{c}_{name}"]).label(f"{c}_{name}") for c in ("closed", "costed")]
-        for key in ("lots", "notional", "commission", "swap", "pnl"):
-            total = sa.func.sum(pt[f"{key}_{name}"])
-            totals.append((total / 100 if postgres else total).label(f"{key}_{name}"))
+        totals += [sa.func.sum(pt[f"{key}_{name}"]).label(f"{key}_{name}")
+                   for key in ("lots", "notional", "commission", "swap", "pnl")]
         traded = pt[f"closed_year_{name}"] > 0
         totals += [sa.func.count().filter(traded).label(f"esma_base_{name}"),
                    sa.func.count().filter(traded, pt[f"pnl_year_{name}"] < 0).label(f"esma_losing_{name}")]
