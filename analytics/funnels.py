@@ -10,13 +10,14 @@ How a call runs:
 
 1. One SQL query (SQLAlchemy Core, pushed down to DuckDB or PostgreSQL) selects only the events that
    can matter - every step or exclusion event inside the date range, for traders that pass the global
-   filter (every event of those traders for strict funnels) - as compact columns: trader id, epoch
-   microseconds and a bitmask of the steps and exclusions the event matches. The events come straight
-   from the tables behind the ``trader_events`` view (the same definitions), because PostgreSQL cannot
-   push a filter into that view and would read all of it on every call.
-2. High-volume events (trades, logins) used as a step are pre-reduced in SQL where that is provably
-   exact: only the first such event after each event of the previous step (within the window), and
-   for step 1 the first one plus the last one before each step-2 event, can change a result.
+   filter - as compact columns: trader id, epoch microseconds and a bitmask of the steps and exclusions
+   the event matches. The events come straight from the tables behind the ``trader_events`` view (the
+   same definitions, checked by a test), because PostgreSQL cannot push a filter into that view and
+   would read all of it on every call.
+2. Where provably exact, rows are cut in SQL before they travel: for a step on trades or logins, only
+   the first such event after each event of the previous step within the window (step 1: the first
+   one plus the last one before each step-2 event); for strict funnels, only the unrelated events that
+   can break a chain (see _event_query).
 3. A per-trader state machine walks the sorted arrays (numba-compiled when numba is installed) and
    returns, per trader, the furthest step of the kept attempt and that attempt's step times.
 4. Counts, conversion times, breakdowns, histograms and trends are numpy aggregates of those arrays.
@@ -695,7 +696,7 @@ def _event_query(plan: _Plan, dialect: str, date_range: DateRange | None, trader
     """SELECT trader_id, us, mask[, prop] of the events the funnel looks at (unsorted).
 
     ``mask`` bits 0..n-1: steps matched; bits 32+i: exclusions "between step i-1 and i". Strict funnels
-    get every event of the trader in the range (mask 0 for the unrelated ones).
+    also get the trader's unrelated events that can break a chain (mask 0).
     """
     spec = plan.spec
     strict = spec.order == "strict"
