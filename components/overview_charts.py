@@ -1,88 +1,101 @@
 """Overview charts: KPI trend against the previous period, breakdown by a trader attribute, asset classes.
 
-Every chart takes pre-aggregated frames (a few dozen rows), so the browser receives kilobytes.
+Altair (Vega-Lite) rather than Plotly here: the Overview is the landing page, and in measurements
+on the demo broker the Plotly bundle alone added about 1.5 s to a first render in Chromium, which
+the 3 s target cannot afford. Every chart takes pre-aggregated frames (a few dozen rows).
 """
 
 from __future__ import annotations
 
+import altair as alt
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
+from analytics.periods import Period, step_period
 from components.tables import fit_height, render_table
 
 CURRENT_COLOR = "#0b6e79"
-PARTIAL_COLOR = "#a2d4d2"  # the current colour, pale: a period only partly inside the range
 PREVIOUS_COLOR = "#8a97a6"
 GAIN_COLOR = "#1f8a5b"
 LOSS_COLOR = "#b4232f"
-CHART_CONFIG = {"displayModeBar": False}
+PARTIAL_OPACITY = 0.4  # a period only partly inside the range
 
-# Plotly number formats per KPI unit (d3-format), for axes and hover labels.
-AXIS_FORMATS = {"usd": "$~s", "count": "~s", "lots": "~s", "pct": ".0%", "hours": ".1f"}
-HOVER_FORMATS = {"usd": "$,.0f", "count": ",.0f", "lots": ",.2f", "pct": ".1%", "hours": ",.1f"}
+# d3 number formats per KPI unit, for axes and tooltips.
+AXIS_FORMATS = {"usd": "$~s", "count": "~s", "lots": "~s", "pct": ".0%", "hours": ",.0f"}
+TOOLTIP_FORMATS = {"usd": "$,.0f", "count": ",.0f", "lots": ",.2f", "pct": ".1%", "hours": ",.1f"}
 PERIOD_FORMATS = {"day": "%a %d %b %Y", "week": "week of %d %b %Y", "month": "%B %Y"}
+AXIS_DATE_FORMATS = {"day": "%d %b", "week": "%d %b", "month": "%b %Y"}
 
 
-def _layout(fig: go.Figure, *, height: int, unit: str | None = None, horizontal: bool = False) -> go.Figure:
-    value_axis = {"tickformat": AXIS_FORMATS.get(unit or "", "~s"), "gridcolor": "#e3e9ef", "zeroline": True,
-                  "zerolinecolor": "#c5d0db"}
-    fig.update_layout(
-        height=height, margin={"l": 8, "r": 8, "t": 28, "b": 8}, bargap=0.25,
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0, "title": None},
-        hovermode="x unified" if not horizontal else "closest",
-    )
-    if horizontal:
-        fig.update_xaxes(**value_axis)
-        fig.update_yaxes(autorange="reversed", title=None)
-    else:
-        fig.update_yaxes(**value_axis, title=None)
-        fig.update_xaxes(title=None)
-    return fig
+def _trend_frame(frame: pd.DataFrame, period: Period, series: str) -> pd.DataFrame:
+    """period_start/value[/partial] with each period's end and middle (bars span the period)."""
+    ends = [pd.Timestamp(step_period(p.date(), period)) for p in frame["period_start"]]
+    out = frame.assign(period_end=ends, series=series)
+    out["middle"] = out["period_start"] + (out["period_end"] - out["period_start"]) / 2
+    if "partial" not in out:
+        out["partial"] = False
+    return out
 
 
-def trend_figure(current: pd.DataFrame, previous: pd.DataFrame | None, *, label: str, unit: str,
-                 period: str, previous_name: str, as_line: bool) -> go.Figure:
+def trend_chart(current: pd.DataFrame, previous: pd.DataFrame | None, *, label: str, unit: str,
+                period: Period, previous_name: str, as_line: bool) -> alt.LayerChart:
     """Bars (flows) or a line (levels) of ``current`` (period_start, value, partial), with ``previous``
-    as a dotted grey line already shifted onto the current periods, when given. Periods that reach
-    outside the range (``partial``) are drawn pale: they hold only part of a period."""
-    value_format = HOVER_FORMATS.get(unit, ",.2f")
-    partial = current["partial"] if "partial" in current else pd.Series(False, index=current.index)
-    note = ["<br><i>part of the period only</i>" if p else "" for p in partial]
-    hover = f"%{{y:{value_format}}}%{{customdata}}"
-    x_format = PERIOD_FORMATS.get(period, "%d %b %Y")
-    fig = go.Figure()
+    as a dotted grey line already shifted onto the current periods, when given. Periods only partly
+    inside the range are drawn pale."""
+    value_format = TOOLTIP_FORMATS.get(unit, ",.2f")
+    now = _trend_frame(current, period, label)
+    colors = alt.Color("series:N", title=None, legend=alt.Legend(orient="top"),
+                       scale=alt.Scale(domain=[label, previous_name], range=[CURRENT_COLOR, PREVIOUS_COLOR]))
+    tooltip = [alt.Tooltip("period_start:T", title="Period", format=PERIOD_FORMATS[period]),
+               alt.Tooltip("value:Q", title=label, format=value_format),
+               alt.Tooltip("partial:N", title="Partial period")]
+    y = alt.Y("value:Q", title=None, axis=alt.Axis(format=AXIS_FORMATS.get(unit, "~s")))
+    x_axis = alt.Axis(format=AXIS_DATE_FORMATS[period], labelOverlap=True, grid=False)
+    opacity = alt.condition("datum.partial", alt.value(PARTIAL_OPACITY), alt.value(1.0))
     if as_line:
-        fig.add_scatter(x=current["period_start"], y=current["value"], name=label, mode="lines+markers",
-                        line={"color": CURRENT_COLOR, "width": 2.5}, customdata=note, hovertemplate=hover,
-                        marker={"size": 7, "color": [PARTIAL_COLOR if p else CURRENT_COLOR for p in partial]})
+        main = alt.Chart(now).mark_line(point=True, strokeWidth=2.5).encode(
+            x=alt.X("middle:T", title=None, axis=x_axis), y=y, color=colors, opacity=opacity, tooltip=tooltip)
     else:
-        fig.add_bar(x=current["period_start"], y=current["value"], name=label, customdata=note,
-                    marker_color=[PARTIAL_COLOR if p else CURRENT_COLOR for p in partial], hovertemplate=hover)
+        # x to x2 spans the whole period; y2 = 0 keeps Vega-Lite from reading x/x2 as a horizontal bar.
+        main = alt.Chart(now).mark_bar(stroke="white", strokeWidth=1).encode(
+            x=alt.X("period_start:T", title=None, axis=x_axis), x2="period_end:T", y=y, y2=alt.datum(0),
+            color=colors, opacity=opacity, tooltip=tooltip)
+    layers: list[alt.Chart] = [main]
     if previous is not None and not previous.empty:
-        fig.add_scatter(x=previous["period_start"], y=previous["value"], name=previous_name, mode="lines",
-                        line={"color": PREVIOUS_COLOR, "width": 2, "dash": "dot"},
-                        hovertemplate=f"%{{y:{value_format}}}")
-    fig.update_xaxes(hoverformat=x_format)
-    return _layout(fig, height=340, unit=unit)
+        before = _trend_frame(previous, period, previous_name)
+        layers.append(alt.Chart(before).mark_line(strokeDash=[4, 3], strokeWidth=2).encode(
+            x="middle:T", y="value:Q", color=colors,
+            tooltip=[alt.Tooltip("value:Q", title=previous_name, format=value_format)]))
+    return alt.layer(*layers).properties(height=320)
 
 
-def render_trend(current: pd.DataFrame, previous: pd.DataFrame | None, *, label: str, unit: str, period: str,
+def render_trend(current: pd.DataFrame, previous: pd.DataFrame | None, *, label: str, unit: str, period: Period,
                  previous_name: str, as_line: bool, key: str) -> None:
-    fig = trend_figure(current, previous, label=label, unit=unit, period=period, previous_name=previous_name,
-                       as_line=as_line)
-    st.plotly_chart(fig, key=key, config=CHART_CONFIG)
+    chart = trend_chart(current, previous, label=label, unit=unit, period=period, previous_name=previous_name,
+                        as_line=as_line)
+    st.altair_chart(chart, width="stretch", key=key)
 
 
-def breakdown_figure(frame: pd.DataFrame, *, metric: str, label: str, unit: str) -> go.Figure:
-    """Horizontal bars of ``metric`` per ``value`` in the frame's order (largest first, "Other" last)."""
-    values = frame[metric]
-    colors = [LOSS_COLOR if v < 0 else CURRENT_COLOR for v in values.fillna(0)]
-    fig = go.Figure(go.Bar(
-        x=values, y=frame["value"], orientation="h", marker_color=colors, name=label,
-        hovertemplate=f"%{{y}}: %{{x:{HOVER_FORMATS.get(unit, ',.2f')}}}<extra></extra>",
-    ))
-    return _layout(fig, height=max(200, 26 * len(frame) + 50), unit=unit, horizontal=True)
+def _hbar(frame: pd.DataFrame, *, category: str, value: str, title: str, unit: str, color: alt.Color | alt.Value,
+          tooltip: list) -> alt.Chart:
+    """Horizontal bars in the frame's order (largest first)."""
+    return alt.Chart(frame).mark_bar(cornerRadiusEnd=2).encode(
+        y=alt.Y(f"{category}:N", sort=list(frame[category]), title=None, axis=alt.Axis(labelLimit=160)),
+        x=alt.X(f"{value}:Q", title=title, axis=alt.Axis(format=AXIS_FORMATS.get(unit, "~s"))),
+        color=color, tooltip=tooltip,
+    ).properties(height=alt.Step(26))  # a fixed band per bar: every label shows, however many bars
+
+
+def _by_sign(field: str, positive: str) -> alt.Color:
+    return alt.condition(f"datum.{field} < 0", alt.value(LOSS_COLOR), alt.value(positive))
+
+
+def breakdown_chart(frame: pd.DataFrame, *, metric: str, label: str, unit: str) -> alt.Chart:
+    """Horizontal bars of ``metric`` per ``value``, largest first, "Other" last (the frame's order)."""
+    return _hbar(frame, category="value", value=metric, title=label, unit=unit,
+                 color=_by_sign(metric, CURRENT_COLOR),
+                 tooltip=[alt.Tooltip("value:N", title=" "),
+                          alt.Tooltip(f"{metric}:Q", title=label, format=TOOLTIP_FORMATS.get(unit, ",.2f"))])
 
 
 # Display names and formats of compute_breakdown's columns in the table.
@@ -101,8 +114,8 @@ BREAKDOWN_TABLE = {
 def render_breakdown(frame: pd.DataFrame, *, metric: str, metric_label: str, unit: str, dimension_label: str,
                      file_name: str, key: str) -> None:
     """Bar chart of one metric above a table of every metric, with a CSV download of the frame."""
-    st.plotly_chart(breakdown_figure(frame, metric=metric, label=metric_label, unit=unit),
-                    key=f"{key}.chart", config=CHART_CONFIG)
+    st.altair_chart(breakdown_chart(frame, metric=metric, label=metric_label, unit=unit), width="stretch",
+                    key=f"{key}.chart")
     view = frame[["value", *BREAKDOWN_TABLE]].rename(
         columns={"value": dimension_label, **{c: name for c, (name, _) in BREAKDOWN_TABLE.items()}})
     view["FTD conv. 7d"] = view["FTD conv. 7d"] * 100  # shown as 12.3%, the CSV keeps the fraction
@@ -118,36 +131,27 @@ def render_breakdown(frame: pd.DataFrame, *, metric: str, metric_label: str, uni
     )
 
 
-def asset_class_figure(frame: pd.DataFrame) -> go.Figure:
-    """Notional volume per asset class (bars) with the closed client P&L in the hover."""
-    fig = go.Figure(go.Bar(
-        x=frame["notional_usd"], y=frame["asset_class"], orientation="h", marker_color=CURRENT_COLOR,
-        customdata=frame[["trades", "lots", "client_pnl"]].to_numpy(),
-        hovertemplate="%{y}: %{x:$,.0f} notional<br>%{customdata[0]:,} trades, %{customdata[1]:,.2f} lots"
-                      "<br>client P&L %{customdata[2]:$,.0f}<extra></extra>",
-    ))
-    return _layout(fig, height=max(200, 40 * len(frame) + 50), unit="usd", horizontal=True)
-
-
-def pnl_figure(frame: pd.DataFrame) -> go.Figure:
-    """Closed client P&L per asset class: green where clients won, red where they lost."""
-    colors = [LOSS_COLOR if v < 0 else GAIN_COLOR for v in frame["client_pnl"]]
-    fig = go.Figure(go.Bar(
-        x=frame["client_pnl"], y=frame["asset_class"], orientation="h", marker_color=colors,
-        hovertemplate="%{y}: %{x:$,.0f}<extra></extra>",
-    ))
-    return _layout(fig, height=max(200, 40 * len(frame) + 50), unit="usd", horizontal=True)
+def asset_class_charts(frame: pd.DataFrame) -> tuple[alt.Chart, alt.Chart]:
+    """Notional volume per asset class, and closed client P&L (green where clients won, red where
+    they lost)."""
+    tooltip = [alt.Tooltip("asset_class:N", title="Asset class"),
+               alt.Tooltip("notional_usd:Q", title="Notional", format="$,.0f"),
+               alt.Tooltip("trades:Q", title="Trades", format=","),
+               alt.Tooltip("lots:Q", title="Lots", format=",.2f"),
+               alt.Tooltip("client_pnl:Q", title="Client P&L", format="$,.0f")]
+    volume = _hbar(frame, category="asset_class", value="notional_usd", title="Notional volume (USD)", unit="usd",
+                   color=alt.value(CURRENT_COLOR), tooltip=tooltip)
+    pnl = _hbar(frame, category="asset_class", value="client_pnl", title="Closed client P&L (USD)", unit="usd",
+                color=_by_sign("client_pnl", GAIN_COLOR), tooltip=tooltip)
+    return volume, pnl
 
 
 def render_asset_classes(frame: pd.DataFrame, *, key: str) -> None:
     """Volume and client P&L by asset class side by side, and the figures as a table."""
+    volume, pnl = asset_class_charts(frame)
     volume_col, pnl_col = st.columns(2, gap="medium")
-    with volume_col:
-        st.markdown("**Notional volume**")
-        st.plotly_chart(asset_class_figure(frame), key=f"{key}.volume", config=CHART_CONFIG)
-    with pnl_col:
-        st.markdown("**Closed client P&L**")
-        st.plotly_chart(pnl_figure(frame), key=f"{key}.pnl", config=CHART_CONFIG)
+    volume_col.altair_chart(volume, width="stretch", key=f"{key}.volume")
+    pnl_col.altair_chart(pnl, width="stretch", key=f"{key}.pnl")
     view = frame.rename(columns={"asset_class": "Asset class", "trades": "Trades", "lots": "Lots",
                                  "notional_usd": "Notional (USD)", "client_pnl": "Client P&L (USD)"})
     render_table(view, key=f"{key}.table", file_name="traderlens_asset_classes.csv", download=frame,

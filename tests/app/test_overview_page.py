@@ -92,7 +92,16 @@ def tiles(at: AppTest) -> dict[str, str]:
 
 
 def chart_spec(at: AppTest, index: int = 0) -> dict:
-    return json.loads(at.get("plotly_chart")[index].proto.spec)
+    return json.loads(at.get("vega_lite_chart")[index].proto.spec)
+
+
+def trend_marks(at: AppTest) -> list[str]:
+    """Mark types of the trend's layers: the current series first, then the previous period's."""
+    return [layer["mark"]["type"] for layer in chart_spec(at)["layer"]]
+
+
+def trend_series(at: AppTest) -> list[str]:
+    return chart_spec(at)["layer"][0]["encoding"]["color"]["scale"]["domain"]
 
 
 def test_overview_is_the_default_page_and_its_tiles_equal_compute_kpis(broker_url):
@@ -156,19 +165,18 @@ def test_controls_start_from_the_url_so_a_view_can_be_shared(broker_url):
 
 def test_trend_controls_redraw_the_chart(broker_url):
     at = open_app()
-    trend = chart_spec(at)
-    assert [t["name"] for t in trend["data"]] == ["Registrations", "Previous period"]
+    assert trend_marks(at) == ["bar", "line"]  # registrations, and the previous period dotted
+    assert trend_series(at) == ["Registrations", "Previous period"]
 
     at.selectbox(key="overview.metric").select("net_deposits").run()
     at.segmented_control(key="overview.period").set_value("month").run()
     at.toggle(key="overview.compare").set_value(False).run()
 
     assert not at.exception, at.exception
-    trend = chart_spec(at)
-    assert [t["name"] for t in trend["data"]] == ["Net deposits"]
-    assert trend["data"][0]["type"] == "bar"
+    assert trend_marks(at) == ["bar"]
+    assert trend_series(at)[0] == "Net deposits"
     at.selectbox(key="overview.metric").select("active_traders").run()
-    assert chart_spec(at)["data"][0]["type"] == "scatter"  # a level is drawn as a line
+    assert trend_marks(at) == ["line"]  # a level is drawn as a line
 
 
 def test_without_earlier_data_nothing_is_compared(broker_url):
@@ -179,7 +187,7 @@ def test_without_earlier_data_nothing_is_compared(broker_url):
     assert not at.exception, at.exception
     assert {m.delta for m in at.metric} == {"no comparison"}
     assert "no previous period to compare with" in at.caption[0].value
-    assert [t["name"] for t in chart_spec(at)["data"]] == ["Registrations"]  # no flat line at zero
+    assert trend_marks(at) == ["bar"]  # no flat "previous" line at zero
     assert any("No comparison: the data begins on" in c.value for c in at.caption)
 
 
@@ -189,7 +197,7 @@ def test_an_empty_database_shows_how_to_get_data(db_url):
     assert at.title[0].value == "Overview"
     assert any("The database is empty" in (i.proto.title or "") or "cli.py seed" in i.value for i in at.info)
     assert not at.metric
-    assert not at.get("plotly_chart")
+    assert not at.get("vega_lite_chart")
 
 
 def test_a_view_without_any_activity_shows_an_empty_state(db_url):

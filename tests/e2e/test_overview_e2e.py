@@ -43,7 +43,7 @@ def test_overview_shows_kpis_and_follows_the_filters(page: Page, demo_app_url: s
     page.goto(f"{demo_app_url}/")
     wait_for_app(page)
     # The first visit also loads plotly.js and runs every query: allow a busy machine its time.
-    expect(page.get_by_test_id("stPlotlyChart")).to_have_count(4, timeout=60_000)  # trend, breakdown, 2 asset
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(4, timeout=60_000)  # trend, breakdown, 2 asset
     timings["first_render_s"] = time.perf_counter() - t0
     expect(page.get_by_role("heading", name="Overview", exact=True)).to_be_visible()
     values = page.get_by_test_id("stMetricValue")
@@ -77,7 +77,7 @@ def test_overview_shows_kpis_and_follows_the_filters(page: Page, demo_app_url: s
     t2 = time.perf_counter()
     page.reload()
     wait_for_app(page)
-    expect(page.get_by_test_id("stPlotlyChart")).to_have_count(4, timeout=60_000)
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(4, timeout=60_000)
     expect(metric(page, "Registrations")).to_have_text(germany)  # the URL kept the view
     timings["cached_reload_s"] = time.perf_counter() - t2
 
@@ -85,7 +85,7 @@ def test_overview_shows_kpis_and_follows_the_filters(page: Page, demo_app_url: s
     t3 = time.perf_counter()
     page.goto(f"{demo_app_url}/?period=Last+12+months")
     wait_for_app(page)
-    expect(page.get_by_test_id("stPlotlyChart")).to_have_count(4, timeout=60_000)
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(4, timeout=60_000)
     expect(metric(page, "Deposits")).not_to_have_text(deposits)
     timings["uncached_render_s"] = time.perf_counter() - t3
     settled(page)
