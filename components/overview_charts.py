@@ -44,8 +44,10 @@ def trend_chart(current: pd.DataFrame, previous: pd.DataFrame | None, *, label: 
     inside the range are drawn pale."""
     value_format = TOOLTIP_FORMATS.get(unit, ",.2f")
     now = _trend_frame(current, period, label)
+    compared = previous is not None and not previous.empty
+    series = [label, previous_name] if compared else [label]
     colors = alt.Color("series:N", title=None, legend=alt.Legend(orient="top"),
-                       scale=alt.Scale(domain=[label, previous_name], range=[CURRENT_COLOR, PREVIOUS_COLOR]))
+                       scale=alt.Scale(domain=series, range=[CURRENT_COLOR, PREVIOUS_COLOR][:len(series)]))
     tooltip = [alt.Tooltip("period_start:T", title="Period", format=PERIOD_FORMATS[period]),
                alt.Tooltip("value:Q", title=label, format=value_format),
                alt.Tooltip("partial:N", title="Partial period")]
@@ -61,7 +63,7 @@ def trend_chart(current: pd.DataFrame, previous: pd.DataFrame | None, *, label: 
             x=alt.X("period_start:T", title=None, axis=x_axis), x2="period_end:T", y=y, y2=alt.datum(0),
             color=colors, opacity=opacity, tooltip=tooltip)
     layers: list[alt.Chart] = [main]
-    if previous is not None and not previous.empty:
+    if compared:
         before = _trend_frame(previous, period, previous_name)
         layers.append(alt.Chart(before).mark_line(strokeDash=[4, 3], strokeWidth=2).encode(
             x="middle:T", y="value:Q", color=colors,
