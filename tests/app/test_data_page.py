@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from analytics import data_health
-from connectors import database
 from tests.app import sample_data
 
 ROOT = Path(__file__).resolve().parents[2]
 UNREACHABLE_URL = "postgresql+psycopg2://nobody@127.0.0.1:1/x"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_streamlit_state() -> Iterator[None]:
-    """Streamlit caches and our engines are process-wide; no test may see another's."""
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    database.dispose_engines()
 
 
 @pytest.fixture

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from analytics.filters import TraderFilter
@@ -19,17 +17,6 @@ from connectors.simulator import SimulationConfig, seed_database
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_STEPS = ("registered", "kyc_submitted", "kyc_approved", "ftd", "trade")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_streamlit_state() -> Iterator[None]:
-    """Streamlit caches and our engines are process-wide; no test may see another's."""
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    database.dispose_engines()
 
 
 @pytest.fixture

@@ -3,14 +3,12 @@ broker in a tmp DuckDB file."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from analytics.lifecycle import compute_lifecycle, compute_stage_distribution
@@ -20,17 +18,6 @@ from connectors.schema import traders
 from connectors.simulator import SimulationConfig, seed_database
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_streamlit_state() -> Iterator[None]:
-    """Streamlit caches and our engines are process-wide; no test may see another's."""
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    database.dispose_engines()
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from analytics.filters import TraderFilter
@@ -22,17 +20,6 @@ from connectors.schema import sessions, traders
 from connectors.simulator import SimulationConfig, seed_database
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_streamlit_state() -> Iterator[None]:
-    """Streamlit caches and our engines are process-wide; no test may see another's."""
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    database.dispose_engines()
 
 
 @pytest.fixture
