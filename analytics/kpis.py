@@ -2,10 +2,12 @@
 
 Every figure is aggregated in the database, for both periods at once. :func:`compute_kpis` runs
 three statements: the data's time span (indexed min/max), one over traders and the payment ledger,
-and one for trading, which reads trader-days from the ``daily_activity`` rollup (kept current by
-seeding and imports) and scans trades twice in all (multi-day closes; one per-trader pass for
-volume, P&L, costs and the ESMA loss share). Definitions follow DESIGN.md §4 and broker_domain.md
-§2; each :class:`Kpi` carries its own, so the Overview and the CLI say the same thing.
+and one for trading, which reads the rollups kept current by seeding and imports
+(connectors/rollups.py): trader-days from ``daily_activity`` and closed positions per trader and
+day from ``daily_trading`` (volume, P&L, costs and the ESMA loss share), never the raw trades.
+Every trading window is made of whole UTC days, so the daily grain is exact. Definitions follow
+DESIGN.md §4 and broker_domain.md §2; each :class:`Kpi` carries its own, so the Overview and the
+CLI say the same thing.
 
 Times are naive UTC; a :class:`DateRange` covers whole days, end inclusive. Money is USD.
 """
@@ -25,7 +27,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from analytics.filters import EVERYONE, STANDARD_TIER, TraderFilter
 from analytics.periods import DateRange, Period, epoch_seconds, period_start, step_period, truncate_date
-from connectors.schema import accounts, daily_activity, traders, trades, transactions
+from connectors.schema import Money, accounts, daily_activity, daily_trading, traders, trades, transactions
 
 Unit = Literal["count", "usd", "pct", "hours", "lots"]
 TrendMetric = Literal[
@@ -171,6 +173,11 @@ def _approved(kind: str) -> ColumnElement[bool]:
     return sa.and_(transactions.c.kind == kind, transactions.c.status == "approved")
 
 
+def _client_pnl(table: sa.Table) -> ColumnElement:
+    """Clients' realised result: profit + commission + swap (trades or daily_trading)."""
+    return table.c.profit_usd + table.c.commission_usd + table.c.swap_usd
+
+
 def _float(x: Any) -> float:
     return float(x) if x is not None else 0.0
 
@@ -279,7 +286,7 @@ def _ts(day: date) -> datetime:
 def _trading_query(periods: Mapping[str, DateRange], trader_filter: TraderFilter, *, postgres: bool) -> sa.Select:
     """One row: activity, churn, closed-position and ESMA figures per period (``<name>_<period>``).
 
-    Two scans of trades in all: the multi-day closes for activity, and one per-trader pass for
+    Two passes over ``daily_trading``: the multi-day closes for activity, and one per trader for
     everything else.
     """
     activity = _activity_totals(periods, trader_filter)
@@ -292,17 +299,15 @@ def _trader_days(start: datetime, until: datetime, trader_filter: TraderFilter) 
     trader opened or closed a trade.
 
     Opening days come from the ``daily_activity`` rollup ("trade" is timed by the opening); only
-    the one trade in ten that closes on a later day adds a closing day from ``trades``. Grouping
-    about a million trader-days (200,000 traders, a year) instead of every trade twice is what
-    keeps this fast on PostgreSQL.
+    the close days of positions opened on an earlier day (``daily_trading.carried``) add to them.
+    Grouping about a million trader-days (200,000 traders, a year) instead of every trade twice
+    is what keeps this fast on PostgreSQL. ``start`` and ``until`` are midnights.
     """
-    da = daily_activity.c
+    da, dt = daily_activity.c, daily_trading.c
     open_days = (sa.select(da.trader_id, sa.cast(da.day, sa.Date).label("d"))
                  .where(da.event == "trade", _in(da.day, start, until), trader_filter.restrict(da.trader_id)))
-    close_day = sa.cast(trades.c.closed_at, sa.Date)
-    close_days = (sa.select(trades.c.trader_id, close_day.label("d"))
-                  .where(_in(trades.c.closed_at, start, until), close_day != sa.cast(trades.c.opened_at, sa.Date),
-                         trader_filter.restrict(trades.c.trader_id)))
+    close_days = (sa.select(dt.trader_id, sa.cast(dt.day, sa.Date).label("d"))
+                  .where(_in(dt.day, start, until), dt.carried > 0, trader_filter.restrict(dt.trader_id)))
     both = sa.union_all(open_days, close_days).subquery("trade_days")
     return sa.select(both.c.trader_id, both.c.d).group_by(both.c.trader_id, both.c.d).subquery("trader_days")
 
@@ -354,19 +359,20 @@ def _activity_totals(periods: Mapping[str, DateRange], trader_filter: TraderFilt
 def _closed_totals(periods: Mapping[str, DateRange], trader_filter: TraderFilter, *, postgres: bool) -> sa.Subquery:
     """Positions closed in each period (count, lots, notional, P&L, commission, swap, how many
     carry commission or swap) and the ESMA figures: traders with positions closed in the 12 months
-    to the period end, and how many of them are net losing. One scan of trades, per trader."""
-    closed_at = trades.c.closed_at
+    to the period end, and how many of them are net losing. One pass over ``daily_trading``, per
+    trader (its ``day`` is the close day; every window here starts and ends at midnight)."""
+    dt = daily_trading.c
+    closed_at = dt.day
     windows = {name: (rng.start_ts, rng.end_ts) for name, rng in periods.items()}
     windows |= {f"year_{name}": (_ts(rng.end - _days(ESMA_DAYS - 1)), rng.end_ts) for name, rng in periods.items()}
     # NUMERIC sums stay exact, so the ESMA sign test is exact at zero. (Summing whole cents as
     # BIGINT was measured slower on PostgreSQL: the per-aggregate cast costs more than it saves.)
     measures: dict[str, ColumnElement] = {
-        "lots": trades.c.lots, "notional": trades.c.notional_usd, "commission": trades.c.commission_usd,
-        "swap": trades.c.swap_usd, "pnl": trades.c.profit_usd + trades.c.commission_usd + trades.c.swap_usd}
-    measures["costed"] = _flag(sa.or_(trades.c.commission_usd != 0, trades.c.swap_usd != 0))
+        "closed": dt.closed, "costed": dt.costed, "lots": dt.lots, "notional": dt.notional_usd,
+        "commission": dt.commission_usd, "swap": dt.swap_usd, "pnl": _client_pnl(daily_trading)}
     scan = (_in(closed_at, min(a for a, _ in windows.values()), max(b for _, b in windows.values())),
-            trader_filter.restrict(trades.c.trader_id))
-    wanted = [(name, key) for name in periods for key in ("closed", *measures)]
+            trader_filter.restrict(dt.trader_id))
+    wanted = [(name, key) for name in periods for key in measures]
     wanted += [(f"year_{name}", key) for name in periods for key in ("closed", "pnl")]
 
     if postgres:
@@ -374,12 +380,10 @@ def _closed_totals(periods: Mapping[str, DateRange], trader_filter: TraderFilter
         # of traders well and aggregates in parallel; grouping by a computed segment (below) makes
         # it expect millions of groups and give up on parallel partial aggregation.
         def total(window: str, key: str) -> ColumnElement:
-            inside = _in(closed_at, *windows[window])
-            return (sa.func.count().filter(inside) if key == "closed"
-                    else sa.func.sum(measures[key]).filter(inside))
+            return sa.func.sum(measures[key]).filter(_in(closed_at, *windows[window]))
 
         per_trader = (sa.select(*(total(w, k).label(f"{k}_{w}") for w, k in wanted))
-                      .where(*scan).group_by(trades.c.trader_id).subquery("closed_per_trader"))
+                      .where(*scan).group_by(dt.trader_id).subquery("closed_per_trader"))
     else:
         # DuckDB: the windows overlap, so their boundaries cut time into disjoint segments; each
         # trade gets its segment from one CASE and is summed per trader and segment with plain
@@ -389,9 +393,8 @@ def _closed_totals(periods: Mapping[str, DateRange], trader_filter: TraderFilter
         segment = sa.case(*((closed_at < b, i) for i, b in enumerate(bounds[1:-1])),
                           else_=len(bounds) - 2).label("seg")
         segments = (
-            sa.select(trades.c.trader_id, segment, sa.func.count().label("closed"),
-                      *(sa.func.sum(expr).label(key) for key, expr in measures.items()))
-            .where(*scan).group_by(trades.c.trader_id, segment).subquery("closed_segments")
+            sa.select(dt.trader_id, segment, *(sa.func.sum(expr).label(key) for key, expr in measures.items()))
+            .where(*scan).group_by(dt.trader_id, segment).subquery("closed_segments")
         )
         sg = segments.c
 
@@ -515,20 +518,21 @@ def _trend_source(metric: str, date_range: DateRange, trader_filter: TraderFilte
         }[metric]
         kinds = ("deposit",) if metric in ("deposits", "depositors") else ("deposit", "withdrawal")
         return transactions, transactions.c.created_at, aggregate, [transactions.c.kind.in_(kinds), restrict_txn]
-    restrict_trades = trader_filter.restrict(trades.c.trader_id)
+    dt = daily_trading.c
     if metric == "active_traders":
         # Opened or closed in the period: distinct traders over their trading days.
         days = _trader_days(date_range.start_ts, date_range.end_ts, trader_filter)
         return days, sa.cast(days.c.d, sa.DateTime), sa.func.count(sa.distinct(days.c.trader_id)), []
     aggregate = {
-        "trades": sa.func.count(),
-        "volume_usd": sa.func.sum(trades.c.notional_usd),
-        "volume_lots": sa.func.sum(trades.c.lots),
-        "client_pnl": sa.func.sum(trades.c.profit_usd + trades.c.commission_usd + trades.c.swap_usd),
+        "trades": sa.func.sum(dt.closed),
+        "volume_usd": sa.func.sum(dt.notional_usd),
+        "volume_lots": sa.func.sum(dt.lots),
+        "client_pnl": sa.func.sum(_client_pnl(daily_trading)),
     }.get(metric)
     if aggregate is None:
         raise ValueError(f"unknown trend metric {metric!r}; use one of {', '.join(TREND_METRICS)}")
-    return trades, trades.c.closed_at, aggregate, [restrict_trades]
+    # Close days: day, week and month buckets and the range's bounds are all whole days.
+    return daily_trading, dt.day, aggregate, [trader_filter.restrict(dt.trader_id)]
 
 
 def period_starts(date_range: DateRange, period: Period) -> list[date]:
@@ -651,13 +655,14 @@ def compute_breakdown(engine: Engine, *, dimension: str, date_range: DateRange,
                transactions.c.kind.in_(("deposit", "withdrawal")))
         .group_by(transactions.c.trader_id).subquery("money")
     )
-    trading = (
-        sa.select(trades.c.trader_id,
-                  sa.func.sum(trades.c.notional_usd).filter(date_range.contains(trades.c.closed_at))
-                  .label("volume_usd"))
-        .where(sa.or_(date_range.contains(trades.c.opened_at), date_range.contains(trades.c.closed_at)))
-        .group_by(trades.c.trader_id).subquery("trading")
-    )
+    # Active: opened or closed a trade in the range (trader-days), volume: closed in the range.
+    days = _trader_days(date_range.start_ts, date_range.end_ts, EVERYONE)
+    volume = (sa.select(daily_trading.c.trader_id, daily_trading.c.notional_usd)
+              .where(date_range.contains(daily_trading.c.day)))
+    active = sa.select(days.c.trader_id, sa.literal(None, Money).label("notional_usd"))
+    both = sa.union_all(active, volume).subquery("trading_rows")
+    trading = (sa.select(both.c.trader_id, sa.func.sum(both.c.notional_usd).label("volume_usd"))
+               .group_by(both.c.trader_id).subquery("trading"))
     reg, ftd_at = dim.c.registered_at, dep.c.ftd_at
     with _reading(engine) as conn:
         data_end = compute_data_end(conn) or datetime(1970, 1, 1)
@@ -715,12 +720,13 @@ def compute_volume_by_asset_class(engine: Engine, *, date_range: DateRange,
     Columns: ``asset_class`` (str; "other" when unknown), ``trades`` (int), ``lots``,
     ``notional_usd``, ``client_pnl`` (profit + commission + swap, USD) as floats.
     """
-    asset = sa.func.coalesce(trades.c.asset_class, "other").label("asset_class")
+    dt = daily_trading.c
+    asset = sa.func.coalesce(dt.asset_class, "other").label("asset_class")
     query = (
-        sa.select(asset, sa.func.count().label("trades"), sa.func.sum(trades.c.lots).label("lots"),
-                  sa.func.sum(trades.c.notional_usd).label("notional_usd"),
-                  sa.func.sum(trades.c.profit_usd + trades.c.commission_usd + trades.c.swap_usd).label("client_pnl"))
-        .where(date_range.contains(trades.c.closed_at), trader_filter.restrict(trades.c.trader_id))
+        sa.select(asset, sa.func.sum(dt.closed).label("trades"), sa.func.sum(dt.lots).label("lots"),
+                  sa.func.sum(dt.notional_usd).label("notional_usd"),
+                  sa.func.sum(_client_pnl(daily_trading)).label("client_pnl"))
+        .where(date_range.contains(dt.day), trader_filter.restrict(dt.trader_id))
         .group_by(asset)
     )
     with _reading(engine) as conn:

@@ -228,10 +228,9 @@ def reset_data(conn: Connection) -> None:
     Not for a filled DuckDB database: DuckDB checks foreign keys too eagerly to delete a parent
     row in the transaction that deleted its children (see :func:`reset_data_per_table`).
     """
-    from connectors.schema import daily_activity
+    from connectors.schema import ROLLUP_TABLES
 
-    conn.execute(daily_activity.delete())
-    for table in reversed(DATA_TABLES):
+    for table in (*ROLLUP_TABLES, *reversed(DATA_TABLES)):
         conn.execute(table.delete())
 
 
@@ -241,9 +240,9 @@ def reset_data_per_table(engine: Engine) -> None:
     DuckDB's way to empty tables linked by foreign keys. An interruption leaves the parent
     tables (traders, accounts) still filled, never an orphan row.
     """
-    from connectors.schema import daily_activity
+    from connectors.schema import ROLLUP_TABLES
 
-    for table in (daily_activity, *reversed(DATA_TABLES)):
+    for table in (*ROLLUP_TABLES, *reversed(DATA_TABLES)):
         with engine.begin() as conn:
             conn.execute(table.delete())
 

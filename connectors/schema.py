@@ -190,6 +190,29 @@ daily_activity = sa.Table(
 sa.Index("ix_daily_activity_event_day", daily_activity.c.event, daily_activity.c.day)
 sa.Index("ix_daily_activity_trader", daily_activity.c.trader_id, daily_activity.c.day)
 
+# Closed positions rolled up per trader, UTC close day and asset class (see connectors/rollups.py).
+daily_trading = sa.Table(
+    "daily_trading", metadata,
+    sa.Column("trader_id", sa.BigInteger, nullable=False),
+    sa.Column("day", sa.DateTime, nullable=False),
+    sa.Column("asset_class", sa.String(16)),
+    sa.Column("closed", sa.Integer, nullable=False),
+    sa.Column("carried", sa.Integer, nullable=False),  # closed on a later UTC day than opened
+    sa.Column("costed", sa.Integer, nullable=False),  # with a commission or swap
+    sa.Column("lots", Lots, nullable=False),
+    sa.Column("notional_usd", Money),
+    sa.Column("profit_usd", Money, nullable=False),
+    sa.Column("commission_usd", Money, nullable=False),
+    sa.Column("swap_usd", Money, nullable=False),
+    sa.Column("first_opened_at", sa.DateTime, nullable=False),
+    sa.Column("last_closed_at", sa.DateTime, nullable=False),
+)
+sa.Index("ix_daily_trading_day", daily_trading.c.day)
+sa.Index("ix_daily_trading_trader", daily_trading.c.trader_id, daily_trading.c.day)
+
+# Derived tables, rebuilt from the data tables (connectors.rollups.refresh_rollups).
+ROLLUP_TABLES: tuple[sa.Table, ...] = (daily_activity, daily_trading)
+
 # Tables in load order (parents first); the simulator and the importers write in this order.
 DATA_TABLES: tuple[sa.Table, ...] = (
     traders, accounts, kyc_events, transactions, trades, sessions, portal_events,

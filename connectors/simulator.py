@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from connectors import schema
 from connectors.database import bulk_insert, reset_data, reset_data_per_table, upgrade_schema, write_lock
 from connectors.errors import DatabaseNotEmpty
-from connectors.rollups import refresh_daily_activity
+from connectors.rollups import refresh_rollups
 from connectors.schema import TRUTH_SCHEMA
 
 Progress = Callable[[str, float], None]
@@ -952,7 +952,7 @@ def seed_database(engine: sa.Engine, config: SimulationConfig, *, replace: bool 
         conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {TRUTH_SCHEMA} CASCADE"))
         conn.execute(sa.text(f"CREATE SCHEMA {TRUTH_SCHEMA}"))
         truth_metadata.create_all(conn)
-        secondary = [ix for t in (*schema.DATA_TABLES, schema.daily_activity) for ix in t.indexes]
+        secondary = [ix for t in (*schema.DATA_TABLES, *schema.ROLLUP_TABLES) for ix in t.indexes]
         for ix in secondary:
             ix.drop(conn)
         for i, table in enumerate(schema.DATA_TABLES):
@@ -961,8 +961,8 @@ def seed_database(engine: sa.Engine, config: SimulationConfig, *, replace: bool 
                                            external_id_prefix=EXTERNAL_ID_PREFIXES[table.name])
             del broker.tables[table.name]  # free memory as we go
         bulk_insert(conn, truth_traders, broker.truth)
-        progress("rolling up daily activity", 0.97)
-        refresh_daily_activity(conn)
+        progress("rolling up daily activity and trading", 0.97)
+        refresh_rollups(conn)
         progress("building indexes", 0.98)
         for ix in secondary:
             ix.create(conn)

@@ -16,7 +16,7 @@ from connectors import database, schema
 from connectors.errors import ImportRejected
 from connectors.importers.batch import ROW, AccountHeader, Batch, ImportResult, typed
 from connectors.importers.terminal import convert_to_usd
-from connectors.rollups import refresh_daily_activity
+from connectors.rollups import refresh_rollups
 
 _CHUNK = 5_000  # keys per IN (...) lookup; keeps statements small on both backends
 
@@ -54,7 +54,7 @@ def load(conn: Connection, batch: Batch, *, sha256: str, trader: str | None,
     # Keep the daily rollup in step with what this import wrote, in the same transaction.
     touched = {int(t) for f in frames.values() if "trader_id" in f for t in f["trader_id"].dropna()}
     if sum(inserted.values()):
-        refresh_daily_activity(conn, sorted(touched))
+        refresh_rollups(conn, sorted(touched))
     _record_import(conn, batch, sha256, sum(inserted.values()), skipped)
     return ImportResult(file=batch.file, kind=batch.kind, rows_read=batch.rows_read,
                         inserted=inserted, skipped=skipped)

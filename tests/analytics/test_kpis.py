@@ -44,7 +44,7 @@ from analytics.kpis import (
     compute_volume_by_asset_class,
 )
 from analytics.periods import DateRange
-from connectors.rollups import refresh_daily_activity
+from connectors.rollups import refresh_rollups
 from connectors.schema import accounts, sessions, traders, trades, transactions
 
 MARCH = DateRange(date(2026, 3, 1), date(2026, 3, 31))
@@ -167,7 +167,7 @@ def build_broker(engine) -> None:
             {"session_id": i, "external_id": f"S{i}", "trader_id": t, "started_at": at, "duration_s": 60,
              "surface": "web"}
             for i, (t, at) in enumerate(LOGINS, start=1)])
-        refresh_daily_activity(conn)  # what seeding and imports do after writing
+        refresh_rollups(conn)  # what seeding and imports do after writing
 
 
 @pytest.fixture

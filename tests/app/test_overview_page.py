@@ -15,7 +15,7 @@ from analytics.kpis import Kpi, compute_breakdown, compute_kpis
 from analytics.periods import DateRange, compute_data_span
 from components.kpi_tiles import format_delta, format_value
 from connectors import database
-from connectors.rollups import refresh_daily_activity
+from connectors.rollups import refresh_rollups
 from connectors.schema import sessions, traders
 from connectors.simulator import SimulationConfig, seed_database
 
@@ -195,7 +195,7 @@ def test_a_view_without_any_activity_shows_an_empty_state(db_url):
         conn.execute(traders.insert(), [{"trader_id": 1, "external_id": "T1", "registered_at": datetime(2024, 1, 1)}])
         conn.execute(sessions.insert(), [{"session_id": 1, "external_id": "S1", "trader_id": 1,
                                           "started_at": datetime(2026, 10, 1), "duration_s": 60, "surface": "web"}])
-        refresh_daily_activity(conn)
+        refresh_rollups(conn)
     engine.dispose()
     database.dispose_engines()
 
