@@ -14,7 +14,10 @@ Everything is aggregated in SQL on both backends; only per-period or per-stage c
 Lifecycle rules, as built (spec §3, one rule per bullet):
 
 - Events are read from one period before ``date_from``'s period up to the end of ``date_to``'s
-  period; each trader's events become the sorted list of their active periods.
+  period; each trader's events become the sorted list of their active periods. They come from the
+  ``daily_activity`` rollup (one row per trader, event and UTC day): periods are whole UTC days,
+  weeks or months, so "active in P" is the same question asked of a few rows per trader instead of
+  every raw event.
 - For the first active period found, ``prev`` is the trader's "created" period; later periods use
   the previous active period. **new**: ``prev == P``; **returning**: ``P - 1 == prev`` and P is not
   the first active period found; **resurrecting**: anything else (including an unknown created
@@ -48,7 +51,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from analytics.cohorts import event_occurrences, index_of, start_of_index
 from analytics.filters import TraderFilter
 from analytics.periods import Period, WeekStart, step_period, truncate_date
-from connectors.schema import CORE_EVENTS, portal_events, sessions, traders, trades, transactions
+from connectors.schema import CORE_EVENTS, daily_activity, daily_trading, portal_events, traders
 
 NewBasis = Literal["first-activity", "registration"]
 NEW_BASES: tuple[NewBasis, ...] = ("first-activity", "registration")
@@ -125,7 +128,7 @@ def compute_lifecycle(
     # Periods are small integers: 0 is the look-back period, 1 the first reported one.
     base = index_of(look_back, period, week_start)
     count = index_of(end, period, week_start) - base
-    occurrences = event_occurrences(event).subquery("occurrences")
+    occurrences = _active_days(event).subquery("occurrences")
     occurred_at = occurrences.c.occurred_at
     i = _period_number(occurred_at, period, look_back)
 
@@ -170,7 +173,7 @@ def compute_lifecycle(
     else:
         # Created = the period of the first-ever event. For the first active period found that is
         # the same as "no event before the look-back period": one index probe per trader.
-        earlier = event_occurrences(event).subquery("earlier")
+        earlier = _active_days(event).subquery("earlier")
         first_is_new = sa.not_(sa.exists().where(earlier.c.trader_id == nb.trader_id,
                                                  earlier.c.occurred_at < _ts(look_back)))
     status = sa.case(
@@ -193,6 +196,12 @@ def compute_lifecycle(
     table["dormant"] = -table["dormant"]
     table.insert(0, "period_start", [start_of_index(base + n, period, week_start) for n in table.index])
     return table.reset_index(drop=True)[LIFECYCLE_COLUMNS]
+
+
+def _active_days(event: str) -> sa.Select:
+    """``trader_id`` and ``occurred_at`` (a UTC midnight) of every day a trader did ``event``."""
+    da = daily_activity.c
+    return sa.select(da.trader_id, da.day.label("occurred_at")).where(da.event == event)
 
 
 def _period_number(ts: ColumnElement, period: Period, origin: date) -> ColumnElement[int]:
@@ -245,6 +254,12 @@ def _partials(days: list[date], churn_days: int, trader_filter: TraderFilter) ->
     the day), before_i (latest activity before the day's active window), back_i (first activity
     inside it).
 
+    Read from the rollups, exactly: every bound here is a UTC midnight, so a ``daily_activity``
+    row (one trader, event and day) lies wholly before or after it, and a ``daily_trading`` row
+    (positions closed on one day) holds the earliest opening and the latest close, which is all
+    the interval tests need (see the comments below). Positions are assumed closed no earlier
+    than opened, which the importers enforce.
+
     "Recent" starts ``churn_days`` before the earliest active window: an older activity can only
     mean churned, dormant or "gap long enough", whatever its exact time, so :func:`_staged` reads a
     missing recent value that way and the per-day expressions run on a fraction of the rows.
@@ -253,21 +268,20 @@ def _partials(days: list[date], churn_days: int, trader_filter: TraderFilter) ->
         return sa.cast(sa.null(), sa.DateTime)  # typed: PostgreSQL reads a bare NULL column as text
 
     horizon = min(_day_bounds(day)[1] for day in days) - timedelta(days=churn_days)
-    opened, closed = trades.c.opened_at, sa.func.greatest(trades.c.opened_at, trades.c.closed_at)
-    deposits = sa.and_(transactions.c.kind == "deposit", transactions.c.status == "approved")
-    sources = [
-        # A close before the open is a source error (the Data page flags it): keep the open.
-        ("trade", trades.c.trader_id, opened, closed, sa.true()),
-        ("deposit", transactions.c.trader_id, transactions.c.created_at, None, deposits),
-        ("login", sessions.c.trader_id, sessions.c.started_at, None, sa.true()),
-    ]
+    da, dt = daily_activity.c, daily_trading.c
     per_day = [f"{name}_{i}" for i in range(len(days)) for name in ("last_any", "last_trade", "before", "back")]
+    # The caller joins the result to the filtered traders; filtering here too only pays when the
+    # filter keeps a minority.
     selects = []
-    for kind, trader_id, start, stop, where in sources:
-        # The caller joins the result to the filtered traders; filtering here too only pays when
-        # the filter keeps a minority.
+    for kind in ("trade", "deposit", "login"):
+        if kind == "trade":
+            trader_id, day, where = dt.trader_id, dt.day, sa.true()
+            first_at, last_at = dt.first_opened_at, dt.last_closed_at
+        else:
+            trader_id, day, where = da.trader_id, da.day, da.event == kind
+            first_at, last_at = da.first_at, da.last_at
         keep = trader_filter.restrict(trader_id) if _narrows(trader_filter) else sa.true()
-        first = sa.func.min(start)
+        first = sa.func.min(first_at)
         firsts = [
             trader_id.label("trader_id"),
             (first if kind == "trade" else _no_time()).label("first_trade"),
@@ -278,19 +292,23 @@ def _partials(days: list[date], churn_days: int, trader_filter: TraderFilter) ->
                        .where(where, keep).group_by(trader_id))
         recent = [trader_id.label("trader_id"), *(_no_time().label(c) for c in ("first_trade", "first_deposit",
                                                                               "first_any"))]
-        for day in days:
-            end, window = _day_bounds(day)
-            if stop is None:  # an instant: simpler expressions for most of the rows
-                last = sa.func.max(sa.case((start < end, start)))
-                before = sa.func.max(sa.case((start < window, start)))
-                back = sa.func.min(sa.case((sa.and_(start >= window, start < end), start)))
-            else:  # an interval: a position still open at the end of the day is activity that day
-                last = sa.func.max(sa.case((start < end, sa.func.least(stop, end))))
-                before = sa.func.max(sa.case((start < window, sa.func.least(stop, window))))
-                back = sa.func.min(sa.case((sa.and_(start < end, stop >= window), sa.func.greatest(start, window))))
+        for end, window in map(_day_bounds, days):
+            if kind != "trade":  # instants: a day's rows lie wholly before or after each bound
+                last = sa.func.max(sa.case((day < end, last_at)))
+                before = sa.func.max(sa.case((day < window, last_at)))
+                back = sa.func.min(sa.case((sa.and_(day >= window, day < end), first_at)))
+            else:
+                # Positions closed on ``day``. Closed before the bound: their latest close counts.
+                # Closed after it: one of them opened before the bound was still open at it.
+                # Inside the window (closed on or after its first day) and opened by the end: the
+                # earliest such opening, or the window's start for one opened earlier.
+                last = sa.func.max(sa.case((day < end, last_at), (first_at < end, end)))
+                before = sa.func.max(sa.case((day < window, last_at), (first_at < window, window)))
+                back = sa.func.min(sa.case((sa.and_(day >= window, first_at < end),
+                                            sa.func.greatest(first_at, window))))
             recent += [last, last if kind == "trade" else _no_time(), before, back]
         selects.append(sa.select(*recent[:4], *(c.label(n) for c, n in zip(recent[4:], per_day, strict=True)))
-                       .where(where, keep, (start if stop is None else stop) >= horizon).group_by(trader_id))
+                       .where(where, keep, day >= horizon).group_by(trader_id))
     return sa.union_all(*selects).subquery("partials")
 
 

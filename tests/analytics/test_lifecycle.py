@@ -18,6 +18,7 @@ from analytics.filters import EVERYONE, TraderFilter
 from analytics.lifecycle import LIFECYCLE_COLUMNS, compute_lifecycle
 from analytics.periods import step_period, truncate_date
 from connectors import database, schema
+from connectors.rollups import refresh_rollups
 from connectors.simulator import SimulationConfig, seed_database
 
 _ids = count(1)
@@ -69,6 +70,7 @@ class Broker:
                                 (schema.portal_events, self.portal)):
                 if rows:
                     database.bulk_insert(conn, table, pd.DataFrame(rows))
+            refresh_rollups(conn)  # what seeding and imports do after writing
 
 
 def table(frame: pd.DataFrame) -> dict[str, tuple[int, int, int, int]]:

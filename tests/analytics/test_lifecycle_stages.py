@@ -25,6 +25,7 @@ from analytics.lifecycle import (
 )
 from analytics.periods import compute_data_span
 from connectors import database, schema
+from connectors.rollups import refresh_rollups
 
 D = date(2026, 3, 31)
 _ids = count(1)
@@ -77,6 +78,7 @@ class Broker:
                                 (schema.transactions, self.txns), (schema.sessions, self.sessions)):
                 if rows:
                     database.bulk_insert(conn, table, pd.DataFrame(rows))
+            refresh_rollups(conn)  # what seeding and imports do after writing
 
 
 def broker() -> Broker:
