@@ -6,7 +6,7 @@ applies it with a single semi-join (``trader_id IN (...)``) inside its own query
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
@@ -63,6 +63,23 @@ class TraderFilter:
         if self.is_everyone():
             return sa.true()
         return trader_id.in_(self.trader_ids())
+
+    def narrows(self) -> bool:
+        """True when the filter keeps only some traders beyond leaving out test accounts.
+
+        Aggregations over millions of rows use it to decide where to filter: early (on the raw
+        rows) when the filter keeps a minority, late (on per-trader rows) when it only drops the
+        few test accounts, where a semi-join per raw row would cost more than it saves.
+        """
+        return not replace(self, include_test=True).is_everyone()
+
+    def restrict_early(self, trader_id: ColumnElement) -> ColumnElement[bool]:
+        """:meth:`restrict` when the filter :meth:`narrows`, else no condition (see restrict_late)."""
+        return self.restrict(trader_id) if self.narrows() else sa.true()
+
+    def restrict_late(self, trader_id: ColumnElement) -> ColumnElement[bool]:
+        """:meth:`restrict` when :meth:`restrict_early` did not apply it: on per-trader rows."""
+        return sa.true() if self.narrows() else self.restrict(trader_id)
 
 
 EVERYONE = TraderFilter(include_test=True)

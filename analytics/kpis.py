@@ -3,8 +3,9 @@
 Every figure is aggregated in the database, for both periods at once. :func:`compute_kpis` runs
 three statements: the data's time span (indexed min/max), one over traders and the payment ledger,
 and one for trading, which reads the rollups kept current by seeding and imports
-(connectors/rollups.py): trader-days from ``daily_activity`` and closed positions per trader and
-day from ``daily_trading`` (volume, P&L, costs and the ESMA loss share), never the raw trades.
+(connectors/rollups.py): trader-days from ``trading_days``, deposit and login days from
+``daily_activity``, and closed positions per trader and day from ``daily_trading`` (volume, P&L,
+costs and the ESMA loss share), never the raw trades.
 Every trading window is made of whole UTC days, so the daily grain is exact. Definitions follow
 DESIGN.md §4 and broker_domain.md §2; each :class:`Kpi` carries its own, so the Overview and the
 CLI say the same thing.
@@ -27,7 +28,16 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from analytics.filters import EVERYONE, STANDARD_TIER, TraderFilter
 from analytics.periods import DateRange, Period, epoch_seconds, period_start, step_period, truncate_date
-from connectors.schema import Money, accounts, daily_activity, daily_trading, traders, trades, transactions
+from connectors.schema import (
+    Money,
+    accounts,
+    daily_activity,
+    daily_trading,
+    traders,
+    trades,
+    trading_days,
+    transactions,
+)
 
 Unit = Literal["count", "usd", "pct", "hours", "lots"]
 TrendMetric = Literal[
@@ -173,11 +183,6 @@ def _approved(kind: str) -> ColumnElement[bool]:
     return sa.and_(transactions.c.kind == kind, transactions.c.status == "approved")
 
 
-def _client_pnl(table: sa.Table) -> ColumnElement:
-    """Clients' realised result: profit + commission + swap (trades or daily_trading)."""
-    return table.c.profit_usd + table.c.commission_usd + table.c.swap_usd
-
-
 def _float(x: Any) -> float:
     return float(x) if x is not None else 0.0
 
@@ -283,33 +288,27 @@ def _ts(day: date) -> datetime:
     return datetime.combine(day, datetime.min.time())
 
 
-def _trading_query(periods: Mapping[str, DateRange], trader_filter: TraderFilter, *, postgres: bool) -> sa.Select:
-    """One row: activity, churn, closed-position and ESMA figures per period (``<name>_<period>``).
-
-    Two passes over ``daily_trading``: the multi-day closes for activity, and one per trader for
-    everything else.
-    """
+def _trading_query(periods: Mapping[str, DateRange], trader_filter: TraderFilter) -> sa.Select:
+    """One row: activity, churn, closed-position and ESMA figures per period (``<name>_<period>``),
+    from the rollups only."""
     activity = _activity_totals(periods, trader_filter)
-    closed = _closed_totals(periods, trader_filter, postgres=postgres)
-    return sa.select(activity, closed).select_from(activity.join(closed, sa.true()))
+    closed = _closed_totals(periods, trader_filter)
+    esma = _esma_totals(periods, trader_filter)
+    return sa.select(activity, closed, esma).select_from(
+        activity.join(closed, sa.true()).join(esma, sa.true()))
 
 
 def _trader_days(start: datetime, until: datetime, trader_filter: TraderFilter) -> sa.Subquery:
-    """Distinct (``trader_id``, ``d``): the UTC days from ``start`` to ``until`` (exclusive) on which a
-    trader opened or closed a trade.
+    """(``trader_id``, ``day``): each UTC day from ``start`` to ``until`` (midnights, exclusive)
+    on which a trader opened or closed a trade, once (the ``trading_days`` rollup).
 
-    Opening days come from the ``daily_activity`` rollup ("trade" is timed by the opening); only
-    the close days of positions opened on an earlier day (``daily_trading.carried``) add to them.
-    Grouping about a million trader-days (200,000 traders, a year) instead of every trade twice
-    is what keeps this fast on PostgreSQL. ``start`` and ``until`` are midnights.
+    The filter is applied here only when it keeps a minority (:meth:`TraderFilter.restrict_early`);
+    callers apply ``restrict_late`` once per trader.
     """
-    da, dt = daily_activity.c, daily_trading.c
-    open_days = (sa.select(da.trader_id, sa.cast(da.day, sa.Date).label("d"))
-                 .where(da.event == "trade", _in(da.day, start, until), trader_filter.restrict(da.trader_id)))
-    close_days = (sa.select(dt.trader_id, sa.cast(dt.day, sa.Date).label("d"))
-                  .where(_in(dt.day, start, until), dt.carried > 0, trader_filter.restrict(dt.trader_id)))
-    both = sa.union_all(open_days, close_days).subquery("trade_days")
-    return sa.select(both.c.trader_id, both.c.d).group_by(both.c.trader_id, both.c.d).subquery("trader_days")
+    td = trading_days.c
+    return (sa.select(td.trader_id, td.day)
+            .where(_in(td.day, start, until), trader_filter.restrict_early(td.trader_id))
+            .subquery("trader_days"))
 
 
 def _activity_totals(periods: Mapping[str, DateRange], trader_filter: TraderFilter) -> sa.Subquery:
@@ -320,18 +319,19 @@ def _activity_totals(periods: Mapping[str, DateRange], trader_filter: TraderFilt
     td = _trader_days(active_from, until, trader_filter).c
 
     def on_days(first: date, last: date) -> ColumnElement[int]:
-        return sa.func.max(_flag(sa.and_(td.d >= first, td.d <= last)))
+        return sa.func.max(_flag(_in(td.day, _ts(first), _ts(last + _days(1)))))
 
     activity_cols: list[ColumnElement] = [td.trader_id]
     for name, rng in periods.items():
         activity_cols += [
             on_days(rng.start, rng.end).label(f"active_{name}"),
-            sa.func.count().filter(td.d >= rng.start, td.d <= rng.end).label(f"trader_days_{name}"),
+            sa.func.count().filter(rng.contains(td.day)).label(f"trader_days_{name}"),
             on_days(rng.end - _days(6), rng.end).label(f"wau_{name}"),
             on_days(rng.end - _days(CHURN_DAYS - 1), rng.end).label(f"mau_{name}"),
             on_days(rng.start - _days(CHURN_DAYS), rng.start - _days(1)).label(f"before_{name}"),
         ]
-    activity = sa.select(*activity_cols).group_by(td.trader_id).subquery("activity")
+    activity = (sa.select(*activity_cols).group_by(td.trader_id).having(trader_filter.restrict_late(td.trader_id))
+                .subquery("activity"))
     act = activity.c
 
     # An approved deposit or a login in the last 30 days of a period keeps a trader who stopped
@@ -356,65 +356,53 @@ def _activity_totals(periods: Mapping[str, DateRange], trader_filter: TraderFilt
             .subquery("activity_totals"))
 
 
-def _closed_totals(periods: Mapping[str, DateRange], trader_filter: TraderFilter, *, postgres: bool) -> sa.Subquery:
-    """Positions closed in each period (count, lots, notional, P&L, commission, swap, how many
-    carry commission or swap) and the ESMA figures: traders with positions closed in the 12 months
-    to the period end, and how many of them are net losing. One pass over ``daily_trading``, per
-    trader (its ``day`` is the close day; every window here starts and ends at midnight)."""
+def _closed_totals(periods: Mapping[str, DateRange], trader_filter: TraderFilter) -> sa.Subquery:
+    """Positions closed in each period: count, lots, notional, client P&L, commission, swap and how
+    many carry commission or swap, summed over ``daily_trading`` (its ``day`` is the close day;
+    every window here is made of whole UTC days)."""
     dt = daily_trading.c
-    closed_at = dt.day
-    windows = {name: (rng.start_ts, rng.end_ts) for name, rng in periods.items()}
-    windows |= {f"year_{name}": (_ts(rng.end - _days(ESMA_DAYS - 1)), rng.end_ts) for name, rng in periods.items()}
-    # NUMERIC sums stay exact, so the ESMA sign test is exact at zero. (Summing whole cents as
-    # BIGINT was measured slower on PostgreSQL: the per-aggregate cast costs more than it saves.)
     measures: dict[str, ColumnElement] = {
         "closed": dt.closed, "costed": dt.costed, "lots": dt.lots, "notional": dt.notional_usd,
-        "commission": dt.commission_usd, "swap": dt.swap_usd, "pnl": _client_pnl(daily_trading)}
-    scan = (_in(closed_at, min(a for a, _ in windows.values()), max(b for _, b in windows.values())),
-            trader_filter.restrict(dt.trader_id))
-    wanted = [(name, key) for name in periods for key in measures]
-    wanted += [(f"year_{name}", key) for name in periods for key in ("closed", "pnl")]
+        "commission": dt.commission_usd, "swap": dt.swap_usd, "pnl": dt.client_pnl_usd}
+    first = min(r.start_ts for r in periods.values())
+    last = max(r.end_ts for r in periods.values())
+    return (sa.select(*(sa.func.sum(expr).filter(rng.contains(dt.day)).label(f"{key}_{name}")
+                        for name, rng in periods.items() for key, expr in measures.items()))
+            .where(_in(dt.day, first, last), trader_filter.restrict(dt.trader_id))
+            .subquery("closed_totals"))
 
-    if postgres:
-        # PostgreSQL: a FILTER per window over trades grouped by trader. It estimates the number
-        # of traders well and aggregates in parallel; grouping by a computed segment (below) makes
-        # it expect millions of groups and give up on parallel partial aggregation.
-        def total(window: str, key: str) -> ColumnElement:
-            return sa.func.sum(measures[key]).filter(_in(closed_at, *windows[window]))
 
-        per_trader = (sa.select(*(total(w, k).label(f"{k}_{w}") for w, k in wanted))
-                      .where(*scan).group_by(dt.trader_id).subquery("closed_per_trader"))
-    else:
-        # DuckDB: the windows overlap, so their boundaries cut time into disjoint segments; each
-        # trade gets its segment from one CASE and is summed per trader and segment with plain
-        # aggregates (a FILTER per window and aggregate is evaluated on every row: several times
-        # the cost). Windows are then unions of segments over a few rows per trader.
-        bounds = sorted({t for window in windows.values() for t in window})
-        segment = sa.case(*((closed_at < b, i) for i, b in enumerate(bounds[1:-1])),
-                          else_=len(bounds) - 2).label("seg")
-        segments = (
-            sa.select(dt.trader_id, segment, *(sa.func.sum(expr).label(key) for key, expr in measures.items()))
-            .where(*scan).group_by(dt.trader_id, segment).subquery("closed_segments")
-        )
-        sg = segments.c
+def _esma_totals(periods: Mapping[str, DateRange], trader_filter: TraderFilter) -> sa.Subquery:
+    """The ESMA figures per period: traders with positions closed in the 12 months to the period
+    end (``esma_base_<period>``) and how many of them have a negative client P&L over those
+    months (``esma_losing_<period>``). One pass over ``daily_trading``, grouped by trader.
 
-        def within(window: str) -> ColumnElement[bool]:
-            first, last = windows[window]
-            return sg.seg.in_([i for i in range(len(bounds) - 1) if bounds[i] >= first and bounds[i + 1] <= last])
-
-        per_trader = (sa.select(*(sa.func.sum(sg[k]).filter(within(w)).label(f"{k}_{w}") for w, k in wanted))
-                      .group_by(sg.trader_id).subquery("closed_per_trader"))
-
+    NUMERIC sums stay exact, so the sign test is exact at zero. The client P&L is stored summed
+    in the rollup: adding profit, commission and swap per row here cost about as much as the scan.
+    """
+    dt = daily_trading.c
+    years = {name: (_ts(rng.end - _days(ESMA_DAYS - 1)), rng.end_ts) for name, rng in periods.items()}
+    per_trader_cols: list[ColumnElement] = []
+    for name, window in years.items():
+        inside = _in(dt.day, *window)
+        # A daily_trading row exists only for a day with a position closed.
+        per_trader_cols += [sa.func.count().filter(inside).label(f"rows_{name}"),
+                            sa.func.sum(dt.client_pnl_usd).filter(inside).label(f"pnl_{name}")]
+    per_trader = (
+        sa.select(*per_trader_cols)
+        .where(_in(dt.day, min(a for a, _ in years.values()), max(b for _, b in years.values())),
+               trader_filter.restrict_early(dt.trader_id))
+        .group_by(dt.trader_id)
+        .having(trader_filter.restrict_late(dt.trader_id))
+        .subquery("esma_per_trader")
+    )
     pt = per_trader.c
     totals: list[ColumnElement] = []
     for name in periods:
-        totals += [sa.func.sum(pt[f"{c}_{name}"]).label(f"{c}_{name}") for c in ("closed", "costed")]
-        totals += [sa.func.sum(pt[f"{key}_{name}"]).label(f"{key}_{name}")
-                   for key in ("lots", "notional", "commission", "swap", "pnl")]
-        traded = pt[f"closed_year_{name}"] > 0
+        traded = pt[f"rows_{name}"] > 0
         totals += [sa.func.count().filter(traded).label(f"esma_base_{name}"),
-                   sa.func.count().filter(traded, pt[f"pnl_year_{name}"] < 0).label(f"esma_losing_{name}")]
-    return sa.select(*totals).subquery("closed_totals")
+                   sa.func.count().filter(traded, pt[f"pnl_{name}"] < 0).label(f"esma_losing_{name}")]
+    return sa.select(*totals).subquery("esma_totals")
 
 
 @contextmanager
@@ -442,8 +430,7 @@ def compute_kpis(engine: Engine, *, date_range: DateRange, trader_filter: Trader
     with _reading(engine) as conn:
         data_start, data_end = compute_data_bounds(conn)
         ledger = conn.execute(_ledger_query(periods, trader_filter, data_end)).one()._mapping
-        trading = conn.execute(_trading_query(periods, trader_filter,
-                                              postgres=conn.dialect.name == "postgresql")).one()._mapping
+        trading = conn.execute(_trading_query(periods, trader_filter)).one()._mapping
     values = {name: _period_values(ledger, trading, name, rng.days) for name, rng in periods.items()}
     if data_start is None or periods["prev"].end_ts <= data_start:
         values["prev"] = dict.fromkeys(values["prev"])
@@ -497,9 +484,26 @@ def _period_values(ledger: Mapping[str, Any], trading: Mapping[str, Any], name: 
     }
 
 
-def _trend_source(metric: str, date_range: DateRange, trader_filter: TraderFilter
+def _trend_query(metric: str, date_range: DateRange, period: Period, trader_filter: TraderFilter) -> sa.Select:
+    """Rows (``period_start``, ``value``) of a trend metric, for the periods with anything in them."""
+    if metric == "active_traders":
+        # Opened or closed in the period: each trader once per bucket of their trading days.
+        days = _trader_days(date_range.start_ts, date_range.end_ts, trader_filter)
+        bucket = period_start(days.c.day, period).label("period_start")
+        pairs = (sa.select(bucket, days.c.trader_id).group_by(bucket, days.c.trader_id)
+                 .having(trader_filter.restrict_late(days.c.trader_id)).subquery("active_pairs"))
+        return (sa.select(pairs.c.period_start, sa.func.count().label("value"))
+                .group_by(pairs.c.period_start))
+    source, at, aggregate, conditions = _trend_source(metric, trader_filter)
+    bucket = period_start(at, period).label("period_start")
+    return (sa.select(bucket, aggregate.label("value")).select_from(source)
+            .where(date_range.contains(at), *conditions).group_by(bucket))
+
+
+def _trend_source(metric: str, trader_filter: TraderFilter
                   ) -> tuple[sa.FromClause, ColumnElement, ColumnElement, list[ColumnElement[bool]]]:
-    """(FROM, time column, value aggregate, extra WHERE conditions) of a trend metric."""
+    """(FROM, time column, value aggregate, extra WHERE conditions) of a trend metric other than
+    active traders."""
     if metric in ("registrations", "kyc_approvals"):
         col = traders.c.registered_at if metric == "registrations" else traders.c.kyc_approved_at
         return traders, col, sa.func.count(), list(trader_filter.conditions())
@@ -519,15 +523,11 @@ def _trend_source(metric: str, date_range: DateRange, trader_filter: TraderFilte
         kinds = ("deposit",) if metric in ("deposits", "depositors") else ("deposit", "withdrawal")
         return transactions, transactions.c.created_at, aggregate, [transactions.c.kind.in_(kinds), restrict_txn]
     dt = daily_trading.c
-    if metric == "active_traders":
-        # Opened or closed in the period: distinct traders over their trading days.
-        days = _trader_days(date_range.start_ts, date_range.end_ts, trader_filter)
-        return days, sa.cast(days.c.d, sa.DateTime), sa.func.count(sa.distinct(days.c.trader_id)), []
     aggregate = {
         "trades": sa.func.sum(dt.closed),
         "volume_usd": sa.func.sum(dt.notional_usd),
         "volume_lots": sa.func.sum(dt.lots),
-        "client_pnl": sa.func.sum(_client_pnl(daily_trading)),
+        "client_pnl": sa.func.sum(dt.client_pnl_usd),
     }.get(metric)
     if aggregate is None:
         raise ValueError(f"unknown trend metric {metric!r}; use one of {', '.join(TREND_METRICS)}")
@@ -554,10 +554,7 @@ def compute_kpi_trend(engine: Engine, *, metric: str, date_range: DateRange, per
     flows are timed like the KPIs (money by transaction time, volume/P&L/trades by close time,
     active traders by open or close).
     """
-    source, at, aggregate, conditions = _trend_source(metric, date_range, trader_filter)
-    bucket = period_start(at, period).label("period_start")
-    query = (sa.select(bucket, aggregate.label("value")).select_from(source)
-             .where(date_range.contains(at), *conditions).group_by(bucket))
+    query = _trend_query(metric, date_range, period, trader_filter)
     with _reading(engine) as conn:
         rows = {pd.Timestamp(r.period_start): _float(r.value) for r in conn.execute(query)}
     firsts = period_starts(date_range, period)
@@ -725,7 +722,7 @@ def compute_volume_by_asset_class(engine: Engine, *, date_range: DateRange,
     query = (
         sa.select(asset, sa.func.sum(dt.closed).label("trades"), sa.func.sum(dt.lots).label("lots"),
                   sa.func.sum(dt.notional_usd).label("notional_usd"),
-                  sa.func.sum(_client_pnl(daily_trading)).label("client_pnl"))
+                  sa.func.sum(dt.client_pnl_usd).label("client_pnl"))
         .where(date_range.contains(dt.day), trader_filter.restrict(dt.trader_id))
         .group_by(asset)
     )

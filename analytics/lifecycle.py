@@ -39,7 +39,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
@@ -144,9 +143,10 @@ def compute_lifecycle(
                                         one.op("<<")(i - w * _BITS)))).label(f"m{w}") for w in words]
     masks = (
         sa.select(occurrences.c.trader_id, *bits)
-        .where(occurred_at >= _ts(look_back), occurred_at < _ts(end), _early_filter(trader_filter, occurrences))
+        .where(occurred_at >= _ts(look_back), occurred_at < _ts(end),
+               trader_filter.restrict_early(occurrences.c.trader_id))
         .group_by(occurrences.c.trader_id)
-        .having(_late_filter(trader_filter, occurrences))
+        .having(trader_filter.restrict_late(occurrences.c.trader_id))
         .subquery("masks")
     )
     slots = sa.values(sa.column("i", sa.Integer), sa.column("w", sa.Integer), sa.column("s", sa.Integer),
@@ -219,22 +219,6 @@ def _period_number(ts: ColumnElement, period: Period, origin: date) -> ColumnEle
     return sa.cast(sa.func.floor(seconds / length), sa.Integer)
 
 
-def _narrows(trader_filter: TraderFilter) -> bool:
-    """True when the filter keeps only some traders beyond leaving out test accounts."""
-    return not replace(trader_filter, include_test=True).is_everyone()
-
-
-def _early_filter(trader_filter: TraderFilter, rows: sa.FromClause) -> ColumnElement[bool]:
-    """The filter on raw rows when it keeps a minority of traders: less to aggregate."""
-    return trader_filter.restrict(rows.c.trader_id) if _narrows(trader_filter) else sa.true()
-
-
-def _late_filter(trader_filter: TraderFilter, rows: sa.FromClause) -> ColumnElement[bool]:
-    """The filter on aggregated rows otherwise: leaving out test accounts from millions of raw
-    rows would cost a semi-join per row."""
-    return sa.true() if _narrows(trader_filter) else trader_filter.restrict(rows.c.trader_id)
-
-
 def _check_thresholds(dormant_days: int, churn_days: int) -> None:
     if not 1 <= dormant_days < churn_days:
         raise ValueError(f"need 1 <= dormant_days ({dormant_days}) < churn_days ({churn_days})")
@@ -280,7 +264,7 @@ def _partials(days: list[date], churn_days: int, trader_filter: TraderFilter) ->
         else:
             trader_id, day, where = da.trader_id, da.day, da.event == kind
             first_at, last_at = da.first_at, da.last_at
-        keep = trader_filter.restrict(trader_id) if _narrows(trader_filter) else sa.true()
+        keep = trader_filter.restrict_early(trader_id)
         first = sa.func.min(first_at)
         firsts = [
             trader_id.label("trader_id"),

@@ -204,14 +204,26 @@ daily_trading = sa.Table(
     sa.Column("profit_usd", Money, nullable=False),
     sa.Column("commission_usd", Money, nullable=False),
     sa.Column("swap_usd", Money, nullable=False),
+    sa.Column("client_pnl_usd", Money, nullable=False),  # profit + commission + swap
     sa.Column("first_opened_at", sa.DateTime, nullable=False),
     sa.Column("last_closed_at", sa.DateTime, nullable=False),
 )
 sa.Index("ix_daily_trading_day", daily_trading.c.day)
 sa.Index("ix_daily_trading_trader", daily_trading.c.trader_id, daily_trading.c.day)
 
+# The UTC days on which a trader opened or closed a position: active-trader counts read it.
+trading_days = sa.Table(
+    "trading_days", metadata,
+    sa.Column("trader_id", sa.BigInteger, nullable=False),
+    sa.Column("day", sa.DateTime, nullable=False),
+    sa.Column("opened", sa.Integer, nullable=False),
+    sa.Column("closed", sa.Integer, nullable=False),
+)
+sa.Index("ix_trading_days_day", trading_days.c.day)
+sa.Index("ix_trading_days_trader", trading_days.c.trader_id, trading_days.c.day)
+
 # Derived tables, rebuilt from the data tables (connectors.rollups.refresh_rollups).
-ROLLUP_TABLES: tuple[sa.Table, ...] = (daily_activity, daily_trading)
+ROLLUP_TABLES: tuple[sa.Table, ...] = (daily_activity, daily_trading, trading_days)
 
 # Tables in load order (parents first); the simulator and the importers write in this order.
 DATA_TABLES: tuple[sa.Table, ...] = (

@@ -1,5 +1,5 @@
 """The rollups always agree with the raw rows they summarise: after a seed, after an import, and
-when migration 0003 fills daily_trading on a database that already holds trades."""
+when migration 0003 fills the trading rollups on a database that already holds trades."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from alembic import command
 from connectors import database
 from connectors.importers import import_file
 from connectors.rollups import ROLLUP_QUERIES
-from connectors.schema import daily_activity, daily_trading, trades
+from connectors.schema import daily_activity, daily_trading, trades, trading_days
 from connectors.simulator import SimulationConfig, seed_database
 
 
@@ -31,13 +31,25 @@ def _trading_in_pandas(conn) -> pd.DataFrame:
     raw["carried"] = (raw["opened_at"].dt.floor("D") != raw["day"]).astype(int)
     raw["costed"] = ((raw["commission_usd"] != 0) | (raw["swap_usd"] != 0)).astype(int)
     raw["asset_class"] = raw["asset_class"].fillna("-")
+    raw["client_pnl_usd"] = raw["profit_usd"] + raw["commission_usd"] + raw["swap_usd"]
     out = (raw.groupby(["trader_id", "day", "asset_class"])
            .agg(closed=("trade_id", "size"), carried=("carried", "sum"), costed=("costed", "sum"),
                 lots=("lots", "sum"), notional_usd=("notional_usd", "sum"), profit_usd=("profit_usd", "sum"),
                 commission_usd=("commission_usd", "sum"), swap_usd=("swap_usd", "sum"),
+                client_pnl_usd=("client_pnl_usd", "sum"),
                 first_opened_at=("opened_at", "min"), last_closed_at=("closed_at", "max"))
            .reset_index())
     return out.sort_values(["trader_id", "day", "asset_class"], ignore_index=True)
+
+
+def _trading_days_in_pandas(conn) -> list[tuple]:
+    raw = pd.read_sql(sa.select(trades.c.trader_id, trades.c.opened_at, trades.c.closed_at), conn)
+    moves = pd.concat([
+        pd.DataFrame({"trader_id": raw["trader_id"], "day": raw["opened_at"].dt.floor("D"), "opened": 1, "closed": 0}),
+        pd.DataFrame({"trader_id": raw["trader_id"], "day": raw["closed_at"].dt.floor("D"), "opened": 0, "closed": 1}),
+    ])
+    days = moves.groupby(["trader_id", "day"], as_index=False)[["opened", "closed"]].sum()
+    return sorted((int(r.trader_id), r.day.to_pydatetime(), int(r.opened), int(r.closed)) for r in days.itertuples())
 
 
 def _trading_table(conn) -> pd.DataFrame:
@@ -53,6 +65,7 @@ def test_seeding_builds_both_rollups(engine):
         assert rolled and rolled == _direct(conn, daily_activity)
         assert {"registered", "ftd", "trade", "login"} <= {r[1] for r in rolled}
         assert _rows(conn, daily_trading) == _direct(conn, daily_trading)
+        assert _rows(conn, trading_days) == _direct(conn, trading_days) == _trading_days_in_pandas(conn)
         table, expected = _trading_table(conn), _trading_in_pandas(conn)
     assert len(table) > 100 and table["carried"].sum() > 0
     pd.testing.assert_frame_equal(table[expected.columns], expected, check_dtype=False, check_exact=False,
@@ -82,7 +95,10 @@ def test_imports_refresh_the_rollups_for_the_traders_they_touch(engine, tmp_path
         rolled = _rows(conn, daily_activity)
         assert rolled == _direct(conn, daily_activity)
         assert _rows(conn, daily_trading) == _direct(conn, daily_trading)
+        days = _rows(conn, trading_days)
         trading = _trading_table(conn)
+    # T1 and T2 opened on the 5th (T1 closed too); T2 and T3 closed on the 6th (T3 opened too).
+    assert [(d.day, opened, closed) for _, d, opened, closed in days] == [(5, 2, 1), (6, 1, 2)]
     by_event = {(r[0], r[1]): r[3] for r in rolled}
     assert by_event[(1, "registered")] == 1 and by_event[(1, "deposit_page_view")] == 2
     assert by_event[(2, "webinar_joined")] == 1
@@ -95,13 +111,13 @@ def test_imports_refresh_the_rollups_for_the_traders_they_touch(engine, tmp_path
     assert march_6.loc["fx", "first_opened_at"] == pd.Timestamp("2026-03-05 22:00")
 
 
-def test_migration_0003_fills_daily_trading_from_existing_trades(engine):
+def test_migration_0003_fills_the_trading_rollups_from_existing_trades(engine):
     seed_database(engine, SimulationConfig(traders=200, days=45, seed=9, end=date(2026, 11, 1)))
     config = database.alembic_config(engine)
     with engine.connect() as conn:
-        before = _rows(conn, daily_trading)
-    assert before
+        before = [_rows(conn, daily_trading), _rows(conn, trading_days)]
+    assert all(before)
     command.downgrade(config, "0002")
     command.upgrade(config, "head")
     with engine.connect() as conn:
-        assert _rows(conn, daily_trading) == before
+        assert [_rows(conn, daily_trading), _rows(conn, trading_days)] == before
