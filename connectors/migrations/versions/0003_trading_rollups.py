@@ -51,7 +51,7 @@ def upgrade() -> None:
         "SUM(lots), SUM(notional_usd), SUM(profit_usd), SUM(commission_usd), SUM(swap_usd), "
         "SUM(profit_usd + commission_usd + swap_usd), "
         "MIN(opened_at), MAX(closed_at) FROM trades "
-        "GROUP BY trader_id, CAST(date_trunc('day', closed_at) AS TIMESTAMP), asset_class ORDER BY 2"
+        "GROUP BY trader_id, CAST(date_trunc('day', closed_at) AS TIMESTAMP), asset_class ORDER BY 1, 2"
     )
     op.create_table(
         "trading_days",
@@ -68,7 +68,7 @@ def upgrade() -> None:
         "SELECT trader_id, CAST(date_trunc('day', opened_at) AS TIMESTAMP) AS day, 1 AS opened, 0 AS closed "
         "FROM trades UNION ALL "
         "SELECT trader_id, CAST(date_trunc('day', closed_at) AS TIMESTAMP), 0, 1 FROM trades) AS moves "
-        "GROUP BY trader_id, day ORDER BY day"
+        "GROUP BY trader_id, day ORDER BY trader_id, day"
     )
     # Planner statistics for the new table now rather than whenever autovacuum gets to it.
     if op.get_bind().dialect.name == "postgresql":
