@@ -50,7 +50,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from analytics.cohorts import event_occurrences, index_of, start_of_index
 from analytics.filters import TraderFilter
 from analytics.periods import Period, WeekStart, step_period, truncate_date
-from connectors.schema import CORE_EVENTS, daily_activity, daily_trading, portal_events, traders
+from connectors.schema import CORE_EVENTS, daily_activity, daily_trading, portal_events, trader_firsts, traders
 
 NewBasis = Literal["first-activity", "registration"]
 NEW_BASES: tuple[NewBasis, ...] = ("first-activity", "registration")
@@ -229,8 +229,8 @@ def _check_thresholds(dormant_days: int, churn_days: int) -> None:
 
 
 def _partials(days: list[date], churn_days: int, trader_filter: TraderFilter) -> sa.Subquery:
-    """Per-trader facts behind the stage, stacked from two GROUP BYs per source (MIN/MAX over a
-    trader's rows gives the facts over all sources).
+    """Per-trader facts behind the stage, stacked from the firsts and one GROUP BY per source
+    (MIN/MAX over a trader's rows gives the facts over all sources).
 
     What keeps a trader alive: trades (the interval a position was open), approved deposits and
     logins (instants). Columns: trader_id; first_trade, first_deposit, first_any (all history);
@@ -238,7 +238,8 @@ def _partials(days: list[date], churn_days: int, trader_filter: TraderFilter) ->
     the day), before_i (latest activity before the day's active window), back_i (first activity
     inside it).
 
-    Read from the rollups, exactly: every bound here is a UTC midnight, so a ``daily_activity``
+    Read from the rollups, exactly: the firsts from ``trader_firsts``; for the recent facts every
+    bound is a UTC midnight, so a ``daily_activity``
     row (one trader, event and day) lies wholly before or after it, and a ``daily_trading`` row
     (positions closed on one day) holds the earliest opening and the latest close, which is all
     the interval tests need (see the comments below). Positions are assumed closed no earlier
@@ -254,9 +255,14 @@ def _partials(days: list[date], churn_days: int, trader_filter: TraderFilter) ->
     horizon = min(_day_bounds(day)[1] for day in days) - timedelta(days=churn_days)
     da, dt = daily_activity.c, daily_trading.c
     per_day = [f"{name}_{i}" for i in range(len(days)) for name in ("last_any", "last_trade", "before", "back")]
-    # The caller joins the result to the filtered traders; filtering here too only pays when the
-    # filter keeps a minority.
-    selects = []
+    # All-history firsts: one row per trader from the trader_firsts rollup. The caller joins the
+    # result to the filtered traders; filtering here too only pays when the filter keeps a minority.
+    tf = trader_firsts.c
+    selects = [sa.select(tf.trader_id, tf.first_trade_at.label("first_trade"),
+                         tf.first_deposit_at.label("first_deposit"),
+                         sa.func.least(tf.first_trade_at, tf.first_deposit_at, tf.first_login_at).label("first_any"),
+                         *(_no_time().label(c) for c in per_day))
+               .where(trader_filter.restrict_early(tf.trader_id))]
     for kind in ("trade", "deposit", "login"):
         if kind == "trade":
             trader_id, day, where = dt.trader_id, dt.day, sa.true()
@@ -265,15 +271,6 @@ def _partials(days: list[date], churn_days: int, trader_filter: TraderFilter) ->
             trader_id, day, where = da.trader_id, da.day, da.event == kind
             first_at, last_at = da.first_at, da.last_at
         keep = trader_filter.restrict_early(trader_id)
-        first = sa.func.min(first_at)
-        firsts = [
-            trader_id.label("trader_id"),
-            (first if kind == "trade" else _no_time()).label("first_trade"),
-            (first if kind == "deposit" else _no_time()).label("first_deposit"),
-            first.label("first_any"),
-        ]
-        selects.append(sa.select(*firsts, *(_no_time().label(c) for c in per_day))
-                       .where(where, keep).group_by(trader_id))
         recent = [trader_id.label("trader_id"), *(_no_time().label(c) for c in ("first_trade", "first_deposit",
                                                                               "first_any"))]
         for end, window in map(_day_bounds, days):

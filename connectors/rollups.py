@@ -14,6 +14,9 @@
 - ``trading_days``: one row per trader and UTC day on which they opened or closed a position,
   with how many of each: active traders, DAU/WAU/MAU and churn count rows instead of
   de-duplicating openings and closes of every trade.
+- ``trader_firsts``: each trader's first position opening, first approved deposit (FTD) and first
+  login, read from ``daily_activity`` (so it is refreshed after it): the lifecycle stages need
+  these all-history facts for every trader, which otherwise cost a pass over every login day.
 
 Full rebuilds insert rows in trader order: most readers aggregate per trader, and PostgreSQL's
 hash aggregate runs about twice as fast when a trader's rows arrive together (measured on the
@@ -29,7 +32,15 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from connectors.schema import ROLLUP_TABLES, daily_activity, daily_trading, trader_events, trades, trading_days
+from connectors.schema import (
+    ROLLUP_TABLES,
+    daily_activity,
+    daily_trading,
+    trader_events,
+    trader_firsts,
+    trades,
+    trading_days,
+)
 
 # Above this many traders a full rebuild is cheaper than a long IN list.
 PARTIAL_LIMIT = 5_000
@@ -81,16 +92,29 @@ def _trading_days_select() -> sa.Select:
             .group_by(m.trader_id, m.day))
 
 
+def _firsts_select() -> sa.Select:
+    da = daily_activity.c
+
+    def first(event: str) -> sa.ColumnElement:
+        return sa.func.min(da.first_at).filter(da.event == event)
+
+    return (sa.select(da.trader_id, first("trade").label("first_trade_at"), first("deposit").label("first_deposit_at"),
+                      first("login").label("first_login_at"))
+            .where(da.event.in_(("trade", "deposit", "login")))
+            .group_by(da.trader_id))
+
+
 # Each rollup with the query that fills it (the query's columns are the table's, in order) and
 # the columns a full rebuild is ordered by.
 ROLLUP_QUERIES: dict[str, sa.Select] = {
     daily_activity.name: _activity_select(),
     daily_trading.name: _trading_select(),
     trading_days.name: _trading_days_select(),
+    trader_firsts.name: _firsts_select(),
 }
 _ORDER: dict[str, tuple[str, ...]] = {
     daily_activity.name: ("trader_id", "day"), daily_trading.name: ("trader_id", "day"),
-    trading_days.name: ("trader_id", "day")}
+    trading_days.name: ("trader_id", "day"), trader_firsts.name: ("trader_id",)}
 
 
 def refresh_rollups(conn: Connection, trader_ids: list[int] | None = None) -> None:

@@ -222,8 +222,17 @@ trading_days = sa.Table(
 sa.Index("ix_trading_days_day", trading_days.c.day)
 sa.Index("ix_trading_days_trader", trading_days.c.trader_id, trading_days.c.day)
 
-# Derived tables, rebuilt from the data tables (connectors.rollups.refresh_rollups).
-ROLLUP_TABLES: tuple[sa.Table, ...] = (daily_activity, daily_trading, trading_days)
+# Each trader's first position opening, approved deposit (the FTD) and login, from daily_activity.
+trader_firsts = sa.Table(
+    "trader_firsts", metadata,
+    sa.Column("trader_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("first_trade_at", sa.DateTime),
+    sa.Column("first_deposit_at", sa.DateTime),
+    sa.Column("first_login_at", sa.DateTime),
+)
+
+# Derived tables, rebuilt from the data tables in this order (connectors.rollups.refresh_rollups).
+ROLLUP_TABLES: tuple[sa.Table, ...] = (daily_activity, daily_trading, trading_days, trader_firsts)
 
 # Tables in load order (parents first); the simulator and the importers write in this order.
 DATA_TABLES: tuple[sa.Table, ...] = (

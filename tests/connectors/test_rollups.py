@@ -12,7 +12,7 @@ from alembic import command
 from connectors import database
 from connectors.importers import import_file
 from connectors.rollups import ROLLUP_QUERIES
-from connectors.schema import daily_activity, daily_trading, trades, trading_days
+from connectors.schema import daily_activity, daily_trading, sessions, trader_firsts, trades, trading_days, transactions
 from connectors.simulator import SimulationConfig, seed_database
 
 
@@ -52,6 +52,24 @@ def _trading_days_in_pandas(conn) -> list[tuple]:
     return sorted((int(r.trader_id), r.day.to_pydatetime(), int(r.opened), int(r.closed)) for r in days.itertuples())
 
 
+def _firsts_in_pandas(conn) -> list[tuple]:
+    """trader_firsts from the raw tables: first opening, approved deposit and login per trader."""
+    def first(select: sa.Select) -> pd.Series:
+        frame = pd.read_sql(select, conn)
+        return frame.groupby("trader_id")[frame.columns[1]].min()
+
+    opened = first(sa.select(trades.c.trader_id, trades.c.opened_at))
+    deposit = first(sa.select(transactions.c.trader_id, transactions.c.created_at)
+                    .where(transactions.c.kind == "deposit", transactions.c.status == "approved"))
+    login = first(sa.select(sessions.c.trader_id, sessions.c.started_at))
+    firsts = pd.concat({"trade": opened, "deposit": deposit, "login": login}, axis=1)
+
+    def at(value):
+        return None if pd.isna(value) else value.to_pydatetime()
+
+    return sorted((int(tid), at(r.trade), at(r.deposit), at(r.login)) for tid, r in firsts.iterrows())
+
+
 def _trading_table(conn) -> pd.DataFrame:
     frame = pd.read_sql(sa.select(daily_trading), conn)
     frame["asset_class"] = frame["asset_class"].fillna("-")
@@ -66,6 +84,7 @@ def test_seeding_builds_both_rollups(engine):
         assert {"registered", "ftd", "trade", "login"} <= {r[1] for r in rolled}
         assert _rows(conn, daily_trading) == _direct(conn, daily_trading)
         assert _rows(conn, trading_days) == _direct(conn, trading_days) == _trading_days_in_pandas(conn)
+        assert _rows(conn, trader_firsts) == _direct(conn, trader_firsts) == _firsts_in_pandas(conn)
         table, expected = _trading_table(conn), _trading_in_pandas(conn)
     assert len(table) > 100 and table["carried"].sum() > 0
     pd.testing.assert_frame_equal(table[expected.columns], expected, check_dtype=False, check_exact=False,
@@ -115,9 +134,9 @@ def test_migration_0003_fills_the_trading_rollups_from_existing_trades(engine):
     seed_database(engine, SimulationConfig(traders=200, days=45, seed=9, end=date(2026, 11, 1)))
     config = database.alembic_config(engine)
     with engine.connect() as conn:
-        before = [_rows(conn, daily_trading), _rows(conn, trading_days)]
+        before = [_rows(conn, daily_trading), _rows(conn, trading_days), _rows(conn, trader_firsts)]
     assert all(before)
     command.downgrade(config, "0002")
     command.upgrade(config, "head")
     with engine.connect() as conn:
-        assert [_rows(conn, daily_trading), _rows(conn, trading_days)] == before
+        assert [_rows(conn, daily_trading), _rows(conn, trading_days), _rows(conn, trader_firsts)] == before

@@ -1,5 +1,6 @@
-"""Trading rollups: daily_trading (closed positions per trader, UTC close day and asset class) and
-trading_days (the days each trader opened or closed a position).
+"""Trading rollups: daily_trading (closed positions per trader, UTC close day and asset class),
+trading_days (the days each trader opened or closed a position) and trader_firsts (first opening,
+approved deposit and login per trader).
 
 Revision ID: 0003
 Revises: 0002
@@ -70,14 +71,29 @@ def upgrade() -> None:
         "SELECT trader_id, CAST(date_trunc('day', closed_at) AS TIMESTAMP), 0, 1 FROM trades) AS moves "
         "GROUP BY trader_id, day ORDER BY trader_id, day"
     )
+    op.create_table(
+        "trader_firsts",
+        sa.Column("trader_id", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("first_trade_at", sa.DateTime),
+        sa.Column("first_deposit_at", sa.DateTime),
+        sa.Column("first_login_at", sa.DateTime),
+    )
+    op.execute(
+        "INSERT INTO trader_firsts (trader_id, first_trade_at, first_deposit_at, first_login_at) "
+        "SELECT trader_id, MIN(first_at) FILTER (WHERE event = 'trade'), "
+        "MIN(first_at) FILTER (WHERE event = 'deposit'), MIN(first_at) FILTER (WHERE event = 'login') "
+        "FROM daily_activity WHERE event IN ('trade', 'deposit', 'login') GROUP BY trader_id ORDER BY trader_id"
+    )
     # Planner statistics for the new table now rather than whenever autovacuum gets to it.
     if op.get_bind().dialect.name == "postgresql":
         op.execute("ANALYZE daily_trading")
         op.execute("ANALYZE trading_days")
+        op.execute("ANALYZE trader_firsts")
         op.execute("ANALYZE daily_activity")
 
 
 def downgrade() -> None:
+    op.drop_table("trader_firsts")
     op.drop_index("ix_trading_days_trader", "trading_days")
     op.drop_index("ix_trading_days_day", "trading_days")
     op.drop_table("trading_days")
