@@ -34,6 +34,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from analytics.filters import TraderFilter
 from analytics.periods import PERIODS, Period, WeekStart, compute_data_span, epoch_seconds, truncate_date
+from analytics.reading import tune
 from connectors.schema import CORE_EVENTS, kyc_events, portal_events, sessions, traders, trades, transactions
 
 Mode = Literal["recurring", "first_time"]
@@ -138,17 +139,6 @@ def _days(n: int) -> ColumnElement:
 
 def _read(conn: Connection, query: sa.Executable) -> list[sa.Row]:
     return list(conn.execute(query).all())
-
-
-def _tune(conn: Connection) -> None:
-    """Per-transaction PostgreSQL settings for the big hash aggregates of this module.
-
-    The default 4 MB work_mem makes grouping millions of trades spill to disk, and JIT compilation
-    costs ~0.3 s per query for no gain at this size. SET LOCAL ends with the transaction.
-    """
-    if conn.dialect.name == "postgresql":
-        conn.execute(sa.text("SET LOCAL work_mem = '64MB'"))
-        conn.execute(sa.text("SET LOCAL jit = off"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,7 +303,7 @@ def compute_retention(engine: Engine, spec: RetentionSpec, *, date_from: date | 
         query = sa.union_all(query, cells)
 
     with engine.begin() as conn:
-        _tune(conn)
+        tune(conn)
         result_rows = _read(conn, query)
 
     rows = last - first + 1
@@ -404,7 +394,7 @@ def compute_ltv(engine: Engine, *, period: Period = "month", ages: int = 6, metr
              .group_by(cohort, age))
 
     with engine.begin() as conn:
-        _tune(conn)
+        tune(conn)
         size_rows = _read(conn, sizes)
         money_rows = _read(conn, money)
     if not size_rows:
@@ -583,7 +573,7 @@ def compute_engagement_retention(
         query = (sa.select(per_trader.c.sessions, per_trader.c.retained, sa.func.count().label("n"))
                  .group_by(per_trader.c.sessions, per_trader.c.retained))
         with engine.begin() as conn:
-            _tune(conn)
+            tune(conn)
             counts = _read(conn, query)
 
     per_session = pd.DataFrame([(int(s), int(r), int(n)) for s, r, n in counts],

@@ -41,9 +41,11 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from analytics.filters import STANDARD_TIER, TraderFilter
 from analytics.periods import DateRange, Period, WeekStart, step_period, truncate_date
+from analytics.reading import reading
 from connectors.schema import (
     CORE_EVENTS,
     accounts,
+    daily_activity,
     kyc_events,
     portal_events,
     sessions,
@@ -671,6 +673,34 @@ class _Plan:
             mask = mask + term  # each bit comes from exactly one term, so + is a bitwise OR
         return mask
 
+    def unordered_reducible(self, dialect: str, *, trends: bool, prop_key: str | None) -> str | None:
+        """The bulk event B of an unordered funnel most of whose rows can be left out without
+        changing any result, or None. The other funnel events are the anchors.
+
+        Why it is exact (spec §1.4's sliding window): progress is recorded just before the oldest
+        collected event X is dropped, and then the queue holds the events from X to at most a
+        window after X. With two or more steps collected an anchor is among them, and B's part is
+        its earliest row at or after X: either X itself (a row with an anchor within a window
+        after it) or the first row after an anchor. Rows of neither kind only ever sit in windows
+        without an anchor, where at most one step is collected; progress 1 is recorded with the
+        trader's first event, so B's first row is kept too. (Keeping more rows than these is
+        harmless, which lets the SQL keep whole spans.) Checked equal to the full fetch on the
+        200,000-trader benchmark data (benchmarks/README.md). PostgreSQL only: DuckDB runs the
+        per-anchor probes as joins, several times slower than fetching every row. Only when the
+        other events are light (their spans are the anchors). Not for trends (one attempt per entry
+        period) nor for breakdowns by event property.
+        """
+        if self.spec.order != "unordered" or trends or prop_key is not None or dialect != "postgresql":
+            return None
+        names = [name for name, _ in self.step_bits.values()]
+        excluded = {e for events in self.exclusion_bits.values() for e in events}
+        for name in BULK_EVENTS:
+            others = [n for n in names if n != name]
+            if (names.count(name) == 1 and others and not (set(others) | excluded) & set(BULK_EVENTS)
+                    and self.spec.step_filter(names.index(name)) is None):
+                return name
+        return None
+
     def reducible_steps(self, *, trends: bool) -> dict[int, str]:
         """Steps on a bulk event whose rows can be pre-reduced in SQL without changing any result:
         ordered funnels without exclusions, the event used by that step only, its neighbour step
@@ -691,6 +721,51 @@ class _Plan:
         return reduced
 
 
+def _near_rows(plan: _Plan, name: str, light_cte: sa.CTE, window: ColumnElement, date_range: DateRange | None,
+               trader_filter: TraderFilter) -> list[sa.Select]:
+    """The rows of bulk event ``name`` an unordered funnel needs (see _Plan.unordered_reducible).
+
+    The other funnel events are the anchors. Kept, per trader: the rows from a window before the
+    first anchor up to the last anchor; the first row at or after each anchor (within a window);
+    and the trader's first row. The first row comes from the ``daily_activity`` rollup (the
+    earliest time of the trader's first day with the event in the range, exact since ranges are
+    whole days): a per-trader minimum over every raw row would cost as much as fetching them.
+    """
+    trader_col, time_col = BULK_EVENTS[name]
+    in_range = [] if date_range is None else [date_range.contains(time_col)]
+    span = (sa.select(light_cte.c.trader_id, (sa.func.min(light_cte.c.occurred_at) - window).label("lo"),
+                      sa.func.max(light_cte.c.occurred_at).label("hi"))
+            .group_by(light_cte.c.trader_id).cte("funnel_near_span"))
+    da = daily_activity.c
+    first = (sa.select(da.trader_id, sa.func.min(da.first_at).label("occurred_at"))
+             .where(da.event == name, *([] if date_range is None else [date_range.contains(da.day)]))
+             .group_by(da.trader_id).cte("funnel_near_first"))
+    # Only traders with a row of B in the range have rows to keep.
+    before = (sa.select(trader_col.label("trader_id"), time_col.label("occurred_at"))
+              .join_from(trader_col.table, span, sa.and_(span.c.trader_id == trader_col, time_col >= span.c.lo,
+                                                         time_col <= span.c.hi))
+              .where(span.c.trader_id.in_(sa.select(first.c.trader_id)), *in_range))
+    anchors = (sa.select(light_cte.c.trader_id, light_cte.c.occurred_at)
+               .where(light_cte.c.trader_id.in_(sa.select(first.c.trader_id))).distinct()
+               .cte("funnel_near_anchors"))
+    next_at = (sa.select(sa.func.min(time_col))
+               .where(trader_col == anchors.c.trader_id, time_col >= anchors.c.occurred_at,
+                      time_col <= anchors.c.occurred_at + window, *in_range)
+               .scalar_subquery())
+    # Materialised, or PostgreSQL inlines it and runs every probe twice (once for IS NOT NULL).
+    probed = sa.select(anchors.c.trader_id, next_at.label("occurred_at")).cte("funnel_near_next").prefix_with(
+        "MATERIALIZED")
+    singles = sa.union(sa.select(probed.c.trader_id, probed.c.occurred_at).where(probed.c.occurred_at.is_not(None)),
+                       sa.select(first.c.trader_id, first.c.occurred_at)).subquery("funnel_near_singles")
+    outside = (sa.select(singles.c.trader_id, singles.c.occurred_at)
+               .select_from(singles.outerjoin(span, span.c.trader_id == singles.c.trader_id))
+               .where(sa.or_(span.c.trader_id.is_(None), singles.c.occurred_at < span.c.lo,
+                             singles.c.occurred_at > span.c.hi)))
+    kept = sa.union_all(before, outside).subquery("funnel_near")
+    mask = sa.literal(plan.core_mask(name), sa.BigInteger)
+    return [sa.select(kept.c.trader_id, kept.c.occurred_at, mask.label("mask"))]
+
+
 def _event_query(plan: _Plan, dialect: str, date_range: DateRange | None, trader_filter: TraderFilter, *,
                  prop_key: str | None, trends: bool) -> sa.Select:
     """SELECT trader_id, us, mask[, prop] of the events the funnel looks at (unsorted).
@@ -701,6 +776,7 @@ def _event_query(plan: _Plan, dialect: str, date_range: DateRange | None, trader
     spec = plan.spec
     strict = spec.order == "strict"
     reduced = plan.reducible_steps(trends=trends)
+    near_only = plan.unordered_reducible(dialect, trends=trends, prop_key=prop_key)
     # A literal interval: DuckDB has no make_interval() for a bound timedelta, and a constant lets both
     # planners use it like any other literal.
     window = sa.literal_column(f"INTERVAL '{int(spec.effective_window_s)} seconds'")
@@ -717,7 +793,7 @@ def _event_query(plan: _Plan, dialect: str, date_range: DateRange | None, trader
     # Strict funnels: (rows matching nothing, their core event name or "portal"/"portal+props").
     unrelated: list[tuple[sa.Select, str]] = []
     for name in core_names:
-        if name in reduced.values():
+        if name in reduced.values() or name == near_only:
             continue
         mask = plan.core_mask(name)
         source = _core_source(name)
@@ -782,6 +858,8 @@ def _event_query(plan: _Plan, dialect: str, date_range: DateRange | None, trader
                     span.c.trader_id == rows.c.trader_id, rows.c.occurred_at >= span.c.lo,
                     rows.c.occurred_at <= span.c.hi)))
 
+    if near_only is not None:
+        extra += _near_rows(plan, near_only, light_cte, window, date_range, trader_filter)
     parts: list[sa.Select] = [sa.select(light_cte), *extra]
     reduced_ctes: dict[int, sa.CTE] = {}
     for k in sorted(reduced):
@@ -1008,14 +1086,6 @@ class _People:
     labels: np.ndarray | None
 
 
-def _connect(engine: Engine):
-    conn = engine.connect()
-    if conn.dialect.name == "postgresql":
-        # JIT compilation costs ~1 s per query on PostgreSQL and these queries run in well under that.
-        conn.execute(sa.text("SET LOCAL jit = off"))
-    return conn
-
-
 def _load_events(conn: Connection, spec: FunnelSpec, date_range: DateRange | None, trader_filter: TraderFilter,
                  *, trends: bool = False) -> _Events:
     plan = _Plan.of(spec)
@@ -1110,7 +1180,7 @@ def _people(engine: Engine, spec: FunnelSpec, date_range: DateRange | None, trad
     validate_spec(spec)
     n = len(spec.steps)
     window = spec.effective_window_s * _US
-    with _connect(engine) as conn:
+    with reading(engine) as conn:
         events = _load_events(conn, spec, date_range, trader_filter)
         # Event-property labels look at every fetched event, so they are taken before the collapse.
         label_people = events.people
@@ -1285,7 +1355,7 @@ def compute_dropoffs(engine: Engine, spec: FunnelSpec, *, step: int, date_range:
     spec has a breakdown.
     """
     people = _people(engine, spec, date_range, trader_filter)
-    with _connect(engine) as conn:
+    with reading(engine) as conn:
         return _dropoff_frame(conn, spec, people, step, trader_filter)
 
 
@@ -1293,7 +1363,7 @@ def dropoffs_of(engine: Engine, result: FunnelResult, *, step: int,
                 trader_filter: TraderFilter = DEFAULT_FILTER) -> pd.DataFrame:
     """:func:`compute_dropoffs` from a computed funnel (only the trader details are queried)."""
     assert result._people is not None
-    with _connect(engine) as conn:
+    with reading(engine) as conn:
         return _dropoff_frame(conn, result.spec, result._people, step, trader_filter)
 
 
@@ -1333,7 +1403,7 @@ def compute_funnel_trends(engine: Engine, spec: FunnelSpec, *, period: Period = 
     if period not in ("day", "week", "month"):
         raise FunnelRejected(f"Unknown period {period!r}; use day, week or month.")
     n = len(spec.steps)
-    with _connect(engine) as conn:
+    with reading(engine) as conn:
         events = _load_events(conn, spec, date_range, trader_filter, trends=True)
     if spec.order == "strict":
         events.collapse_unrelated()
@@ -1366,7 +1436,7 @@ def compute_funnel_trends(engine: Engine, spec: FunnelSpec, *, period: Period = 
 def list_event_names(engine: Engine) -> list[str]:
     """Event names present in ``trader_events``: core events in funnel order, then portal events A-Z."""
     names: list[str] = []
-    with _connect(engine) as conn:
+    with reading(engine) as conn:
         for name in CORE_EVENTS:
             source = _core_source("deposit" if name == "ftd" else name)  # an FTD exists iff a deposit does
             assert source is not None

@@ -15,8 +15,7 @@ Times are naive UTC; a :class:`DateRange` covers whole days, end inclusive. Mone
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Literal, get_args
@@ -28,6 +27,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from analytics.filters import EVERYONE, STANDARD_TIER, TraderFilter
 from analytics.periods import DateRange, Period, epoch_seconds, period_start, step_period, truncate_date
+from analytics.reading import reading
 from connectors.schema import (
     Money,
     accounts,
@@ -405,19 +405,6 @@ def _esma_totals(periods: Mapping[str, DateRange], trader_filter: TraderFilter) 
     return sa.select(*totals).subquery("esma_totals")
 
 
-@contextmanager
-def _reading(engine: Engine) -> Iterator[Connection]:
-    """A connection for one analytics read, tuned for large aggregates on PostgreSQL."""
-    with engine.connect() as conn:
-        if conn.dialect.name == "postgresql":
-            # JIT compiles these wide aggregates for about a second and saves less than that; the
-            # default 4 MB work_mem spills per-trader hash aggregates to disk (both measured on
-            # 200,000 traders). SET LOCAL ends with the read's transaction.
-            conn.execute(sa.text("SET LOCAL jit = off"))
-            conn.execute(sa.text("SET LOCAL work_mem = '64MB'"))
-        yield conn
-
-
 def compute_kpis(engine: Engine, *, date_range: DateRange, trader_filter: TraderFilter = DEFAULT_FILTER) -> list[Kpi]:
     """Every KPI of :data:`SPECS` for ``date_range`` and ``date_range.previous()``, in display order.
 
@@ -427,7 +414,7 @@ def compute_kpis(engine: Engine, *, date_range: DateRange, trader_filter: Trader
     bonuses alone). See each Kpi's ``definition``.
     """
     periods = {"cur": date_range, "prev": date_range.previous()}
-    with _reading(engine) as conn:
+    with reading(engine) as conn:
         data_start, data_end = compute_data_bounds(conn)
         ledger = conn.execute(_ledger_query(periods, trader_filter, data_end)).one()._mapping
         trading = conn.execute(_trading_query(periods, trader_filter)).one()._mapping
@@ -555,7 +542,7 @@ def compute_kpi_trend(engine: Engine, *, metric: str, date_range: DateRange, per
     active traders by open or close).
     """
     query = _trend_query(metric, date_range, period, trader_filter)
-    with _reading(engine) as conn:
+    with reading(engine) as conn:
         rows = {pd.Timestamp(r.period_start): _float(r.value) for r in conn.execute(query)}
     firsts = period_starts(date_range, period)
     starts = [pd.Timestamp(s) for s in firsts]
@@ -661,7 +648,7 @@ def compute_breakdown(engine: Engine, *, dimension: str, date_range: DateRange,
     trading = (sa.select(both.c.trader_id, sa.func.sum(both.c.notional_usd).label("volume_usd"))
                .group_by(both.c.trader_id).subquery("trading"))
     reg, ftd_at = dim.c.registered_at, dep.c.ftd_at
-    with _reading(engine) as conn:
+    with reading(engine) as conn:
         data_end = compute_data_end(conn) or datetime(1970, 1, 1)
         mature = sa.and_(date_range.contains(reg), reg <= data_end - _days(BREAKDOWN_WINDOW))
         query = (
@@ -726,7 +713,7 @@ def compute_volume_by_asset_class(engine: Engine, *, date_range: DateRange,
         .where(date_range.contains(dt.day), trader_filter.restrict(dt.trader_id))
         .group_by(asset)
     )
-    with _reading(engine) as conn:
+    with reading(engine) as conn:
         frame = pd.DataFrame(conn.execute(query).mappings().all(), columns=VOLUME_COLUMNS)
     frame["asset_class"] = frame["asset_class"].astype(str)
     frame["trades"] = frame["trades"].astype("int64")

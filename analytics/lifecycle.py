@@ -37,19 +37,18 @@ Lifecycle rules, as built (spec §3, one rule per bullet):
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
 from analytics.cohorts import event_occurrences, index_of, start_of_index
 from analytics.filters import TraderFilter
 from analytics.periods import Period, WeekStart, step_period, truncate_date
+from analytics.reading import reading
 from connectors.schema import CORE_EVENTS, daily_activity, daily_trading, portal_events, trader_firsts, traders
 
 NewBasis = Literal["first-activity", "registration"]
@@ -82,17 +81,6 @@ _BITS = 62  # periods per BIGINT mask (bit 63 is the sign)
 def _interval(text: str) -> ColumnElement:
     # Only ever built from our own constants and validated ints, never from user text.
     return sa.literal_column(f"INTERVAL '{text}'")
-
-
-@contextmanager
-def _reading(engine: Engine) -> Iterator[Connection]:
-    """A connection for one analytics read."""
-    with engine.connect() as conn:
-        if conn.dialect.name == "postgresql":
-            # These queries cost far above jit_above_cost, and compiling them takes about a second
-            # on PostgreSQL 15 while saving less than that (measured on 200,000 traders).
-            conn.execute(sa.text("SET LOCAL jit = off"))
-        yield conn
 
 
 def _ts(day: date) -> datetime:
@@ -188,7 +176,7 @@ def compute_lifecycle(
     rows = sa.union_all(active_rows, dormant_rows).subquery("statuses")
     counts = sa.select(rows.c.i, rows.c.status, sa.func.count()).group_by(rows.c.i, rows.c.status)
 
-    with _reading(engine) as conn:
+    with reading(engine) as conn:
         found = conn.execute(counts).all()
     table = pd.DataFrame(0, index=pd.RangeIndex(1, count), columns=list(STATUSES), dtype="int64")
     for n, status_name, traders_n in found:
@@ -354,7 +342,7 @@ def _last_data_day(engine: Engine) -> date:
     table: PostgreSQL would scan every row of the view, but finds most of these maxima in an index."""
     newest = [sa.select(sa.func.max(event_occurrences(name).subquery().c.occurred_at)) for name in CORE_EVENTS]
     newest.append(sa.select(sa.func.max(portal_events.c.occurred_at)))
-    with _reading(engine) as conn:
+    with reading(engine) as conn:
         found = [at for (at,) in conn.execute(sa.union_all(*newest)) if at is not None]
     return max(found).date() if found else datetime.now(UTC).date()
 
@@ -394,7 +382,7 @@ def compute_stage_distribution(
         .where(staged.c.stage_0.is_not(None))
         .group_by(staged.c.stage_0)
     )
-    with _reading(engine) as conn:
+    with reading(engine) as conn:
         found = {stage: (int(n), int(vip or 0)) for stage, n, vip in conn.execute(query)}
     frame = pd.DataFrame(
         [(stage, *found.get(stage, (0, 0))) for stage in STAGES], columns=["stage", "traders", "vip_traders"])
@@ -429,7 +417,7 @@ def compute_stage_flows(
         .where(staged.c.stage_1.is_not(None))
         .group_by(origin, staged.c.stage_1)
     )
-    with _reading(engine) as conn:
+    with reading(engine) as conn:
         frame = pd.DataFrame(conn.execute(query).all(), columns=FLOW_COLUMNS)
     order = {stage: i for i, stage in enumerate((NOT_CAPTURED, *STAGES))}
     frame["traders"] = frame["traders"].astype("int64")

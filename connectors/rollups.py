@@ -18,9 +18,10 @@
   login, read from ``daily_activity`` (so it is refreshed after it): the lifecycle stages need
   these all-history facts for every trader, which otherwise cost a pass over every login day.
 
-Full rebuilds insert rows in trader order: most readers aggregate per trader, and PostgreSQL's
-hash aggregate runs about twice as fast when a trader's rows arrive together (measured on the
-ESMA pass, 0.47 s against 0.9 s for rows in day order).
+Full rebuilds insert rows in trader order (``daily_activity``: event, then trader): most readers
+aggregate per trader, and PostgreSQL's hash aggregate runs about twice as fast when a trader's
+rows arrive together (measured on the ESMA pass, 0.47 s against 0.9 s for rows in day order);
+readers of one event then also find its rows on neighbouring pages.
 
 Both are rebuilt by every seed and refreshed for the affected traders by every import, in the
 same transaction as the write, so they never disagree with the raw tables. Rows written into the
@@ -113,7 +114,7 @@ ROLLUP_QUERIES: dict[str, sa.Select] = {
     trader_firsts.name: _firsts_select(),
 }
 _ORDER: dict[str, tuple[str, ...]] = {
-    daily_activity.name: ("trader_id", "day"), daily_trading.name: ("trader_id", "day"),
+    daily_activity.name: ("event", "trader_id", "day"), daily_trading.name: ("trader_id", "day"),
     trading_days.name: ("trader_id", "day"), trader_firsts.name: ("trader_id",)}
 
 
