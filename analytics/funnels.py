@@ -852,6 +852,12 @@ def _event_query(plan: _Plan, dialect: str, date_range: DateRange | None, trader
                 ).subquery()
                 extra.append(shaped(sa.select(markers.c.trader_id, markers.c.occurred_at)
                                     .where(markers.c.occurred_at.is_not(None)).distinct(), 0, None))
+            elif dialect == "postgresql":
+                # The light sources whole: a few hundred thousand rows at most, fetched in one scan
+                # each, where a join on each trader's span runs as one index probe per trader
+                # (PostgreSQL cannot estimate the span CTE and picks nested loops: ~0.35 s each
+                # for 60,000 traders against ~0.05 s for the scan).
+                extra.append(select)
             else:
                 rows = select.subquery()
                 extra.append(sa.select(rows).join(span, sa.and_(
