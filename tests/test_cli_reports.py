@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from connectors import database, schema
+from connectors.rollups import refresh_rollups
 from tests.test_cli import cli_url, run_cli  # noqa: F401 - cli_url is a fixture
 
 T0 = datetime(2026, 3, 2, 9, 0)  # a Monday
@@ -32,6 +33,7 @@ def _events(url: str) -> None:
             "trader_id": [r[0] for r in rows], "event": [r[1] for r in rows],
             "occurred_at": [T0 + pd.Timedelta(seconds=r[2]) for r in rows],
         }))
+        refresh_rollups(conn)  # what seeding and imports do after writing
     engine.dispose()
     database.dispose_engines()  # the CLI subprocess must be the one process holding a DuckDB file
 
