@@ -673,7 +673,7 @@ class _Plan:
             mask = mask + term  # each bit comes from exactly one term, so + is a bitwise OR
         return mask
 
-    def unordered_reducible(self, dialect: str, *, trends: bool, prop_key: str | None) -> str | None:
+    def unordered_reducible(self, *, trends: bool, prop_key: str | None) -> str | None:
         """The bulk event B of an unordered funnel most of whose rows can be left out without
         changing any result, or None. The other funnel events are the anchors.
 
@@ -685,12 +685,11 @@ class _Plan:
         without an anchor, where at most one step is collected; progress 1 is recorded with the
         trader's first event, so B's first row is kept too. (Keeping more rows than these is
         harmless, which lets the SQL keep whole spans.) Checked equal to the full fetch on the
-        200,000-trader benchmark data (benchmarks/README.md). PostgreSQL only: DuckDB runs the
-        per-anchor probes as joins, several times slower than fetching every row. Only when the
+        200,000-trader benchmark data (benchmarks/README.md). Only when the
         other events are light (their spans are the anchors). Not for trends (one attempt per entry
         period) nor for breakdowns by event property.
         """
-        if self.spec.order != "unordered" or trends or prop_key is not None or dialect != "postgresql":
+        if self.spec.order != "unordered" or trends or prop_key is not None:
             return None
         names = [name for name, _ in self.step_bits.values()]
         excluded = {e for events in self.exclusion_bits.values() for e in events}
@@ -722,7 +721,7 @@ class _Plan:
 
 
 def _near_rows(plan: _Plan, name: str, light_cte: sa.CTE, window: ColumnElement, date_range: DateRange | None,
-               trader_filter: TraderFilter) -> list[sa.Select]:
+               dialect: str) -> list[sa.Select]:
     """The rows of bulk event ``name`` an unordered funnel needs (see _Plan.unordered_reducible).
 
     The other funnel events are the anchors. Kept, per trader: the rows from a window before the
@@ -748,13 +747,25 @@ def _near_rows(plan: _Plan, name: str, light_cte: sa.CTE, window: ColumnElement,
     anchors = (sa.select(light_cte.c.trader_id, light_cte.c.occurred_at)
                .where(light_cte.c.trader_id.in_(sa.select(first.c.trader_id))).distinct()
                .cte("funnel_near_anchors"))
-    next_at = (sa.select(sa.func.min(time_col))
-               .where(trader_col == anchors.c.trader_id, time_col >= anchors.c.occurred_at,
-                      time_col <= anchors.c.occurred_at + window, *in_range)
-               .scalar_subquery())
-    # Materialised, or PostgreSQL inlines it and runs every probe twice (once for IS NOT NULL).
-    probed = sa.select(anchors.c.trader_id, next_at.label("occurred_at")).cte("funnel_near_next").prefix_with(
-        "MATERIALIZED")
+    if dialect == "postgresql":
+        # One index probe per anchor into (trader_id, time).
+        next_at = (sa.select(sa.func.min(time_col))
+                   .where(trader_col == anchors.c.trader_id, time_col >= anchors.c.occurred_at,
+                          time_col <= anchors.c.occurred_at + window, *in_range)
+                   .scalar_subquery())
+        # Materialised, or PostgreSQL inlines it and runs every probe twice (once for IS NOT NULL).
+        probed = sa.select(anchors.c.trader_id, next_at.label("occurred_at")).cte("funnel_near_next").prefix_with(
+            "MATERIALIZED")
+    else:
+        # DuckDB decorrelates the probe into a far slower plan; a join on the window and a GROUP BY
+        # per anchor is what its hash joins do well.
+        probed = (sa.select(anchors.c.trader_id, sa.func.min(time_col).label("occurred_at"))
+                  .join_from(anchors, trader_col.table, sa.and_(
+                      trader_col == anchors.c.trader_id, time_col >= anchors.c.occurred_at,
+                      time_col <= anchors.c.occurred_at + window))
+                  .where(*in_range)
+                  .group_by(anchors.c.trader_id, anchors.c.occurred_at)
+                  .cte("funnel_near_next"))
     singles = sa.union(sa.select(probed.c.trader_id, probed.c.occurred_at).where(probed.c.occurred_at.is_not(None)),
                        sa.select(first.c.trader_id, first.c.occurred_at)).subquery("funnel_near_singles")
     outside = (sa.select(singles.c.trader_id, singles.c.occurred_at)
@@ -776,7 +787,7 @@ def _event_query(plan: _Plan, dialect: str, date_range: DateRange | None, trader
     spec = plan.spec
     strict = spec.order == "strict"
     reduced = plan.reducible_steps(trends=trends)
-    near_only = plan.unordered_reducible(dialect, trends=trends, prop_key=prop_key)
+    near_only = plan.unordered_reducible(trends=trends, prop_key=prop_key)
     # A literal interval: DuckDB has no make_interval() for a bound timedelta, and a constant lets both
     # planners use it like any other literal.
     window = sa.literal_column(f"INTERVAL '{int(spec.effective_window_s)} seconds'")
@@ -865,7 +876,7 @@ def _event_query(plan: _Plan, dialect: str, date_range: DateRange | None, trader
                     rows.c.occurred_at <= span.c.hi)))
 
     if near_only is not None:
-        extra += _near_rows(plan, near_only, light_cte, window, date_range, trader_filter)
+        extra += _near_rows(plan, near_only, light_cte, window, date_range, dialect)
     parts: list[sa.Select] = [sa.select(light_cte), *extra]
     reduced_ctes: dict[int, sa.CTE] = {}
     for k in sorted(reduced):

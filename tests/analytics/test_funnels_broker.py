@@ -117,9 +117,8 @@ UNORDERED_SPECS = [
 
 @pytest.mark.parametrize("spec", UNORDERED_SPECS, ids=lambda s: "-".join(s.steps))
 def test_unordered_funnels_lose_nothing_when_far_bulk_rows_are_left_out(broker, spec, monkeypatch):
-    backend = broker.dialect.name
-    assert funnels._Plan.of(spec).unordered_reducible(backend, trends=False, prop_key=None) == (
-        ("trade" if "trade" in spec.steps else "login") if backend == "postgresql" else None)
+    assert funnels._Plan.of(spec).unordered_reducible(trends=False, prop_key=None) == (
+        "trade" if "trade" in spec.steps else "login")
     for date_range, trader_filter in VIEWS:
         reduced = _everything(broker, spec, date_range, trader_filter)
         with monkeypatch.context() as m:
