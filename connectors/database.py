@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
@@ -206,16 +208,31 @@ def _postgres_copy(conn: Connection, table: sa.Table, chunk: pd.DataFrame, colum
                       and pd.api.types.is_float_dtype(chunk[c].dtype)]
     if floats_as_ints:
         chunk = chunk.astype({c: "Int64" for c in floats_as_ints})
-    buf = io.StringIO()
-    # NULLs travel as an unquoted empty field, empty strings as "" (COPY CSV's own distinction).
-    chunk.to_csv(buf, index=False, header=False, date_format="%Y-%m-%d %H:%M:%S.%f")
-    buf.seek(0)
+    buf = _csv_for_copy(chunk)
     cols = ", ".join(f'"{c}"' for c in columns)
     cursor = conn.connection.driver_connection.cursor()
     try:
         cursor.copy_expert(f"COPY {_qualified(table)} ({cols}) FROM STDIN WITH (FORMAT csv)", buf)
     finally:
         cursor.close()
+
+
+def _csv_for_copy(chunk: pd.DataFrame) -> io.BytesIO:
+    """``chunk`` as CSV for COPY: NULLs as an unquoted empty field, every other value quoted, so an
+    empty string stays "" (COPY CSV's own distinction). Written by pyarrow's C++ writer, several
+    times faster than ``DataFrame.to_csv`` (which took 19 s of a 20,000-trader seed); pandas
+    writes what pyarrow cannot convert."""
+    buf = io.BytesIO()
+    try:
+        frame = chunk.astype({c: "string" for c in chunk.columns if isinstance(chunk[c].dtype, pd.CategoricalDtype)})
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        pacsv.write_csv(table, buf, write_options=pacsv.WriteOptions(include_header=False,
+                                                                       quoting_style="all_valid"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        buf = io.BytesIO()
+        chunk.to_csv(buf, index=False, header=False, date_format="%Y-%m-%d %H:%M:%S.%f")
+    buf.seek(0)
+    return buf
 
 
 def _qualified(table: sa.Table) -> str:
