@@ -45,7 +45,7 @@ bench-simulator: $(VENV)/.requirements.stamp services
 
 # Analytics functions on 200,000 traders (DuckDB, PostgreSQL, naive pandas); generates the data once.
 bench-analytics: $(VENV)/.dev.stamp services
-	$(PY) benchmarks/analytics_bench.py --prepare
+	$(PY) benchmarks/analytics_bench.py --prepare --naive-runs 1
 
 # The four analytics pages in Debian's Chromium on the 20,000-trader demo database.
 bench-pages: $(VENV)/.dev.stamp /usr/bin/chromium
