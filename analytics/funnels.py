@@ -1354,9 +1354,12 @@ def _dropoff_frame(conn: Connection, spec: FunnelSpec, people: _People, step: in
     if spec.breakdown:
         assert people.labels is not None
         frame["breakdown_value"] = people.labels[at]
+    # Bounded by the droppers' id range: ids follow capture order, so the droppers of a recent
+    # range are a narrow band of the table (exact either way; _lookup matches by id).
+    bounds = [traders.c.trader_id.between(int(ids.min()), int(ids.max()))] if len(ids) else [sa.false()]
     external_id, country, channel = _lookup(conn, sa.select(
         traders.c.trader_id, traders.c.external_id, traders.c.country, traders.c.acquisition_channel,
-    ).where(trader_filter.restrict(traders.c.trader_id)), ids)
+    ).where(trader_filter.restrict(traders.c.trader_id), *bounds), ids)
     frame = frame.assign(external_id=external_id, country=country, acquisition_channel=channel)
     extra = ["breakdown_value"] if spec.breakdown else []
     frame = frame[[*DROPOFF_COLUMNS, *extra]]
