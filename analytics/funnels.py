@@ -685,9 +685,9 @@ class _Plan:
         without an anchor, where at most one step is collected; progress 1 is recorded with the
         trader's first event, so B's first row is kept too. (Keeping more rows than these is
         harmless, which lets the SQL keep whole spans.) Checked equal to the full fetch on the
-        200,000-trader benchmark data (benchmarks/README.md). Only when the
-        other events are light (their spans are the anchors). Not for trends (one attempt per entry
-        period) nor for breakdowns by event property.
+        200,000-trader benchmark data (benchmarks/README.md). Only when the other events are light
+        (their spans are the anchors). Not for trends (one attempt per entry period) nor for
+        breakdowns by event property.
         """
         if self.spec.order != "unordered" or trends or prop_key is not None:
             return None
@@ -721,7 +721,7 @@ class _Plan:
 
 
 def _near_rows(plan: _Plan, name: str, light_cte: sa.CTE, window: ColumnElement, date_range: DateRange | None,
-               dialect: str) -> list[sa.Select]:
+               dialect: str) -> sa.Select:
     """The rows of bulk event ``name`` an unordered funnel needs (see _Plan.unordered_reducible).
 
     The other funnel events are the anchors. Kept, per trader: the rows from a window before the
@@ -774,7 +774,7 @@ def _near_rows(plan: _Plan, name: str, light_cte: sa.CTE, window: ColumnElement,
                              singles.c.occurred_at > span.c.hi)))
     kept = sa.union_all(before, outside).subquery("funnel_near")
     mask = sa.literal(plan.core_mask(name), sa.BigInteger)
-    return [sa.select(kept.c.trader_id, kept.c.occurred_at, mask.label("mask"))]
+    return sa.select(kept.c.trader_id, kept.c.occurred_at, mask.label("mask"))
 
 
 def _event_query(plan: _Plan, dialect: str, date_range: DateRange | None, trader_filter: TraderFilter, *,
@@ -876,7 +876,7 @@ def _event_query(plan: _Plan, dialect: str, date_range: DateRange | None, trader
                     rows.c.occurred_at <= span.c.hi)))
 
     if near_only is not None:
-        extra += _near_rows(plan, near_only, light_cte, window, date_range, dialect)
+        extra.append(_near_rows(plan, near_only, light_cte, window, date_range, dialect))
     parts: list[sa.Select] = [sa.select(light_cte), *extra]
     reduced_ctes: dict[int, sa.CTE] = {}
     for k in sorted(reduced):

@@ -959,8 +959,9 @@ def seed_database(engine: sa.Engine, config: SimulationConfig, *, replace: bool 
         # back after the load validates each in one join, a fraction of the time. The transaction
         # still holds: a violation fails the seed and nothing of it stays. (DuckDB cannot drop a
         # constraint, and checks keys cheaply.)
-        foreign_keys = [] if duckdb else [(t.name, fk) for t in schema.DATA_TABLES
-                                          for fk in sa.inspect(conn).get_foreign_keys(t.name)]
+        inspector = None if duckdb else sa.inspect(conn)
+        foreign_keys = [] if inspector is None else [(t.name, fk) for t in schema.DATA_TABLES
+                                                     for fk in inspector.get_foreign_keys(t.name)]
         for table_name, fk in foreign_keys:
             conn.execute(sa.text(f'ALTER TABLE "{table_name}" DROP CONSTRAINT "{fk["name"]}"'))
         for i, table in enumerate(schema.DATA_TABLES):
