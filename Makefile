@@ -18,8 +18,7 @@ $(VENV)/.dev.stamp: $(VENV)/.requirements.stamp requirements-dev.txt
 	touch $@
 
 run: $(VENV)/.requirements.stamp
-	$(PY) cli.py setup
-	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true
+	$(PY) cli.py serve --server.port $(PORT) --server.headless true
 
 # Browser tests need Debian's Chromium (never a Playwright browser download).
 /usr/bin/chromium:

@@ -1,6 +1,7 @@
 """TraderLens command line: the app's capabilities for cron jobs and scripts.
 
     python cli.py setup                 bring the schema up to date; seed the demo on first use
+    python cli.py serve [STREAMLIT OPTIONS]   setup, warm up, then serve the app (what `make run` does)
     python cli.py seed [--traders N] [--days D] [--seed S] [--end DATE] [--replace]
     python cli.py import PATH [--kind K] [--trader EXTERNAL_ID] [--create-missing-traders]
                               [--server-utc-offset HOURS]
@@ -99,6 +100,24 @@ def cmd_setup(args: argparse.Namespace) -> int:
         print(f"{redact(str(engine.url))} is empty. Import your data (python cli.py import ...) or "
               "seed a demo with TRADERLENS_SEED_DEMO=1.")
     return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``setup``, then the warm-up of components/warmup.py, then the Streamlit server in this process
+    (so the imports and the open database are the server's own; a separate ``streamlit run`` would
+    pay for them again on the first page view)."""
+    status = cmd_setup(args)
+    if status:
+        return status
+    from components.warmup import preload
+
+    timings = preload()
+    print(f"Warmed up: imports {timings['imports_s']:.1f}s, funnel kernels {timings['kernels_s']:.1f}s.",
+          file=sys.stderr)
+    from streamlit.web import cli as streamlit_cli
+
+    sys.argv = ["streamlit", "run", str(Path(__file__).resolve().parent / "app.py"), *args.streamlit_options]
+    return streamlit_cli.main()
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -343,6 +362,11 @@ def build_parser() -> argparse.ArgumentParser:
     simulation_options(setup)
     setup.set_defaults(func=cmd_setup)
 
+    serve = sub.add_parser("serve", help="setup, warm up and serve the app; other options go to streamlit run",
+                           epilog="example: python cli.py serve --server.port 8502")
+    simulation_options(serve)
+    serve.set_defaults(func=cmd_serve)
+
     from connectors.importers import KINDS
 
     imp = sub.add_parser("import", help="load a broker export (CSV, MT4/MT5 report)")
@@ -363,7 +387,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # `serve` passes the options it does not know on to `streamlit run` (--server.port 8502, ...).
+    args, unknown = parser.parse_known_args(argv)
+    if args.command == "serve":
+        args.streamlit_options = unknown
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return args.func(args)
     except TraderLensError as exc:

@@ -518,6 +518,16 @@ def _trends_pass(starts, ts, smask, xmask, period, n, window, strict, max_rows):
 # --------------------------------------------------------------------------------------------------
 
 
+def warm_kernels() -> None:
+    """Load (or, on a new checkout, compile) the state-machine kernels with the argument types the
+    funnels use, so the first funnel a server computes does not pay for it (1-2 s; 13 s to compile)."""
+    none = np.zeros(0, np.int64)
+    starts = np.zeros(1, np.int64)  # no trader
+    for strict in (False, True):
+        _ordered_pass(starts, none, none, none, 2, _US, strict)
+        _trends_pass(starts, none, none, none, none, 2, _US, strict, 0)
+    _unordered_pass(starts, none, none, none, 2, _US, 0)
+
 def validate_spec(spec: FunnelSpec) -> None:
     """Raise FunnelRejected, in plain words, for a funnel that cannot be computed."""
     n = len(spec.steps)

@@ -4,7 +4,7 @@ interaction comes back.
     python benchmarks/pages_bench.py                     # every analytics page, 5 repetitions
     python benchmarks/pages_bench.py --reps 3 --pages cohorts,funnels
 
-Serves ``streamlit run app.py`` (headless, free port, fileWatcherType none) on the demo-size
+Serves the app as ``make run`` does, ``cli.py serve`` (headless, free port, fileWatcherType none) on the demo-size
 database ``data/bench/demo.duckdb`` (``cli.py seed --traders 20000 --end 2026-12-01`` when missing;
 TRADERLENS_BENCH_DEMO_DB overrides it) and drives Debian's Chromium with Playwright
 (/usr/bin/chromium, CHROMIUM_PATH overrides; never a Playwright browser download).
@@ -140,14 +140,14 @@ def free_port() -> int:
 
 
 class Server:
-    """`streamlit run app.py` on a free port against ``db_url``, logging to a temporary file."""
+    """`cli.py serve` (as `make run`) on a free port against ``db_url``, logging to a temporary file."""
 
     def __init__(self, db_url: str) -> None:
         self.port = free_port()
         self.log = Path(tempfile.mkstemp(prefix="traderlens-pages-bench-", suffix=".log")[1])
         with self.log.open("w") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless=true",
+                [sys.executable, "cli.py", "serve", "--server.headless=true",
                  f"--server.port={self.port}", "--server.address=127.0.0.1",
                  "--server.fileWatcherType=none", "--browser.gatherUsageStats=false"],
                 cwd=ROOT, env={**os.environ, "TRADERLENS_DB_URL": db_url}, stdout=out, stderr=subprocess.STDOUT)

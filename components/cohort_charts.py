@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from analytics.cohorts import ALL_COHORTS, EngagementResult, RetentionResult
+from components.figures import CHART_CONFIG, memoised_figure
 from components.tables import fit_height, render_table
 
 Show = Literal["percent", "counts"]
@@ -27,7 +28,6 @@ GRID = "#e3e9ef"
 # The theme's sequential teal, lightest first; an unobserved cell stays blank.
 SEQUENTIAL = ["#e6f4f3", "#c7e6e4", "#a2d4d2", "#78bfbf", "#4fa8aa", "#2e9096", "#157882", "#0b6e79",
               "#0a5563", "#0b3c4d"]
-CHART_CONFIG = {"displayModeBar": False}
 
 EVENT_LABELS = {
     "lead_captured": "Lead captured", "registered": "Registered", "kyc_submitted": "KYC submitted",
@@ -63,6 +63,7 @@ def _cells(result: RetentionResult) -> tuple[np.ndarray, np.ndarray]:
     return counts, percent
 
 
+@memoised_figure
 def retention_heatmap(result: RetentionResult, *, show: Show = "percent") -> go.Figure:
     """Cohort sizes on the left, then % retained per period (colour) with counts or % as text."""
     period = result.spec.period
@@ -172,6 +173,7 @@ def _thin_lines(lines: list[tuple[str, list, list]], *, name: str, hover: str) -
                       line={"color": COHORT_LINE, "width": 1.5}, hovertemplate=hover)
 
 
+@memoised_figure
 def retention_curves(result: RetentionResult) -> go.Figure:
     """% of each cohort back per period (thin lines) and the size-weighted average (bold)."""
     period = result.spec.period
@@ -197,6 +199,7 @@ def render_retention_curves(result: RetentionResult, *, key: str) -> None:
     st.plotly_chart(retention_curves(result), key=key, config=CHART_CONFIG)
 
 
+@memoised_figure
 def ltv_figure(net: pd.DataFrame, deposits: pd.DataFrame, *, period: str) -> go.Figure:
     """USD per trader by age since FTD: a thin net-deposit line per FTD cohort, the pooled net-deposit
     curve (bold) and the pooled deposit curve (MT5 "Lifetime Value", dashed); the gap is withdrawals."""
@@ -265,6 +268,7 @@ def _rate(value: float) -> str:
     return "—" if math.isnan(value) else f"{value:.1%}"
 
 
+@memoised_figure
 def engagement_figure(result: EngagementResult) -> go.Figure:
     """Retention rate per session bucket with 95% Wilson whiskers; buckets at or above the threshold in teal."""
     b = result.buckets

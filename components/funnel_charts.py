@@ -13,6 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from components.figures import CHART_CONFIG, memoised_figure
 from components.tables import fit_height, render_table
 
 PRIMARY = "#0b6e79"
@@ -21,7 +22,6 @@ MUTED = "#8a97a6"
 GRID = "#e3e9ef"
 SERIES = ["#0b6e79", "#e69f00", "#1f4e8c", "#d55e00", "#56b4e9", "#2e8b57", "#8e5ea2", "#c9a66b", "#5b6b7c",
           "#cc79a7"]
-CHART_CONFIG = {"displayModeBar": False}
 
 EVENT_LABELS = {
     "lead_captured": "Lead captured", "registered": "Registered", "kyc_submitted": "KYC submitted",
@@ -64,6 +64,7 @@ def _layout(fig: go.Figure, *, height: int) -> go.Figure:
     return fig
 
 
+@memoised_figure
 def funnel_figure(steps: pd.DataFrame) -> go.Figure:
     """Bars per step: traders who got there (solid) on top of those lost since step 1 (light); one
     colour per breakdown value when the table has ``breakdown_value``."""
@@ -132,7 +133,8 @@ def _time_unit(seconds: float) -> tuple[str, float]:
     return "seconds", 1.0
 
 
-def render_time_histogram(histogram: pd.DataFrame, *, key: str) -> None:
+@memoised_figure
+def histogram_figure(histogram: pd.DataFrame) -> go.Figure:
     """Pre-binned bars of how long traders took (the bins arrive computed), on an axis in the unit
     that suits the longest time."""
     unit, size = _time_unit(float(histogram["bin_end_s"].max()) if len(histogram) else 0.0)
@@ -146,10 +148,15 @@ def render_time_histogram(histogram: pd.DataFrame, *, key: str) -> None:
     ))
     fig.update_xaxes(title_text=f"Time to convert ({unit})", rangemode="tozero")
     fig.update_yaxes(title_text="Traders", tickformat=",d")
-    st.plotly_chart(_layout(fig, height=340), key=key, config=CHART_CONFIG, width="stretch")
+    return _layout(fig, height=340)
 
 
-def render_trends(trends: pd.DataFrame, *, period: str, key: str) -> None:
+def render_time_histogram(histogram: pd.DataFrame, *, key: str) -> None:
+    st.plotly_chart(histogram_figure(histogram), key=key, config=CHART_CONFIG, width="stretch")
+
+
+@memoised_figure
+def trends_figure(trends: pd.DataFrame, *, period: str) -> go.Figure:
     """Conversion rate by entry period (line) over how many traders entered (bars)."""
     fig = go.Figure()
     fig.add_bar(x=trends["period_start"], y=trends["reached_from_step_count"], name="Entered", marker_color=DROPPED,
@@ -165,7 +172,11 @@ def render_trends(trends: pd.DataFrame, *, period: str, key: str) -> None:
                 "tickformat": ",d"},
         xaxis={"title": f"Entry {period}"},
     )
-    st.plotly_chart(_layout(fig, height=340), key=key, config=CHART_CONFIG, width="stretch")
+    return _layout(fig, height=340)
+
+
+def render_trends(trends: pd.DataFrame, *, period: str, key: str) -> None:
+    st.plotly_chart(trends_figure(trends, period=period), key=key, config=CHART_CONFIG, width="stretch")
 
 
 def render_dropoffs(frame: pd.DataFrame, *, key: str, file_name: str, preview_rows: int = 200) -> None:

@@ -15,9 +15,9 @@ import streamlit as st
 
 from analytics.lifecycle import NOT_CAPTURED, STAGE_LABELS, STAGES, STATUSES
 from analytics.periods import step_period
+from components.figures import CHART_CONFIG, memoised_figure
 from components.tables import fit_height, render_table
 
-CHART_CONFIG = {"displayModeBar": False}
 TEXT = "#14243a"
 GRID = "#e3e9ef"
 
@@ -61,6 +61,7 @@ def runs_past(frame: pd.DataFrame, *, period: str, week_start: str, date_to: dat
     return pd.Series([end > date_to for end in ends], index=frame.index)
 
 
+@memoised_figure
 def lifecycle_figure(frame: pd.DataFrame, *, period: str, week_start: str, date_to: date) -> go.Figure:
     """Stacked bars per period: new, returning and resurrecting above zero, dormant below. A
     period running past ``date_to`` is drawn paler: its dormant count is mostly "not yet"."""
@@ -132,6 +133,7 @@ def render_lifecycle_table(frame: pd.DataFrame, *, period: str, key: str, file_n
                  column_config={"Dormant": st.column_config.NumberColumn(help="Negative: traders lost this period")})
 
 
+@memoised_figure
 def stage_figure(stages: pd.DataFrame) -> go.Figure:
     """Traders per stage in funnel order, VIP traders as a narrower bar inside each."""
     labels = [STAGE_LABELS[s] for s in stages["stage"]]
@@ -174,6 +176,7 @@ def _stacked_centres(sizes: list[int], gap: float = 0.04) -> list[float]:
     return centres
 
 
+@memoised_figure
 def flows_figure(flows: pd.DataFrame) -> go.Figure:
     """Sankey from the stage on the first day (left) to the stage on the last day (right)."""
     order = [NOT_CAPTURED, *STAGES]

@@ -97,3 +97,15 @@ def test_a_rejected_import_names_file_row_and_column(cli_url, tmp_path):
     line = out.stderr.strip()
     assert len(line.splitlines()) == 1
     assert "traders.csv" in line and "registered_at" in line and "row" in line
+
+
+def test_serve_hands_unknown_options_to_streamlit_and_other_commands_refuse_them():
+    import cli
+
+    parser_args = ["serve", "--traders", "300", "--server.port", "8502", "--server.headless", "true"]
+    parser = cli.build_parser()
+    args, unknown = parser.parse_known_args(parser_args)
+    assert args.command == "serve" and args.traders == 300
+    assert unknown == ["--server.port", "8502", "--server.headless", "true"]
+    refused = run_cli("info", "--server.port", "8502", url="duckdb:///:memory:")
+    assert refused.returncode == 2 and "unrecognized arguments: --server.port 8502" in refused.stderr

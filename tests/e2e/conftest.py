@@ -1,4 +1,5 @@
-"""A real `streamlit run app.py` server and Debian's Chromium for the browser tests.
+"""A real server started as `make run` starts it (`cli.py serve`: warm-up, then `streamlit run app.py`)
+and Debian's Chromium for the browser tests.
 
 Never downloads a browser: Playwright drives /usr/bin/chromium (CHROMIUM_PATH overrides). Without
 it the tests skip, except under CI=true where that is a failure.
@@ -62,13 +63,13 @@ def chromium_path() -> str:
 
 
 def _serve(db_url: str, log_name: str) -> Iterator[str]:
-    """Run `streamlit run app.py` on a free port against ``db_url``; yield its base URL."""
+    """Serve the app as `make run` does (`cli.py serve`) on a free port against ``db_url``; yield its base URL."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log = ARTIFACTS / log_name
     port = _free_port()
     with log.open("w") as out:  # a file, not a PIPE: a full pipe would block the server
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless=true",
+            [sys.executable, "cli.py", "serve", "--server.headless=true",
              f"--server.port={port}", "--server.address=127.0.0.1",
              "--server.fileWatcherType=none", "--browser.gatherUsageStats=false"],
             cwd=ROOT, env={**os.environ, "TRADERLENS_DB_URL": db_url}, stdout=out,
