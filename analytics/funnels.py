@@ -787,6 +787,37 @@ def _near_rows(plan: _Plan, name: str, light_cte: sa.CTE, window: ColumnElement,
     return sa.select(kept.c.trader_id, kept.c.occurred_at, mask.label("mask"))
 
 
+def _markers_by_bucket(source: str, anchors: sa.CTE, window: ColumnElement, window_s: int,
+                       date_range: DateRange | None) -> sa.Select:
+    """DuckDB, strict funnels: per step instant t of a trader, the rows of bulk event ``source`` that
+    can break a chain: one at t itself (a tie) and the first one after t within the window.
+
+    The join is an equality on (trader, bucket of window length): a row within the window of t lies
+    in t's bucket or the next, so each instant meets a few rows of its trader instead of all of them
+    (DuckDB's range joins would pair every instant with every row of the trader)."""
+    trader_col, time_col = BULK_EVENTS[source]
+    bucket_us = max(int(window_s), 1) * _US
+    offsets = sa.union_all(*(
+        sa.select(anchors.c.trader_id, anchors.c.occurred_at,
+                  (sa.func.epoch_us(anchors.c.occurred_at).op("//")(bucket_us) + offset).label("bucket"))
+        for offset in (0, 1))).subquery(f"funnel_buckets_{source}")
+    nearest = (sa.select(offsets.c.trader_id, offsets.c.occurred_at,
+                         sa.func.bool_or(time_col == offsets.c.occurred_at).label("tie"),
+                         sa.func.min(time_col).filter(time_col > offsets.c.occurred_at).label("next_at"))
+               .join_from(offsets, trader_col.table, sa.and_(
+                   trader_col == offsets.c.trader_id,
+                   sa.func.epoch_us(time_col).op("//")(bucket_us) == offsets.c.bucket,
+                   time_col >= offsets.c.occurred_at, time_col <= offsets.c.occurred_at + window))
+               .where(*([] if date_range is None else [date_range.contains(time_col)]))
+               .group_by(offsets.c.trader_id, offsets.c.occurred_at)
+               # Materialised: read twice below, and DuckDB would otherwise run the join twice.
+               .cte(f"funnel_nearest_{source}").prefix_with("MATERIALIZED"))
+    markers = sa.union_all(
+        sa.select(nearest.c.trader_id, nearest.c.occurred_at).where(nearest.c.tie),
+        sa.select(nearest.c.trader_id, nearest.c.next_at.label("occurred_at")).where(nearest.c.next_at.is_not(None)),
+    ).subquery(f"funnel_markers_{source}")
+    return sa.select(markers.c.trader_id, markers.c.occurred_at).distinct()
+
 def _event_query(plan: _Plan, dialect: str, date_range: DateRange | None, trader_filter: TraderFilter, *,
                  prop_key: str | None, trends: bool) -> sa.Select:
     """SELECT trader_id, us, mask[, prop] of the events the funnel looks at (unsorted).
@@ -842,7 +873,7 @@ def _event_query(plan: _Plan, dialect: str, date_range: DateRange | None, trader
         # where it makes the tie "mixed", or (b) as the first one after such an event, where it breaks the
         # chain - and only within the window of it, since every attempt started at or before it. So
         # trades and logins are fetched as those markers only; the lighter sources inside each trader's
-        # span of step events (DuckDB: trades and logins too); portal events whole when a breakdown reads
+        # span of step events (PostgreSQL: whole); portal events whole when a breakdown reads
         # properties from every event.
         span = (sa.select(light_cte.c.trader_id, sa.func.min(light_cte.c.occurred_at).label("lo"),
                           sa.func.max(light_cte.c.occurred_at).label("hi"))
@@ -873,6 +904,9 @@ def _event_query(plan: _Plan, dialect: str, date_range: DateRange | None, trader
                 ).subquery()
                 extra.append(shaped(sa.select(markers.c.trader_id, markers.c.occurred_at)
                                     .where(markers.c.occurred_at.is_not(None)).distinct(), 0, None))
+            elif source in BULK_EVENTS:
+                extra.append(shaped(_markers_by_bucket(source, anchors, window, spec.effective_window_s,
+                                                       date_range), 0, None))
             elif dialect == "postgresql":
                 # The light sources whole: a few hundred thousand rows at most, fetched in one scan
                 # each, where a join on each trader's span runs as one index probe per trader

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from analytics import funnels
 from analytics.filters import TraderFilter
 from analytics.funnels import (
     Exclusion,
@@ -171,6 +172,32 @@ def test_strict_order_is_broken_by_any_other_event_of_the_trader(engine):
     assert counts(run(engine, "A", "B", order="strict")) == [5, 3]
     assert counts(run(engine, "A", "B", order="ordered")) == [5, 5]
 
+
+
+def test_strict_order_finds_the_breaking_login_across_window_buckets(engine, monkeypatch):
+    # Logins are a bulk source: strict funnels fetch only the login at a step's instant and the first
+    # one after it within the window (DuckDB looks in the step's window-long bucket and the next).
+    # A's at 59 min and its login at 61 min sit in different one-hour buckets.
+    load(engine, {
+        1: [("A", 0), ("B", 50 * 60)],
+        2: [("A", 0), ("B", 50 * 60)],
+        3: [("A", 59 * 60), ("B", 62 * 60)],
+        4: [("A", 0), ("B", HOUR)],
+        5: [("A", 0), ("B", 30 * 60)],
+        6: [("A", 0), ("B", 10 * 60)],
+        7: [("A", 0), ("B", 10 * 60), ("B", 20 * 60)],
+    })
+    add_logins(engine, [(1, at(30 * 60)), (2, at(55 * 60)), (3, at(61 * 60)), (4, at(HOUR - 1)), (5, at(2 * HOUR)),
+                        (6, at(0)), (7, at(10 * 60)), (7, at(15 * 60))])
+    trimmed = run(engine, "A", "B", order="strict", window_s=HOUR)
+    # 1, 3 and 4 have a login between A and B. 2's comes after B and 5's after the window; 6's and
+    # 7's share an instant with a step event, where the step event goes first.
+    assert counts(trimmed) == [7, 4]
+    with monkeypatch.context() as m:
+        m.setattr(funnels._Events, "collapse_unrelated", lambda self: None)
+        m.setattr(funnels, "_TRIM_UNRELATED", False)
+        whole = run(engine, "A", "B", order="strict", window_s=HOUR)
+    pd.testing.assert_frame_equal(trimmed, whole)
 
 def test_strict_order_is_broken_by_the_right_event_with_the_wrong_property(engine):
     load(engine, {
