@@ -105,15 +105,17 @@ def cmd_setup(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     """``setup``, then the warm-up of components/warmup.py, then the Streamlit server in this process
     (so the imports and the open database are the server's own; a separate ``streamlit run`` would
-    pay for them again on the first page view)."""
+    pay for them again on the first page view). Once it answers, each analytics page runs once."""
     status = cmd_setup(args)
     if status:
         return status
-    from components.warmup import preload
+    from components.warmup import preload, start_page_warmer
 
     timings = preload()
-    print(f"Warmed up: imports {timings['imports_s']:.1f}s, funnel kernels {timings['kernels_s']:.1f}s.",
+    print(f"Loaded: imports {timings['imports_s']:.1f}s, funnel kernels {timings['kernels_s']:.1f}s.",
           file=sys.stderr)
+    if not args.no_warm_pages:
+        start_page_warmer()  # runs each analytics page once as soon as the server answers
     from streamlit.web import cli as streamlit_cli
 
     sys.argv = ["streamlit", "run", str(Path(__file__).resolve().parent / "app.py"), *args.streamlit_options]
@@ -365,6 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="setup, warm up and serve the app; other options go to streamlit run",
                            epilog="example: python cli.py serve --server.port 8502")
     simulation_options(serve)
+    serve.add_argument("--no-warm-pages", action="store_true",
+                       help="do not compute the analytics pages' default views at start")
     serve.set_defaults(func=cmd_serve)
 
     from connectors.importers import KINDS

@@ -19,13 +19,14 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from components.warmup import WARMED_LINE
 from tests.app import sample_data
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-STARTUP_TIMEOUT_S = 60
+STARTUP_TIMEOUT_S = 120  # start, then the warm-up of the four analytics pages
 
 # expect() retries for 5 s by default; a busy CI machine (other suites, PostgreSQL) needs more.
 expect.set_options(timeout=15_000)
@@ -45,11 +46,21 @@ def _wait_for_health(url: str, proc: subprocess.Popen, log: Path) -> None:
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.read().strip() == b"ok":
-                    return
+                    break
         except OSError:
             pass
         time.sleep(0.25)
-    pytest.fail(f"streamlit not healthy after {STARTUP_TIMEOUT_S}s:\n{log.read_text()[-3000:]}")
+    else:
+        pytest.fail(f"streamlit not healthy after {STARTUP_TIMEOUT_S}s:\n{log.read_text()[-3000:]}")
+    # `cli.py serve` then runs every analytics page once (components/warmup.py); it must succeed.
+    while time.monotonic() < deadline:
+        text = log.read_text()
+        if WARMED_LINE in text:
+            return
+        if "Warm-up skipped" in text:
+            pytest.fail(f"the server's warm-up failed:\n{text[-3000:]}")
+        time.sleep(0.25)
+    pytest.fail(f"no warm-up line after {STARTUP_TIMEOUT_S}s:\n{log.read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="session")
