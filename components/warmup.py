@@ -25,8 +25,9 @@ MODULES: tuple[str, ...] = (
     "components.overview_charts", "components.cohort_charts", "components.funnel_charts",
     "components.lifecycle_charts", "components.kpi_tiles", "components.tables", "components.health",
 )
-# The url_path of each page whose default view is computed at start (app.py's navigation).
-WARM_PAGES: tuple[str, ...] = ("overview", "cohorts", "funnels", "lifecycle")
+# The pages whose default view is computed at start, by url_path in app.py's navigation; the
+# default page (Overview) is served at "/", so its name is "".
+WARM_PAGES: tuple[str, ...] = ("", "cohorts", "funnels", "lifecycle")
 WARMED_LINE = "Warm-up done"  # logged when every page has run once; benchmarks wait for it
 
 def preload() -> dict[str, float]:
@@ -117,7 +118,7 @@ def start_page_warmer(*, wait_s: float = 120) -> threading.Thread:
                     raise WarmupFailed(f"the server did not answer its health check within {wait_s:.0f} s")
                 time.sleep(0.2)
             seconds = warm_pages(base)
-            print(f"{WARMED_LINE}: " + ", ".join(f"{page} {s:.1f}s" for page, s in seconds.items()),
+            print(f"{WARMED_LINE}: " + ", ".join(f"{page or 'default page'} {s:.1f}s" for page, s in seconds.items()),
                   file=sys.stderr, flush=True)
         except Exception as exc:  # the server must keep serving whatever happens here
             print(f"Warm-up skipped: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
