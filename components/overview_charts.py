@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from analytics.periods import Period, step_period
+from components.figures import memoised_figure
 from components.tables import fit_height, render_table
 
 CURRENT_COLOR = "#0b6e79"
@@ -37,6 +38,7 @@ def _trend_frame(frame: pd.DataFrame, period: Period, series: str) -> pd.DataFra
     return out
 
 
+@memoised_figure
 def trend_chart(current: pd.DataFrame, previous: pd.DataFrame | None, *, label: str, unit: str,
                 period: Period, previous_name: str, as_line: bool) -> alt.LayerChart:
     """Bars (flows) or a line (levels) of ``current`` (period_start, value, partial), with ``previous``
@@ -92,6 +94,7 @@ def _by_sign(field: str, positive: str) -> alt.Color:
     return alt.condition(f"datum.{field} < 0", alt.value(LOSS_COLOR), alt.value(positive))
 
 
+@memoised_figure
 def breakdown_chart(frame: pd.DataFrame, *, metric: str, label: str, unit: str) -> alt.Chart:
     """Horizontal bars of ``metric`` per ``value``, largest first, "Other" last (the frame's order)."""
     return _hbar(frame, category="value", value=metric, title=label, unit=unit,
@@ -133,6 +136,7 @@ def render_breakdown(frame: pd.DataFrame, *, metric: str, metric_label: str, uni
     )
 
 
+@memoised_figure
 def asset_class_charts(frame: pd.DataFrame) -> tuple[alt.Chart, alt.Chart]:
     """Notional volume per asset class, and closed client P&L (green where clients won, red where
     they lost)."""
