@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import io
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Literal
@@ -820,7 +821,16 @@ def _markers_by_bucket(source: str, anchors: sa.CTE, window: ColumnElement, wind
 
 def _event_query(plan: _Plan, dialect: str, date_range: DateRange | None, trader_filter: TraderFilter, *,
                  prop_key: str | None, trends: bool) -> sa.Select:
-    """SELECT trader_id, us, mask[, prop] of the events the funnel looks at (unsorted).
+    """SELECT trader_id, us, mask[, prop] of the events the funnel looks at (unsorted)."""
+    first, *rest = _event_queries(plan, dialect, date_range, trader_filter, prop_key=prop_key, trends=trends)
+    return sa.union_all(first, *rest) if rest else first
+
+
+def _event_queries(plan: _Plan, dialect: str, date_range: DateRange | None, trader_filter: TraderFilter, *,
+                   prop_key: str | None, trends: bool) -> list[sa.Select]:
+    """The events the funnel looks at as one or more SELECT trader_id, us, mask[, prop] whose rows
+    together are the events (unsorted). More than one only for strict funnels on PostgreSQL, whose
+    trade and login markers are index probes that :func:`_load_events` runs side by side.
 
     ``mask`` bits 0..n-1: steps matched; bits 32+i: exclusions "between step i-1 and i". Strict funnels
     also get the trader's unrelated events that can break a chain (mask 0).
@@ -868,6 +878,7 @@ def _event_query(plan: _Plan, dialect: str, date_range: DateRange | None, trader
     light.append(portal)
     light_cte = sa.union_all(*light).cte("funnel_light")
     extra: list[sa.Select] = []
+    separate: list[sa.Select] = []  # rows that are better fetched by a statement of their own
     if unrelated:
         # Strict funnels. An unrelated event only matters (a) at the instant of a step or exclusion event,
         # where it makes the tie "mixed", or (b) as the first one after such an event, where it breaks the
@@ -902,8 +913,8 @@ def _event_query(plan: _Plan, dialect: str, date_range: DateRange | None, trader
                     sa.select(probe.c.trader_id,
                               sa.case((probe.c.first_at == probe.c.occurred_at, after)).label("occurred_at")),
                 ).subquery()
-                extra.append(shaped(sa.select(markers.c.trader_id, markers.c.occurred_at)
-                                    .where(markers.c.occurred_at.is_not(None)).distinct(), 0, None))
+                separate.append(shaped(sa.select(markers.c.trader_id, markers.c.occurred_at)
+                                       .where(markers.c.occurred_at.is_not(None)).distinct(), 0, None))
             elif source in BULK_EVENTS:
                 extra.append(shaped(_markers_by_bucket(source, anchors, window, spec.effective_window_s,
                                                        date_range), 0, None))
@@ -963,15 +974,19 @@ def _event_query(plan: _Plan, dialect: str, date_range: DateRange | None, trader
             cols.append(sa.null().label("prop"))
         parts.append(sa.select(*cols))
 
-    rows = sa.union_all(*parts).subquery("funnel_rows") if len(parts) > 1 else light_cte
-    # Every number as BIGINT: PostgreSQL hands the rows over as fixed-width binary COPY (see _fetch).
-    out = [sa.cast(rows.c.trader_id, sa.BigInteger).label("trader_id"),
-           _epoch_us(dialect, rows.c.occurred_at).label("us"), sa.cast(rows.c.mask, sa.BigInteger).label("mask")]
-    if prop_key is not None:
-        out.append(rows.c.prop)
-    # The trader filter once, on the rows that remain: one semi-join instead of one per source (half
-    # the time on PostgreSQL). Other traders' rows only ever add work, never change a trader's result.
-    return sa.select(*out).where(trader_filter.restrict(rows.c.trader_id))
+    def output(rows: sa.Subquery | sa.CTE) -> sa.Select:
+        # Every number as BIGINT: PostgreSQL hands the rows over as fixed-width binary COPY (see _fetch).
+        out = [sa.cast(rows.c.trader_id, sa.BigInteger).label("trader_id"),
+               _epoch_us(dialect, rows.c.occurred_at).label("us"),
+               sa.cast(rows.c.mask, sa.BigInteger).label("mask")]
+        if prop_key is not None:
+            out.append(rows.c.prop)
+        # The trader filter once, on the rows that remain: one semi-join instead of one per source (half
+        # the time on PostgreSQL). Other traders' rows only ever add work, never change a trader's result.
+        return sa.select(*out).where(trader_filter.restrict(rows.c.trader_id))
+
+    main = output(sa.union_all(*parts).subquery("funnel_rows") if len(parts) > 1 else light_cte)
+    return [main, *(output(part.subquery("funnel_rows")) for part in separate)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1151,9 +1166,22 @@ def _load_events(conn: Connection, spec: FunnelSpec, date_range: DateRange | Non
                  *, trends: bool = False) -> _Events:
     plan = _Plan.of(spec)
     prop_key = spec.breakdown if spec.breakdown and spec.breakdown_kind == "event" else None
-    stmt = _event_query(plan, conn.dialect.name, date_range, trader_filter, prop_key=prop_key, trends=trends)
+    first, *rest = _event_queries(plan, conn.dialect.name, date_range, trader_filter, prop_key=prop_key,
+                                  trends=trends)
     columns = ["trader_id", "us", "mask", *(["prop"] if prop_key else [])]
-    return _Events(_fetch(conn, stmt, columns))
+    if not rest:
+        return _Events(_fetch(conn, first, columns))
+
+    def fetch_apart(stmt: sa.Select) -> dict[str, np.ndarray]:
+        with reading(conn.engine) as other:
+            return _fetch(other, stmt, columns)
+
+    # Each statement on its own connection, so PostgreSQL runs the index probes of each on its own
+    # backend (2 cores here: 4.4-5.5 s as one statement).
+    with ThreadPoolExecutor(max_workers=len(rest)) as pool:
+        futures = [pool.submit(fetch_apart, stmt) for stmt in rest]
+        parts = [_fetch(conn, first, columns), *(future.result() for future in futures)]
+    return _Events({name: np.concatenate([part[name] for part in parts]) for name in columns})
 
 
 def _event_labels(events: _Events, attribution: Attribution) -> np.ndarray:
