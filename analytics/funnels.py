@@ -736,10 +736,11 @@ def _near_rows(plan: _Plan, name: str, light_cte: sa.CTE, window: ColumnElement,
     """The rows of bulk event ``name`` an unordered funnel needs (see _Plan.unordered_reducible).
 
     The other funnel events are the anchors. Kept, per trader: the rows from a window before the
-    first anchor up to the last anchor; the first row at or after each anchor (within a window);
-    and the trader's first row. The first row comes from the ``daily_activity`` rollup (the
-    earliest time of the trader's first day with the event in the range, exact since ranges are
-    whole days): a per-trader minimum over every raw row would cost as much as fetching them.
+    first anchor up to the last anchor; the first row after the last anchor (within a window), which
+    with those stands for the first row at or after each anchor; and the trader's first row. The
+    first row comes from the ``daily_activity`` rollup (the earliest time of the trader's first day
+    with the event in the range, exact since ranges are whole days): a per-trader minimum over
+    every raw row would cost as much as fetching them.
     """
     trader_col, time_col = BULK_EVENTS[name]
     in_range = [] if date_range is None else [date_range.contains(time_col)]
@@ -755,27 +756,25 @@ def _near_rows(plan: _Plan, name: str, light_cte: sa.CTE, window: ColumnElement,
               .join_from(trader_col.table, span, sa.and_(span.c.trader_id == trader_col, time_col >= span.c.lo,
                                                          time_col <= span.c.hi))
               .where(span.c.trader_id.in_(sa.select(first.c.trader_id)), *in_range))
-    anchors = (sa.select(light_cte.c.trader_id, light_cte.c.occurred_at)
-               .where(light_cte.c.trader_id.in_(sa.select(first.c.trader_id))).distinct()
-               .cte("funnel_near_anchors"))
+    # The first row at or after an anchor t lies in [t, hi], which `before` keeps, or is the first row
+    # after hi (then also within a window of hi, as t <= hi): one look per trader, from the last
+    # anchor, stands for one per anchor.
+    lasts = (sa.select(span.c.trader_id, span.c.hi).where(span.c.trader_id.in_(sa.select(first.c.trader_id)))
+             .cte("funnel_near_last"))
+    after_last = [trader_col == lasts.c.trader_id, time_col > lasts.c.hi, time_col <= lasts.c.hi + window]
     if dialect == "postgresql":
-        # One index probe per anchor into (trader_id, time).
-        next_at = (sa.select(sa.func.min(time_col))
-                   .where(trader_col == anchors.c.trader_id, time_col >= anchors.c.occurred_at,
-                          time_col <= anchors.c.occurred_at + window, *in_range)
-                   .scalar_subquery())
+        # One index probe per trader into (trader_id, time).
+        next_at = sa.select(sa.func.min(time_col)).where(*after_last, *in_range).scalar_subquery()
         # Materialised, or PostgreSQL inlines it and runs every probe twice (once for IS NOT NULL).
-        probed = sa.select(anchors.c.trader_id, next_at.label("occurred_at")).cte("funnel_near_next").prefix_with(
+        probed = sa.select(lasts.c.trader_id, next_at.label("occurred_at")).cte("funnel_near_next").prefix_with(
             "MATERIALIZED")
     else:
         # DuckDB decorrelates the probe into a far slower plan; a join on the window and a GROUP BY
-        # per anchor is what its hash joins do well.
-        probed = (sa.select(anchors.c.trader_id, sa.func.min(time_col).label("occurred_at"))
-                  .join_from(anchors, trader_col.table, sa.and_(
-                      trader_col == anchors.c.trader_id, time_col >= anchors.c.occurred_at,
-                      time_col <= anchors.c.occurred_at + window))
+        # per trader is what its hash joins do well.
+        probed = (sa.select(lasts.c.trader_id, sa.func.min(time_col).label("occurred_at"))
+                  .join_from(lasts, trader_col.table, sa.and_(*after_last))
                   .where(*in_range)
-                  .group_by(anchors.c.trader_id, anchors.c.occurred_at)
+                  .group_by(lasts.c.trader_id)
                   .cte("funnel_near_next"))
     singles = sa.union(sa.select(probed.c.trader_id, probed.c.occurred_at).where(probed.c.occurred_at.is_not(None)),
                        sa.select(first.c.trader_id, first.c.occurred_at)).subquery("funnel_near_singles")
