@@ -1052,9 +1052,9 @@ class _Events:
     """The fetched events of one funnel, sorted by trader, time and mask; ``starts`` bounds each trader."""
 
     def __init__(self, data: dict[str, np.ndarray]) -> None:
-        trader = data["trader_id"].astype(np.int64)
-        us = data["us"].astype(np.int64)
-        mask = data["mask"].astype(np.int64)
+        trader = np.asarray(data["trader_id"], dtype=np.int64)  # no copy when already int64
+        us = np.asarray(data["us"], dtype=np.int64)
+        mask = np.asarray(data["mask"], dtype=np.int64)
         smask = mask & ((1 << _EXCLUSION_SHIFT) - 1)
         xmask = mask >> _EXCLUSION_SHIFT
         order = _sort_order(trader, us, _tie_rank(smask, xmask))
