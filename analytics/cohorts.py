@@ -376,9 +376,12 @@ def compute_ltv(engine: Engine, *, period: Period = "month", ages: int = 6, metr
     ftd = _ftd_per_trader(trader_filter)
     if lo is not None:
         ftd = ftd.having(sa.func.min(transactions.c.created_at) >= lo)
-    ftd = ftd.having(sa.func.min(transactions.c.created_at) < obs_end).cte("ftd")
+    # Materialised: read twice by the one statement below (sizes and money), computed once.
+    ftd = ftd.having(sa.func.min(transactions.c.created_at) < obs_end).cte("ftd").prefix_with("MATERIALIZED")
     cohort = period_index(ftd.c.ftd_at, period, week_start).label("cohort")
-    sizes = sa.select(cohort, sa.func.count().label("n")).group_by(cohort)
+    # Cohort sizes as rows with age -1, beside the money rows: one statement, one pass for the FTDs.
+    sizes = sa.select(cohort, sa.literal(-1).label("age"), sa.cast(sa.func.count(), sa.Double).label("usd")
+                      ).group_by(cohort)
 
     t = transactions
     kinds = ("deposit", "withdrawal") if metric == "net_deposits" else ("deposit",)
@@ -395,8 +398,9 @@ def compute_ltv(engine: Engine, *, period: Period = "month", ages: int = 6, metr
 
     with engine.begin() as conn:
         tune(conn)
-        size_rows = _read(conn, sizes)
-        money_rows = _read(conn, money)
+        rows = _read(conn, sa.union_all(sizes, money))
+    size_rows = [(c, usd) for c, a, usd in rows if a == -1]
+    money_rows = [(c, a, usd) for c, a, usd in rows if a != -1]
     if not size_rows:
         return pd.DataFrame({c: pd.Series(dtype=d) for c, d in zip(
             LTV_COLUMNS, ["object", "datetime64[us]", "int64", "int64", "float64", "float64"], strict=True)})
