@@ -17,7 +17,7 @@ How a call runs:
 2. Where provably exact, rows are cut in SQL before they travel: for a step on trades or logins, only
    the first such event after each event of the previous step within the window (step 1: the first
    one plus the last one before each step-2 event); for strict funnels, only the unrelated events that
-   can break a chain (see _event_query).
+   can break a chain (see _event_queries).
 3. A per-trader state machine walks the sorted arrays (numba-compiled when numba is installed) and
    returns, per trader, the furthest step of the kept attempt and that attempt's step times.
 4. Counts, conversion times, breakdowns, histograms and trends are numpy aggregates of those arrays.
@@ -529,6 +529,7 @@ def warm_kernels() -> None:
         _trends_pass(starts, none, none, none, none, 2, _US, strict, 0)
     _unordered_pass(starts, none, none, none, 2, _US, 0)
 
+
 def validate_spec(spec: FunnelSpec) -> None:
     """Raise FunnelRejected, in plain words, for a funnel that cannot be computed."""
     n = len(spec.steps)
@@ -817,12 +818,6 @@ def _markers_by_bucket(source: str, anchors: sa.CTE, window: ColumnElement, wind
         sa.select(nearest.c.trader_id, nearest.c.next_at.label("occurred_at")).where(nearest.c.next_at.is_not(None)),
     ).subquery(f"funnel_markers_{source}")
     return sa.select(markers.c.trader_id, markers.c.occurred_at).distinct()
-
-def _event_query(plan: _Plan, dialect: str, date_range: DateRange | None, trader_filter: TraderFilter, *,
-                 prop_key: str | None, trends: bool) -> sa.Select:
-    """SELECT trader_id, us, mask[, prop] of the events the funnel looks at (unsorted)."""
-    first, *rest = _event_queries(plan, dialect, date_range, trader_filter, prop_key=prop_key, trends=trends)
-    return sa.union_all(first, *rest) if rest else first
 
 
 def _event_queries(plan: _Plan, dialect: str, date_range: DateRange | None, trader_filter: TraderFilter, *,
