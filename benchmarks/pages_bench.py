@@ -52,7 +52,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results" / "pages.json"
-from components.warmup import WARMED_LINE  # noqa: E402 - after the path set-up above
+from components.warmup import SKIPPED_LINE, WARMED_LINE  # noqa: E402 - after the path set-up above
 
 DEMO_DB = Path(os.environ.get("TRADERLENS_BENCH_DEMO_DB", ROOT / "data" / "bench" / "demo.duckdb"))
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -184,7 +184,7 @@ class Server:
             if WARMED_LINE in text:
                 self.warmed_s = time.monotonic() - started
                 return
-            if "Warm-up skipped" in text:
+            if SKIPPED_LINE in text:
                 self.stop()
                 raise SystemExit(f"the server's warm-up failed:\n{text[-3000:]}")
             time.sleep(0.1)
@@ -218,15 +218,20 @@ def choose_period(page, preset: str, caption: str) -> float:
     return time.perf_counter() - t0
 
 
+def time_visit(page, url: str, caption: str) -> float:
+    """Seconds from ``page.goto(url)`` until the page is fully rendered with ``caption`` shown."""
+    t0 = time.perf_counter()
+    page.goto(url)
+    wait_rendered(page, caption)
+    return time.perf_counter() - t0
+
+
 def measure_returning(profile, base: str, path: str, captions: dict[str, str]) -> float:
     """Seconds until ``path`` is fully rendered in the persistent (returning) browser profile."""
     page = profile.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     try:
-        t0 = time.perf_counter()
-        page.goto(f"{base}/{path}")
-        wait_rendered(page, captions[DEFAULT_PRESET])
-        return time.perf_counter() - t0
+        return time_visit(page, f"{base}/{path}", captions[DEFAULT_PRESET])
     finally:
         page.close()
 
@@ -259,10 +264,7 @@ def measure_page(browser, base: str, path: str, captions: dict[str, str]) -> dic
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     try:
-        t0 = time.perf_counter()
-        page.goto(f"{base}/{path}")
-        wait_rendered(page, captions[DEFAULT_PRESET])
-        cold = time.perf_counter() - t0
+        cold = time_visit(page, f"{base}/{path}", captions[DEFAULT_PRESET])
         t0 = time.perf_counter()
         page.reload()
         wait_rendered(page, captions[DEFAULT_PRESET])

@@ -28,7 +28,8 @@ MODULES: tuple[str, ...] = (
 # The pages whose default view is computed at start, by url_path in app.py's navigation; the
 # default page (Overview) is served at "/", so its name is "".
 WARM_PAGES: tuple[str, ...] = ("", "cohorts", "funnels", "lifecycle")
-WARMED_LINE = "Warm-up done"  # logged when every page has run once; benchmarks wait for it
+WARMED_LINE = "Warm-up done"  # logged when every page has run once; benchmarks and tests wait for it
+SKIPPED_LINE = "Warm-up skipped"  # logged instead when it failed
 
 def preload() -> dict[str, float]:
     """Import the pages' modules and load the funnel kernels; seconds spent on each part."""
@@ -121,7 +122,7 @@ def start_page_warmer(*, wait_s: float = 120) -> threading.Thread:
             print(f"{WARMED_LINE}: " + ", ".join(f"{page or 'default page'} {s:.1f}s" for page, s in seconds.items()),
                   file=sys.stderr, flush=True)
         except Exception as exc:  # the server must keep serving whatever happens here
-            print(f"Warm-up skipped: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            print(f"{SKIPPED_LINE}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
 
     thread = threading.Thread(target=warm, name="traderlens-warmup", daemon=True)
     thread.start()

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from components.warmup import WARMED_LINE
+from components.warmup import SKIPPED_LINE, WARMED_LINE
 from tests.app import sample_data
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,7 +57,7 @@ def _wait_for_health(url: str, proc: subprocess.Popen, log: Path) -> None:
         text = log.read_text()
         if WARMED_LINE in text:
             return
-        if "Warm-up skipped" in text:
+        if SKIPPED_LINE in text:
             pytest.fail(f"the server's warm-up failed:\n{text[-3000:]}")
         time.sleep(0.25)
     pytest.fail(f"no warm-up line after {STARTUP_TIMEOUT_S}s:\n{log.read_text()[-3000:]}")
