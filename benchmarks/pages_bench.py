@@ -11,12 +11,12 @@ TRADERLENS_BENCH_DEMO_DB overrides it) and drives Debian's Chromium with Playwri
 
 Per repetition and page, on a freshly started server (so every cache is empty):
 - returning browser: a browser profile that has loaded the app before (its HTTP cache holds
-  Streamlit's and Plotly's/Vega's JavaScript, as a broker's staff browser would) opens the page
+  Streamlit's and Vega's JavaScript, as a broker's staff browser would) opens the page
   on a server started afresh for it;
 - cold: in a brand-new browser context (empty HTTP cache), on another fresh server: navigate to
   the page's URL; the clock stops when the page is fully rendered: the script
   has finished (``stApp[data-test-script-state=notRunning]``, connected), at least one chart has
-  drawn (a Plotly ``.main-svg`` or a Vega canvas/svg) and every chart on the page has, no
+  drawn (a Vega canvas/svg) and every chart on the page has, no
   ``stSkeleton``, no spinner and no stale element is left;
 - warm: reload the page (new websocket session, Streamlit's caches filled) with the same test;
 - interaction, uncached: pick another sidebar Period preset (Last 30 days) and wait until the
@@ -81,10 +81,8 @@ RENDERED_JS = """
   if (app.getAttribute("data-test-connection-state") !== "CONNECTED") return false;
   if (document.querySelector("[data-testid='stSkeleton'], [data-testid='stSpinner'], [data-stale='true']"))
     return false;
-  const plotly = [...document.querySelectorAll("[data-testid='stPlotlyChart']")];
   const vega = [...document.querySelectorAll("[data-testid='stVegaLiteChart'], [data-testid='stArrowVegaLiteChart']")];
-  if (plotly.length + vega.length === 0) return false;
-  if (!plotly.every(c => c.querySelector(".main-svg"))) return false;
+  if (vega.length === 0) return false;
   if (!vega.every(c => c.querySelector("canvas, svg"))) return false;
   if (expected !== null) {
     const side = document.querySelector("[data-testid='stSidebar']");
@@ -272,7 +270,7 @@ def measure_page(browser, base: str, path: str, captions: dict[str, str]) -> dic
         uncached = choose_period(page, OTHER_PRESET, captions[OTHER_PRESET])
         cached_back = choose_period(page, DEFAULT_PRESET, captions[DEFAULT_PRESET])
         cached_again = choose_period(page, OTHER_PRESET, captions[OTHER_PRESET])
-        charts = page.locator("[data-testid='stPlotlyChart'], [data-testid='stVegaLiteChart']").count()
+        charts = page.locator("[data-testid='stVegaLiteChart']").count()
         switch = switch_back(page, path, captions[OTHER_PRESET])
     finally:
         context.close()

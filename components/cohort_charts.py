@@ -9,13 +9,13 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import altair as alt
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from analytics.cohorts import ALL_COHORTS, EngagementResult, RetentionResult
-from components.figures import CHART_CONFIG, memoised_figure
+from components.figures import TEXT, memoised_figure, render_chart, styled
 from components.tables import fit_height, render_table
 
 Show = Literal["percent", "counts"]
@@ -24,7 +24,7 @@ PRIMARY = "#0b6e79"
 MUTED = "#8a97a6"
 ACCENT = "#e69f00"
 COHORT_LINE = "rgba(11, 110, 121, 0.22)"
-GRID = "#e3e9ef"
+SIZE_FILL = "#f2f5f8"
 # The theme's sequential teal, lightest first; an unobserved cell stays blank.
 SEQUENTIAL = ["#e6f4f3", "#c7e6e4", "#a2d4d2", "#78bfbf", "#4fa8aa", "#2e9096", "#157882", "#0b6e79",
               "#0a5563", "#0b3c4d"]
@@ -64,49 +64,56 @@ def _cells(result: RetentionResult) -> tuple[np.ndarray, np.ndarray]:
 
 
 @memoised_figure
-def retention_heatmap(result: RetentionResult, *, show: Show = "percent") -> go.Figure:
-    """Cohort sizes on the left, then % retained per period (colour) with counts or % as text."""
+def retention_heatmap(result: RetentionResult, *, show: Show = "percent") -> alt.LayerChart:
+    """Cohort sizes in a first column, then % retained per period (colour) with counts or % as text."""
     period = result.spec.period
     labels = cohort_labels(result)
-    x = [column_label(period, k) for k in result.columns]
+    names = [column_label(period, k) for k in result.columns]
     counts, percent = _cells(result)
     sizes = result.counts["size"].to_numpy()
+    n_rows, n_cols = percent.shape
+    observed = ~np.isnan(percent)
+    rows, cols = np.nonzero(observed)
+    cells = pd.DataFrame({
+        "cohort": np.asarray(labels, dtype=object)[rows], "column": np.asarray(names, dtype=object)[cols],
+        "percent": percent[rows, cols], "count": counts[rows, cols], "size": sizes[rows],
+    })
+    cells["text"] = ([f"{p:.1f}%" for p in cells["percent"]] if show == "percent"
+                     else [f"{c:,.0f}" for c in cells["count"]])
+    size_cells = pd.DataFrame({"cohort": labels, "column": "Traders", "size": sizes,
+                               "text": [f"{v:,}" for v in sizes]})
     # Column 0 is always 100%: scale the colours to the later columns or they all look pale.
     later = percent[:, 1:]
-    top = float(np.nanmax(later)) if later.size and not np.isnan(later).all() else 100.0
-    text = np.where(np.isnan(percent), "",
-                    np.vectorize(lambda p, c: f"{p:.1f}%" if show == "percent" else f"{c:,.0f}")(
-                        np.nan_to_num(percent), np.nan_to_num(counts)))
-    size_grid = np.repeat(sizes[:, None], len(x), axis=1)
-    custom = np.dstack([np.nan_to_num(counts), size_grid])
+    top = float(np.nanmax(later)) if later.size and observed[:, 1:].any() else 100.0
+    top = max(top, 1.0)
 
     # A year of weekly cohorts still fits a screen or two; hundreds of daily ones shrink to a strip each.
-    row_px = 30 if len(labels) <= 20 else 22 if len(labels) <= 60 else max(4, 1500 // len(labels))
-    legible = row_px >= 20 and percent.size <= 600  # room for a number in each cell
+    row_px = 30 if n_rows <= 20 else 22 if n_rows <= 60 else max(4, 1500 // max(n_rows, 1))
+    legible = row_px >= 20 and n_rows * n_cols <= 600  # room for a number in each cell
+    x = alt.X("column:N", sort=["Traders", *names], title=None,
+              axis=alt.Axis(orient="top", labelAngle=0, ticks=False, domain=False, grid=False))
+    y = alt.Y("cohort:N", sort=labels, title=None,
+              axis=alt.Axis(ticks=False, domain=False, grid=False, labels=row_px >= 12, labelLimit=220))
     gap = 2 if row_px >= 12 else 0
-    # Two x axes side by side on one shared category y axis (what make_subplots would build, without
-    # its ~50 ms of grid bookkeeping on every rerun).
-    sizes_trace = go.Heatmap(
-        z=np.zeros((len(labels), 1)), x=["Traders"], y=labels, text=[[f"{s:,}"] for s in sizes], xaxis="x",
-        texttemplate="%{text}" if row_px >= 20 else None, colorscale=[[0, "#f2f5f8"], [1, "#f2f5f8"]],
-        showscale=False, xgap=2, ygap=gap,
-        hovertemplate="%{y}<br>%{text} traders in the cohort<extra></extra>", textfont={"color": "#14243a"},
-    )
-    cells_trace = go.Heatmap(
-        z=percent, x=x, y=labels, text=text, texttemplate="%{text}" if legible else None, xaxis="x2",
-        customdata=custom, colorscale=[[i / (len(SEQUENTIAL) - 1), c] for i, c in enumerate(SEQUENTIAL)],
-        zmin=0, zmax=max(top, 1.0), xgap=2, ygap=gap, hoverongaps=False,
-        colorbar={"title": {"text": "% of cohort"}, "ticksuffix": "%", "thickness": 12, "len": 0.8},
-        hovertemplate="%{y} · %{customdata[1]:,} traders<br>%{x}: %{customdata[0]:,} back (%{z:.1f}%)"
-                      "<extra></extra>",
-    )
-    axis = {"side": "top", "type": "category", "showgrid": False, "ticks": ""}
-    return go.Figure([sizes_trace, cells_trace], layout={
-        "xaxis": {**axis, "domain": [0, 0.082]}, "xaxis2": {**axis, "domain": [0.09, 1.0]},
-        "yaxis": {"autorange": "reversed", "type": "category", "showgrid": False, "ticks": ""},
-        "height": 90 + row_px * len(labels), "margin": {"l": 8, "r": 8, "t": 40, "b": 8},
-        "plot_bgcolor": "#ffffff",
-    })
+    size_layer = alt.Chart(size_cells).encode(
+        x=x, y=y, tooltip=[alt.Tooltip("cohort:N", title="Cohort"),
+                           alt.Tooltip("size:Q", title="Traders in the cohort", format=",")])
+    layers = [size_layer.mark_rect(color=SIZE_FILL, stroke="white", strokeWidth=gap)]
+    cell_layer = alt.Chart(cells).encode(
+        x=x, y=y, tooltip=[alt.Tooltip("cohort:N", title="Cohort"), alt.Tooltip("size:Q", title="Traders", format=","),
+                           alt.Tooltip("column:N", title="Period"), alt.Tooltip("count:Q", title="Back", format=","),
+                           alt.Tooltip("percent:Q", title="% of cohort", format=".1f")])
+    layers.append(cell_layer.mark_rect(stroke="white", strokeWidth=gap).encode(
+        color=alt.Color("percent:Q", title="% of cohort",
+                        scale=alt.Scale(domain=[0, top], range=SEQUENTIAL, clamp=True),
+                        legend=alt.Legend(orient="right", gradientLength=160, labelExpr="datum.label + '%'"))))
+    if row_px >= 20:
+        layers.append(size_layer.mark_text(fontSize=12, color=TEXT).encode(text="text:N"))
+    if legible:
+        layers.append(cell_layer.mark_text(fontSize=11).encode(
+            text="text:N", color=alt.condition(f"datum.percent > {top * 0.55:.3f}", alt.value("#ffffff"),
+                                               alt.value(TEXT))))
+    return styled(alt.layer(*layers), height=row_px * n_rows)
 
 
 def render_retention_metrics(result: RetentionResult) -> None:
@@ -126,7 +133,7 @@ def render_retention_metrics(result: RetentionResult) -> None:
 
 
 def render_retention_heatmap(result: RetentionResult, *, show: Show, key: str) -> None:
-    st.plotly_chart(retention_heatmap(result, show=show), key=key, config=CHART_CONFIG)
+    render_chart(retention_heatmap(result, show=show), key=key)
 
 
 def retention_table(result: RetentionResult, *, show: Show) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -159,76 +166,75 @@ def render_retention_table(result: RetentionResult, *, show: Show, key: str) -> 
                                 **{c: st.column_config.TextColumn(alignment="right") for c in shown.columns[2:]}})
 
 
-def _thin_lines(lines: list[tuple[str, list, list]], *, name: str, hover: str) -> go.Scatter:
-    """Many cohort lines as ONE trace, separated by gaps: a trace per cohort costs ~10 ms to build and
-    slows the browser, and a year of weekly cohorts has 52. ``hover`` may use %{text} (the label)."""
-    xs: list = []
-    ys: list = []
-    labels: list = []
-    for label, x, y in lines:
-        xs += [*x, None]
-        ys += [*y, None]
-        labels += [label] * len(x) + [None]
-    return go.Scatter(x=xs, y=ys, text=labels, mode="lines", name=name, connectgaps=False,
-                      line={"color": COHORT_LINE, "width": 1.5}, hovertemplate=hover)
+def _curves(thin: pd.DataFrame, bold: pd.DataFrame, *, thin_name: str, x_title: str, y_title: str,
+            y_format: str, tooltip_format: str, x_label: str, height: int) -> alt.LayerChart:
+    """Thin grey-teal lines, one per cohort (``thin``: cohort, x, y), under bold series (``bold``:
+    series, x, y, traders), all in one legend. The bold series are drawn in ``bold``'s order, the
+    first solid teal and any second dashed amber."""
+    names = [thin_name, *dict.fromkeys(bold["series"])]
+    palette = [COHORT_LINE, PRIMARY, ACCENT][:len(names)]
+    color = alt.Color("series:N", scale=alt.Scale(domain=names, range=palette), sort=names, title=None,
+                      legend=alt.Legend(symbolType="stroke", symbolStrokeWidth=3))
+    # One scale for both layers so Vega-Lite draws a single legend with colour and dash together.
+    dash = alt.StrokeDash("series:N", scale=alt.Scale(domain=names, range=[[1, 0], [1, 0], [6, 4]][:len(names)]),
+                          sort=names, title=None)
+    x = alt.X("x:Q", title=x_title, axis=alt.Axis(tickMinStep=1, format="d"))
+    y = alt.Y("y:Q", title=y_title, axis=alt.Axis(format=y_format))
+    lines = alt.Chart(thin.assign(series=thin_name)).mark_line(strokeWidth=1.5).encode(
+        x=x, y=y, detail="cohort:N", color=color, strokeDash=dash,
+        tooltip=[alt.Tooltip("cohort:N", title="Cohort"), alt.Tooltip("x:Q", title=x_label),
+                 alt.Tooltip("y:Q", title=y_title, format=tooltip_format)])
+    averages = alt.Chart(bold).mark_line(point=True, strokeWidth=3).encode(
+        x=x, y=y, color=color, strokeDash=dash,
+        tooltip=[alt.Tooltip("series:N", title=" "), alt.Tooltip("x:Q", title=x_label),
+                 alt.Tooltip("y:Q", title=y_title, format=tooltip_format),
+                 alt.Tooltip("traders:Q", title="Traders", format=",")])
+    return styled(alt.layer(lines, averages), height=height)
 
 
 @memoised_figure
-def retention_curves(result: RetentionResult) -> go.Figure:
+def retention_curves(result: RetentionResult) -> alt.LayerChart:
     """% of each cohort back per period (thin lines) and the size-weighted average (bold)."""
     period = result.spec.period
     _, percent = _cells(result)
-    lines = [(label, result.columns[: int((~np.isnan(row)).sum())], row[~np.isnan(row)].tolist())
-             for label, row in zip(cohort_labels(result), percent, strict=True) if not np.isnan(row).all()]
-    fig = go.Figure(_thin_lines(lines, name="One cohort",
-                                hover=f"%{{text}}<br>{PERIOD_NAMES[period]} %{{x}}: %{{y:.1f}}%<extra></extra>"))
+    rows, cols = np.nonzero(~np.isnan(percent))
+    thin = pd.DataFrame({"cohort": np.asarray(cohort_labels(result), dtype=object)[rows],
+                         "x": np.asarray(result.columns)[cols], "y": percent[rows, cols] / 100})
     avg = result.average()
-    fig.add_scatter(x=avg["interval"], y=avg["rate"] * 100, mode="lines+markers", name="Average (size-weighted)",
-                    line={"color": PRIMARY, "width": 3}, marker={"size": 6}, customdata=avg[["cohorts", "size"]],
-                    hovertemplate=f"Average · {PERIOD_NAMES[period]} %{{x}}: %{{y:.1f}}%<br>"
-                                  "%{customdata[0]} cohorts, %{customdata[1]:,} traders<extra></extra>")
-    fig.update_xaxes(title=f"{PERIOD_NAMES[period]}s after the cohort's {PERIOD_NAMES[period].lower()}",
-                     dtick=1, gridcolor=GRID)
-    fig.update_yaxes(title="% of cohort", ticksuffix="%", rangemode="tozero", gridcolor=GRID)
-    fig.update_layout(height=360, margin={"l": 8, "r": 8, "t": 28, "b": 8}, plot_bgcolor="#ffffff",
-                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0})
-    return fig
+    bold = pd.DataFrame({"series": "Average (size-weighted)", "x": avg["interval"], "y": avg["rate"],
+                         "traders": avg["size"]})
+    return _curves(thin, bold, thin_name="One cohort", x_label=PERIOD_NAMES[period], height=360,
+                   x_title=f"{PERIOD_NAMES[period]}s after the cohort's {PERIOD_NAMES[period].lower()}",
+                   y_title="% of cohort", y_format="%", tooltip_format=".1%")
 
 
 def render_retention_curves(result: RetentionResult, *, key: str) -> None:
-    st.plotly_chart(retention_curves(result), key=key, config=CHART_CONFIG)
+    render_chart(retention_curves(result), key=key)
 
 
 @memoised_figure
-def ltv_figure(net: pd.DataFrame, deposits: pd.DataFrame, *, period: str) -> go.Figure:
+def ltv_figure(net: pd.DataFrame, deposits: pd.DataFrame, *, period: str) -> alt.LayerChart:
     """USD per trader by age since FTD: a thin net-deposit line per FTD cohort, the pooled net-deposit
     curve (bold) and the pooled deposit curve (MT5 "Lifetime Value", dashed); the gap is withdrawals."""
     unit = {"day": "Days", "week": "Weeks", "month": "30-day months"}[period]
     fmt = COHORT_FORMATS[period]
-    lines = [(f"{part['cohort_start'].iloc[0]:{fmt}} cohort ({part['cohort_size'].iloc[0]:,} traders)",
-              part["age"].tolist(), part["value_per_trader"].tolist())
-             for _, part in net[net["cohort"] != ALL_COHORTS].groupby("cohort", sort=True)]
-    fig = go.Figure(_thin_lines(lines, name="One FTD cohort (net)",
-                                hover="%{text}<br>age %{x}: $%{y:,.0f} net per trader<extra></extra>"))
-    for frame, name, line in ((deposits, "Deposits, all cohorts (MT5 LTV)", {"color": ACCENT, "width": 2.5,
-                                                                             "dash": "dash"}),
-                              (net, "Net deposits, all cohorts", {"color": PRIMARY, "width": 3})):
-        pooled = frame[frame["cohort"] == ALL_COHORTS]
-        fig.add_scatter(x=pooled["age"], y=pooled["value_per_trader"], mode="lines+markers", name=name, line=line,
-                        marker={"size": 6}, customdata=pooled[["cohort_size"]],
-                        hovertemplate=f"{name}<br>age %{{x}}: $%{{y:,.0f}} per trader "
-                                      "(%{customdata[0]:,} traders old enough)<extra></extra>")
-    fig.update_xaxes(title=f"{unit} since FTD", dtick=1, gridcolor=GRID)
-    fig.update_yaxes(title="USD per trader", tickprefix="$", tickformat="~s", gridcolor=GRID,
-                     zerolinecolor="#c5d0db")
-    fig.update_layout(height=380, plot_bgcolor="#ffffff", margin={"l": 8, "r": 8, "t": 28, "b": 8},
-                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0})
-    return fig
+    cohorts = net[net["cohort"] != ALL_COHORTS]
+    thin = pd.DataFrame({
+        "cohort": [f"{start:{fmt}} ({size:,} traders)"
+                   for start, size in zip(cohorts["cohort_start"], cohorts["cohort_size"], strict=True)],
+        "x": cohorts["age"].to_numpy(), "y": cohorts["value_per_trader"].to_numpy()})
+    bold = pd.concat([
+        pd.DataFrame({"series": name, "x": pooled["age"].to_numpy(), "y": pooled["value_per_trader"].to_numpy(),
+                      "traders": pooled["cohort_size"].to_numpy()})
+        for frame, name in ((net, "Net deposits, all cohorts"), (deposits, "Deposits, all cohorts (MT5 LTV)"))
+        for pooled in (frame[frame["cohort"] == ALL_COHORTS],)], ignore_index=True)
+    return _curves(thin, bold, thin_name="One FTD cohort (net)", x_label="Age", height=380,
+                   x_title=f"{unit} since FTD", y_title="USD per trader", y_format="$~s", tooltip_format="$,.0f")
 
 
 def render_ltv(net: pd.DataFrame, deposits: pd.DataFrame, *, period: str, key: str) -> None:
     """Both LTV definitions in one chart, and both as one CSV."""
-    st.plotly_chart(ltv_figure(net, deposits, period=period), key=f"{key}.chart", config=CHART_CONFIG)
+    render_chart(ltv_figure(net, deposits, period=period), key=f"{key}.chart")
     pooled = (net[net["cohort"] == ALL_COHORTS][["age", "cohort_size", "value_per_trader"]]
               .merge(deposits[deposits["cohort"] == ALL_COHORTS][["age", "value_per_trader"]], on="age",
                      suffixes=("_net", "_deposits"), how="outer"))
@@ -269,33 +275,37 @@ def _rate(value: float) -> str:
 
 
 @memoised_figure
-def engagement_figure(result: EngagementResult) -> go.Figure:
+def engagement_figure(result: EngagementResult) -> alt.LayerChart:
     """Retention rate per session bucket with 95% Wilson whiskers; buckets at or above the threshold in teal."""
     b = result.buckets
-    rate = b["rate"] * 100
-    colors = [PRIMARY if low >= result.threshold else MUTED for low in b["low"]]
-    fig = go.Figure(go.Bar(
-        x=b["bucket"], y=rate, marker_color=colors,
-        error_y={"type": "data", "array": (b["rate_high"] * 100 - rate).fillna(0),
-                 "arrayminus": (rate - b["rate_low"] * 100).fillna(0), "color": "#14243a", "thickness": 1.2,
-                 "width": 6},
-        text=[f"n={n:,}" for n in b["traders"]], textposition="inside", insidetextanchor="start",
-        customdata=b[["retained", "traders", "rate_low", "rate_high"]],
-        hovertemplate="%{x} sessions: %{y:.1f}% retained<br>%{customdata[0]:,} of %{customdata[1]:,} traders<br>"
-                      "95% CI %{customdata[2]:.1%}–%{customdata[3]:.1%}<extra></extra>",
-    ))
-    fig.update_xaxes(title=f"{event_label(result.session_event)} sessions in the first {result.first_days} days "
-                           "after FTD", type="category")
-    fig.update_yaxes(title=f"% retained (days {result.retained_from_day}–{result.retained_to_day - 1})",
-                     ticksuffix="%", rangemode="tozero", gridcolor=GRID)
-    fig.update_layout(height=340, margin={"l": 8, "r": 8, "t": 16, "b": 8}, plot_bgcolor="#ffffff", bargap=0.3)
-    return fig
+    data = pd.DataFrame({
+        "bucket": b["bucket"].astype(str), "rate": b["rate"], "low": b["rate_low"], "high": b["rate_high"],
+        "traders": b["traders"], "retained": b["retained"], "n": [f"n={n:,}" for n in b["traders"]],
+        "group": [f"{result.threshold}+ sessions" if low >= result.threshold else f"Under {result.threshold}"
+                  for low in b["low"]],
+    })
+    groups = [f"Under {result.threshold}", f"{result.threshold}+ sessions"]
+    x = alt.X("bucket:N", sort=list(data["bucket"]), axis=alt.Axis(labelAngle=0),
+              title=f"{event_label(result.session_event)} sessions in the first {result.first_days} days after FTD")
+    y_title = f"% retained (days {result.retained_from_day}–{result.retained_to_day - 1})"
+    base = alt.Chart(data).encode(x=x, tooltip=[
+        alt.Tooltip("bucket:N", title="Sessions"), alt.Tooltip("rate:Q", title="Retained", format=".1%"),
+        alt.Tooltip("retained:Q", title="Retained traders", format=","),
+        alt.Tooltip("traders:Q", title="Traders", format=","),
+        alt.Tooltip("low:Q", title="95% CI low", format=".1%"),
+        alt.Tooltip("high:Q", title="95% CI high", format=".1%")])
+    bars = base.mark_bar(width=alt.RelativeBandSize(0.7)).encode(
+        y=alt.Y("rate:Q", title=y_title, axis=alt.Axis(format="%")),
+        color=alt.Color("group:N", scale=alt.Scale(domain=groups, range=[MUTED, PRIMARY]), title=None))
+    whiskers = base.mark_rule(color=TEXT, strokeWidth=1.2).encode(y="low:Q", y2="high:Q")
+    counts = base.mark_text(baseline="bottom", dy=-4, fontSize=11).encode(y="high:Q", text="n:N")
+    return styled(alt.layer(bars, whiskers, counts), height=340)
 
 
 def render_engagement(result: EngagementResult, *, key: str, note: str = "") -> None:
     """Headline metrics, bars by session bucket, the definition in plain words, and the buckets table."""
     render_engagement_headline(result)
-    st.plotly_chart(engagement_figure(result), key=f"{key}.chart", config=CHART_CONFIG)
+    render_chart(engagement_figure(result), key=f"{key}.chart")
     st.caption(f"{result.definition()} {note}".strip())
     b = result.buckets
     shown = pd.DataFrame({"Sessions": b["bucket"], "Traders": b["traders"], "Retained": b["retained"],

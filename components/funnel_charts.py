@@ -9,32 +9,18 @@ from __future__ import annotations
 
 import math
 
+import altair as alt
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
-from components.figures import CHART_CONFIG, memoised_figure
+from components.cohort_charts import event_label
+from components.figures import memoised_figure, period_ends, render_chart, styled
 from components.tables import fit_height, render_table
 
 PRIMARY = "#0b6e79"
 DROPPED = "#dfe6ec"
-MUTED = "#8a97a6"
-GRID = "#e3e9ef"
 SERIES = ["#0b6e79", "#e69f00", "#1f4e8c", "#d55e00", "#56b4e9", "#2e8b57", "#8e5ea2", "#c9a66b", "#5b6b7c",
           "#cc79a7"]
-
-EVENT_LABELS = {
-    "lead_captured": "Lead captured", "registered": "Registered", "kyc_submitted": "KYC submitted",
-    "kyc_approved": "KYC approved", "kyc_rejected": "KYC rejected", "deposit": "Deposit",
-    "ftd": "First deposit (FTD)", "deposit_declined": "Deposit declined", "withdrawal": "Withdrawal",
-    "trade": "Trade", "login": "Login",
-}
-
-
-def event_label(name: str) -> str:
-    """'ftd' -> 'First deposit (FTD)'; a portal event 'deposit_page_view' -> 'Deposit page view'."""
-    return EVENT_LABELS.get(name) or name.replace("_", " ").capitalize()
-
 
 def format_duration(seconds: float | None) -> str:
     """A duration for people: '45s', '12m', '3h 20m', '2d 4h'; '—' when unknown."""
@@ -54,52 +40,48 @@ def _step_labels(steps: pd.DataFrame) -> list[str]:
     return [f"{k}. {event_label(e)}" for k, e in zip(steps["step"], steps["event"], strict=True)]
 
 
-def _layout(fig: go.Figure, *, height: int) -> go.Figure:
-    fig.update_layout(height=height, margin={"l": 8, "r": 8, "t": 36, "b": 8}, plot_bgcolor="white",
-                      paper_bgcolor="white", font={"size": 13},
-                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
-                      hoverlabel={"bgcolor": "white"})
-    fig.update_yaxes(gridcolor=GRID, zeroline=False)
-    fig.update_xaxes(showgrid=False)
-    return fig
-
-
 @memoised_figure
-def funnel_figure(steps: pd.DataFrame) -> go.Figure:
+def funnel_figure(steps: pd.DataFrame) -> alt.LayerChart:
     """Bars per step: traders who got there (solid) on top of those lost since step 1 (light); one
-    colour per breakdown value when the table has ``breakdown_value``."""
-    fig = go.Figure()
-    if "breakdown_value" in steps.columns:
-        for i, (value, block) in enumerate(steps.groupby("breakdown_value", sort=False)):
-            fig.add_bar(
-                x=_step_labels(block), y=block["count"], name=str(value), marker_color=SERIES[i % len(SERIES)],
-                text=[f"{r:.1%}" for r in block["conversion_rate"]], textposition="outside", cliponaxis=False,
-                customdata=block[["conversion_from_previous", "drop_off"]].to_numpy(),
-                hovertemplate=(f"<b>{value}</b><br>%{{x}}<br>%{{y:,}} traders · %{{text}} of step 1<br>"
-                               "%{customdata[0]:.1%} of the previous step<extra></extra>"),
-            )
-        fig.update_layout(barmode="group", bargap=0.25)
-        return _layout(fig, height=420)
+    colour per breakdown value, bars side by side, when the table has ``breakdown_value``."""
     labels = _step_labels(steps)
-    lost = steps["count"].iloc[0] - steps["count"] if len(steps) else steps["count"]
-    fig.add_bar(
-        x=labels, y=steps["count"], name="Reached the step", marker_color=PRIMARY,
-        text=[f"{c:,}<br>{r:.1%}" for c, r in zip(steps["count"], steps["conversion_rate"], strict=True)],
-        textposition="inside", insidetextanchor="start", textfont={"color": "white"},
-        customdata=steps[["conversion_from_previous", "drop_off"]].to_numpy(),
-        hovertemplate=("%{x}<br><b>%{y:,}</b> traders<br>%{customdata[0]:.1%} of the previous step<br>"
-                       "%{customdata[1]:,} dropped off just before<extra></extra>"),
-    )
-    fig.add_bar(x=labels, y=lost, name="Lost since step 1", marker_color=DROPPED,
-                hovertemplate="%{x}<br>%{y:,} traders lost since step 1<extra></extra>")
-    fig.update_layout(barmode="stack", bargap=0.3)
-    fig = _layout(fig, height=380)
-    fig.update_layout(legend={"traceorder": "normal"})  # "Reached" first, as stacked from the bottom
-    return fig
+    tooltip = [alt.Tooltip("label:N", title="Step"), alt.Tooltip("count:Q", title="Traders", format=","),
+               alt.Tooltip("conversion_rate:Q", title="Of step 1", format=".1%"),
+               alt.Tooltip("conversion_from_previous:Q", title="Of the previous step", format=".1%"),
+               alt.Tooltip("drop_off:Q", title="Dropped off just before", format=",")]
+    x = alt.X("label:N", sort=_unique(labels), title=None, axis=alt.Axis(labelAngle=0, labelLimit=160))
+    data = steps.assign(label=labels)
+    if "breakdown_value" in steps.columns:
+        values = [str(v) for v in _unique(steps["breakdown_value"])]
+        data = data.assign(breakdown_value=steps["breakdown_value"].astype(str))
+        colors = alt.Color("breakdown_value:N", sort=values, title=None,
+                           scale=alt.Scale(domain=values, range=[SERIES[i % len(SERIES)] for i in range(len(values))]))
+        base = alt.Chart(data).encode(x=x, xOffset=alt.XOffset("breakdown_value:N", sort=values),
+                                      tooltip=[alt.Tooltip("breakdown_value:N", title="Breakdown"), *tooltip])
+        bars = base.mark_bar().encode(y=alt.Y("count:Q", title="Traders", axis=alt.Axis(format=",d")), color=colors)
+        rates = base.mark_text(dy=-7, fontSize=11).encode(y="count:Q", text=alt.Text("conversion_rate:Q", format=".1%"))
+        return styled(alt.layer(bars, rates), height=420)
+    first = int(steps["count"].iloc[0]) if len(steps) else 0
+    data = data.assign(lost=first - steps["count"], top=first,
+                       text=[f"{c:,} · {r:.1%}" for c, r in zip(steps["count"], steps["conversion_rate"], strict=True)])
+    series = alt.Scale(domain=["Reached the step", "Lost since step 1"], range=[PRIMARY, DROPPED])
+    base = alt.Chart(data).encode(x=x, tooltip=tooltip)
+    reached = base.mark_bar().encode(
+        y=alt.Y("count:Q", title="Traders", axis=alt.Axis(format=",d")),
+        color=alt.Color("series:N", scale=series, title=None)).transform_calculate(series="'Reached the step'")
+    lost = base.mark_bar().encode(y="count:Q", y2="top:Q", color=alt.Color("series:N", scale=series)
+                                  ).transform_calculate(series="'Lost since step 1'")
+    numbers = base.mark_text(dy=-8, fontSize=12, fontWeight="bold").encode(y="count:Q", text="text:N")
+    return styled(alt.layer(lost, reached, numbers), height=380)
+
+
+def _unique(values) -> list:
+    """Values in first-seen order (a breakdown repeats every step label)."""
+    return list(dict.fromkeys(values))
 
 
 def render_funnel_chart(steps: pd.DataFrame, *, key: str) -> None:
-    st.plotly_chart(funnel_figure(steps), key=key, config=CHART_CONFIG, width="stretch")
+    render_chart(funnel_figure(steps), key=key)
 
 
 def render_conversion_table(steps: pd.DataFrame, *, key: str, file_name: str) -> None:
@@ -134,49 +116,58 @@ def _time_unit(seconds: float) -> tuple[str, float]:
 
 
 @memoised_figure
-def histogram_figure(histogram: pd.DataFrame) -> go.Figure:
+def histogram_figure(histogram: pd.DataFrame) -> alt.Chart:
     """Pre-binned bars of how long traders took (the bins arrive computed), on an axis in the unit
     that suits the longest time."""
     unit, size = _time_unit(float(histogram["bin_end_s"].max()) if len(histogram) else 0.0)
-    starts = histogram["bin_start_s"] / size
-    widths = (histogram["bin_end_s"] - histogram["bin_start_s"]) / size
-    ranges = [f"{format_duration(a)} – {format_duration(b)}"
-              for a, b in zip(histogram["bin_start_s"], histogram["bin_end_s"], strict=True)]
-    fig = go.Figure(go.Bar(
-        x=starts + widths / 2, y=histogram["traders"], width=widths * 0.92, marker_color=PRIMARY, customdata=ranges,
-        hovertemplate="%{customdata}<br><b>%{y:,}</b> traders<extra></extra>",
-    ))
-    fig.update_xaxes(title_text=f"Time to convert ({unit})", rangemode="tozero")
-    fig.update_yaxes(title_text="Traders", tickformat=",d")
-    return _layout(fig, height=340)
+    data = pd.DataFrame({
+        "start": histogram["bin_start_s"] / size, "end": histogram["bin_end_s"] / size,
+        "traders": histogram["traders"],
+        "range": [f"{format_duration(a)} – {format_duration(b)}"
+                  for a, b in zip(histogram["bin_start_s"], histogram["bin_end_s"], strict=True)],
+    })
+    chart = alt.Chart(data).mark_bar(color=PRIMARY, stroke="white", strokeWidth=1).encode(
+        x=alt.X("start:Q", title=f"Time to convert ({unit})", scale=alt.Scale(zero=True, nice=False)),
+        x2="end:Q",
+        # y2 = 0: with x and x2 set, Vega-Lite would otherwise read the bar as horizontal.
+        y=alt.Y("traders:Q", title="Traders", axis=alt.Axis(format=",d")), y2=alt.datum(0),
+        tooltip=[alt.Tooltip("range:N", title="Took"), alt.Tooltip("traders:Q", title="Traders", format=",")],
+    )
+    return styled(chart, height=340)
 
 
 def render_time_histogram(histogram: pd.DataFrame, *, key: str) -> None:
-    st.plotly_chart(histogram_figure(histogram), key=key, config=CHART_CONFIG, width="stretch")
+    render_chart(histogram_figure(histogram), key=key)
 
 
 @memoised_figure
-def trends_figure(trends: pd.DataFrame, *, period: str) -> go.Figure:
-    """Conversion rate by entry period (line) over how many traders entered (bars)."""
-    fig = go.Figure()
-    fig.add_bar(x=trends["period_start"], y=trends["reached_from_step_count"], name="Entered", marker_color=DROPPED,
-                yaxis="y2", hovertemplate="%{x|%d %b %Y}<br>%{y:,} entered<extra></extra>")
-    fig.add_scatter(x=trends["period_start"], y=trends["conversion_rate"], name="Converted %", mode="lines+markers",
-                    line={"color": PRIMARY, "width": 2.5}, marker={"size": 6},
-                    customdata=trends[["reached_to_step_count", "reached_from_step_count"]].to_numpy(),
-                    hovertemplate=("%{x|%d %b %Y}<br><b>%{y:.2f}%</b> converted<br>"
-                                   "%{customdata[0]:,} of %{customdata[1]:,}<extra></extra>"))
-    fig.update_layout(
-        yaxis={"title": "Converted (%)", "rangemode": "tozero", "ticksuffix": "%"},
-        yaxis2={"title": "Entered", "overlaying": "y", "side": "right", "showgrid": False, "rangemode": "tozero",
-                "tickformat": ",d"},
-        xaxis={"title": f"Entry {period}"},
-    )
-    return _layout(fig, height=340)
+def trends_figure(trends: pd.DataFrame, *, period: str) -> alt.LayerChart:
+    """Conversion rate by entry period (line, left axis) over how many traders entered (bars, right axis)."""
+    starts = pd.to_datetime(trends["period_start"])
+    ends = period_ends(starts, period)
+    data = trends.assign(period_start=starts, period_end=ends, middle=starts + (ends - starts) / 2,
+                         rate=trends["conversion_rate"] / 100)
+    series = alt.Scale(domain=["Converted %", "Entered"], range=[PRIMARY, DROPPED])
+    tooltip = [alt.Tooltip("period_start:T", title=f"Entry {period}", format="%d %b %Y"),
+               alt.Tooltip("rate:Q", title="Converted", format=".2%"),
+               alt.Tooltip("reached_to_step_count:Q", title="Converted traders", format=","),
+               alt.Tooltip("reached_from_step_count:Q", title="Entered", format=",")]
+    base = alt.Chart(data).encode(tooltip=tooltip)
+    entered = base.mark_bar(stroke="white", strokeWidth=1).encode(
+        x=alt.X("period_start:T", title=f"Entry {period}",
+                axis=alt.Axis(format="%b %Y" if period == "month" else "%d %b", labelOverlap=True, grid=False)),
+        x2="period_end:T",
+        y=alt.Y("reached_from_step_count:Q", title="Entered", axis=alt.Axis(orient="right", format=",d", grid=False)),
+        y2=alt.datum(0),
+        color=alt.Color("series:N", scale=series, title=None)).transform_calculate(series="'Entered'")
+    rate = base.transform_calculate(series="'Converted %'").mark_line(point=True, strokeWidth=2.5).encode(
+        x="middle:T", y=alt.Y("rate:Q", title="Converted", axis=alt.Axis(format="%"), scale=alt.Scale(zero=True)),
+        color=alt.Color("series:N", scale=series))
+    return styled(alt.layer(entered, rate).resolve_scale(y="independent"), height=340)
 
 
 def render_trends(trends: pd.DataFrame, *, period: str, key: str) -> None:
-    st.plotly_chart(trends_figure(trends, period=period), key=key, config=CHART_CONFIG, width="stretch")
+    render_chart(trends_figure(trends, period=period), key=key)
 
 
 def render_dropoffs(frame: pd.DataFrame, *, key: str, file_name: str, preview_rows: int = 200) -> None:

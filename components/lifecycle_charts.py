@@ -1,5 +1,5 @@
 """Lifecycle page rendering: the new / returning / resurrecting / dormant bars, the stage
-distribution with its VIP overlay, and the stage flows as a Sankey.
+distribution with its VIP overlay, and the stage flows as a from-to matrix.
 
 Every figure is drawn from the per-period or per-stage counts analytics.lifecycle returns (tens of
 rows), so the browser receives kilobytes whatever the broker's size.
@@ -9,17 +9,14 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+import altair as alt
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from analytics.lifecycle import NOT_CAPTURED, STAGE_LABELS, STAGES, STATUSES
 from analytics.periods import step_period
-from components.figures import CHART_CONFIG, memoised_figure
+from components.figures import TEXT, memoised_figure, period_ends, render_chart, styled
 from components.tables import fit_height, render_table
-
-TEXT = "#14243a"
-GRID = "#e3e9ef"
 
 # The conventional lifecycle colours, in the theme's muted family (.streamlit/config.toml).
 STATUS_COLORS = {"new": "#1f8a5b", "returning": "#1f4e8c", "resurrecting": "#c8771a", "dormant": "#b4232f"}
@@ -37,18 +34,8 @@ STAGE_COLORS = {
 }
 VIP_COLOR = "#e69f00"
 PERIOD_FORMATS = {"day": "%a %d %b %Y", "week": "Week of %d %b %Y", "month": "%b %Y"}
+PERIOD_AXIS_FORMATS = {"day": "%d %b", "week": "%d %b", "month": "%b %Y"}
 PERIOD_NOUNS = {"day": "day", "week": "week", "month": "month"}
-
-
-def _layout(fig: go.Figure, *, height: int, legend: bool = True) -> go.Figure:
-    fig.update_layout(
-        height=height, margin={"l": 8, "r": 8, "t": 36 if legend else 12, "b": 8}, plot_bgcolor="#ffffff",
-        font={"color": TEXT}, showlegend=legend, hoverlabel={"bgcolor": "#ffffff"},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0, "title": None},
-    )
-    fig.update_xaxes(showgrid=False, linecolor=GRID)
-    fig.update_yaxes(gridcolor=GRID, zerolinecolor="#8a97a6", zerolinewidth=1.5)
-    return fig
 
 
 def period_label(day, period: str) -> str:
@@ -62,33 +49,49 @@ def runs_past(frame: pd.DataFrame, *, period: str, week_start: str, date_to: dat
 
 
 @memoised_figure
-def lifecycle_figure(frame: pd.DataFrame, *, period: str, week_start: str, date_to: date) -> go.Figure:
+def lifecycle_figure(frame: pd.DataFrame, *, period: str, week_start: str, date_to: date) -> alt.LayerChart:
     """Stacked bars per period: new, returning and resurrecting above zero, dormant below. A
     period running past ``date_to`` is drawn paler: its dormant count is mostly "not yet"."""
-    x = pd.to_datetime(frame["period_start"])
-    open_ = runs_past(frame, period=period, week_start=week_start, date_to=date_to)
+    open_ = runs_past(frame, period=period, week_start=week_start, date_to=date_to).to_numpy()
     labels = [period_label(p, period) + (f" (data to {date_to:%d %b})" if o else "")
               for p, o in zip(frame["period_start"], open_, strict=True)]
-    fig = go.Figure()
+    starts = pd.to_datetime(frame["period_start"])
+    ends = period_ends(starts, period)
+    # The stack is laid out here (bottom and top of each segment) because bars spanning a period
+    # need x and x2, and Vega-Lite does not stack ranged bars.
+    rows = []
+    above = pd.Series(0, index=frame.index)
     for status in STATUSES:
-        values = frame[status]
-        fig.add_bar(
-            x=x, y=values, name=STATUS_LABELS[status], marker_color=STATUS_COLORS[status],
-            marker_opacity=[0.4 if o else 1.0 for o in open_],
-            customdata=list(zip(labels, values.abs(), strict=True)),
-            hovertemplate=f"%{{customdata[0]}}<br>{STATUS_LABELS[status]}: %{{customdata[1]:,}} traders"
-                          f"<br><i>{STATUS_HELP[status]}</i><extra></extra>",
-        )
-    fig.update_layout(barmode="relative", bargap=0.25)
-    # Bars of a month are drawn a month wide by date axes; ticks on period starts keep labels aligned.
-    fig.update_xaxes(tickformat={"day": "%d %b", "week": "%d %b", "month": "%b %Y"}[period])
-    fig.update_yaxes(title={"text": "Traders", "font": {"size": 12}}, tickformat=",d")
-    return _layout(fig, height=380)
+        values = frame[status].astype(int)
+        bottom = values if status == "dormant" else above
+        top = pd.Series(0, index=frame.index) if status == "dormant" else above + values
+        rows.append(pd.DataFrame({
+            "start": starts, "end": ends, "label": labels, "open": open_, "status": STATUS_LABELS[status],
+            "traders": values.abs(), "bottom": bottom, "top": top, "help": STATUS_HELP[status],
+        }))
+        if status != "dormant":
+            above = top
+    data = pd.concat(rows, ignore_index=True)
+    data = data[data["traders"] > 0]
+    names = [STATUS_LABELS[s] for s in STATUSES]
+    bars = alt.Chart(data).mark_bar(stroke="white", strokeWidth=0.5).encode(
+        x=alt.X("start:T", title=None, axis=alt.Axis(format=PERIOD_AXIS_FORMATS[period], labelOverlap=True,
+                                                       grid=False)),
+        x2="end:T",
+        y=alt.Y("bottom:Q", title="Traders", axis=alt.Axis(format=",d")),
+        y2="top:Q",
+        color=alt.Color("status:N", scale=alt.Scale(domain=names, range=[STATUS_COLORS[s] for s in STATUSES]),
+                        sort=names),
+        opacity=alt.condition("datum.open", alt.value(0.4), alt.value(1.0)),
+        tooltip=[alt.Tooltip("label:N", title="Period"), alt.Tooltip("status:N", title="Status"),
+                 alt.Tooltip("traders:Q", title="Traders", format=","), alt.Tooltip("help:N", title=" ")],
+    )
+    zero = alt.Chart(pd.DataFrame({"y": [0]})).mark_rule(color="#8a97a6", strokeWidth=1.5).encode(y="y:Q")
+    return styled(alt.layer(bars, zero), height=380)
 
 
 def render_lifecycle_chart(frame: pd.DataFrame, *, period: str, week_start: str, date_to: date, key: str) -> None:
-    st.plotly_chart(lifecycle_figure(frame, period=period, week_start=week_start, date_to=date_to), key=key,
-                    config=CHART_CONFIG, width="stretch")
+    render_chart(lifecycle_figure(frame, period=period, week_start=week_start, date_to=date_to), key=key)
 
 
 def render_lifecycle_metrics(frame: pd.DataFrame, *, period: str, week_start: str, date_to: date) -> None:
@@ -134,82 +137,74 @@ def render_lifecycle_table(frame: pd.DataFrame, *, period: str, key: str, file_n
 
 
 @memoised_figure
-def stage_figure(stages: pd.DataFrame) -> go.Figure:
+def stage_figure(stages: pd.DataFrame) -> alt.LayerChart:
     """Traders per stage in funnel order, VIP traders as a narrower bar inside each."""
-    labels = [STAGE_LABELS[s] for s in stages["stage"]]
-    fig = go.Figure()
-    fig.add_bar(
-        x=labels, y=stages["traders"], name="All traders", marker_color=[STAGE_COLORS[s] for s in stages["stage"]],
-        text=[f"{n:,}<br>{share:.0%}" if n else "" for n, share in zip(stages["traders"], stages["share"],
-                                                                         strict=True)],
-        textposition="outside", cliponaxis=False, customdata=stages["share"],
-        hovertemplate="%{x}: %{y:,} traders (%{customdata:.1%})<extra></extra>",
-    )
-    fig.add_bar(
-        x=labels, y=stages["vip_traders"], name="VIP", marker_color=VIP_COLOR, width=0.35,
-        hovertemplate="%{x}: %{y:,} VIP traders<extra></extra>",
-    )
-    fig.update_layout(barmode="overlay", bargap=0.3)
-    top = max(int(stages["traders"].max()), 1)
-    fig.update_yaxes(title={"text": "Traders", "font": {"size": 12}}, tickformat=",d", range=[0, top * 1.18])
-    return _layout(fig, height=360)
+    data = pd.DataFrame({
+        "stage": [STAGE_LABELS[s] for s in stages["stage"]], "key": stages["stage"], "traders": stages["traders"],
+        "share": stages["share"], "vip": stages["vip_traders"],
+        "text": [f"{n:,} · {share:.0%}" if n else "" for n, share in zip(stages["traders"], stages["share"],
+                                                                          strict=True)],
+        "series": "VIP",
+    })
+    order = list(data["stage"])
+    x = alt.X("stage:N", sort=order, title=None, axis=alt.Axis(labelAngle=0, labelLimit=120))
+    top = max(int(stages["traders"].max()), 1) if len(stages) else 1
+    y_scale = alt.Scale(domain=[0, top * 1.15])
+    tooltip = [alt.Tooltip("stage:N", title="Stage"), alt.Tooltip("traders:Q", title="Traders", format=","),
+               alt.Tooltip("share:Q", title="Share", format=".1%"), alt.Tooltip("vip:Q", title="VIP", format=",")]
+    base = alt.Chart(data).encode(x=x, tooltip=tooltip)
+    everyone = base.mark_bar().encode(
+        y=alt.Y("traders:Q", title="Traders", axis=alt.Axis(format=",d"), scale=y_scale),
+        color=alt.Color("key:N", scale=alt.Scale(domain=list(STAGE_COLORS), range=list(STAGE_COLORS.values())),
+                        legend=None))
+    vip = base.mark_bar(width=alt.RelativeBandSize(0.35)).encode(
+        y=alt.Y("vip:Q", scale=y_scale),
+        color=alt.Color("series:N", scale=alt.Scale(domain=["VIP"], range=[VIP_COLOR]), title=None))
+    labels = base.mark_text(dy=-8, fontSize=12).encode(y=alt.Y("traders:Q", scale=y_scale), text="text:N")
+    return styled(alt.layer(everyone, vip, labels).resolve_scale(color="independent"), height=360)
 
 
 def render_stage_chart(stages: pd.DataFrame, *, key: str) -> None:
-    st.plotly_chart(stage_figure(stages), key=key, config=CHART_CONFIG, width="stretch")
-
-
-def _rgba(hex_color: str, alpha: float) -> str:
-    r, g, b = (int(hex_color[i:i + 2], 16) for i in (1, 3, 5))
-    return f"rgba({r}, {g}, {b}, {alpha})"
-
-
-def _stacked_centres(sizes: list[int], gap: float = 0.04) -> list[float]:
-    """Vertical centres (0 = top) of nodes stacked in order with a small gap between them."""
-    room = max(1.0 - gap * (len(sizes) - 1), 0.2)
-    total = sum(sizes) or 1
-    centres, top = [], 0.0
-    for size in sizes:
-        height = room * size / total
-        centres.append(min(max(top + height / 2, 0.001), 0.999))
-        top += height + gap
-    return centres
+    render_chart(stage_figure(stages), key=key)
 
 
 @memoised_figure
-def flows_figure(flows: pd.DataFrame) -> go.Figure:
-    """Sankey from the stage on the first day (left) to the stage on the last day (right)."""
+def flows_figure(flows: pd.DataFrame) -> alt.LayerChart:
+    """A from-to matrix: a row per stage on the first day, a column per stage on the last day, each
+    cell the traders who moved so, coloured by the share of the row (the diagonal stayed put)."""
     order = [NOT_CAPTURED, *STAGES]
-    left = [s for s in order if s in set(flows["from_stage"])]
-    right = [s for s in order if s in set(flows["to_stage"])]
     out_totals = flows.groupby("from_stage")["traders"].sum()
     in_totals = flows.groupby("to_stage")["traders"].sum()
-    labels = ([f"{STAGE_LABELS[s]} · {out_totals[s]:,}" for s in left]
-              + [f"{STAGE_LABELS[s]} · {in_totals[s]:,}" for s in right])
-    index = {("from", s): i for i, s in enumerate(left)} | {("to", s): len(left) + i for i, s in enumerate(right)}
-    # Fixed positions keep both columns in funnel order (Plotly would otherwise reorder the nodes).
-    fig = go.Figure(go.Sankey(
-        arrangement="fixed",
-        node={"label": labels, "pad": 14, "thickness": 16, "line": {"width": 0},
-              "color": [STAGE_COLORS[s] for s in (*left, *right)],
-              "x": [0.001] * len(left) + [0.999] * len(right),
-              "y": _stacked_centres([out_totals[s] for s in left]) + _stacked_centres([in_totals[s] for s in right]),
-              "hovertemplate": "%{label} traders<extra></extra>"},
-        link={"source": [index[("from", s)] for s in flows["from_stage"]],
-              "target": [index[("to", s)] for s in flows["to_stage"]],
-              "value": flows["traders"],
-              "color": [_rgba(STAGE_COLORS[s], 0.35) for s in flows["to_stage"]],
-              "customdata": [f"{STAGE_LABELS[a]} → {STAGE_LABELS[b]}"
-                             for a, b in zip(flows["from_stage"], flows["to_stage"], strict=True)],
-              "hovertemplate": "%{customdata}: %{value:,} traders<extra></extra>"},
-    ))
-    fig.update_layout(height=max(420, 44 * max(len(left), len(right))), margin={"l": 8, "r": 8, "t": 8, "b": 8},
-                      font={"color": TEXT, "size": 13})
-    return fig
+    data = pd.DataFrame({
+        "from": [f"{STAGE_LABELS[s]} · {out_totals[s]:,}" for s in flows["from_stage"]],
+        "to": [f"{STAGE_LABELS[s]} · {in_totals[s]:,}" for s in flows["to_stage"]],
+        "move": [f"{STAGE_LABELS[a]} → {STAGE_LABELS[b]}" for a, b in zip(flows["from_stage"], flows["to_stage"],
+                                                                          strict=True)],
+        "traders": flows["traders"].to_numpy(),
+        "share": (flows["traders"] / flows["from_stage"].map(out_totals)).to_numpy(),
+    })
+    rows = [f"{STAGE_LABELS[s]} · {out_totals[s]:,}" for s in order if s in out_totals.index]
+    columns = [f"{STAGE_LABELS[s]} · {in_totals[s]:,}" for s in order if s in in_totals.index]
+    base = alt.Chart(data).encode(
+        x=alt.X("to:N", sort=columns, title="Stage on the last day",
+                # Stage and count on two lines, every column labelled (they would overlap on one).
+                axis=alt.Axis(orient="top", labelAngle=0, labelLimit=130, grid=False, labelOverlap=False,
+                              labelExpr="split(datum.label, ' · ')")),
+        y=alt.Y("from:N", sort=rows, title="Stage on the first day", axis=alt.Axis(labelLimit=180, grid=False)),
+        tooltip=[alt.Tooltip("move:N", title="Move"), alt.Tooltip("traders:Q", title="Traders", format=","),
+                 alt.Tooltip("share:Q", title="Share of the row", format=".1%")],
+    )
+    cells = base.mark_rect(stroke="white", strokeWidth=2).encode(
+        color=alt.Color("share:Q", scale=alt.Scale(domain=[0, 1], range=["#eef5f6", "#0b3c4d"]),
+                        legend=alt.Legend(title="Share of the row", format=".0%", orient="right")))
+    numbers = base.mark_text(fontSize=12).encode(
+        text=alt.Text("traders:Q", format=","),
+        color=alt.condition("datum.share > 0.5", alt.value("#ffffff"), alt.value(TEXT)))
+    return styled(alt.layer(cells, numbers), height=max(220, 40 * len(rows)))
 
 
 def render_flows(flows: pd.DataFrame, *, key: str, file_name: str) -> None:
-    st.plotly_chart(flows_figure(flows), key=f"{key}.sankey", config=CHART_CONFIG, width="stretch")
+    render_chart(flows_figure(flows), key=f"{key}.matrix")
     totals = flows.groupby("from_stage")["traders"].transform("sum")
     shown = pd.DataFrame({
         "From": flows["from_stage"].map(STAGE_LABELS), "To": flows["to_stage"].map(STAGE_LABELS),

@@ -1,6 +1,6 @@
 """What the server does once at start so a broker's first page view does not pay for it.
 
-A page's first run in a new server process imports pandas, Plotly, Altair, SQLAlchemy and the
+A page's first run in a new server process imports pandas, Altair, SQLAlchemy and the
 analytics modules (about 2.5 s on this 2-core machine), loads the funnel kernels' compiled code
 (1-2 s; 13 s when a new checkout compiles them) and computes every analytics call of its default
 view (1-3 s on the demo database). ``cli.py serve`` calls :func:`preload` before the server
@@ -20,7 +20,7 @@ import urllib.request
 
 # Everything a page imports on its first run, heaviest first (measured with py-spy on a cold visit).
 MODULES: tuple[str, ...] = (
-    "pandas", "numpy", "sqlalchemy", "altair", "plotly.graph_objects", "pyarrow", "duckdb_engine", "alembic",
+    "pandas", "numpy", "sqlalchemy", "altair", "pyarrow", "duckdb_engine", "alembic",
     "analytics.kpis", "analytics.cohorts", "analytics.funnels", "analytics.lifecycle", "analytics.data_health",
     "components.overview_charts", "components.cohort_charts", "components.funnel_charts",
     "components.lifecycle_charts", "components.kpi_tiles", "components.tables", "components.health",

@@ -77,7 +77,7 @@ def test_page_shows_the_ftd_to_trade_matrix_of_the_global_view(db_url):
     assert got["Back in week 1"] == f"{want.average().loc[1, 'rate']:.1%}"
     table = at.get_by_key("cohorts.table").dataframe[0].value
     assert table["Traders"].tolist() == want.counts["size"].tolist()
-    assert len(at.get("plotly_chart")) == 4  # heatmap, curves, LTV, engagement bars
+    assert len(at.get("vega_lite_chart")) == 4  # heatmap, curves, LTV, engagement bars
     engagement = compute_engagement_retention(database.get_engine(db_url), date_to=compute_data_span(
         database.get_engine(db_url)).end)
     assert metrics(at)["Retention, 10+ vs under 10 sessions"] == f"{engagement.rr:.2f}×"

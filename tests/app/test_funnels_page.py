@@ -75,7 +75,7 @@ def test_page_shows_the_default_funnel_with_the_analytics_numbers(db_url, broker
     assert metrics["Entered · Registered"] == f"{counts[0]:,}"
     assert metrics["Completed · Trade"] == f"{counts[-1]:,}"
     assert metrics["Overall conversion"] == f"{counts[-1] / counts[0]:.1%}"
-    assert len(at.get("plotly_chart")) == 3  # funnel, time to convert, trend
+    assert len(at.get("vega_lite_chart")) == 3  # funnel, time to convert, trend
     assert not at.warning
 
 
@@ -144,7 +144,7 @@ def test_fewer_than_two_steps_is_a_helpful_empty_state(db_url, broker):
 
     assert not at.exception
     assert any("at least two steps" in info.value for info in at.info)
-    assert not at.get("plotly_chart")
+    assert not at.get("vega_lite_chart")
 
 
 def test_nobody_in_the_funnel_is_a_helpful_empty_state(db_url, broker):
@@ -155,7 +155,7 @@ def test_nobody_in_the_funnel_is_a_helpful_empty_state(db_url, broker):
 
     assert not at.exception
     assert any("No trader did “Trade”" in info.value for info in at.info)
-    assert not at.get("plotly_chart")
+    assert not at.get("vega_lite_chart")
 
 
 def test_an_empty_database_says_how_to_get_data(db_url):
@@ -163,7 +163,7 @@ def test_an_empty_database_says_how_to_get_data(db_url):
 
     assert not at.exception
     assert any("No events yet" in info.value for info in at.info)
-    assert not at.get("plotly_chart")
+    assert not at.get("vega_lite_chart")
 
 
 def test_page_also_runs_on_its_own_without_the_frame(db_url, broker):

@@ -68,7 +68,7 @@ def test_page_shows_the_weekly_trade_lifecycle_of_the_global_view(db_url):
     assert shown["Dormant"].tolist() == expected["dormant"].tolist()
     assert shown["Period"].iloc[0].startswith("Week of")
     assert shown["New"].sum() > 0 and shown["Returning"].sum() > 0
-    assert len(at.get("plotly_chart")) == 3  # lifecycle bars, stages, Sankey
+    assert len(at.get("vega_lite_chart")) == 3  # lifecycle bars, stages, flow matrix
     labels = [m.label for m in at.metric]
     assert labels[:2] == ["Active, last week", "New, last week"] and "Quick ratio" in labels
 
@@ -117,7 +117,7 @@ def test_an_empty_database_shows_how_to_get_data(tmp_path, monkeypatch):
     at = open_page()
 
     assert any("No events yet" in info.value for info in at.info)
-    assert not at.get("plotly_chart")
+    assert not at.get("vega_lite_chart")
 
 
 def test_filters_that_keep_no_trader_show_empty_states(db_url):
@@ -131,4 +131,4 @@ def test_filters_that_keep_no_trader_show_empty_states(db_url):
 
     infos = " ".join(info.value for info in at.info)
     assert "No trader was active" in infos and "No trader had been captured" in infos
-    assert not at.get("plotly_chart") and not at.exception
+    assert not at.get("vega_lite_chart") and not at.exception

@@ -35,8 +35,8 @@ def test_cohorts_page_draws_the_matrix_and_follows_the_filters(page: Page, demo_
     t0 = time.perf_counter()
     page.goto(f"{demo_app_url}/cohorts")
     wait_for_app(page)
-    # The first visit also loads plotly.js and runs every query: allow a busy CI machine its time.
-    expect(page.get_by_test_id("stPlotlyChart")).to_have_count(4, timeout=60_000)  # heatmap, curves, LTV, engagement
+    # The first visit also loads the Vega-Lite renderer and runs every query: allow a busy CI machine its time.
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(4, timeout=60_000)  # heatmap, curves, LTV, engagement
     expect(page.get_by_text("Early sessions and later retention")).to_be_visible()
     timings["first_render_s"] = time.perf_counter() - t0
     expect(page.get_by_role("heading", name="Cohorts & retention")).to_be_visible()
@@ -66,7 +66,7 @@ def test_cohorts_page_draws_the_matrix_and_follows_the_filters(page: Page, demo_
     page.reload()
     t2 = time.perf_counter()
     wait_for_app(page)
-    expect(page.get_by_test_id("stPlotlyChart")).to_have_count(4)
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(4)
     timings["cached_reload_s"] = time.perf_counter() - t2
     settled(page)
     expect(metric(page, "Traders in cohorts")).to_have_text(year_total)  # the URL kept the view

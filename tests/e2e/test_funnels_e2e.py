@@ -40,7 +40,7 @@ def test_funnels_page_draws_the_funnel_and_follows_the_filters(page: Page, demo_
     t0 = time.perf_counter()
     page.goto(f"{demo_app_url}/funnels")
     wait_for_app(page)
-    expect(page.get_by_test_id("stPlotlyChart")).to_have_count(3)  # funnel, time to convert, trend
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(3)  # funnel, time to convert, trend
     expect(page.locator(".st-key-funnels-table [data-testid='stDataFrame']")).to_be_visible()
     timings["first_render_s"] = time.perf_counter() - t0
     expect(page.get_by_role("heading", name="Funnels & conversion")).to_be_visible()
@@ -77,7 +77,7 @@ def test_funnels_page_draws_the_funnel_and_follows_the_filters(page: Page, demo_
     wait_for_app(page)
     expect(metric(page, "Entered · Deposit page view")).to_be_visible()
     expect(metric(page, "Completed · Deposit")).to_be_visible()
-    expect(page.get_by_test_id("stPlotlyChart")).to_have_count(3)
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(3)
     expect(page.locator(".st-key-funnels-table [data-testid='stDataFrame']")).to_be_visible()
     timings["uncached_render_s"] = time.perf_counter() - t2
     settled(page)
@@ -85,7 +85,7 @@ def test_funnels_page_draws_the_funnel_and_follows_the_filters(page: Page, demo_
     t3 = time.perf_counter()
     page.goto(f"{demo_app_url}/funnels")
     wait_for_app(page)
-    expect(page.get_by_test_id("stPlotlyChart")).to_have_count(3)
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(3)
     expect(page.locator(".st-key-funnels-table [data-testid='stDataFrame']")).to_be_visible()
     timings["cached_render_s"] = time.perf_counter() - t3
     settled(page)

@@ -39,20 +39,22 @@ def test_lifecycle_page_draws_its_charts_and_follows_the_filters(page: Page, dem
     page.goto(f"{demo_app_url}/lifecycle")
     wait_for_app(page)
     # The first visit also starts the server's Python session (imports, engine, migrations check).
-    expect(page.get_by_test_id("stPlotlyChart")).to_have_count(3, timeout=LOAD_TIMEOUT_MS)  # lifecycle, stages, Sankey
+    # Lifecycle bars, stages, flow matrix.
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(3, timeout=LOAD_TIMEOUT_MS)
     timings["first_visit_s"] = time.perf_counter() - t0
     # A full render on a running server: another period, so every figure is computed afresh.
     t0 = time.perf_counter()
     page.goto(f"{demo_app_url}/lifecycle?period=Last+6+months")
     wait_for_app(page)
-    expect(page.get_by_test_id("stPlotlyChart")).to_have_count(3, timeout=LOAD_TIMEOUT_MS)
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(3, timeout=LOAD_TIMEOUT_MS)
     expect(page.locator(".st-key-lifecycle-flows-table [data-testid='stDataFrame']")).to_be_visible()
     timings["full_render_s"] = time.perf_counter() - t0
     page.goto(f"{demo_app_url}/lifecycle")
     wait_for_app(page)
-    expect(page.get_by_test_id("stPlotlyChart")).to_have_count(3, timeout=LOAD_TIMEOUT_MS)
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(3, timeout=LOAD_TIMEOUT_MS)
     expect(page.get_by_role("heading", name="Lifecycle", exact=True)).to_be_visible()
-    expect(page.locator(".st-key-lifecycle-chart .js-plotly-plot .barlayer")).to_be_attached()
+    # The lifecycle chart (the first) has drawn its bars: Vega's rect marks in its SVG.
+    expect(page.get_by_test_id("stVegaLiteChart").first.locator("svg.marks .mark-rect path").first).to_be_attached()
     everyone = metric(page, ACTIVE).inner_text()
     assert int(everyone.replace(",", "")) > 0
 
@@ -81,7 +83,7 @@ def test_lifecycle_page_draws_its_charts_and_follows_the_filters(page: Page, dem
     page.reload()
     t2 = time.perf_counter()
     wait_for_app(page)
-    expect(page.get_by_test_id("stPlotlyChart")).to_have_count(3, timeout=LOAD_TIMEOUT_MS)
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(3, timeout=LOAD_TIMEOUT_MS)
     timings["cached_reload_s"] = time.perf_counter() - t2
     settled(page)
     expect(metric(page, ACTIVE)).to_have_text(germany)  # the URL kept the filter

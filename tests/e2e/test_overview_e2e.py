@@ -42,7 +42,7 @@ def test_overview_shows_kpis_and_follows_the_filters(page: Page, demo_app_url: s
     t0 = time.perf_counter()
     page.goto(f"{demo_app_url}/")
     wait_for_app(page)
-    # The first visit also loads plotly.js and runs every query: allow a busy machine its time.
+    # The first visit also loads the Vega-Lite renderer and runs every query: allow a busy machine its time.
     expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(4, timeout=60_000)  # trend, breakdown, 2 asset
     timings["first_render_s"] = time.perf_counter() - t0
     expect(page.get_by_role("heading", name="Overview", exact=True)).to_be_visible()
