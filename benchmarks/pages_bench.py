@@ -45,14 +45,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results" / "pages.json"
-from components.warmup import SKIPPED_LINE, WARMED_LINE  # noqa: E402 - after the path set-up above
+from components.warmup import ServerNotReady, wait_until_warm  # noqa: E402 - after the path set-up above
 
 DEMO_DB = Path(os.environ.get("TRADERLENS_BENCH_DEMO_DB", ROOT / "data" / "bench" / "demo.duckdb"))
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -159,35 +158,13 @@ class Server:
                  "--server.fileWatcherType=none", "--browser.gatherUsageStats=false"],
                 cwd=ROOT, env={**os.environ, "TRADERLENS_DB_URL": db_url}, stdout=out, stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{self.port}"
-        started = time.monotonic()
-        deadline = started + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"streamlit exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as response:
-                    if response.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            time.sleep(0.1)
-        else:
+        # `cli.py serve` runs each analytics page once after start (components/warmup.py); a visitor
+        # who arrives during those seconds shares the server with it, so the clock starts after.
+        try:
+            self.healthy_s, self.warmed_s = wait_until_warm(self.url, self.proc, self.log, timeout_s=180)
+        except ServerNotReady as exc:
             self.stop()
-            raise SystemExit(f"streamlit not healthy after 60 s:\n{self.log.read_text()[-3000:]}")
-        self.healthy_s = time.monotonic() - started
-        # `cli.py serve` then runs each analytics page once (components/warmup.py); a visitor who
-        # arrives during those seconds shares the server with it, so the clock starts after.
-        while time.monotonic() < deadline + 120:
-            text = self.log.read_text()
-            if WARMED_LINE in text:
-                self.warmed_s = time.monotonic() - started
-                return
-            if SKIPPED_LINE in text:
-                self.stop()
-                raise SystemExit(f"the server's warm-up failed:\n{text[-3000:]}")
-            time.sleep(0.1)
-        self.stop()
-        raise SystemExit(f"no warm-up line after 180 s:\n{self.log.read_text()[-3000:]}")
+            raise SystemExit(str(exc)) from None
 
     def stop(self) -> None:
         self.proc.terminate()

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 # Everything a page imports on its first run, heaviest first (measured with py-spy on a cold visit).
 MODULES: tuple[str, ...] = (
@@ -127,3 +128,39 @@ def start_page_warmer(*, wait_s: float = 120) -> threading.Thread:
     thread = threading.Thread(target=warm, name="traderlens-warmup", daemon=True)
     thread.start()
     return thread
+
+
+class ServerNotReady(RuntimeError):
+    """A server started with `cli.py serve` exited, never became healthy or failed its warm-up."""
+
+
+def wait_until_warm(base_url: str, proc, log: Path, *, timeout_s: float) -> tuple[float, float]:
+    """For whoever started `cli.py serve` as ``proc`` (logging to ``log``): wait for the health
+    check, then for the warm-up line. Returns (seconds to healthy, seconds to warmed); raises
+    :class:`ServerNotReady` with the log's tail when the server exits, stays unhealthy or logs
+    :data:`SKIPPED_LINE`, or ``timeout_s`` passes."""
+    started = time.monotonic()
+    deadline = started + timeout_s
+
+    def failed(why: str) -> ServerNotReady:
+        return ServerNotReady(f"{why}:\n{log.read_text()[-3000:]}")
+
+    healthy_s = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise failed(f"the server exited with {proc.returncode}")
+        if healthy_s is None:
+            try:
+                with urllib.request.urlopen(f"{base_url}/_stcore/health", timeout=2) as response:
+                    if response.read().strip() == b"ok":
+                        healthy_s = time.monotonic() - started
+            except OSError:
+                pass
+        else:
+            text = log.read_text()
+            if WARMED_LINE in text:
+                return healthy_s, time.monotonic() - started
+            if SKIPPED_LINE in text:
+                raise failed("the server's warm-up failed")
+        time.sleep(0.1)
+    raise failed(f"{'no warm-up line' if healthy_s else 'no health check answer'} after {timeout_s:.0f} s")

@@ -11,15 +11,13 @@ import os
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from components.warmup import SKIPPED_LINE, WARMED_LINE
+from components.warmup import ServerNotReady, wait_until_warm
 from tests.app import sample_data
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,31 +34,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _wait_for_health(url: str, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"streamlit exited with {proc.returncode} on start:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.read().strip() == b"ok":
-                    break
-        except OSError:
-            pass
-        time.sleep(0.25)
-    else:
-        pytest.fail(f"streamlit not healthy after {STARTUP_TIMEOUT_S}s:\n{log.read_text()[-3000:]}")
-    # `cli.py serve` then runs every analytics page once (components/warmup.py); it must succeed.
-    while time.monotonic() < deadline:
-        text = log.read_text()
-        if WARMED_LINE in text:
-            return
-        if SKIPPED_LINE in text:
-            pytest.fail(f"the server's warm-up failed:\n{text[-3000:]}")
-        time.sleep(0.25)
-    pytest.fail(f"no warm-up line after {STARTUP_TIMEOUT_S}s:\n{log.read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="session")
@@ -87,7 +60,11 @@ def _serve(db_url: str, log_name: str) -> Iterator[str]:
             stderr=subprocess.STDOUT,
         )
     try:
-        _wait_for_health(f"http://127.0.0.1:{port}/_stcore/health", proc, log)
+        # `cli.py serve` runs every analytics page once after start (components/warmup.py); it must succeed.
+        try:
+            wait_until_warm(f"http://127.0.0.1:{port}", proc, log, timeout_s=STARTUP_TIMEOUT_S)
+        except ServerNotReady as exc:
+            pytest.fail(str(exc))
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
