@@ -59,6 +59,8 @@ def funnel_figure(steps: pd.DataFrame) -> alt.LayerChart:
         base = alt.Chart(data).encode(x=x, xOffset=alt.XOffset("breakdown_value:N", sort=values),
                                       tooltip=[alt.Tooltip("breakdown_value:N", title="Breakdown"), *tooltip])
         bars = base.mark_bar().encode(y=alt.Y("count:Q", title="Traders", axis=alt.Axis(format=",d")), color=colors)
+        if len(values) > 4:  # more labels than fit above narrow bars: the tooltip and table carry the rates
+            return styled(bars, height=420)
         rates = base.mark_text(dy=-7, fontSize=11).encode(y="count:Q", text=alt.Text("conversion_rate:Q", format=".1%"))
         return styled(alt.layer(bars, rates), height=420)
     first = int(steps["count"].iloc[0]) if len(steps) else 0
