@@ -92,6 +92,7 @@ TREND_COLUMNS = ["period_start", "reached_from_step_count", "reached_to_step_cou
 DROPOFF_COLUMNS = ["trader_id", "external_id", "country", "acquisition_channel", "reached_at"]
 
 _US = 1_000_000
+_PG_EPOCH_US = 946_684_800 * _US  # 2000-01-01, where PostgreSQL's binary timestamps start
 DEFAULT_FILTER = TraderFilter()  # everyone but test accounts, as the global filter starts
 _EXCLUSION_SHIFT = 32  # mask bits 0..31 are steps, bits 32.. are exclusions "before step i"
 _TRIM_UNRELATED = True  # strict funnels fetch only the unrelated events that can break a chain (exact)
@@ -883,7 +884,16 @@ def _event_queries(plan: _Plan, dialect: str, date_range: DateRange | None, trad
         span = (sa.select(light_cte.c.trader_id, sa.func.min(light_cte.c.occurred_at).label("lo"),
                           sa.func.max(light_cte.c.occurred_at).label("hi"))
                 .group_by(light_cte.c.trader_id).cte("funnel_span"))
-        anchors = sa.select(light_cte.c.trader_id, light_cte.c.occurred_at).distinct().cte("funnel_instants")
+        anchors = sa.select(light_cte.c.trader_id, light_cte.c.occurred_at)
+        if dialect == "postgresql":
+            # Probed in index order, so that consecutive probes read neighbouring index pages: twice as
+            # fast as in the hash order a DISTINCT leaves (216,000 trade probes: 0.7 s against 0.3 s).
+            # Not de-duplicated: a repeated instant costs one more probe, the DISTINCT of the markers
+            # below removes its rows, and de-duplicating every instant cost more (0.14 s).
+            anchors = anchors.order_by(light_cte.c.trader_id, light_cte.c.occurred_at)
+        else:
+            anchors = anchors.distinct()
+        anchors = anchors.cte("funnel_instants")
         for select, source in unrelated:
             if source == "portal+props" or not _TRIM_UNRELATED:
                 extra.append(select)
@@ -926,7 +936,13 @@ def _event_queries(plan: _Plan, dialect: str, date_range: DateRange | None, trad
 
     if near_only is not None:
         extra.append(_near_rows(plan, near_only, light_cte, window, date_range, dialect))
-    parts: list[sa.Select] = [sa.select(light_cte), *extra]
+    if strict:
+        # The trader filter on the step events alone. The unrelated events (most rows) of a trader
+        # without step events change nothing (collapse_unrelated drops them), so neither they nor
+        # the markers above need the semi-join (0.2 s over a million rows on PostgreSQL).
+        parts: list[sa.Select] = [sa.select(light_cte).where(trader_filter.restrict(light_cte.c.trader_id)), *extra]
+    else:
+        parts = [sa.select(light_cte), *extra]
     reduced_ctes: dict[int, sa.CTE] = {}
     for k in sorted(reduced):
         trader_col, time_col = BULK_EVENTS[reduced[k]]
@@ -970,11 +986,19 @@ def _event_queries(plan: _Plan, dialect: str, date_range: DateRange | None, trad
 
     def output(rows: sa.Subquery | sa.CTE) -> sa.Select:
         # Every number as BIGINT: PostgreSQL hands the rows over as fixed-width binary COPY (see _fetch).
-        out = [sa.cast(rows.c.trader_id, sa.BigInteger).label("trader_id"),
-               _epoch_us(dialect, rows.c.occurred_at).label("us"),
+        # There a timestamp travels as stored, an int64 of microseconds since 2000 that _copy_bigints
+        # shifts to 1970 (it knows the column by its DateTime type): exact, and 0.2 s per million rows
+        # cheaper than EXTRACT's numeric arithmetic. Results with a text column (CSV) need the number.
+        if dialect == "postgresql" and prop_key is None:
+            us = sa.type_coerce(rows.c.occurred_at, sa.DateTime)
+        else:
+            us = _epoch_us(dialect, rows.c.occurred_at)
+        out = [sa.cast(rows.c.trader_id, sa.BigInteger).label("trader_id"), us.label("us"),
                sa.cast(rows.c.mask, sa.BigInteger).label("mask")]
         if prop_key is not None:
             out.append(rows.c.prop)
+        if strict:
+            return sa.select(*out)  # filtered with the step events (parts[0])
         # The trader filter once, on the rows that remain: one semi-join instead of one per source (half
         # the time on PostgreSQL). Other traders' rows only ever add work, never change a trader's result.
         return sa.select(*out).where(trader_filter.restrict(rows.c.trader_id))
@@ -1012,13 +1036,17 @@ def _fetch(conn: Connection, stmt: sa.Select, columns: list[str]) -> dict[str, n
     copied = _copy_bigints(conn, stmt, columns)
     if copied is None:  # not the fixed binary layout after all: one tuple per row
         rows = conn.execute(stmt).fetchall()
-        copied = {name: np.array([r[i] for r in rows], dtype=np.int64) for i, name in enumerate(columns)}
+        copied = {name: (np.array([r[i] for r in rows], dtype="datetime64[us]").astype(np.int64)
+                         if isinstance(stmt.selected_columns[name].type, sa.DateTime)
+                         else np.array([r[i] for r in rows], dtype=np.int64))
+                  for i, name in enumerate(columns)}
     return copied
 
 
 def _copy_bigints(conn: Connection, stmt: sa.Select, columns: list[str]) -> dict[str, np.ndarray] | None:
-    """PostgreSQL: the NOT NULL BIGINT columns of ``stmt`` through COPY ... (FORMAT binary); None when
-    the stream is not the fixed layout expected (then the caller fetches rows)."""
+    """PostgreSQL: the NOT NULL BIGINT or TIMESTAMP columns of ``stmt`` through COPY ... (FORMAT binary),
+    timestamps as epoch microseconds; None when the stream is not the fixed layout expected (then the
+    caller fetches rows)."""
     compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
     cursor = conn.connection.driver_connection.cursor()
     try:
@@ -1040,7 +1068,11 @@ def _copy_bigints(conn: Connection, stmt: sa.Select, columns: list[str]) -> dict
     if len(records) and ((records["fields"] != len(columns)).any()
                          or any((records[f"{name}_len"] != 8).any() for name in columns)):
         return None
-    return {name: records[name].astype(np.int64) for name in columns}
+    out = {name: records[name].astype(np.int64) for name in columns}
+    for name in columns:
+        if isinstance(stmt.selected_columns[name].type, sa.DateTime):
+            out[name] += _PG_EPOCH_US  # binary timestamps count from 2000-01-01
+    return out
 
 
 class _Events:

@@ -27,7 +27,7 @@ from analytics.funnels import (
 )
 from analytics.periods import DateRange
 from connectors import database
-from connectors.schema import portal_events, sessions, traders
+from connectors.schema import portal_events, sessions, traders, trades
 
 T0 = datetime(2026, 3, 2, 12, 0, 0)  # a Monday
 HOUR = 3600
@@ -67,6 +67,14 @@ def add_logins(engine: sa.Engine, logins: list[tuple[int, datetime]]) -> None:
              "surface": "web"} for i, (t, when) in enumerate(logins)]
     with engine.begin() as conn:
         database.bulk_insert(conn, sessions, pd.DataFrame(rows))
+
+
+def add_trades(engine: sa.Engine, opened: list[tuple[int, datetime]]) -> None:
+    rows = [{"trade_id": i + 1, "external_id": f"T-{i + 1}", "trader_id": t, "symbol": "EURUSD", "side": "buy",
+             "lots": 1.0, "opened_at": when, "closed_at": when + timedelta(minutes=1), "open_price": 1.1,
+             "close_price": 1.1, "profit_usd": 0.0} for i, (t, when) in enumerate(opened)]
+    with engine.begin() as conn:
+        database.bulk_insert(conn, trades, pd.DataFrame(rows))
 
 
 def run(engine: sa.Engine, *steps: str, **spec) -> pd.DataFrame:
@@ -198,6 +206,67 @@ def test_strict_order_finds_the_breaking_login_across_window_buckets(engine, mon
         m.setattr(funnels, "_TRIM_UNRELATED", False)
         whole = run(engine, "A", "B", order="strict", window_s=HOUR)
     pd.testing.assert_frame_equal(trimmed, whole)
+
+def test_strict_order_finds_the_breaking_trade_across_midnight_and_at_repeated_instants(engine, monkeypatch):
+    # Trades are a bulk source too: only the trade at a step's instant and the first one after it are
+    # fetched (PostgreSQL probes each step instant, repeated instants included, in index order).
+    night = datetime(2026, 3, 2, 23, 30)
+    load(engine, {
+        1: [("A", night), ("B", night + timedelta(minutes=50))],
+        2: [("A", night), ("B", night + timedelta(minutes=50))],
+        3: [("A", 0), ("A", 0), ("B", 20 * 60)],
+        4: [("A", 0), ("A", 0), ("B", 20 * 60)],
+        5: [("A", 0), ("B", 20 * 60)],
+        6: [("A", 0), ("B", 20 * 60)],
+        7: [("A", datetime(2026, 3, 2, 23, 59, 59, 999_999)), ("B", datetime(2026, 3, 3, 0, 30))],
+    })
+    add_trades(engine, [
+        (1, night + timedelta(minutes=40)),  # 00:10 the next day, between A and B
+        (2, night + timedelta(minutes=55)),  # after B
+        (3, at(10 * 60)),
+        (5, at(0)), (5, at(5 * 60)),  # one at A's instant, then one between A and B
+        (6, at(0)),
+        (7, datetime(2026, 3, 3)),  # a microsecond after A, on the next day
+    ])
+
+    trimmed = run(engine, "A", "B", order="strict", window_s=HOUR)
+
+    assert counts(trimmed) == [7, 3]  # 2, 4 and 6 convert
+    with monkeypatch.context() as m:
+        m.setattr(funnels._Events, "collapse_unrelated", lambda self: None)
+        m.setattr(funnels, "_TRIM_UNRELATED", False)
+        whole = run(engine, "A", "B", order="strict", window_s=HOUR)
+    pd.testing.assert_frame_equal(trimmed, whole)
+
+
+def test_times_keep_their_microseconds_on_either_side_of_2000(engine, monkeypatch):
+    # PostgreSQL hands timestamps over in its binary form (microseconds since 2000-01-01); ties and
+    # strict chains depend on every microsecond.
+    def us(n: int) -> datetime:
+        return datetime(2026, 3, 2, 12) + timedelta(microseconds=n)
+
+    load(engine, {
+        1: [("A", datetime(1999, 12, 31, 23, 59, 59, 500_000)), ("B", datetime(2000, 1, 1, 0, 0, 0, 250_000))],
+        2: [("A", us(1)), ("B", us(3))],  # a login at us(2) breaks the strict chain
+        3: [("A", us(1)), ("B", us(2))],  # its login at us(3) comes after B
+        4: [("A", datetime(1999, 12, 31, 23, 59, 59, 999_999))],
+    })
+    add_logins(engine, [(2, us(2)), (3, us(3))])
+    strict = FunnelSpec(("A", "B"), window_s=60, order="strict")
+
+    def check() -> None:
+        ordered = run(engine, "A", "B", window_s=60)
+        assert counts(ordered) == [4, 3]
+        assert ordered["average_time_to_convert_s"].iloc[1] == pytest.approx((0.75 + 2e-6 + 1e-6) / 3, abs=1e-9)
+        assert counts(run(engine, "A", "B", order="strict", window_s=60)) == [4, 2]
+        reached = funnels.compute_dropoffs(engine, strict, step=1).set_index("trader_id")["reached_at"]
+        assert reached.to_dict() == {2: pd.Timestamp(us(1)), 4: pd.Timestamp(1999, 12, 31, 23, 59, 59, 999_999)}
+
+    check()
+    with monkeypatch.context() as m:  # PostgreSQL's fallback for a result that is not all 8-byte values
+        m.setattr(funnels, "_copy_bigints", lambda *args: None)
+        check()
+
 
 def test_strict_order_is_broken_by_the_right_event_with_the_wrong_property(engine):
     load(engine, {
@@ -372,6 +441,11 @@ def test_the_trader_filter_applies_and_test_accounts_are_left_out_by_default(eng
     assert counts(run(engine, "A", "B")) == [2, 1]
     assert counts(run(engine, "A", "B", trader_filter=TraderFilter(include_test=True))) == [3, 2]
     assert counts(run(engine, "A", "B", trader_filter=TraderFilter(countries=("GB",)))) == [1, 0]
+    # Strict funnels filter the step events only (unrelated events of other traders change nothing).
+    add_logins(engine, [(3, at(30)), (2, at(30))])
+    assert counts(run(engine, "A", "B", order="strict")) == [2, 1]
+    assert counts(run(engine, "A", "B", order="strict", trader_filter=TraderFilter(include_test=True))) == [3, 1]
+    assert counts(run(engine, "A", "B", order="strict", trader_filter=TraderFilter(countries=("GB",)))) == [1, 0]
 
 
 def test_an_empty_database_gives_zero_counts(engine):
