@@ -62,6 +62,16 @@ class TraderFilter:
         """A condition keeping rows whose ``trader_id`` passes the filter."""
         if self.is_everyone():
             return sa.true()
+        if not self.narrows():
+            # Only the test accounts are left out: an anti-join against those few hundred ids is a
+            # small hash table, where the IN below builds one of every other trader (200,000): a
+            # 215,000-row funnel read went 14 -> 9 ms on DuckDB and 89 -> 61 ms on PostgreSQL (whose
+            # NOT IN would be slower still, 106 ms). Equal results: every event table's trader_id is a
+            # NOT NULL foreign key to traders, and is_test is NOT NULL.
+            # (An alias: the outer query may read ``traders`` itself, which must stay correlated.)
+            test = traders.alias("test_traders")
+            return ~sa.exists().where(test.c.trader_id == trader_id, test.c.is_test.is_(sa.true())
+                                      ).correlate_except(test)
         return trader_id.in_(self.trader_ids())
 
     def narrows(self) -> bool:

@@ -22,9 +22,9 @@ def _traders(conn) -> None:
         "is_test": [False, False, False, True],
     }))
     database.bulk_insert(conn, schema.accounts, pd.DataFrame({
-        "account_id": [1, 2], "external_id": ["x", "y"], "trader_id": [1, 3], "platform": ["MT4", "cTrader"],
-        "login": ["1", "2"], "currency": ["USD", "USD"], "is_demo": [False, False],
-        "opened_at": [datetime(2026, 3, 2)] * 2,
+        "account_id": [1, 2, 3], "external_id": ["x", "y", "z"], "trader_id": [1, 3, 4],
+        "platform": ["MT4", "cTrader", "MT5"], "login": ["1", "2", "3"], "currency": ["USD"] * 3,
+        "is_demo": [False] * 3, "opened_at": [datetime(2026, 3, 2)] * 3,
     }))
 
 
@@ -48,12 +48,31 @@ def test_trader_filter_keeps_the_right_traders(engine, flt, expected):
     assert kept == expected
 
 
+@pytest.mark.parametrize("flt, expected", [
+    (TraderFilter(), {1, 3}),  # the default: an anti-join against the test accounts
+    (EVERYONE, {1, 3, 4}),
+    (TraderFilter(countries=("DE",)), {1, 3}),
+    (TraderFilter(countries=("ZA",), include_test=True), {4}),
+])
+def test_trader_filter_restricts_the_rows_of_another_table(engine, flt, expected):
+    with engine.begin() as conn:
+        _traders(conn)
+    accounts = schema.accounts
+    with engine.connect() as conn:
+        kept = {r[0] for r in conn.execute(sa.select(accounts.c.trader_id).where(flt.restrict(accounts.c.trader_id)))}
+        # Inside a join with traders too: the filter's own reading of traders stays separate.
+        joined = {r[0] for r in conn.execute(
+            sa.select(schema.traders.c.trader_id).join(accounts, accounts.c.trader_id == schema.traders.c.trader_id)
+            .where(flt.restrict(accounts.c.trader_id)))}
+    assert kept == expected and joined == expected
+
+
 def test_filter_options_and_data_span_come_from_the_data(engine):
     assert compute_data_span(engine) is None
     with engine.begin() as conn:
         _traders(conn)
     options = compute_filter_options(engine)
-    assert options.countries == ("DE", "GB", "ZA") and options.platforms == ("MT4", "cTrader")
+    assert options.countries == ("DE", "GB", "ZA") and options.platforms == ("MT4", "MT5", "cTrader")
     assert options.vip_tiers == ("standard", "gold") and options.affiliates == ("IB7",)
     assert compute_data_span(engine) == DateRange(date(2026, 3, 1), date(2026, 3, 1))
 
