@@ -206,9 +206,15 @@ def measure_returning(profile, base: str, path: str, captions: dict[str, str]) -
     page = profile.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     try:
-        return time_visit(page, f"{base}/{path}", captions[DEFAULT_PRESET])
+        return time_visit(page, page_url(base, path), captions[DEFAULT_PRESET])
     finally:
         page.close()
+
+
+def page_url(base: str, path: str) -> str:
+    """The default page (the first in PAGES) lives at "/": Streamlit answers its own url_path with
+    "Page not found" and then runs the default page anyway."""
+    return f"{base}/" if path == PAGES[0][1] else f"{base}/{path}"
 
 
 NAV_TITLES = {"overview": "Overview", "cohorts": "Cohorts & retention", "funnels": "Funnels & conversion",
@@ -239,7 +245,7 @@ def measure_page(browser, base: str, path: str, captions: dict[str, str]) -> dic
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     try:
-        cold = time_visit(page, f"{base}/{path}", captions[DEFAULT_PRESET])
+        cold = time_visit(page, page_url(base, path), captions[DEFAULT_PRESET])
         t0 = time.perf_counter()
         page.reload()
         wait_rendered(page, captions[DEFAULT_PRESET])

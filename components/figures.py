@@ -55,3 +55,15 @@ def period_ends(starts: pd.Series, period: str) -> pd.Series:
     if period == "month":
         return starts + pd.DateOffset(months=1)
     return starts + pd.Timedelta(days=7 if period == "week" else 1)
+
+
+PERIOD_TICK_FORMATS = {"day": "%d %b", "week": "%d %b", "month": "%b %Y"}
+
+
+def period_x(field: str, starts: pd.Series, period: str, *, title: str | None = None) -> alt.X:
+    """A UTC time axis with its ticks on the periods' starts. Left alone, Vega-Lite puts weekly ticks
+    on Sundays, beside bars of weeks starting on Monday, and reads times in the browser's zone, where
+    every date here is a UTC day (a broker in New York would see each bar labelled a day early)."""
+    values = [alt.DateTime(year=ts.year, month=ts.month, date=ts.day, utc=True) for ts in pd.to_datetime(starts)]
+    return alt.X(f"{field}:T", title=title, scale=alt.Scale(type="utc"),
+                 axis=alt.Axis(values=values, format=PERIOD_TICK_FORMATS[period], labelOverlap=True, grid=False))

@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from components.cohort_charts import event_label
-from components.figures import memoised_figure, period_ends, render_chart, styled
+from components.figures import memoised_figure, period_ends, period_x, render_chart, styled
 from components.tables import fit_height, render_table
 
 PRIMARY = "#0b6e79"
@@ -156,8 +156,7 @@ def trends_figure(trends: pd.DataFrame, *, period: str) -> alt.LayerChart:
                alt.Tooltip("reached_from_step_count:Q", title="Entered", format=",")]
     base = alt.Chart(data).encode(tooltip=tooltip)
     entered = base.mark_bar(stroke="white", strokeWidth=1).encode(
-        x=alt.X("period_start:T", title=f"Entry {period}",
-                axis=alt.Axis(format="%b %Y" if period == "month" else "%d %b", labelOverlap=True, grid=False)),
+        x=period_x("period_start", starts, period, title=f"Entry {period}"),
         x2="period_end:T",
         y=alt.Y("reached_from_step_count:Q", title="Entered", axis=alt.Axis(orient="right", format=",d", grid=False)),
         y2=alt.datum(0),

@@ -15,7 +15,7 @@ import streamlit as st
 
 from analytics.lifecycle import NOT_CAPTURED, STAGE_LABELS, STAGES, STATUSES
 from analytics.periods import step_period
-from components.figures import TEXT, memoised_figure, period_ends, render_chart, styled
+from components.figures import TEXT, memoised_figure, period_ends, period_x, render_chart, styled
 from components.tables import fit_height, render_table
 
 # The conventional lifecycle colours, in the theme's muted family (.streamlit/config.toml).
@@ -34,7 +34,6 @@ STAGE_COLORS = {
 }
 VIP_COLOR = "#e69f00"
 PERIOD_FORMATS = {"day": "%a %d %b %Y", "week": "Week of %d %b %Y", "month": "%b %Y"}
-PERIOD_AXIS_FORMATS = {"day": "%d %b", "week": "%d %b", "month": "%b %Y"}
 PERIOD_NOUNS = {"day": "day", "week": "week", "month": "month"}
 
 
@@ -75,8 +74,7 @@ def lifecycle_figure(frame: pd.DataFrame, *, period: str, week_start: str, date_
     data = data[data["traders"] > 0]
     names = [STATUS_LABELS[s] for s in STATUSES]
     bars = alt.Chart(data).mark_bar(stroke="white", strokeWidth=0.5).encode(
-        x=alt.X("start:T", title=None, axis=alt.Axis(format=PERIOD_AXIS_FORMATS[period], labelOverlap=True,
-                                                       grid=False)),
+        x=period_x("start", starts, period),
         x2="end:T",
         y=alt.Y("bottom:Q", title="Traders", axis=alt.Axis(format=",d")),
         y2="top:Q",

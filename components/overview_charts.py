@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from analytics.periods import Period, step_period
-from components.figures import memoised_figure
+from components.figures import memoised_figure, period_x
 from components.tables import fit_height, render_table
 
 CURRENT_COLOR = "#0b6e79"
@@ -25,7 +25,6 @@ PARTIAL_OPACITY = 0.4  # a period only partly inside the range
 AXIS_FORMATS = {"usd": "$~s", "count": "~s", "lots": "~s", "pct": ".0%", "hours": ",.0f"}
 TOOLTIP_FORMATS = {"usd": "$,.0f", "count": ",.0f", "lots": ",.2f", "pct": ".1%", "hours": ",.1f"}
 PERIOD_FORMATS = {"day": "%a %d %b %Y", "week": "week of %d %b %Y", "month": "%B %Y"}
-AXIS_DATE_FORMATS = {"day": "%d %b", "week": "%d %b", "month": "%b %Y"}
 
 
 def _trend_frame(frame: pd.DataFrame, period: Period, series: str) -> pd.DataFrame:
@@ -54,15 +53,14 @@ def trend_chart(current: pd.DataFrame, previous: pd.DataFrame | None, *, label: 
                alt.Tooltip("value:Q", title=label, format=value_format),
                alt.Tooltip("partial:N", title="Partial period")]
     y = alt.Y("value:Q", title=None, axis=alt.Axis(format=AXIS_FORMATS.get(unit, "~s")))
-    x_axis = alt.Axis(format=AXIS_DATE_FORMATS[period], labelOverlap=True, grid=False)
     opacity = alt.condition("datum.partial", alt.value(PARTIAL_OPACITY), alt.value(1.0))
     if as_line:
         main = alt.Chart(now).mark_line(point=True, strokeWidth=2.5).encode(
-            x=alt.X("middle:T", title=None, axis=x_axis), y=y, color=colors, opacity=opacity, tooltip=tooltip)
+            x=period_x("middle", now["period_start"], period), y=y, color=colors, opacity=opacity, tooltip=tooltip)
     else:
         # x to x2 spans the whole period; y2 = 0 keeps Vega-Lite from reading x/x2 as a horizontal bar.
         main = alt.Chart(now).mark_bar(stroke="white", strokeWidth=1).encode(
-            x=alt.X("period_start:T", title=None, axis=x_axis), x2="period_end:T", y=y, y2=alt.datum(0),
+            x=period_x("period_start", now["period_start"], period), x2="period_end:T", y=y, y2=alt.datum(0),
             color=colors, opacity=opacity, tooltip=tooltip)
     layers: list[alt.Chart] = [main]
     if compared:

@@ -3,7 +3,8 @@ broker in a tmp DuckDB file."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import json
+from datetime import date, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -69,6 +70,12 @@ def test_page_shows_the_weekly_trade_lifecycle_of_the_global_view(db_url):
     assert shown["Period"].iloc[0].startswith("Week of")
     assert shown["New"].sum() > 0 and shown["Returning"].sum() > 0
     assert len(at.get("vega_lite_chart")) == 3  # lifecycle bars, stages, flow matrix
+    # The time axis is in UTC, with a tick on each period's start (a Monday), not Vega's Sundays.
+    x = json.loads(at.get("vega_lite_chart")[0].proto.spec)["layer"][0]["encoding"]["x"]
+    ticks = [date(v["year"], v["month"], v["date"]) for v in x["axis"]["values"]]
+    assert x["scale"]["type"] == "utc" and all(v["utc"] for v in x["axis"]["values"])
+    assert ticks == [pd.Timestamp(p).date() for p in expected["period_start"]]
+    assert {t.weekday() for t in ticks} == {0}
     labels = [m.label for m in at.metric]
     assert labels[:2] == ["Active, last week", "New, last week"] and "Quick ratio" in labels
 
