@@ -147,10 +147,12 @@ def trends_figure(trends: pd.DataFrame, *, period: str) -> alt.LayerChart:
     """Conversion rate by entry period (line, left axis) over how many traders entered (bars, right axis)."""
     starts = pd.to_datetime(trends["period_start"])
     ends = period_ends(starts, period)
+    # The entry date as text: a temporal tooltip would print it in the browser's zone, a day early
+    # west of UTC.
     data = trends.assign(period_start=starts, period_end=ends, middle=starts + (ends - starts) / 2,
-                         rate=trends["conversion_rate"] / 100)
+                         rate=trends["conversion_rate"] / 100, entry=starts.dt.strftime("%d %b %Y"))
     series = alt.Scale(domain=["Converted %", "Entered"], range=[PRIMARY, DROPPED])
-    tooltip = [alt.Tooltip("period_start:T", title=f"Entry {period}", format="%d %b %Y"),
+    tooltip = [alt.Tooltip("entry:N", title=f"Entry {period}"),
                alt.Tooltip("rate:Q", title="Converted", format=".2%"),
                alt.Tooltip("reached_to_step_count:Q", title="Converted traders", format=","),
                alt.Tooltip("reached_from_step_count:Q", title="Entered", format=",")]

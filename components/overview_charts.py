@@ -28,9 +28,11 @@ PERIOD_FORMATS = {"day": "%a %d %b %Y", "week": "week of %d %b %Y", "month": "%B
 
 
 def _trend_frame(frame: pd.DataFrame, period: Period, series: str) -> pd.DataFrame:
-    """period_start/value[/partial] with each period's end and middle (bars span the period)."""
+    """period_start/value[/partial] with each period's end and middle (bars span the period) and its
+    name as text for the tooltip (a temporal tooltip prints the browser's zone, a day early west of UTC)."""
     ends = [pd.Timestamp(step_period(p.date(), period)) for p in frame["period_start"]]
-    out = frame.assign(period_end=ends, series=series)
+    out = frame.assign(period_end=ends, series=series,
+                       period=[f"{p:{PERIOD_FORMATS[period]}}" for p in frame["period_start"]])
     out["middle"] = out["period_start"] + (out["period_end"] - out["period_start"]) / 2
     if "partial" not in out:
         out["partial"] = False
@@ -49,7 +51,7 @@ def trend_chart(current: pd.DataFrame, previous: pd.DataFrame | None, *, label: 
     series = [label, previous_name] if compared else [label]
     colors = alt.Color("series:N", title=None, legend=alt.Legend(orient="top"),
                        scale=alt.Scale(domain=series, range=[CURRENT_COLOR, PREVIOUS_COLOR][:len(series)]))
-    tooltip = [alt.Tooltip("period_start:T", title="Period", format=PERIOD_FORMATS[period]),
+    tooltip = [alt.Tooltip("period:N", title="Period"),
                alt.Tooltip("value:Q", title=label, format=value_format),
                alt.Tooltip("partial:N", title="Partial period")]
     y = alt.Y("value:Q", title=None, axis=alt.Axis(format=AXIS_FORMATS.get(unit, "~s")))

@@ -154,6 +154,13 @@ def test_trend_controls_redraw_the_chart(broker_url):
     at = open_app()
     assert trend_marks(at) == ["bar", "line"]  # registrations, and the previous period dotted
     assert trend_series(at) == ["Registrations", "Previous period"]
+    # Dates are UTC days: a UTC time axis with ticks on the weeks' Mondays, and the period named as
+    # text in the tooltip (a temporal tooltip would print the browser's zone).
+    x = chart_spec(at)["layer"][0]["encoding"]["x"]
+    ticks = [date(v["year"], v["month"], v["date"]) for v in x["axis"]["values"]]
+    assert x["scale"]["type"] == "utc" and ticks and {t.weekday() for t in ticks} == {0}
+    period_tip = chart_spec(at)["layer"][0]["encoding"]["tooltip"][0]
+    assert period_tip["type"] == "nominal" and period_tip["title"] == "Period"
 
     at.selectbox(key="overview.metric").select("net_deposits").run()
     at.segmented_control(key="overview.period").set_value("month").run()
