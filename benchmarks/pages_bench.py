@@ -138,6 +138,14 @@ def _url_path(app: str, script: str) -> str | None:
     return match.group(1) if match else None
 
 
+def _nav_title(script: str) -> str:
+    """The page's title in app.py's navigation (what its sidebar link reads)."""
+    match = re.search(re.escape(script) + r'"[^)]*?title="([^"]*)"', (ROOT / "app.py").read_text())
+    if not match:
+        raise SystemExit(f"no title for {script} in app.py's navigation")
+    return match.group(1)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -217,14 +225,11 @@ def page_url(base: str, path: str) -> str:
     return f"{base}/" if path == PAGES[0][1] else f"{base}/{path}"
 
 
-NAV_TITLES = {"overview": "Overview", "cohorts": "Cohorts & retention", "funnels": "Funnels & conversion",
-              "lifecycle": "Lifecycle"}
-
-
 def _go_by_nav(page, path: str, caption: str) -> None:
     """Click ``path``'s sidebar navigation link and wait until that page is fully rendered (the
     default page's link is "/")."""
-    page.get_by_test_id("stSidebarNavLink").filter(has_text=NAV_TITLES[path]).click()
+    script = next(script for _name, p, script in PAGES if p == path)
+    page.get_by_test_id("stSidebarNavLink").filter(has_text=_nav_title(script)).click()
     page.wait_for_url(lambda url: url.split("?")[0].rstrip("/").endswith(path) or (
         path == PAGES[0][1] and url.split("?")[0].count("/") == 3))
     wait_rendered(page, caption)

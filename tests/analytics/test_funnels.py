@@ -10,6 +10,7 @@ import json
 import math
 from datetime import date, datetime, timedelta
 
+import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -492,3 +493,24 @@ def test_specs_are_hashable_cache_keys():
 
     assert hash(spec) == hash(FunnelSpec(("A", "B"), exclusions=(Exclusion("x", 0, 1),)))
     assert math.isfinite(spec.effective_window_s)
+
+
+@pytest.mark.parametrize("years, whole_seconds", [(1, False), (20, True), (20, False)])
+@pytest.mark.parametrize("with_ties", [True, False])
+def test_event_sort_order_equals_a_lexsort_whatever_the_key_width(years, whole_seconds, with_ties):
+    """The single-key sort packs trader rank, time and tie into 63 bits: in microseconds when they fit,
+    else in whole seconds (or ms) when every time is one, else a lexsort; the result must not change."""
+    rng = np.random.default_rng(years)
+    n = 50_000
+    trader = rng.integers(0, 600_000, n)  # ~20 bits of rank
+    span_us = years * 365 * 86_400 * 1_000_000
+    us = rng.integers(0, span_us, n) + 1_600_000_000_000_000
+    if whole_seconds:
+        us -= us % 1_000_000
+    us[::7] = us[1::7][: len(us[::7])]  # repeated instants
+    tie = rng.integers(0, 64, n) if with_ties else None
+    order = funnels._sort_order(trader, us, tie)
+    expected = np.lexsort((tie, us, trader) if with_ties else (us, trader))
+    keys = (trader, us, tie) if with_ties else (trader, us)
+    for key in keys:
+        assert np.array_equal(key[order], key[expected])
