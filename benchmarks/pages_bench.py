@@ -47,6 +47,7 @@ import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -229,9 +230,13 @@ def _go_by_nav(page, path: str, caption: str) -> None:
     """Click ``path``'s sidebar navigation link and wait until that page is fully rendered (the
     default page's link is "/")."""
     script = next(script for _name, p, script in PAGES if p == path)
-    page.get_by_test_id("stSidebarNavLink").filter(has_text=_nav_title(script)).click()
-    page.wait_for_url(lambda url: url.split("?")[0].rstrip("/").endswith(path) or (
-        path == PAGES[0][1] and url.split("?")[0].count("/") == 3))
+    title = _nav_title(script)
+    page.get_by_test_id("stSidebarNavLink").filter(has_text=title).click()
+    want = "/" if path == PAGES[0][1] else f"/{path}"
+    page.wait_for_url(lambda url: urlsplit(url).path.rstrip("/") == want.rstrip("/"))
+    # The page's own title (each page's st.title is its navigation title): until the new run has
+    # replaced it, the previous page would pass for rendered.
+    page.get_by_role("heading", name=title, exact=True).wait_for()
     wait_rendered(page, caption)
 
 
