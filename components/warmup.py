@@ -95,6 +95,15 @@ def _server_base_url() -> str:
     return f"http://{address}:{config.get_option('server.port')}" + (f"/{base}" if base else "")
 
 
+def answers_health(base_url: str) -> bool:
+    """True when the Streamlit server at ``base_url`` answers its health check with "ok"."""
+    try:
+        with urllib.request.urlopen(f"{base_url}/_stcore/health", timeout=2) as response:
+            return response.read().strip() == b"ok"
+    except OSError:
+        return False
+
+
 def start_page_warmer(*, wait_s: float = 120) -> threading.Thread:
     """In a daemon thread: wait until the server in this process answers its health check, then
     :func:`warm_pages`. A failure is logged, never raised: pages then compute on first visit."""
@@ -111,10 +120,9 @@ def start_page_warmer(*, wait_s: float = 120) -> threading.Thread:
                     if not runtime.exists():
                         raise ConnectionError("not started")
                     base = _server_base_url()
-                    with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as response:
-                        if response.read().strip() == b"ok":
-                            break
-                except OSError:
+                    if answers_health(base):
+                        break
+                except ConnectionError:
                     pass
                 if time.monotonic() > deadline:
                     raise WarmupFailed(f"the server did not answer its health check within {wait_s:.0f} s")
@@ -150,12 +158,8 @@ def wait_until_warm(base_url: str, proc, log: Path, *, timeout_s: float) -> tupl
         if proc.poll() is not None:
             raise failed(f"the server exited with {proc.returncode}")
         if healthy_s is None:
-            try:
-                with urllib.request.urlopen(f"{base_url}/_stcore/health", timeout=2) as response:
-                    if response.read().strip() == b"ok":
-                        healthy_s = time.monotonic() - started
-            except OSError:
-                pass
+            if answers_health(base_url):
+                healthy_s = time.monotonic() - started
         else:
             text = log.read_text()
             if WARMED_LINE in text:
