@@ -991,16 +991,13 @@ def _event_queries(plan: _Plan, dialect: str, date_range: DateRange | None, trad
         # cheaper than EXTRACT's numeric arithmetic. Results with a text column (CSV) need the number.
         # DuckDB hands every column over as a numpy array as it is: no casts, and the timestamp as
         # stored, datetime64[us] that _fetch views as int64 (1.5 ms of a 9 ms, 215,000-row read).
-        if dialect == "duckdb":
-            out = [rows.c.trader_id.label("trader_id"), sa.type_coerce(rows.c.occurred_at, sa.DateTime).label("us"),
-                   rows.c.mask.label("mask")]
-        else:
-            if dialect == "postgresql" and prop_key is None:
-                us = sa.type_coerce(rows.c.occurred_at, sa.DateTime)
-            else:
-                us = _epoch_us(dialect, rows.c.occurred_at)
-            out = [sa.cast(rows.c.trader_id, sa.BigInteger).label("trader_id"), us.label("us"),
-                   sa.cast(rows.c.mask, sa.BigInteger).label("mask")]
+        as_stored = dialect == "duckdb" or (dialect == "postgresql" and prop_key is None)
+        us = sa.type_coerce(rows.c.occurred_at, sa.DateTime) if as_stored else _epoch_us(dialect, rows.c.occurred_at)
+
+        def bigint(col: ColumnElement) -> ColumnElement:
+            return col if dialect == "duckdb" else sa.cast(col, sa.BigInteger)
+
+        out = [bigint(rows.c.trader_id).label("trader_id"), us.label("us"), bigint(rows.c.mask).label("mask")]
         if prop_key is not None:
             out.append(rows.c.prop)
         if strict:
@@ -1038,7 +1035,7 @@ def _fetch(conn: Connection, stmt: sa.Select, columns: list[str]) -> dict[str, n
         raw = conn.execute(stmt).cursor.fetchnumpy()
         out = {name: _unmasked(raw[name]) for name in columns}
         for name in columns:
-            if isinstance(stmt.selected_columns[name].type, sa.DateTime):  # epoch microseconds
+            if _is_timestamp(stmt, name):  # epoch microseconds
                 out[name] = out[name].astype("datetime64[us]", copy=False).view(np.int64)
             elif out[name].dtype.kind in "iu":
                 out[name] = out[name].astype(np.int64, copy=False)
@@ -1049,10 +1046,15 @@ def _fetch(conn: Connection, stmt: sa.Select, columns: list[str]) -> dict[str, n
     if copied is None:  # not the fixed binary layout after all: one tuple per row
         rows = conn.execute(stmt).fetchall()
         copied = {name: (np.array([r[i] for r in rows], dtype="datetime64[us]").astype(np.int64)
-                         if isinstance(stmt.selected_columns[name].type, sa.DateTime)
-                         else np.array([r[i] for r in rows], dtype=np.int64))
+                         if _is_timestamp(stmt, name) else np.array([r[i] for r in rows], dtype=np.int64))
                   for i, name in enumerate(columns)}
     return copied
+
+
+def _is_timestamp(stmt: sa.Select, name: str) -> bool:
+    """Whether column ``name`` of ``stmt`` arrives as a timestamp (the event times, see _event_queries'
+    output), which _fetch turns into epoch microseconds."""
+    return isinstance(stmt.selected_columns[name].type, sa.DateTime)
 
 
 def _copy_bigints(conn: Connection, stmt: sa.Select, columns: list[str]) -> dict[str, np.ndarray] | None:
@@ -1082,7 +1084,7 @@ def _copy_bigints(conn: Connection, stmt: sa.Select, columns: list[str]) -> dict
         return None
     out = {name: records[name].astype(np.int64) for name in columns}
     for name in columns:
-        if isinstance(stmt.selected_columns[name].type, sa.DateTime):
+        if _is_timestamp(stmt, name):
             out[name] += _PG_EPOCH_US  # binary timestamps count from 2000-01-01
     return out
 
