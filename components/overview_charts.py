@@ -11,8 +11,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from analytics.periods import Period, step_period
-from components.figures import memoised_figure, period_x
+from analytics.periods import Period
+from components.figures import memoised_figure, period_ends, period_x
 from components.tables import fit_height, render_table
 
 CURRENT_COLOR = "#0b6e79"
@@ -30,8 +30,7 @@ PERIOD_FORMATS = {"day": "%a %d %b %Y", "week": "week of %d %b %Y", "month": "%B
 def _trend_frame(frame: pd.DataFrame, period: Period, series: str) -> pd.DataFrame:
     """period_start/value[/partial] with each period's end and middle (bars span the period) and its
     name as text for the tooltip (a temporal tooltip prints the browser's zone, a day early west of UTC)."""
-    ends = [pd.Timestamp(step_period(p.date(), period)) for p in frame["period_start"]]
-    out = frame.assign(period_end=ends, series=series,
+    out = frame.assign(period_end=period_ends(frame["period_start"], period), series=series,
                        period=[f"{p:{PERIOD_FORMATS[period]}}" for p in frame["period_start"]])
     out["middle"] = out["period_start"] + (out["period_end"] - out["period_start"]) / 2
     if "partial" not in out:
