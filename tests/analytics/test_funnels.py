@@ -182,6 +182,14 @@ def test_strict_order_is_broken_by_any_other_event_of_the_trader(engine):
     assert counts(run(engine, "A", "B", order="ordered")) == [5, 5]
 
 
+def untrimmed_strict(engine, monkeypatch) -> pd.DataFrame:
+    """The strict A -> B funnel (1 h) with every unrelated event fetched and kept: what the trimmed
+    fetch must equal."""
+    with monkeypatch.context() as m:
+        m.setattr(funnels._Events, "collapse_unrelated", lambda self: None)
+        m.setattr(funnels, "_TRIM_UNRELATED", False)
+        return run(engine, "A", "B", order="strict", window_s=HOUR)
+
 
 def test_strict_order_finds_the_breaking_login_across_window_buckets(engine, monkeypatch):
     # Logins are a bulk source: strict funnels fetch only the login at a step's instant and the first
@@ -202,11 +210,8 @@ def test_strict_order_finds_the_breaking_login_across_window_buckets(engine, mon
     # 1, 3 and 4 have a login between A and B. 2's comes after B and 5's after the window; 6's and
     # 7's share an instant with a step event, where the step event goes first.
     assert counts(trimmed) == [7, 4]
-    with monkeypatch.context() as m:
-        m.setattr(funnels._Events, "collapse_unrelated", lambda self: None)
-        m.setattr(funnels, "_TRIM_UNRELATED", False)
-        whole = run(engine, "A", "B", order="strict", window_s=HOUR)
-    pd.testing.assert_frame_equal(trimmed, whole)
+    pd.testing.assert_frame_equal(trimmed, untrimmed_strict(engine, monkeypatch))
+
 
 def test_strict_order_finds_the_breaking_trade_across_midnight_and_at_repeated_instants(engine, monkeypatch):
     # Trades are a bulk source too: only the trade at a step's instant and the first one after it are
@@ -233,11 +238,7 @@ def test_strict_order_finds_the_breaking_trade_across_midnight_and_at_repeated_i
     trimmed = run(engine, "A", "B", order="strict", window_s=HOUR)
 
     assert counts(trimmed) == [7, 3]  # 2, 4 and 6 convert
-    with monkeypatch.context() as m:
-        m.setattr(funnels._Events, "collapse_unrelated", lambda self: None)
-        m.setattr(funnels, "_TRIM_UNRELATED", False)
-        whole = run(engine, "A", "B", order="strict", window_s=HOUR)
-    pd.testing.assert_frame_equal(trimmed, whole)
+    pd.testing.assert_frame_equal(trimmed, untrimmed_strict(engine, monkeypatch))
 
 
 def test_times_keep_their_microseconds_on_either_side_of_2000(engine, monkeypatch):
