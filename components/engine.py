@@ -34,7 +34,5 @@ def require_engine() -> Engine:
 
 
 def describe_connection() -> tuple[str, str]:
-    """(backend name, URL with the password masked) of the configured database, for display."""
-    url = database.database_url()
-    backend = url.split(":", 1)[0].split("+", 1)[0]
-    return {"duckdb": "DuckDB", "postgresql": "PostgreSQL"}.get(backend, backend), database.redact(url)
+    """(backend name, where the database is, without credentials) of the configured database."""
+    return database.describe(database.database_url())

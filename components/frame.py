@@ -29,9 +29,10 @@ def render_brand() -> None:
     st.logo(WORDMARK_SVG, icon_image=ICON_SVG, size="large")
 
 
-def render_connection(backend: str, url: str) -> None:
-    """Which database the app reads, small, at the foot of the sidebar."""
-    st.sidebar.caption(f":material/database: {backend}  \n`{url}`")
+def render_connection(backend: str, location: str) -> None:
+    """Which database the app reads (never its credentials), small, at the foot of the sidebar."""
+    # In a code span a path or host name is shown as it is (no Markdown), once its backticks go.
+    st.sidebar.caption(f":material/database: {backend}  \n`{location.replace('`', '')}`")
 
 
 def route_through_app() -> None:

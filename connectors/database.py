@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,12 +35,79 @@ def database_url() -> str:
     return url or f"duckdb:///{DEFAULT_DUCKDB_PATH}"
 
 
+# Query parameters whose values are safe to show; every other value (password=, sslpassword=,
+# sslkey=...) is masked.
+_SHOWN_QUERY_KEYS = frozenset({"sslmode", "connect_timeout", "application_name", "target_session_attrs"})
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")
+UNPARSEABLE_URL = "(a database URL that cannot be parsed)"
+
+
+def _split(url: str) -> tuple[str, str, str] | None:
+    """(scheme, credentials, rest) of ``url`` by the last ``@``, or None when it has no scheme://.
+
+    Credentials are everything between ``scheme://`` and the *last* ``@``: a password with an
+    unescaped ``@`` is still taken whole (SQLAlchemy's parser would leave its tail in the host).
+    """
+    scheme, sep, rest = url.strip().partition("://")
+    if not sep or not _SCHEME.fullmatch(scheme):
+        return None
+    credentials, at, location = rest.rpartition("@")
+    return scheme, credentials if at else "", location
+
+
 def redact(url: str) -> str:
-    """The URL with any password masked, for messages and logs."""
-    try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
-        return url
+    """``url`` fit for messages and logs: credentials and secret query values masked.
+
+    Whatever the form of the URL, no password survives: everything between the scheme and the
+    last ``@`` becomes ``***``, query values other than harmless ones (sslmode, ...) become
+    ``***``, and a string that is not ``scheme://...`` at all is not echoed.
+    """
+    parts = _split(url)
+    if parts is None:
+        return UNPARSEABLE_URL
+    scheme, credentials, location = parts
+    path, q, query = location.partition("?")
+    if q:
+        pairs = (pair.partition("=") for pair in query.split("&"))
+        query = "&".join(k + (eq and ("=" + v if k in _SHOWN_QUERY_KEYS else "=***")) for k, eq, v in pairs)
+    return f"{scheme}://{'***@' if credentials else ''}{path}{q}{query}"
+
+
+def location(url: str) -> str:
+    """Where the database is, with no credentials at all: ``host:port/db`` or the DuckDB file path."""
+    parts = _split(url)
+    if parts is None:
+        return UNPARSEABLE_URL
+    scheme, _, rest = parts
+    rest = rest.partition("?")[0]
+    # duckdb:///<path>: the database is what follows the third slash (a fourth makes it absolute).
+    return rest[1:] if scheme.startswith("duckdb") else rest
+
+
+def describe(url: str) -> tuple[str, str]:
+    """(backend name, :func:`location`) of ``url`` for display: "PostgreSQL", "db.internal:5432/tl"."""
+    parts = _split(url)
+    backend = parts[0].partition("+")[0] if parts else "Unknown"
+    return {"duckdb": "DuckDB", "postgresql": "PostgreSQL"}.get(backend, backend), location(url)
+
+
+def scrub(text: str, url: str | None = None) -> str:
+    """``text`` (a driver's or library's message) with the secrets of ``url`` masked.
+
+    Drivers and parsers sometimes echo the DSN or parts of it; this removes the configured URL,
+    its credentials and its password wherever they appear.
+    """
+    url = url if url is not None else database_url()
+    parts = _split(url)
+    secrets = [url.strip()]
+    if parts is not None and parts[1]:
+        credentials = parts[1]
+        # The pieces too: a parser that split at the wrong "@" or ":" echoes a piece as a host name.
+        secrets += [credentials, credentials.partition(":")[2], *re.split(r"[:@]", credentials)[1:]]
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        if len(secret) >= 3:  # masking every "a" of a message for a one-letter password helps nobody
+            text = text.replace(secret, "***" if secret != url.strip() else redact(url))
+    return text
 
 
 def is_duckdb(bind: Engine | Connection) -> bool:
@@ -66,8 +134,16 @@ def get_engine(url: str | None = None) -> Engine:
 def _create_engine(url: str) -> Engine:
     try:
         parsed = sa.make_url(url)
-    except sa.exc.ArgumentError as exc:
-        raise DatabaseUnavailable(url, f"not a database URL ({exc})") from None
+    except (sa.exc.ArgumentError, ValueError):
+        # The parser's message echoes the URL, password included: say what is wrong without it.
+        raise DatabaseUnavailable(redact(url), "TRADERLENS_DB_URL is not a valid database URL (expected "
+                                  "postgresql+psycopg2://USER:PASSWORD@HOST:5432/DATABASE or "
+                                  "duckdb:///PATH)") from None
+    parts = _split(url)
+    if parts is not None and "@" in parts[1]:
+        # SQLAlchemy would split at the first "@" and send the password's tail as the host name.
+        raise DatabaseUnavailable(redact(url), "an '@' in the user name or password of TRADERLENS_DB_URL must "
+                                  "be written as %40")
     kwargs: dict = {}
     if parsed.get_backend_name() == "duckdb":
         db_path = parsed.database
@@ -91,7 +167,7 @@ def _create_engine(url: str) -> Engine:
 
 
 def _unavailable(url: str, exc: Exception) -> DatabaseUnavailable:
-    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    reason = scrub((str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0], url)
     if "lock" in reason.lower() and url.startswith("duckdb"):
         return DatabaseBusy(
             redact(url),
@@ -127,7 +203,7 @@ def upgrade_schema(engine: Engine) -> None:
     try:
         command.upgrade(alembic_config(engine), "head")
     except Exception as exc:
-        raise _unavailable(str(engine.url), exc) from None
+        raise _unavailable(engine.url.render_as_string(hide_password=False), exc) from None
 
 
 def schema_revision(engine: Engine) -> str | None:
@@ -265,7 +341,7 @@ def reset_data_per_table(engine: Engine) -> None:
 
 
 __all__ = [
-    "DEFAULT_DUCKDB_PATH", "bulk_insert", "database_url", "dispose_engines", "get_engine",
-    "is_duckdb", "metadata", "next_id", "redact", "reset_data", "reset_data_per_table",
-    "schema_revision", "table_counts", "upgrade_schema", "write_lock",
+    "DEFAULT_DUCKDB_PATH", "bulk_insert", "database_url", "describe", "dispose_engines", "get_engine",
+    "is_duckdb", "location", "metadata", "next_id", "redact", "reset_data", "reset_data_per_table",
+    "schema_revision", "scrub", "table_counts", "upgrade_schema", "write_lock",
 ]
