@@ -11,8 +11,10 @@ import io
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -21,7 +23,8 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from connectors.errors import DatabaseBusy, DatabaseUnavailable
+from connectors.deadlines import WATCHDOG, cut_socket
+from connectors.errors import DatabaseBusy, DatabaseTimeout, DatabaseUnavailable
 from connectors.schema import DATA_TABLES, metadata
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,11 +155,13 @@ def _create_engine(url: str) -> Engine:
     elif parsed.get_backend_name() == "postgresql":
         kwargs.update(pool_pre_ping=True, pool_recycle=1800)
         if parsed.get_driver_name() == "psycopg2":
-            kwargs["connect_args"] = {"connect_timeout": 5}
+            kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
     else:
         raise DatabaseUnavailable(
             redact(url), "only duckdb:/// and postgresql+psycopg2:// URLs are supported")
     engine = sa.create_engine(url, **kwargs)
+    if engine.dialect.name == "postgresql":
+        _install_deadlines(engine)
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
@@ -164,6 +169,127 @@ def _create_engine(url: str) -> Engine:
         engine.dispose()
         raise _unavailable(url, exc) from None
     return engine
+
+
+# A connection attempt to a server that does not answer gives up after this long (libpq's own
+# timeout, covering the TCP connect and the start-up exchange).
+CONNECT_TIMEOUT_S = 3
+# The pool's liveness check (SELECT 1 on checkout) waits this long on a pooled connection.
+PING_TIMEOUT_S = 3.0
+_DEADLINE = "traderlens.deadline_s"  # Connection.info: how long a statement may wait on the socket
+_ARMED = "traderlens.deadline_token"
+
+
+def _install_deadlines(engine: Engine) -> None:
+    """Arm the watchdog around every statement of a connection that has a deadline, and around the
+    pool's liveness ping, so a frozen PostgreSQL server fails a read in seconds instead of never."""
+
+    def arm(conn, cursor, statement, parameters, context, executemany) -> None:
+        seconds = conn.info.get(_DEADLINE)
+        if seconds:
+            conn.info[_ARMED] = WATCHDOG.arm(seconds, cut_socket(conn.connection.dbapi_connection))
+
+    def disarm(conn, *_args) -> None:
+        token = conn.info.pop(_ARMED, None) if conn is not None else None
+        if token is not None:
+            WATCHDOG.disarm(token)
+
+    sa.event.listen(engine, "before_cursor_execute", arm)
+    sa.event.listen(engine, "after_cursor_execute", disarm)
+    sa.event.listen(engine, "handle_error", lambda context: disarm(context.connection))
+    ping = engine.dialect.do_ping
+
+    def do_ping(dbapi_connection) -> bool:
+        with WATCHDOG.deadline(PING_TIMEOUT_S, cut_socket(dbapi_connection)):
+            return ping(dbapi_connection)
+
+    engine.dialect.do_ping = do_ping  # the pool calls the dialect's do_ping before handing out a connection
+
+
+@contextmanager
+def deadline(conn: Connection, seconds: float | None) -> Iterator[None]:
+    """Statements on ``conn`` inside the block fail once they wait ``seconds`` on the server.
+
+    On PostgreSQL the watchdog cuts the socket of a statement still waiting then (the server's
+    ``statement_timeout`` cannot help when the server itself is frozen). Raw driver calls (COPY)
+    are covered too: the block itself is watched. DuckDB runs in this process and needs none.
+    """
+    if conn.dialect.name != "postgresql" or not seconds:
+        yield
+        return
+    conn.info[_DEADLINE] = seconds
+    try:
+        # Statements arm their own deadline; this outer one covers raw driver calls in the block.
+        with WATCHDOG.deadline(seconds + PING_TIMEOUT_S, cut_socket(conn.connection.dbapi_connection)):
+            yield
+    finally:
+        conn.info.pop(_DEADLINE, None)
+
+
+# Connection-level failures: the server is down, frozen, restarting or refusing connections.
+_OUTAGE_ERRORS: tuple[type[BaseException], ...] = (sa.exc.OperationalError, sa.exc.InterfaceError,
+                                                    DatabaseUnavailable)
+try:  # raw driver calls (COPY) raise the driver's own exceptions
+    import psycopg2
+
+    _OUTAGE_ERRORS += (psycopg2.OperationalError, psycopg2.InterfaceError)
+except ImportError:  # pragma: no cover - psycopg2 is a requirement
+    pass
+
+_BREAKER_S = 10.0  # after a failure, reads fail at once for this long instead of waiting again
+_down: dict[str, tuple[float, DatabaseUnavailable]] = {}
+_answered: dict[str, datetime] = {}
+
+
+def outage_of(exc: BaseException, url: str) -> DatabaseUnavailable | None:
+    """``exc`` as a DatabaseUnavailable when it means the database cannot be reached, else None."""
+    if isinstance(exc, DatabaseUnavailable):
+        return exc
+    if not isinstance(exc, _OUTAGE_ERRORS):
+        return None
+    if getattr(getattr(exc, "orig", exc), "pgcode", None) == "57014":  # query_canceled: statement_timeout
+        return DatabaseTimeout(redact(url), "a query took longer than the read timeout and was cancelled; "
+                                            "the server may be overloaded")
+    outage = _unavailable(url, exc)
+    # A cut socket and libpq's connect_timeout read as these; say what they mean.
+    if "closed the connection unexpectedly" in outage.reason or "timeout expired" in outage.reason:
+        outage = DatabaseUnavailable(outage.url, "the server did not answer in time (it may be frozen, "
+                                                 "overloaded or unreachable)")
+    return outage
+
+
+def note_outage(engine: Engine, outage: DatabaseUnavailable) -> None:
+    """Remember ``outage`` so reads in the next few seconds fail at once (see :func:`check_breaker`).
+
+    A cancelled slow query is no outage: the server answered, other reads may go on."""
+    if not isinstance(outage, DatabaseTimeout):
+        _down[str(engine.url)] = (time.monotonic() + _BREAKER_S, outage)
+
+
+def check_breaker(engine: Engine) -> None:
+    """Raise the last outage again while it is recent: a page with ten reads waits once, not ten times."""
+    down = _down.get(str(engine.url))
+    if down is not None:
+        until, outage = down
+        if time.monotonic() < until:
+            raise outage
+        _down.pop(str(engine.url), None)
+
+
+def forget_outages() -> None:
+    """Let the next read try the database again at once (tests, and a reconfigured app)."""
+    _down.clear()
+
+
+def note_answer(engine: Engine) -> None:
+    """Record that the database answered just now."""
+    _answered[str(engine.url)] = datetime.now(UTC)
+    _down.pop(str(engine.url), None)
+
+
+def last_answer(engine: Engine) -> datetime | None:
+    """When this process last read from the database successfully (UTC), or None."""
+    return _answered.get(str(engine.url))
 
 
 def _unavailable(url: str, exc: Exception) -> DatabaseUnavailable:

@@ -16,6 +16,10 @@ class DatabaseUnavailable(TraderLensError):
         super().__init__(f"Database {url} is unavailable: {reason}")
 
 
+class DatabaseTimeout(DatabaseUnavailable):
+    """A read ran past its statement timeout and the server cancelled it."""
+
+
 class DatabaseBusy(DatabaseUnavailable):
     """An embedded DuckDB file is held by another process (DuckDB allows one writer)."""
 

@@ -156,7 +156,7 @@ def test_unreachable_postgres_raises_database_unavailable_with_url_and_reason():
 def test_unsupported_or_malformed_urls_are_refused_clearly():
     with pytest.raises(DatabaseUnavailable, match="only duckdb"):
         database.get_engine("mysql+pymysql://root@127.0.0.1/test")
-    with pytest.raises(DatabaseUnavailable, match="not a database URL"):
+    with pytest.raises(DatabaseUnavailable, match="not a valid database URL"):
         database.get_engine("this is not a url")
 
 
