@@ -195,7 +195,11 @@ def _trader_filter(args: argparse.Namespace):
 
 
 def _emit(records: list[dict], fmt: str) -> None:
-    """Print records as a JSON list or as CSV with a header; missing numbers become null/empty."""
+    """Print records as a JSON list or as CSV with a header; missing numbers become null/empty. CSV text
+    cells go through analytics.export.neutralise_cell, as the app's downloads do: an event or affiliate
+    named ``=HYPERLINK(...)`` must not run as a formula in the spreadsheet the report is opened in."""
+    from analytics.export import neutralise_cell
+
     clean = [{k: _plain(v) for k, v in r.items()} for r in records]
     if fmt == "json":
         print(json.dumps(clean, indent=1, default=str))
@@ -204,8 +208,8 @@ def _emit(records: list[dict], fmt: str) -> None:
     if clean:
         writer.writerow(clean[0].keys())
     for r in clean:
-        writer.writerow(["|".join(str(x) for x in v) if isinstance(v, list) else ("" if v is None else v)
-                         for v in r.values()])
+        writer.writerow([neutralise_cell("|".join(str(x) for x in v) if isinstance(v, list) else v)
+                         if v is not None else "" for v in r.values()])
 
 
 def _plain(value):

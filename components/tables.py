@@ -8,6 +8,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from analytics.export import to_csv
+
 ROW_PX = 35  # st.dataframe's default row height; used to size a table to show every row
 
 
@@ -29,7 +31,8 @@ def render_table(
     """``frame`` as a read-only table and, if ``downloadable``, a "Download CSV" button.
 
     ``download`` is the frame to export when it differs from the one shown (raw values instead of
-    display labels). The CSV is built only when the button is clicked.
+    display labels). The CSV is built only when the button is clicked, by analytics.export.to_csv (text
+    that a spreadsheet would run as a formula is neutralised).
     """
     export = frame if download is None else download
     # The key goes on a container: a read-only st.dataframe does not keep its key, and tests and
@@ -40,7 +43,7 @@ def render_table(
         if not downloadable:
             return
         st.download_button(
-            "Download CSV", data=lambda: export.to_csv(index=False), file_name=file_name,
+            "Download CSV", data=lambda: to_csv(export), file_name=file_name,
             mime="text/csv", key=f"{key}.download", on_click="ignore", icon=":material/download:",
             type="tertiary",
         )

@@ -99,3 +99,32 @@ def test_kpi_report_lists_every_kpi_with_its_definition(cli_url):  # noqa: F811
     records = {r["key"]: r for r in json.loads(out.stdout)}
     assert records["registrations"]["value"] == 3
     assert all(r["definition"] for r in records.values())
+
+
+def test_funnel_report_csv_neutralises_formulas_in_event_names_and_breakdown_values(cli_url):  # noqa: F811
+    event, affiliate = "=cmd|' /C calc'!A0", '@HYPERLINK("http://evil.example/a")'
+    engine = database.get_engine(cli_url)
+    database.upgrade_schema(engine)
+    with engine.begin() as conn:
+        database.bulk_insert(conn, schema.traders, pd.DataFrame({
+            "trader_id": [1, 2], "external_id": ["t1", "t2"], "registered_at": [T0, T0],
+            "affiliate_id": [affiliate, "-IB7"]}))
+        database.bulk_insert(conn, schema.portal_events, pd.DataFrame({
+            "portal_event_id": [1, 2, 3], "external_id": ["p1", "p2", "p3"], "trader_id": [1, 1, 2],
+            "event": [event, "b", event], "occurred_at": [T0, T0 + pd.Timedelta(hours=1), T0]}))
+        refresh_rollups(conn)
+    engine.dispose()
+    database.dispose_engines()
+
+    args = ("report", "funnel", f"--steps={event},b", "--breakdown", "affiliate_id", "--window", "1d")
+    out = run_cli(*args, "--format", "csv", url=cli_url)
+    assert out.returncode == 0, out.stderr
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    assert {(r["event"], r["breakdown_value"], r["count"]) for r in rows} == {
+        ("'" + event, "'" + affiliate, "1"), ("b", "'" + affiliate, "1"),
+        ("'" + event, "'-IB7", "1"), ("b", "'-IB7", "0")}
+    assert all(not r["conversion_rate"].startswith("'") for r in rows)  # numbers stay numbers
+    # JSON is for programs, not spreadsheets: the values as stored.
+    records = json.loads(run_cli(*args, "--format", "json", url=cli_url).stdout)
+    assert {r["event"] for r in records} == {event, "b"}
+    assert {r["breakdown_value"] for r in records} == {affiliate, "-IB7"}
