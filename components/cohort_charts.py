@@ -17,6 +17,7 @@ import streamlit as st
 from analytics.cohorts import ALL_COHORTS, EngagementResult, RetentionResult
 from components.figures import TEXT, memoised_figure, render_chart, styled
 from components.tables import fit_height, render_table
+from components.text import escape_markdown
 
 Show = Literal["percent", "counts"]
 
@@ -306,7 +307,7 @@ def render_engagement(result: EngagementResult, *, key: str, note: str = "") -> 
     """Headline metrics, bars by session bucket, the definition in plain words, and the buckets table."""
     render_engagement_headline(result)
     render_chart(engagement_figure(result), key=f"{key}.chart")
-    st.caption(f"{result.definition()} {note}".strip())
+    st.caption(escape_markdown(f"{result.definition()} {note}"))  # names the events: data
     b = result.buckets
     shown = pd.DataFrame({"Sessions": b["bucket"], "Traders": b["traders"], "Retained": b["retained"],
                           "Rate": b["rate"] * 100, "95% CI low": b["rate_low"] * 100,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from components.text import escape_markdown
 from connectors.errors import DatabaseBusy, DatabaseUnavailable, ImportRejected, TraderLensError
 
 
@@ -17,12 +18,14 @@ def render_error(exc: TraderLensError) -> None:
                  "is running, then reload the page.",
                  title="Cannot reach the database", icon=":material/database_off:")
     elif isinstance(exc, ImportRejected):
-        where = [f"**File:** {exc.file}"]
+        # The file's name, its header and its values are an outsider's text: shown as text, never Markdown.
+        where = [f"**File:** {escape_markdown(exc.file)}"]
         if exc.row is not None:
             where.append(f"**Row:** {exc.row}")
         if exc.column is not None:
-            where.append(f"**Column:** {exc.column}")
-        st.error("  \n".join([*where, f"**Reason:** {exc.reason}", "Nothing from this file was written."]),
+            where.append(f"**Column:** {escape_markdown(exc.column)}")
+        st.error("  \n".join([*where, f"**Reason:** {escape_markdown(exc.reason)}",
+                              "Nothing from this file was written."]),
                  title="The file was not imported", icon=":material/block:")
     else:
-        st.error(str(exc), icon=":material/error:")
+        st.error(escape_markdown(exc), icon=":material/error:")

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from components.errors import render_error
+from components.text import escape_markdown
 from connectors.errors import TraderLensError
 
 if TYPE_CHECKING:
@@ -52,8 +53,9 @@ def render_import_outcome(outcome: ImportResult | TraderLensError) -> None:
         f"Read {outcome.rows_read:,} rows as `{outcome.kind}`; inserted {total:,} "
         f"({details or 'nothing new'}); skipped {outcome.skipped:,}."
     )
+    file = escape_markdown(outcome.file)  # the uploaded file's name, chosen outside
     if total == 0 and outcome.rows_read:
-        st.info(message + " Every row was already loaded.", title=f"{outcome.file}: nothing new",
+        st.info(message + " Every row was already loaded.", title=f"{file}: nothing new",
                 icon=":material/info:")
     else:
-        st.success(message, title=f"Imported {outcome.file}", icon=":material/task_alt:")
+        st.success(message, title=f"Imported {file}", icon=":material/task_alt:")

@@ -16,6 +16,7 @@ from analytics.periods import PERIODS, Period
 from components import cohort_charts as charts
 from components import engine as db
 from components import filters, frame
+from components.text import escape_markdown
 
 frame.route_through_app()
 
@@ -101,8 +102,8 @@ def retention_and_ltv() -> None:
 
     st.subheader("Retention by cohort", divider="gray", anchor=False)
     if int(result.counts["size"].sum()) == 0:
-        st.info(f"No trader did “{charts.event_label(start)}” in this range with these filters. Choose a longer "
-                "period in the sidebar, loosen the filters or pick another cohort event.",
+        st.info(f"No trader did “{escape_markdown(charts.event_label(start))}” in this range with these filters. "
+                "Choose a longer period in the sidebar, loosen the filters or pick another cohort event.",
                 icon=":material/filter_alt_off:")
     else:
         charts.render_retention_metrics(result)

@@ -14,6 +14,7 @@ from analytics.periods import PERIODS, DateRange, Period
 from components import engine as db
 from components import filters, frame
 from components import funnel_charts as charts
+from components.text import escape_markdown
 
 frame.route_through_app()
 
@@ -135,7 +136,7 @@ try:
     funnels.validate_spec(spec)
     result = load_funnel(engine, url, spec, rng, trader_filter)
 except FunnelRejected as exc:
-    st.warning(str(exc), icon=":material/warning:")
+    st.warning(escape_markdown(exc), icon=":material/warning:")
     st.stop()
 
 table = result.steps
@@ -143,16 +144,16 @@ overall = table if spec.breakdown is None else load_funnel(
     engine, url, FunnelSpec(spec.steps, spec.window_s, spec.order, spec.exclusions), rng, trader_filter).steps
 entered, completed = int(overall["count"].iloc[0]), int(overall["count"].iloc[-1])
 if entered == 0:
-    st.info(f"No trader did “{charts.event_label(steps[0])}” in this range with these filters. Choose a longer "
-            "period in the sidebar, loosen the filters or start the funnel with another event.",
+    st.info(f"No trader did “{escape_markdown(charts.event_label(steps[0]))}” in this range with these filters. "
+            "Choose a longer period in the sidebar, loosen the filters or start the funnel with another event.",
             icon=":material/filter_alt_off:")
     st.stop()
 
 n = len(steps)
 histogram = load_time_to_convert(engine, url, spec, rng, trader_filter, 1, n)
 m1, m2, m3, m4 = st.columns(4)
-m1.metric(f"Entered · {charts.event_label(steps[0])}", f"{entered:,}", border=True)
-m2.metric(f"Completed · {charts.event_label(steps[-1])}", f"{completed:,}", border=True)
+m1.metric(f"Entered · {escape_markdown(charts.event_label(steps[0]))}", f"{entered:,}", border=True)
+m2.metric(f"Completed · {escape_markdown(charts.event_label(steps[-1]))}", f"{completed:,}", border=True)
 m3.metric("Overall conversion", f"{completed / entered:.1%}", border=True,
           help="Traders who completed the last step, as a share of those who did step 1.")
 m4.metric("Median time to convert", charts.format_duration(histogram.attrs.get("median_s")), border=True,

@@ -16,6 +16,7 @@ from components import engine as db
 from components import filters, frame
 from components import lifecycle_charts as charts
 from components.cohort_charts import event_label
+from components.text import escape_markdown
 
 frame.route_through_app()
 
@@ -86,8 +87,8 @@ with st.container(border=True):
 
 result = load_lifecycle(engine, url, event, period, rng.start, rng.end, new_basis, week_start, trader_filter)
 if not result[list(lifecycle.STATUSES)].to_numpy().any():
-    st.info(f"No trader was active (“{event}”) in this range with these filters. Choose a longer period in the "
-            "sidebar, loosen the filters or pick another activity.", icon=":material/filter_alt_off:")
+    st.info(f"No trader was active (“{escape_markdown(event)}”) in this range with these filters. Choose a longer "
+            "period in the sidebar, loosen the filters or pick another activity.", icon=":material/filter_alt_off:")
 else:
     charts.render_lifecycle_metrics(result, period=period, week_start=week_start, date_to=rng.end)
     charts.render_lifecycle_chart(result, period=period, week_start=week_start, date_to=rng.end,

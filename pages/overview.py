@@ -17,6 +17,7 @@ from analytics.kpis import DIMENSION_LABELS, DIMENSIONS, GROUPS, SPECS, TREND_ME
 from analytics.periods import DateRange, Period, step_period
 from components import engine as db
 from components import filters, frame, kpi_tiles, overview_charts
+from components.text import escape_markdown
 
 frame.route_through_app()
 
@@ -60,8 +61,9 @@ def span_label(rng: DateRange) -> str:
 
 
 def filter_label(flt: TraderFilter) -> str:
-    """"Country: DE, GB · Platform: MT5", or "all traders"; says whether test accounts count."""
-    parts = [f"{name}: {', '.join(values)}" for name, values in (
+    """"Country: DE, GB · Platform: MT5", or "all traders"; says whether test accounts count. Markdown: the
+    values (affiliate ids, countries …) come from the data and the URL."""
+    parts = [f"{name}: {', '.join(escape_markdown(v) for v in values)}" for name, values in (
         ("Country", flt.countries), ("Channel", flt.channels), ("Affiliate", flt.affiliates),
         ("Platform", flt.platforms), ("VIP tier", flt.vip_tiers)) if values]
     who = " · ".join(parts) if parts else "All traders"
