@@ -22,6 +22,7 @@ compute from a DATE cheaply and which make "k periods later" a subtraction.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
@@ -33,8 +34,17 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
 from analytics.filters import TraderFilter
-from analytics.periods import PERIODS, Period, WeekStart, compute_data_span, epoch_seconds, truncate_date
+from analytics.periods import (
+    PERIODS,
+    Period,
+    WeekStart,
+    check_report_size,
+    compute_data_span,
+    epoch_seconds,
+    truncate_date,
+)
 from analytics.reading import tune
+from connectors.errors import TraderLensError
 from connectors.schema import CORE_EVENTS, kyc_events, portal_events, sessions, traders, trades, transactions
 
 Mode = Literal["recurring", "first_time"]
@@ -156,6 +166,31 @@ def compute_event_names(engine: Engine) -> list[str]:
             p for p in portal if p not in CORE_EVENTS]
 
 
+class UnknownEvent(TraderLensError):
+    """Event names no event in the database carries (most often a typo); ``known`` lists those it has."""
+
+    def __init__(self, unknown: Sequence[str], known: Sequence[str]) -> None:
+        self.unknown = tuple(unknown)
+        self.known = tuple(known)
+        # repr() and the escaping keep the message on one line whatever the names hold.
+        names = ", ".join(repr(name) for name in self.unknown)
+        listed = ", ".join(name if name.isprintable() else repr(name) for name in self.known)
+        super().__init__(f"unknown event{'s' if len(self.unknown) > 1 else ''} {names}; "
+                         f"the events in the database are: {listed or 'none'}")
+
+
+def check_event_names(engine: Engine, names: Iterable[str]) -> None:
+    """Raise :class:`UnknownEvent` unless every one of ``names`` is in :func:`compute_event_names`.
+
+    An analysis of an absent event is all zeros, which hides a typo in a scheduled report.
+    """
+    known = compute_event_names(engine)
+    present = set(known)
+    unknown = [name for name in dict.fromkeys(names) if name not in present]
+    if unknown:
+        raise UnknownEvent(unknown, known)
+
+
 # ---------------------------------------------------------------------------------------------
 # Retention
 
@@ -250,9 +285,13 @@ def retention_layout(spec: RetentionSpec, date_from: date | None, date_to: date)
 
 def compute_retention(engine: Engine, spec: RetentionSpec, *, date_from: date | None = None, date_to: date,
                       trader_filter: TraderFilter = DEFAULT_FILTER) -> RetentionResult:
-    """The retention matrix of ``spec`` over the range (see the module docstring for the rules)."""
+    """The retention matrix of ``spec`` over the range (see the module docstring for the rules).
+
+    Raises :class:`analytics.periods.ReportTooLarge` beyond the shared limits on cohorts and cells.
+    """
     period, week_start, n = spec.period, spec.week_start, spec.intervals
     first, last = retention_layout(spec, date_from, date_to)
+    check_report_size(last - first + 1, period=period, what="cohorts", columns=n, column_name="intervals")
     lo = _midnight(start_of_index(first, period, week_start))
     hi = _midnight(start_of_index(last + 1, period, week_start))  # date_to snapped up to its period's end
 

@@ -26,6 +26,7 @@ How a call runs:
 from __future__ import annotations
 
 import io
+import numbers
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -41,8 +42,9 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
 from analytics.filters import STANDARD_TIER, TraderFilter
-from analytics.periods import DateRange, Period, WeekStart, step_period, truncate_date
+from analytics.periods import DateRange, Period, WeekStart, check_report_size, count_periods, step_period, truncate_date
 from analytics.reading import reading
+from connectors.errors import TraderLensError
 from connectors.schema import (
     CORE_EVENTS,
     accounts,
@@ -69,6 +71,10 @@ BreakdownKind = Literal["trader", "event"]
 
 ORDERS: tuple[str, ...] = ("ordered", "strict", "unordered")
 DEFAULT_WINDOW_S = 14 * 86_400
+# Five years. A longer window would count nothing more on any broker's history we expect, and the
+# bound keeps the window in microseconds far inside the kernels' int64.
+MAX_WINDOW_DAYS = 1_830
+MAX_WINDOW_S = MAX_WINDOW_DAYS * 86_400
 MAX_STEPS = 20
 DEFAULT_BREAKDOWN_LIMIT = 25
 OTHER = "Other"
@@ -98,8 +104,10 @@ _EXCLUSION_SHIFT = 32  # mask bits 0..31 are steps, bits 32.. are exclusions "be
 _TRIM_UNRELATED = True  # strict funnels fetch only the unrelated events that can break a chain (exact)
 
 
-class FunnelRejected(ValueError):
-    """A funnel definition that cannot be computed; the message says why in plain words."""
+class FunnelRejected(TraderLensError, ValueError):
+    """A funnel definition that cannot be computed; the message says why in plain words.
+
+    A TraderLensError (one clear message for the user) and, as before, a ValueError."""
 
 
 @dataclass(frozen=True)
@@ -121,7 +129,7 @@ class StepFilter:
 
 @dataclass(frozen=True)
 class FunnelSpec:
-    """What to count. ``window_s`` <= 0 means the 14-day default (spec §1.1).
+    """What to count. ``window_s`` <= 0 means the 14-day default (spec §1.1); at most MAX_WINDOW_S.
 
     ``breakdown`` is a trader attribute (``breakdown_kind="trader"``, one of TRADER_BREAKDOWNS) or a
     JSON key of portal-event properties (``"event"``); the top ``breakdown_limit`` values are kept
@@ -162,8 +170,10 @@ class FunnelResult:
 
     - ``step`` (int, 1-based), ``event`` (str; "Completed N steps" for unordered funnels);
     - ``count`` (int): traders whose kept attempt reached the step;
-    - ``conversion_rate`` (float 0..1): count / count of step 1 (step 1 is always 1.0);
-    - ``conversion_from_previous`` (float 0..1): count / count of the previous step (0 when that is 0);
+    - ``conversion_rate`` (float 0..1): count / count of step 1 (step 1 is 1.0; NaN for every step when
+      nobody entered: no rate exists);
+    - ``conversion_from_previous`` (float 0..1): count / count of the previous step (0 when that is 0;
+      step 1 is 1.0, NaN when nobody entered);
     - ``drop_off`` (int): max(previous count - count, 0);
     - ``average_time_to_convert_s`` / ``median_time_to_convert_s`` (float, NaN for step 1 and for steps
       nobody reached): seconds from the previous step, over conversions that took more than 0 s;
@@ -542,6 +552,11 @@ def validate_spec(spec: FunnelSpec) -> None:
         raise FunnelRejected("Every funnel step needs an event name.")
     if spec.order not in ORDERS:
         raise FunnelRejected(f"Unknown step order {spec.order!r}; use ordered, strict or unordered.")
+    # NaN fails the comparison too; a bool is not a window.
+    if (not isinstance(spec.window_s, numbers.Real) or isinstance(spec.window_s, bool)
+            or not spec.window_s <= MAX_WINDOW_S):
+        raise FunnelRejected(f"The conversion window can be at most {MAX_WINDOW_DAYS:,} days (five years), "
+                             f"not {spec.window_s!r} seconds.")
     for ex in spec.exclusions:
         if not ex.event:
             raise FunnelRejected("An exclusion needs an event name.")
@@ -1369,10 +1384,11 @@ def _step_rows(spec: FunnelSpec, reached: np.ndarray, times: np.ndarray) -> pd.D
             avg[k] = float(gaps.mean())
             med[k] = float(np.median(gaps))
     first = counts[0]
-    rate = np.where(first > 0, counts / max(first, 1), 0.0)
+    # Nobody entered: a share of zero traders is undefined, not 100% (nor 0%).
+    rate = counts / first if first > 0 else np.full(n, np.nan)
     prev = np.r_[counts[0], counts[:-1]]
     from_prev = np.where(prev > 0, counts / np.maximum(prev, 1), 0.0)
-    rate[0] = from_prev[0] = 1.0  # the first step always shows 100%
+    from_prev[0] = rate[0]
     drop = np.maximum(prev - counts, 0)
     return pd.DataFrame({
         "step": np.arange(1, n + 1, dtype=np.int64), "event": _step_names(spec), "count": counts,
@@ -1538,7 +1554,8 @@ def compute_funnel_trends(engine: Engine, spec: FunnelSpec, *, period: Period = 
 
     One row per period of the date range (zeros where nobody entered): ``period_start`` (datetime),
     ``reached_from_step_count`` (entered), ``reached_to_step_count`` (completed the last step within
-    the window of that entry), ``conversion_rate`` (percent, 2 decimals).
+    the window of that entry), ``conversion_rate`` (percent, 2 decimals). Raises
+    :class:`analytics.periods.ReportTooLarge` beyond the shared limit on periods.
     """
     validate_spec(spec)
     if spec.order == "unordered":
@@ -1561,6 +1578,7 @@ def compute_funnel_trends(engine: Engine, spec: FunnelSpec, *, period: Period = 
         last = pd.Timestamp(int(entries.max()), unit="us").date()
     else:
         return pd.DataFrame(columns=TREND_COLUMNS)
+    check_report_size(count_periods(first, last, period, week_start), period=period, what="periods")
     starts: list[date] = []
     current = truncate_date(first, period, week_start)
     while current <= last:

@@ -47,7 +47,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from analytics.cohorts import event_occurrences, index_of, start_of_index
 from analytics.filters import TraderFilter
-from analytics.periods import Period, WeekStart, step_period, truncate_date
+from analytics.periods import Period, WeekStart, check_report_size, count_periods, step_period, truncate_date
 from analytics.reading import reading
 from connectors.schema import CORE_EVENTS, daily_activity, daily_trading, portal_events, trader_firsts, traders
 
@@ -104,11 +104,13 @@ def compute_lifecycle(
     ``period_start`` (date), ``new``, ``returning``, ``resurrecting`` (int >= 0) and ``dormant``
     (int <= 0), each a count of distinct traders. The rules are in the module docstring;
     ``trader_filter`` keeps everyone but test accounts by default, as everywhere in TraderLens.
+    Raises :class:`analytics.periods.ReportTooLarge` beyond the shared limit on periods.
     """
     if date_to < date_from:
         raise ValueError(f"date_to ({date_to}) is before date_from ({date_from})")
     if new_basis not in NEW_BASES:
         raise ValueError(f"unknown new_basis {new_basis!r}; use first-activity or registration")
+    check_report_size(count_periods(date_from, date_to, period, week_start), period=period, what="periods")
     first = truncate_date(date_from, period, week_start)
     look_back = step_period(first, period, -1, week_start)
     end = step_period(truncate_date(date_to, period, week_start), period, 1, week_start)  # exclusive

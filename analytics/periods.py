@@ -2,6 +2,9 @@
 
 The SQL here is the portable subset DuckDB and PostgreSQL share: ``date_trunc`` (weeks start on
 Monday in both), ``EXTRACT(EPOCH FROM ...)`` and ``INTERVAL`` literals.
+
+Also the size limits every period-based analysis shares (:func:`check_report_size`), so a page
+and the command line refuse the same requests with the same words.
 """
 
 from __future__ import annotations
@@ -13,9 +16,28 @@ from typing import Literal
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
+from connectors.errors import TraderLensError
+
 Period = Literal["day", "week", "month"]
 WeekStart = Literal["monday", "sunday"]
 PERIODS: tuple[Period, ...] = ("day", "week", "month")
+
+# Days an analysis may name. Python's dates end at 9999-12-31 (one day or month later overflows)
+# and pandas' nanosecond timestamps span 1677-2262; a broker's data lies well inside these.
+EARLIEST_DAY = date(1900, 1, 1)
+LATEST_DAY = date(2999, 12, 31)
+# Rows of a period-based report (lifecycle periods, retention cohorts, funnel trend periods):
+# ten years of days. Lifecycle sends one VALUES row (3 bind parameters) per period to the database,
+# and PostgreSQL takes at most 65,535 parameters per statement.
+MAX_PERIODS = 3_660
+# Cells of a retention matrix (cohorts x intervals): the 18-month demo by day with the pages' 60
+# intervals is 33,000; this is over seven times that.
+MAX_CELLS = 250_000
+PERIOD_ADJECTIVES: dict[str, str] = {"day": "daily", "week": "weekly", "month": "monthly"}
+
+
+class ReportTooLarge(TraderLensError):
+    """A period-based analysis over more periods or cells than :data:`MAX_PERIODS` / :data:`MAX_CELLS`."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +110,33 @@ def truncate_date(day: date, period: Period, week_start: WeekStart = "monday") -
     if period == "month":
         return day.replace(day=1)
     raise ValueError(f"unknown period {period!r}; use day, week or month")
+
+
+def count_periods(start: date, end: date, period: Period, week_start: WeekStart = "monday") -> int:
+    """Periods from the one containing ``start`` to the one containing ``end``, both included (0 if
+    ``end`` is before ``start``'s period)."""
+    first, last = truncate_date(start, period, week_start), truncate_date(end, period, week_start)
+    if period == "month":
+        n = (last.year - first.year) * 12 + last.month - first.month
+    else:
+        n = (last - first).days // (7 if period == "week" else 1)
+    return max(n + 1, 0)
+
+
+def check_report_size(periods: int, *, period: Period, what: str, columns: int = 1, column_name: str = "") -> None:
+    """Raise :class:`ReportTooLarge` when ``periods`` rows (of ``columns`` each) exceed the limits.
+
+    ``what`` names the rows ("cohorts", "periods"), ``column_name`` the columns ("intervals") of a
+    two-dimensional result; the message says which limit was hit and what to change.
+    """
+    rows = f"{periods:,} {PERIOD_ADJECTIVES.get(period, period)} {what}"
+    if periods > MAX_PERIODS:
+        raise ReportTooLarge(f"{rows} is more than the limit of {MAX_PERIODS:,}: shorten the date range "
+                             "or use a longer period")
+    if periods * columns > MAX_CELLS:
+        raise ReportTooLarge(f"{rows} x {columns:,} {column_name} = {periods * columns:,} cells is more than the "
+                             f"limit of {MAX_CELLS:,}: shorten the date range, use a longer period or fewer "
+                             f"{column_name}")
 
 
 def compute_data_span(engine: sa.Engine) -> DateRange | None:

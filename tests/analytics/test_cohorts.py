@@ -20,6 +20,8 @@ from scipy import stats
 from analytics.cohorts import (
     ALL_COHORTS,
     RetentionSpec,
+    UnknownEvent,
+    check_event_names,
     compute_engagement_retention,
     compute_event_names,
     compute_ltv,
@@ -28,6 +30,7 @@ from analytics.cohorts import (
     wilson_interval,
 )
 from analytics.filters import TraderFilter
+from analytics.periods import ReportTooLarge
 from connectors import database, schema
 
 W0 = date(2026, 6, 1)  # a Monday
@@ -418,3 +421,27 @@ def test_wilson_and_katz_edge_cases():
     assert all(math.isnan(x) for x in relative_risk(3, 4, 0, 5))
     rr, low, high = relative_risk(0, 4, 1, 5)
     assert rr == 0 and math.isnan(low) and math.isnan(high)
+
+
+def test_retention_refuses_more_cohorts_or_cells_than_the_shared_limits(engine):
+    Broker().trader(1).event(1, "signup", at(0)).write(engine)
+
+    with pytest.raises(ReportTooLarge, match="daily cohorts is more than the limit of 3,660"):
+        compute_retention(engine, spec(period="day"), date_from=date(2000, 1, 1), date_to=week(0))
+    with pytest.raises(ReportTooLarge, match=r"x 400 intervals = .* cells is more than the limit of 250,000"):
+        compute_retention(engine, spec(period="day", intervals=400), date_from=date(2024, 6, 1), date_to=week(0))
+    assert len(rows(compute_retention(engine, spec(period="day", intervals=60), date_from=week(0) - timedelta(
+        days=547), date_to=week(0)))) == 548  # the demo's span by day, the pages' largest matrix
+
+
+def test_unknown_event_names_are_refused_with_the_names_the_database_has(engine):
+    Broker().trader(1).event(1, "signup", at(0)).event(1, "open_app", at(1)).write(engine)
+
+    check_event_names(engine, ["signup", "registered", "signup"])
+    with pytest.raises(UnknownEvent) as refused:
+        check_event_names(engine, ["signup", "sigup", "' OR 1=1 --", "a\x00\nb"])
+
+    assert refused.value.unknown == ("sigup", "' OR 1=1 --", "a\x00\nb")
+    assert refused.value.known == tuple(compute_event_names(engine)) == ("registered", "open_app", "signup")
+    assert str(refused.value) == ("unknown events 'sigup', \"' OR 1=1 --\", 'a\\x00\\nb'; "
+                                  "the events in the database are: registered, open_app, signup")

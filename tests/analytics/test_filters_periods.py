@@ -9,7 +9,17 @@ import pytest
 import sqlalchemy as sa
 
 from analytics.filters import EVERYONE, TraderFilter, compute_filter_options
-from analytics.periods import DateRange, compute_data_span, period_start, step_period, truncate_date
+from analytics.periods import (
+    MAX_PERIODS,
+    DateRange,
+    ReportTooLarge,
+    check_report_size,
+    compute_data_span,
+    count_periods,
+    period_start,
+    step_period,
+    truncate_date,
+)
 from connectors import database, schema
 
 
@@ -99,3 +109,22 @@ def test_date_range_previous_and_steps():
     assert step_period(date(2026, 11, 29), "week", 1, "sunday") == date(2026, 12, 6)
     with pytest.raises(ValueError):
         DateRange(date(2026, 2, 1), date(2026, 1, 1))
+
+
+def test_count_periods_counts_the_periods_of_both_ends():
+    assert count_periods(date(2026, 3, 2), date(2026, 3, 2), "day") == 1
+    assert count_periods(date(2026, 1, 31), date(2026, 3, 1), "month") == 3
+    assert count_periods(date(2026, 3, 8), date(2026, 3, 9), "week") == 2  # a Sunday, then a Monday
+    assert count_periods(date(2026, 3, 8), date(2026, 3, 9), "week", "sunday") == 1
+    assert count_periods(date(2026, 3, 9), date(2026, 3, 8), "day") == 0
+
+
+def test_report_size_limits_name_the_limit_and_what_to_change():
+    # The demo's 548 days as daily cohorts with the pages' 60 intervals stay within the limits.
+    check_report_size(548, period="day", what="cohorts", columns=60, column_name="intervals")
+    check_report_size(MAX_PERIODS, period="day", what="periods")
+    with pytest.raises(ReportTooLarge, match=r"^3,661 daily periods is more than the limit of 3,660: shorten"):
+        check_report_size(MAX_PERIODS + 1, period="day", what="periods")
+    with pytest.raises(ReportTooLarge, match=r"700 daily cohorts x 400 intervals = 280,000 cells is more than the "
+                                             r"limit of 250,000: .* or fewer intervals$"):
+        check_report_size(700, period="day", what="cohorts", columns=400, column_name="intervals")

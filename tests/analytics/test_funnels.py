@@ -28,6 +28,7 @@ from analytics.funnels import (
 )
 from analytics.periods import DateRange
 from connectors import database
+from connectors.errors import TraderLensError
 from connectors.schema import portal_events, sessions, traders, trades
 
 T0 = datetime(2026, 3, 2, 12, 0, 0)  # a Monday
@@ -450,11 +451,13 @@ def test_the_trader_filter_applies_and_test_accounts_are_left_out_by_default(eng
     assert counts(run(engine, "A", "B", order="strict", trader_filter=TraderFilter(countries=("GB",)))) == [1, 0]
 
 
-def test_an_empty_database_gives_zero_counts(engine):
+def test_an_empty_database_gives_zero_counts_and_no_conversion_rate(engine):
     steps = run(engine, "A", "B")
 
     assert counts(steps) == [0, 0]
-    assert steps["conversion_rate"].tolist() == [1.0, 0.0]
+    # Nobody entered: no share of anybody exists, at step 1 (not 100%) or after it.
+    assert steps["conversion_rate"].isna().all()
+    assert math.isnan(steps["conversion_from_previous"].iloc[0])
     assert times(steps) == [None, None]
 
 
@@ -478,10 +481,20 @@ def test_a_zero_or_negative_window_means_fourteen_days(engine):
     (FunnelSpec(("A", "B", "C"), order="unordered", exclusions=(Exclusion("x", 0, 1),)), "whole funnel"),
     (FunnelSpec(("A", "B"), breakdown="shoe_size"), "Cannot break down"),
     (FunnelSpec(("A", "B"), breakdown="a.b", breakdown_kind="event"), "not an event property"),
+    (FunnelSpec(("A", "B"), window_s=funnels.MAX_WINDOW_S + 1), "window can be at most 1,830 days"),
+    (FunnelSpec(("A", "B"), window_s=float("inf")), "window can be at most 1,830 days"),
+    (FunnelSpec(("A", "B"), window_s=float("nan")), "window can be at most 1,830 days"),
+    (FunnelSpec(("A", "B"), window_s=10**20), "window can be at most 1,830 days"),
 ])
 def test_invalid_funnels_are_rejected_in_plain_words(spec, message):
     with pytest.raises(FunnelRejected, match=message):
         validate_spec(spec)
+
+
+def test_the_longest_window_is_accepted_and_a_rejection_is_a_user_facing_error():
+    validate_spec(FunnelSpec(("A", "B"), window_s=funnels.MAX_WINDOW_S))
+    # The command line and the pages show a TraderLensError as it is, with no "unexpected".
+    assert issubclass(FunnelRejected, TraderLensError) and issubclass(FunnelRejected, ValueError)
 
 
 def test_an_invalid_funnel_is_rejected_before_any_query():

@@ -20,7 +20,7 @@ from analytics.funnels import (
     dropoffs_of,
     time_to_convert_of,
 )
-from analytics.periods import DateRange
+from analytics.periods import DateRange, ReportTooLarge
 from tests.analytics.test_funnels import DAY, HOUR, at, counts, load, run, times
 
 
@@ -160,6 +160,14 @@ def test_weekly_trends_start_weeks_on_the_chosen_day(engine):
     assert sunday["period_start"].dt.date.tolist() == [date(2021, 4, 25), date(2021, 5, 2)]
     assert sunday["reached_from_step_count"].tolist() == [1, 1]
     assert sunday["conversion_rate"].tolist() == [100.0, 0.0]
+
+
+def test_trends_refuse_more_periods_than_the_shared_limit(engine):
+    load(engine, {1: [("one", datetime(2021, 5, 1)), ("two", datetime(2021, 5, 1, 1))]})
+
+    with pytest.raises(ReportTooLarge, match="daily periods is more than the limit of 3,660"):
+        compute_funnel_trends(engine, FunnelSpec(("one", "two")), period="day",
+                              date_range=DateRange(date(2000, 1, 1), date(2021, 5, 7)))
 
 
 def test_trends_reject_unordered_funnels(engine):

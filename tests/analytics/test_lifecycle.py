@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from analytics.filters import EVERYONE, TraderFilter
 from analytics.lifecycle import LIFECYCLE_COLUMNS, compute_lifecycle
-from analytics.periods import step_period, truncate_date
+from analytics.periods import ReportTooLarge, step_period, truncate_date
 from connectors import database, schema
 from connectors.rollups import refresh_rollups
 from connectors.simulator import SimulationConfig, seed_database
@@ -224,6 +224,14 @@ def test_an_empty_database_gives_zero_rows_for_every_period(engine):
     frame = compute_lifecycle(engine, period="day", date_from=d("01-12"), date_to=d("01-14"))
 
     assert table(frame) == {"01-12": (0, 0, 0, 0), "01-13": (0, 0, 0, 0), "01-14": (0, 0, 0, 0)}
+
+
+def test_more_periods_than_the_shared_limit_are_refused(engine):
+    Broker().trader(1).trade(1, "01-12").write(engine)
+
+    with pytest.raises(ReportTooLarge, match=r"^3,661 daily periods is more than the limit of 3,660"):
+        compute_lifecycle(engine, period="day", date_from=d("2016-01-12"), date_to=d("2026-01-19"))
+    assert len(compute_lifecycle(engine, period="day", date_from=d("2016-01-12"), date_to=d("2026-01-18"))) == 3_660
 
 
 def test_any_event_name_of_the_stream_can_be_the_activity(engine):
