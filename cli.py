@@ -158,34 +158,71 @@ WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
 
 
 def _window(text: str) -> int:
-    """'14d' -> seconds; units s, m, h, d, w (a bare number is seconds)."""
-    match = re.fullmatch(r"\s*(\d+)\s*([smhdw]?)\s*", text)
+    """'14d' -> seconds; units s, m, h, d, w (a bare number is seconds); positive, at most the
+    funnels' MAX_WINDOW_S."""
+    from analytics.funnels import MAX_WINDOW_DAYS, MAX_WINDOW_S
+
+    match = re.fullmatch(r"\s*(\d+)\s*([smhdw]?)\s*", text, flags=re.ASCII)
     if not match:
         raise argparse.ArgumentTypeError(f"not a window like 30m, 12h, 14d or 2w: {text!r}")
-    return int(match.group(1)) * WINDOW_UNITS[match.group(2) or "s"]
+    seconds = int(match.group(1)) * WINDOW_UNITS[match.group(2) or "s"]
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    if seconds > MAX_WINDOW_S:
+        raise argparse.ArgumentTypeError(f"at most {MAX_WINDOW_DAYS}d (five years): {text!r}")
+    return seconds
 
 
 def _exclusion(text: str):
     from analytics.funnels import Exclusion
 
     parts = text.rsplit(":", 2)
-    if len(parts) != 3 or not parts[0] or not parts[1].isdigit() or not parts[2].isdigit():
+    if len(parts) != 3 or not parts[0] or not parts[1].isdecimal() or not parts[2].isdecimal():
         raise argparse.ArgumentTypeError(f"not EVENT:FROM_STEP:TO_STEP (0-based steps): {text!r}")
     return Exclusion(event=parts[0], from_step=int(parts[1]), to_step=int(parts[2]))
 
 
 def _report_range(engine, args: argparse.Namespace, *, default_days: int | None):
-    """The report's DateRange: --from/--to, else the data's span (or its last ``default_days``)."""
+    """The report's DateRange: --from/--to, else the data's span (or its last ``default_days``).
+
+    A --from before the data's first day or a --to after its last is moved onto it, with a note on
+    stderr: the days outside hold nothing, and a typo (1026 for 2026) must not cost memory and time
+    for empty rows. A range wholly outside the data is an error, so a cron job notices stale data.
+    """
     from analytics.periods import DateRange, compute_data_span
 
     span = compute_data_span(engine)
     if span is None:
         raise TraderLensError("the database holds no events yet: seed or import data first")
-    end = args.date_to or span.end
-    start = args.date_from or (span.start if default_days is None else end - timedelta(days=default_days - 1))
-    if end < start:
+    start, end = args.date_from, args.date_to
+    if start is not None and end is not None and end < start:
         raise TraderLensError(f"--to {end} is before --from {start}")
+    if start is not None and start > span.end:
+        raise TraderLensError(f"--from {start} is after the data ends ({span.end}); nothing to report")
+    if end is not None and end < span.start:
+        raise TraderLensError(f"--to {end} is before the data begins ({span.start}); nothing to report")
+    if start is not None and start < span.start:
+        _note(f"--from {start} is before the data begins; using {span.start}")
+        start = span.start
+    if end is not None and end > span.end:
+        _note(f"--to {end} is after the data ends; using {span.end}")
+        end = span.end
+    end = end or span.end
+    start = start or (span.start if default_days is None else end - timedelta(days=default_days - 1))
     return DateRange(start, end)
+
+
+def _note(text: str) -> None:
+    """One line on stderr that does not change the exit status (stdout stays the records)."""
+    print(f"note: {text}", file=sys.stderr)
+
+
+def _check_events(engine, names) -> None:
+    """UnknownEvent (exit 1, listing the database's events) for a name no event carries: a report
+    on a misspelt event would be all zeros and exit 0."""
+    from analytics.cohorts import check_event_names
+
+    check_event_names(engine, names)
 
 
 def _trader_filter(args: argparse.Namespace):
@@ -230,15 +267,17 @@ def _plain(value):
 
 
 def cmd_report_funnel(args: argparse.Namespace) -> int:
-    from analytics.funnels import FunnelSpec, compute_funnel
+    from analytics.funnels import FunnelSpec, compute_funnel, validate_spec
 
-    engine = _engine()
     steps = tuple(s.strip() for s in args.steps.split(",") if s.strip())
     breakdown, kind = args.breakdown, "trader"
     if breakdown and breakdown.startswith(("prop:", "property:")):
         breakdown, kind = breakdown.split(":", 1)[1], "event"
     spec = FunnelSpec(steps=steps, window_s=args.window, order=args.order, exclusions=tuple(args.exclude or ()),
                       breakdown=breakdown, breakdown_kind=kind, attribution=args.attribution)
+    validate_spec(spec)  # before opening the database: a malformed funnel needs no query to refuse
+    engine = _engine()
+    _check_events(engine, [*spec.steps, *(ex.event for ex in spec.exclusions)])
     result = compute_funnel(engine, spec, date_range=_report_range(engine, args, default_days=None),
                             trader_filter=_trader_filter(args))
     fields = ["step", "event", "count", "conversion_rate", "average_time_to_convert_s", "median_time_to_convert_s"]
@@ -252,12 +291,14 @@ def cmd_report_retention(args: argparse.Namespace) -> int:
     from analytics.cohorts import RetentionSpec, compute_retention
 
     engine = _engine()
+    _check_events(engine, [args.start_event, args.return_event])
     spec = RetentionSpec(start_event=args.start_event, return_event=args.return_event, period=args.period,
                          intervals=args.intervals, mode=args.mode.replace("-", "_"), cumulative=args.cumulative,
                          week_start=args.week_start)
-    date_to = _report_range(engine, args, default_days=None).end
-    result = compute_retention(engine, spec, date_from=args.date_from, date_to=date_to,
-                               trader_filter=_trader_filter(args))
+    date_range = _report_range(engine, args, default_days=None)
+    # Without --from the table is --intervals cohorts ending with --to's period (the range's start is unused).
+    result = compute_retention(engine, spec, date_from=date_range.start if args.date_from else None,
+                               date_to=date_range.end, trader_filter=_trader_filter(args))
     _emit(result.records(), args.format)
     return 0
 
@@ -266,8 +307,10 @@ def cmd_report_lifecycle(args: argparse.Namespace) -> int:
     from analytics.lifecycle import compute_lifecycle
 
     engine = _engine()
-    frame = compute_lifecycle(engine, event=args.event, period=args.period, date_from=args.date_from,
-                              date_to=args.date_to, new_basis=args.new_basis, week_start=args.week_start,
+    _check_events(engine, [args.event])
+    date_range = _report_range(engine, args, default_days=None)
+    frame = compute_lifecycle(engine, event=args.event, period=args.period, date_from=date_range.start,
+                              date_to=date_range.end, new_basis=args.new_basis, week_start=args.week_start,
                               trader_filter=_trader_filter(args))
     _emit(frame[["period_start", "new", "returning", "resurrecting", "dormant"]].to_dict("records"), args.format)
     return 0
@@ -312,7 +355,8 @@ def _add_report_parsers(sub) -> None:
     retention.add_argument("--start-event", required=True)
     retention.add_argument("--return-event", required=True)
     retention.add_argument("--period", choices=("day", "week", "month"), required=True)
-    retention.add_argument("--intervals", type=_positive, default=8)
+    retention.add_argument("--intervals", type=_intervals, default=8,
+                           help="columns: period 0 (the cohort) and the next ones (default 8)")
     retention.add_argument("--mode", choices=("recurring", "first-time"), default="recurring")
     retention.add_argument("--cumulative", action="store_true")
     retention.add_argument("--week-start", choices=("monday", "sunday"), default="monday")
@@ -333,10 +377,17 @@ def _add_report_parsers(sub) -> None:
 
 
 def _date(text: str) -> date:
+    """YYYY-MM-DD between analytics.periods' EARLIEST_DAY and LATEST_DAY: a day or a month added to a
+    date near Python's limits (9999-12-31) overflows, and no broker's data lies outside them."""
+    from analytics.periods import EARLIEST_DAY, LATEST_DAY
+
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+    if not EARLIEST_DAY <= day <= LATEST_DAY:
+        raise argparse.ArgumentTypeError(f"not between {EARLIEST_DAY} and {LATEST_DAY}: {text!r}")
+    return day
 
 
 def _positive(text: str) -> int:
@@ -346,6 +397,16 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def _intervals(text: str) -> int:
+    """A positive whole number up to the retention matrix's MAX_INTERVALS."""
+    from analytics.cohorts import MAX_INTERVALS
+
+    value = _positive(text)
+    if value > MAX_INTERVALS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_INTERVALS}: {text!r}")
     return value
 
 
