@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from components import engine, filters, frame
+from components import engine, filters, frame, outage, params
 
 st.set_page_config(
     page_title="TraderLens", page_icon=":material/troubleshoot:", layout="wide",
@@ -31,6 +31,12 @@ page = st.navigation({section: entries for section, entries in pages.items() if 
 frame.render_connection(*engine.describe_connection())
 # Opens and migrates the database once per process; an unreachable one stops here with one message.
 db = engine.require_engine()
-filters.render_global_filters(db)
-
-page.run()
+# A database that fails later in the run (a query, a cache miss) ends it with the same one banner;
+# one that does not answer now gets the banner at once, and the page shows what the cache holds.
+with outage.guard() as top:
+    try:
+        outage.check(db)
+        filters.render_global_filters(db)
+        page.run()
+    finally:  # also after st.stop(): a page that stops early still says which link settings it ignored
+        params.render_notices(top)

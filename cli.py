@@ -466,7 +466,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except TraderLensError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from connectors.database import scrub
+
+        print(f"error: {scrub(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("error: interrupted; nothing was committed by the unfinished step", file=sys.stderr)
@@ -474,7 +476,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("TRADERLENS_DEBUG"):
             raise
-        first_line = (str(exc).strip().splitlines() or [""])[0]
+        from connectors.database import scrub
+
+        first_line = scrub((str(exc).strip().splitlines() or [""])[0])  # a library may echo the URL
         print(f"error: unexpected {type(exc).__name__}: {first_line} (TRADERLENS_DEBUG=1 shows the trace)",
               file=sys.stderr)
         return 1

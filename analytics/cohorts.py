@@ -43,7 +43,7 @@ from analytics.periods import (
     epoch_seconds,
     truncate_date,
 )
-from analytics.reading import tune
+from analytics.reading import reading
 from connectors.errors import TraderLensError
 from connectors.schema import CORE_EVENTS, kyc_events, portal_events, sessions, traders, trades, transactions
 
@@ -159,7 +159,7 @@ def compute_event_names(engine: Engine) -> list[str]:
     """Names of the events present in ``trader_events``: core events in lifecycle order, then portal
     events alphabetically. Each core name is an EXISTS probe, so this stays fast on large data."""
     probes = [sa.exists(event_occurrences(name).limit(1)).label(f"e{i}") for i, name in enumerate(CORE_EVENTS)]
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         present = conn.execute(sa.select(*probes)).one()
         portal = conn.execute(sa.select(portal_events.c.event).distinct().order_by(portal_events.c.event)).scalars()
         return [name for name, ok in zip(CORE_EVENTS, present, strict=True) if ok] + [
@@ -341,8 +341,7 @@ def compute_retention(engine: Engine, spec: RetentionSpec, *, date_from: date | 
             cells = sa.select(pairs.c.cohort, pairs.c.k, sa.func.count()).group_by(pairs.c.cohort, pairs.c.k)
         query = sa.union_all(query, cells)
 
-    with engine.begin() as conn:
-        tune(conn)
+    with reading(engine) as conn:
         result_rows = _read(conn, query)
 
     rows = last - first + 1
@@ -435,8 +434,7 @@ def compute_ltv(engine: Engine, *, period: Period = "month", ages: int = 6, metr
                     t.c.created_at < obs_end, t.c.created_at < ftd.c.ftd_at + _days(ages * unit_days))
              .group_by(cohort, age))
 
-    with engine.begin() as conn:
-        tune(conn)
+    with reading(engine) as conn:
         rows = _read(conn, sa.union_all(sizes, money))
     size_rows = [(c, usd) for c, a, usd in rows if a == -1]
     money_rows = [(c, a, usd) for c, a, usd in rows if a != -1]
@@ -615,8 +613,7 @@ def compute_engagement_retention(
                       .join(early, early.c.trader_id == ftd.c.trader_id, isouter=True)).subquery("per_trader")
         query = (sa.select(per_trader.c.sessions, per_trader.c.retained, sa.func.count().label("n"))
                  .group_by(per_trader.c.sessions, per_trader.c.retained))
-        with engine.begin() as conn:
-            tune(conn)
+        with reading(engine) as conn:
             counts = _read(conn, query)
 
     per_session = pd.DataFrame([(int(s), int(r), int(n)) for s, r, n in counts],

@@ -15,6 +15,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from analytics.reading import reading
 from connectors.schema import (
     DATA_TABLES,
     TIME_COLUMNS,
@@ -59,7 +60,7 @@ def compute_table_summary(engine: Engine, now: datetime | None = None) -> pd.Dat
     sources = [(t, t.c[TIME_COLUMNS[t.name]], "table") for t in DATA_TABLES]
     sources.append((trader_events, trader_events.c.occurred_at, "view"))
     records = []
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         for table, time_col, kind in sources:
             rows, first_at, last_at = conn.execute(
                 sa.select(sa.func.count(), sa.func.min(time_col), sa.func.max(time_col))
@@ -245,7 +246,7 @@ def compute_quality_checks(engine: Engine, now: datetime | None = None) -> pd.Da
     """
     now = now or _utcnow()
     records = []
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         for check in quality_checks(now):
             count, sample = _run_check(conn, check)
             records.append({
@@ -269,7 +270,7 @@ def compute_recent_imports(engine: Engine, limit: int = 20) -> pd.DataFrame:
         .order_by(imports.c.imported_at.desc(), imports.c.import_id.desc())
         .limit(limit)
     )
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         rows = conn.execute(query).all()
     frame = pd.DataFrame.from_records(rows, columns=IMPORT_COLUMNS)
     frame["imported_at"] = pd.to_datetime(frame["imported_at"])

@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields, replace
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
+from analytics.reading import reading
 from connectors.schema import accounts, traders
 
 # A trader without a VIP tier is shown and filtered as "standard".
@@ -113,7 +114,7 @@ def compute_filter_options(engine: sa.Engine) -> FilterOptions:
         return tuple(r[0] for r in conn.execute(
             sa.select(column).where(column.is_not(None)).distinct().order_by(column)))
 
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         tiers = distinct(traders.c.vip_tier)
         return FilterOptions(
             countries=distinct(traders.c.country),

@@ -16,6 +16,7 @@ from typing import Literal
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
+from analytics.reading import reading
 from connectors.errors import TraderLensError
 
 Period = Literal["day", "week", "month"]
@@ -155,7 +156,7 @@ def compute_data_span(engine: sa.Engine) -> DateRange | None:
                (t.created_at, in_view), (trades.c.opened_at, None), (sessions.c.started_at, None),
                (portal_events.c.occurred_at, None)]
     firsts, lasts = [], []
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         for column, condition in sources:
             query = sa.select(sa.func.min(column), sa.func.max(column))
             first, last = conn.execute(query if condition is None else query.where(condition)).one()

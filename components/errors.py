@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import streamlit as st
 
+from components.outage import render_outage
 from components.text import escape_markdown
-from connectors.errors import DatabaseBusy, DatabaseUnavailable, ImportRejected, TraderLensError
+from connectors.errors import DatabaseUnavailable, ImportRejected, TraderLensError
 
 
 def render_error(exc: TraderLensError) -> None:
     """Show ``exc`` as a single st.error in plain words, with where the problem is."""
-    if isinstance(exc, DatabaseBusy):
-        st.error(f"`{exc.url}`\n\n{exc.reason}", title="The database file is in use",
-                 icon=":material/lock:")
-    elif isinstance(exc, DatabaseUnavailable):
-        st.error(f"`{exc.url}`\n\n{exc.reason}\n\nCheck `TRADERLENS_DB_URL` and that the server "
-                 "is running, then reload the page.",
-                 title="Cannot reach the database", icon=":material/database_off:")
+    if isinstance(exc, DatabaseUnavailable):
+        render_outage(exc)  # the one banner, also shown when the database fails in the middle of a page
     elif isinstance(exc, ImportRejected):
         # The file's name, its header and its values are an outsider's text: shown as text, never Markdown.
         where = [f"**File:** {escape_markdown(exc.file)}"]

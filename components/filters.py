@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 
 from analytics.filters import FilterOptions, TraderFilter, compute_filter_options
 from analytics.periods import DateRange, compute_data_span
+from components import params
 
 VIEW_KEY = "global.view"
 PRESETS: dict[str, int | None] = {
@@ -48,15 +49,14 @@ def render_global_filters(engine: Engine) -> View:
     first = span.start if span else last
     with st.sidebar:
         st.markdown("**Filters**")
-        preset = st.selectbox("Period", list(PRESETS), index=list(PRESETS).index(DEFAULT_PRESET),
-                              key="period", bind="query-params",
+        preset = params.selectbox(st, "Period", list(PRESETS), index=list(PRESETS).index(DEFAULT_PRESET),
+                              key="period",
                               help="Periods end on the newest day with data, so a stale import is obvious "
                                    "on the Data page rather than as empty charts.")
         if preset == "Custom":
-            start = st.date_input("From", value=max(first, last - timedelta(days=89)), min_value=first,
-                                  max_value=last, key="from", bind="query-params")
-            end = st.date_input("To", value=last, min_value=first, max_value=last, key="to",
-                                bind="query-params")
+            start = params.date_input(st, "From", value=max(first, last - timedelta(days=89)), min_value=first,
+                                  max_value=last, key="from")
+            end = params.date_input(st, "To", value=last, min_value=first, max_value=last, key="to")
             start, end = min(start, end), max(start, end)
         elif preset == "All data":
             start, end = first, last
@@ -65,17 +65,17 @@ def render_global_filters(engine: Engine) -> View:
             start = max(first, end - timedelta(days=PRESETS[preset] - 1))
         st.caption(f"{start:%d %b %Y} – {end:%d %b %Y} (UTC)")
         trader_filter = TraderFilter(
-            countries=tuple(st.multiselect("Country", options.countries, key="country", bind="query-params",
+            countries=tuple(params.multiselect(st, "Country", options.countries, key="country",
                                            placeholder="All countries")),
-            channels=tuple(st.multiselect("Acquisition channel", options.channels, key="channel",
-                                          bind="query-params", placeholder="All channels")),
-            affiliates=tuple(st.multiselect("Affiliate (IB)", options.affiliates, key="affiliate",
-                                            bind="query-params", placeholder="All affiliates")),
-            platforms=tuple(st.multiselect("Platform", options.platforms, key="platform", bind="query-params",
+            channels=tuple(params.multiselect(st, "Acquisition channel", options.channels, key="channel",
+                                              placeholder="All channels")),
+            affiliates=tuple(params.multiselect(st, "Affiliate (IB)", options.affiliates, key="affiliate",
+                                                placeholder="All affiliates")),
+            platforms=tuple(params.multiselect(st, "Platform", options.platforms, key="platform",
                                            placeholder="All platforms")),
-            vip_tiers=tuple(st.multiselect("VIP tier", options.vip_tiers, key="vip", bind="query-params",
+            vip_tiers=tuple(params.multiselect(st, "VIP tier", options.vip_tiers, key="vip",
                                            placeholder="All tiers")),
-            include_test=st.toggle("Include test accounts", key="test", bind="query-params"),
+            include_test=params.toggle(st, "Include test accounts", key="test"),
         )
     view = View(DateRange(start, end), trader_filter)
     st.session_state[VIEW_KEY] = view

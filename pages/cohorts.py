@@ -15,7 +15,7 @@ from analytics.filters import TraderFilter
 from analytics.periods import PERIODS, Period
 from components import cohort_charts as charts
 from components import engine as db
-from components import filters, frame
+from components import filters, frame, outage, params
 from components.text import escape_markdown
 
 frame.route_through_app()
@@ -69,31 +69,32 @@ if not events:
     st.stop()
 
 
-@st.fragment
+@outage.fragment
 def retention_and_ltv() -> None:
     """Controls, matrix, curves and LTV; a control change reruns this part only."""
     with st.container(border=True):
         c1, c2, c3, c4 = st.columns([3, 3, 2, 2])
-        start = c1.selectbox("Cohort by", events, index=pick(events, "ftd"), format_func=charts.event_label,
-                             key="cohorts.start", bind="query-params",
+        start = params.selectbox(c1, "Cohort by", events, index=pick(events, "ftd"), format_func=charts.event_label,
+                             key="cohorts.start",
                              help="Traders are grouped by the period in which they did this.")
-        back = c2.selectbox("Came back with", events, index=pick(events, "trade"), format_func=charts.event_label,
-                            key="cohorts.return", bind="query-params",
+        back = params.selectbox(c2, "Came back with", events, index=pick(events, "trade"),
+                                format_func=charts.event_label,
+                            key="cohorts.return",
                             help="A trader counts in period k if they did this k periods after their cohort's period.")
-        period = c3.selectbox("Cohort period", PERIODS, index=1, format_func=str.capitalize, key="cohorts.period",
-                              bind="query-params")
-        intervals = c4.number_input("Periods shown", min_value=2, max_value=60, value=8, step=1,
-                                    key="cohorts.intervals", bind="query-params",
+        period = params.selectbox(c3, "Cohort period", PERIODS, index=1, format_func=str.capitalize,
+                                  key="cohorts.period")
+        intervals = params.number_input(c4, "Periods shown", min_value=2, max_value=60, value=8, step=1,
+                                    key="cohorts.intervals",
                                     help="Columns of the matrix: period 0 (the cohort) and the next ones.")
         c5, c6, c7 = st.columns([4, 2, 2], vertical_alignment="bottom")
-        mode = c5.segmented_control("Cohorts", list(MODES), default="recurring", format_func=MODES.get,
-                                    required=True, key="cohorts.mode", bind="query-params",
+        mode = params.segmented_control(c5, "Cohorts", list(MODES), default="recurring", format_func=MODES.get,
+                                    required=True, key="cohorts.mode",
                                     help="Every period: a trader joins the cohort of each period with the event. "
                                          "First time: only the period of their first-ever event; traders whose "
                                          "first time predates the range are left out.")
-        show = c6.segmented_control("Show", list(SHOW), default="percent", format_func=SHOW.get, required=True,
-                                    key="cohorts.show", bind="query-params")
-        cumulative = c7.toggle("Cumulative", key="cohorts.cumulative", bind="query-params",
+        show = params.segmented_control(c6, "Show", list(SHOW), default="percent", format_func=SHOW.get, required=True,
+                                    key="cohorts.show")
+        cumulative = params.toggle(c7, "Cumulative", key="cohorts.cumulative",
                                help="Rolling retention: a trader counts in period k if they came back in k or later.")
 
     spec = RetentionSpec(start_event=start, return_event=back, period=period, intervals=int(intervals), mode=mode,
@@ -127,15 +128,15 @@ def retention_and_ltv() -> None:
         charts.render_ltv(net, deposits, period=period, key="cohorts.ltv")
 
 
-@st.fragment
+@outage.fragment
 def early_engagement() -> None:
     """The "10+ sessions" question; its own controls rerun this part only."""
     st.subheader("Early sessions and later retention", divider="gray", anchor=False)
     e1, e2, _ = st.columns([2, 3, 5])
-    threshold = e1.number_input("Sessions threshold", min_value=1, max_value=100, value=10, step=1,
-                                key="cohorts.threshold", bind="query-params")
-    activity = e2.selectbox("Counts as retained", events, index=pick(events, "trade"),
-                            format_func=charts.event_label, key="cohorts.activity", bind="query-params")
+    threshold = params.number_input(e1, "Sessions threshold", min_value=1, max_value=100, value=10, step=1,
+                                key="cohorts.threshold")
+    activity = params.selectbox(e2, "Counts as retained", events, index=pick(events, "trade"),
+                            format_func=charts.event_label, key="cohorts.activity")
     engagement = load_engagement(engine, url, int(threshold), activity, rng.end, trader_filter)
     if engagement.n_high + engagement.n_low == 0:
         st.info(f"No trader made an FTD at least {engagement.retained_to_day} days before {rng.end:%d %b %Y}, so "

@@ -12,7 +12,7 @@ from analytics.filters import TraderFilter
 from analytics.funnels import Exclusion, FunnelRejected, FunnelResult, FunnelSpec
 from analytics.periods import PERIODS, DateRange, Period
 from components import engine as db
-from components import filters, frame
+from components import filters, frame, params
 from components import funnel_charts as charts
 from components.text import escape_markdown
 
@@ -75,49 +75,48 @@ if not events:
     st.stop()
 
 with st.container(border=True):
-    steps = st.multiselect(
+    steps = params.multiselect(st,
         "Steps, in order", events, default=[e for e in DEFAULT_STEPS if e in events], format_func=charts.event_label,
-        key="funnels.steps", bind="query-params", max_selections=funnels.MAX_STEPS,
+        key="funnels.steps", max_selections=funnels.MAX_STEPS,
         placeholder="Pick the events traders should do, first step first",
         help="The order you pick them in is the order of the funnel. Portal events appear by name.")
     c1, c2, c3 = st.columns([4, 2, 2], vertical_alignment="bottom")
-    order = c1.segmented_control(
+    order = params.segmented_control(c1,
         "Step order", list(ORDERS), default="ordered", format_func=ORDERS.get, required=True, key="funnels.order",
-        bind="query-params",
         help="In order: other events may happen in between. Strictly in a row: nothing else in between. "
              "Any order: step k means k different steps done within one window.")
-    window_value = c2.number_input("Conversion window", min_value=1, max_value=10_000, value=14, step=1,
-                                   key="funnels.window_value", bind="query-params",
+    window_value = params.number_input(c2, "Conversion window", min_value=1, max_value=10_000, value=14, step=1,
+                                   key="funnels.window_value",
                                    help="Measured from each attempt's first step; the boundary counts.")
-    window_unit = c3.selectbox("Unit", list(UNITS), index=list(UNITS).index("day"), format_func=UNITS.get,
-                               key="funnels.window_unit", bind="query-params", label_visibility="hidden")
+    window_unit = params.selectbox(c3, "Unit", list(UNITS), index=list(UNITS).index("day"), format_func=UNITS.get,
+                               key="funnels.window_unit", label_visibility="hidden")
     with st.expander("Exclusion and breakdown"):
         e1, e2, e3 = st.columns([4, 2, 2])
-        exclude = e1.selectbox("Exclude traders who do", [NO_EXCLUSION, *events],
+        exclude = params.selectbox(e1, "Exclude traders who do", [NO_EXCLUSION, *events],
                                format_func=lambda e: "Nobody excluded" if e == NO_EXCLUSION else charts.event_label(e),
-                               key="funnels.exclude", bind="query-params",
+                               key="funnels.exclude",
                                help="In order: a trader whose furthest attempt is spoiled leaves the whole funnel. "
                                     "Any order: the event wipes their progress.")
         positions = list(range(1, max(len(steps), 2) + 1))
-        exclude_from = e2.selectbox("After step", positions[:-1], key="funnels.exclude_from", bind="query-params",
+        exclude_from = params.selectbox(e2, "After step", positions[:-1], key="funnels.exclude_from",
                                     disabled=exclude == NO_EXCLUSION or order == "unordered")
-        exclude_to = e3.selectbox("Before step", positions[1:], index=len(positions) - 2, key="funnels.exclude_to",
-                                  bind="query-params", disabled=exclude == NO_EXCLUSION or order == "unordered")
+        exclude_to = params.selectbox(e3, "Before step", positions[1:], index=len(positions) - 2,
+                                      key="funnels.exclude_to",
+                                      disabled=exclude == NO_EXCLUSION or order == "unordered")
         b1, b2, b3 = st.columns([3, 3, 2], vertical_alignment="bottom")
-        breakdown_kind = b1.segmented_control("Break down by", list(BREAKDOWNS), default="none",
+        breakdown_kind = params.segmented_control(b1, "Break down by", list(BREAKDOWNS), default="none",
                                               format_func=BREAKDOWNS.get, required=True,
-                                              key="funnels.breakdown_kind", bind="query-params")
+                                              key="funnels.breakdown_kind")
         breakdown = None
         if breakdown_kind == "trader":
-            breakdown = b2.selectbox("Attribute", funnels.TRADER_BREAKDOWNS,
-                                     format_func=lambda a: a.replace("_", " ").capitalize(), key="funnels.breakdown",
-                                     bind="query-params")
+            breakdown = params.selectbox(b2, "Attribute", funnels.TRADER_BREAKDOWNS,
+                                     format_func=lambda a: a.replace("_", " ").capitalize(), key="funnels.breakdown")
         elif breakdown_kind == "event":
-            breakdown = b2.text_input("Property", key="funnels.property", bind="query-params",
+            breakdown = params.text_input(b2, "Property", key="funnels.property",
                                       placeholder="e.g. utm_source",
                                       help="A key of the portal events' properties.").strip() or None
-        attribution = b3.radio("Attribution", list(ATTRIBUTIONS), format_func=ATTRIBUTIONS.get, horizontal=True,
-                               key="funnels.attribution", bind="query-params", disabled=breakdown is None,
+        attribution = params.radio(b3, "Attribution", list(ATTRIBUTIONS), format_func=ATTRIBUTIONS.get, horizontal=True,
+                               key="funnels.attribution", disabled=breakdown is None,
                                help="Which value counts when a trader has several: their first or their last.")
 
 if len(steps) < 2:
@@ -182,8 +181,8 @@ with right:
     if order == "unordered":
         st.info("Conversion over time follows ordered or strict funnels.", icon=":material/timeline:")
     else:
-        period = st.segmented_control("By entry", PERIODS, default="week", format_func=str.capitalize,
-                                      required=True, key="funnels.trend_period", bind="query-params")
+        period = params.segmented_control(st, "By entry", PERIODS, default="week", format_func=str.capitalize,
+                                      required=True, key="funnels.trend_period")
         trends = load_trends(engine, url, spec, period, rng, trader_filter)
         charts.render_trends(trends, period=period, key="funnels.trends")
         st.caption("Traders count in the period of each step-1 event that started an attempt. Recent periods look "
@@ -191,10 +190,10 @@ with right:
 
 st.subheader("Who dropped off", divider="gray", anchor=False)
 d1, _ = st.columns([3, 5])
-drop_step = d1.selectbox("Reached step, but not the next", list(range(1, n)),
+drop_step = params.selectbox(d1, "Reached step, but not the next", list(range(1, n)),
                          format_func=lambda k: f"{k}. {charts.event_label(steps[k - 1])} → {k + 1}. "
                                                f"{charts.event_label(steps[k])}",
-                         key="funnels.dropoff_step", bind="query-params")
+                         key="funnels.dropoff_step")
 dropped = load_dropoffs(engine, url, spec, int(drop_step), rng, trader_filter)
 if dropped.empty:
     st.success("Nobody dropped off at this step.", icon=":material/check_circle:")

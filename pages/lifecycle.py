@@ -13,7 +13,7 @@ from analytics import cohorts, lifecycle
 from analytics.filters import TraderFilter
 from analytics.periods import PERIODS, Period, WeekStart
 from components import engine as db
-from components import filters, frame
+from components import filters, frame, params
 from components import lifecycle_charts as charts
 from components.cohort_charts import event_label
 from components.text import escape_markdown
@@ -69,20 +69,20 @@ if not events:
 st.subheader("New, returning, resurrecting and dormant", divider="gray", anchor=False)
 with st.container(border=True):
     c1, c2, c3, c4 = st.columns([3, 3, 3, 2], vertical_alignment="bottom")
-    event = c1.selectbox("Activity", events, index=events.index("trade") if "trade" in events else 0,
+    event = params.selectbox(c1, "Activity", events, index=events.index("trade") if "trade" in events else 0,
                          format_func=event_label,
-                         key="lifecycle.event", bind="query-params",
+                         key="lifecycle.event",
                          help="A trader is active in a period when they did this at least once in it.")
-    period = c2.segmented_control("Period", PERIODS, default="week", required=True, format_func=str.capitalize,
-                                  key="lifecycle.period", bind="query-params")
-    new_basis = c3.segmented_control(
+    period = params.segmented_control(c2, "Period", PERIODS, default="week", required=True, format_func=str.capitalize,
+                                  key="lifecycle.period")
+    new_basis = params.segmented_control(c3,
         "New means", list(BASES), default="first-activity", required=True, format_func=BASES.get,
-        key="lifecycle.basis", bind="query-params",
+        key="lifecycle.basis",
         help="First activity: new in the period of a trader's first-ever activity. Registration (as PostHog): "
              "new only if active in the period they registered (leads: were captured); a trader who "
              "registered earlier is “resurrecting” on their first activity.")
-    week_start = c4.segmented_control("Weeks start", list(WEEK_STARTS), default="monday", required=True,
-                                      format_func=WEEK_STARTS.get, key="lifecycle.week_start", bind="query-params",
+    week_start = params.segmented_control(c4, "Weeks start", list(WEEK_STARTS), default="monday", required=True,
+                                      format_func=WEEK_STARTS.get, key="lifecycle.week_start",
                                       disabled=period != "week")
 
 result = load_lifecycle(engine, url, event, period, rng.start, rng.end, new_basis, week_start, trader_filter)
@@ -103,12 +103,12 @@ else:
 
 st.subheader(f"Stages on {rng.end:%d %b %Y}", divider="gray", anchor=False)
 s1, s2, _ = st.columns([2, 3, 5], vertical_alignment="bottom")
-churn_days = s2.segmented_control("Churned after (days)", lifecycle.CHURN_DAY_CHOICES,
+churn_days = params.segmented_control(s2, "Churned after (days)", lifecycle.CHURN_DAY_CHOICES,
                                   default=lifecycle.DEFAULT_CHURN_DAYS, required=True, key="lifecycle.churn_days",
-                                  bind="query-params", help="No trade, approved deposit or login for this long.")
-dormant_days = s1.number_input("Dormant after (days)", min_value=1, max_value=lifecycle.ACTIVE_WINDOW_DAYS - 1,
+                                  help="No trade, approved deposit or login for this long.")
+dormant_days = params.number_input(s1, "Dormant after (days)", min_value=1, max_value=lifecycle.ACTIVE_WINDOW_DAYS - 1,
                                value=lifecycle.DEFAULT_DORMANT_DAYS, step=1, key="lifecycle.dormant_days",
-                               bind="query-params", help="No trade, approved deposit or login for this long.")
+                               help="No trade, approved deposit or login for this long.")
 stages = load_stages(engine, url, rng.end, int(dormant_days), int(churn_days), trader_filter)
 if not stages["traders"].any():
     st.info("No trader had been captured by this day with these filters.", icon=":material/filter_alt_off:")
@@ -124,10 +124,10 @@ else:
 
 st.subheader("How traders moved", divider="gray", anchor=False)
 f1, f2 = st.columns([3, 2], vertical_alignment="bottom")
-span = f1.segmented_control("From", list(SPANS), default="range", required=True, format_func=SPANS.get,
-                            key="lifecycle.span", bind="query-params",
+span = params.segmented_control(f1, "From", list(SPANS), default="range", required=True, format_func=SPANS.get,
+                            key="lifecycle.span",
                             help=f"Each trader's stage on this day (left) and on {rng.end:%d %b %Y} (right).")
-changes_only = f2.toggle("Only traders who changed stage", key="lifecycle.changes_only", bind="query-params")
+changes_only = params.toggle(f2, "Only traders who changed stage", key="lifecycle.changes_only")
 from_date = rng.start if span == "range" else rng.end - timedelta(days=int(span))
 flows = load_flows(engine, url, from_date, rng.end, int(dormant_days), int(churn_days), trader_filter)
 moves = flows[flows["from_stage"] != flows["to_stage"]]

@@ -15,8 +15,9 @@ from analytics import kpis as kpi_analytics
 from analytics.filters import TraderFilter
 from analytics.kpis import DIMENSION_LABELS, DIMENSIONS, GROUPS, SPECS, TREND_METRICS, Kpi
 from analytics.periods import DateRange, Period, step_period
+from analytics.reading import reading
 from components import engine as db
-from components import filters, frame, kpi_tiles, overview_charts
+from components import filters, frame, kpi_tiles, outage, overview_charts, params
 from components.text import escape_markdown
 
 frame.route_through_app()
@@ -28,7 +29,7 @@ BREAKDOWN_METRICS = ("deposits", "net_deposits", "registrations", "ftds", "activ
 
 @st.cache_data(ttl="10m", max_entries=32, show_spinner=False)
 def load_data_bounds(_engine: Engine, url: str) -> tuple[datetime | None, datetime | None]:
-    with _engine.connect() as conn:
+    with reading(_engine) as conn:
         return kpi_analytics.compute_data_bounds(conn)
 
 
@@ -85,18 +86,16 @@ def default_period(rng: DateRange) -> Period:
 
 # The two panels with their own controls are fragments: changing a trend or breakdown control
 # reruns that panel only, so the tiles and the other charts are not rebuilt and resent.
-@st.fragment
+@outage.fragment
 def trends_panel(engine: Engine, url: str, date_range: DateRange, trader_filter: TraderFilter,
                  data_start: datetime | None) -> None:
     st.subheader("Trends", divider="gray", anchor=False)
     with st.container(horizontal=True, gap="medium", vertical_alignment="bottom"):
-        metric = st.selectbox("Metric", TREND_METRICS, format_func=lambda m: SPECS[m].label, key="overview.metric",
-                              bind="query-params", width=260)
-        period = st.segmented_control("Period", list(PERIOD_LABELS), format_func=PERIOD_LABELS.get,
-                                      default=default_period(date_range), required=True, key="overview.period",
-                                      bind="query-params")
-        compare = st.toggle("Compare with the previous period", value=True, key="overview.compare",
-                            bind="query-params")
+        metric = params.selectbox(st, "Metric", TREND_METRICS, format_func=lambda m: SPECS[m].label,
+                                  key="overview.metric", width=260)
+        period = params.segmented_control(st, "Period", list(PERIOD_LABELS), format_func=PERIOD_LABELS.get,
+                                      default=default_period(date_range), required=True, key="overview.period")
+        compare = params.toggle(st, "Compare with the previous period", value=True, key="overview.compare")
     spec = SPECS[metric]
     current = load_trend(engine, url, metric, date_range, period, trader_filter)
     earlier = None
@@ -115,15 +114,14 @@ def trends_panel(engine: Engine, url: str, date_range: DateRange, trader_filter:
                                  key="overview.trend")
 
 
-@st.fragment
+@outage.fragment
 def breakdown_panel(engine: Engine, url: str, date_range: DateRange, trader_filter: TraderFilter) -> None:
     st.subheader("Breakdown", divider="gray", anchor=False)
     with st.container(horizontal=True, gap="medium", vertical_alignment="bottom"):
-        dimension = st.segmented_control("By", DIMENSIONS, format_func=DIMENSION_LABELS.get,
-                                         default="country", required=True, key="overview.breakdown",
-                                         bind="query-params")
-        ranked_by = st.selectbox("Ranked by", BREAKDOWN_METRICS, format_func=lambda m: SPECS[m].label,
-                                 key="overview.rank", bind="query-params", width=220)
+        dimension = params.segmented_control(st, "By", DIMENSIONS, format_func=DIMENSION_LABELS.get,
+                                         default="country", required=True, key="overview.breakdown")
+        ranked_by = params.selectbox(st, "Ranked by", BREAKDOWN_METRICS, format_func=lambda m: SPECS[m].label,
+                                 key="overview.rank", width=220)
     breakdown = load_breakdown(engine, url, dimension, date_range, trader_filter, ranked_by)
     if breakdown.empty:
         st.info("No activity for the selected traders in this period.", icon=":material/bar_chart_off:")

@@ -61,8 +61,8 @@ def test_setup_seeds_an_empty_embedded_database_once(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (("info",), "error: Database postgresql+psycopg2://nobody:***@127.0.0.1:1/x is unavailable"),
-    (("seed", "--traders", "10"), "error: Database postgresql+psycopg2://nobody:***@127.0.0.1:1/x is unavailable"),
+    (("info",), "error: Database postgresql+psycopg2://***@127.0.0.1:1/x is unavailable"),
+    (("seed", "--traders", "10"), "error: Database postgresql+psycopg2://***@127.0.0.1:1/x is unavailable"),
 ])
 def test_an_unreachable_database_fails_with_one_line(args, message):
     out = run_cli(*args, url="postgresql+psycopg2://nobody:pw@127.0.0.1:1/x")

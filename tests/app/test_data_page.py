@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from datetime import datetime
 from pathlib import Path
 
@@ -83,7 +84,7 @@ def test_unreachable_database_shows_one_clear_error_and_no_traceback(monkeypatch
 
     assert not at.exception
     assert len(at.error) == 1
-    assert "nobody@127.0.0.1:1/x" in at.error[0].value
+    assert "127.0.0.1:1/x" in at.error[0].value and "nobody" not in at.error[0].value  # no credentials
     assert "Connection refused" in at.error[0].value or "refused" in at.error[0].value.lower()
     assert not at.title  # the page itself never ran
 
@@ -138,10 +139,34 @@ def test_uploading_a_traders_csv_previews_then_imports_it(db_url):
     assert table(at, "data.imports")["File"].tolist() == ["new_traders.csv"]
     assert sample_data.row_counts(db_url)["traders"] == 2
 
+    # The uploader starts empty again (Streamlit dropped its copy of the file); the outcome stays.
+    assert [u.value for u in at.file_uploader] == [None]
+    with pytest.raises(KeyError):
+        at.get_by_key("data.import")
+    assert not list(Path(tempfile.gettempdir()).glob("traderlens-upload-*"))  # the temporary copy is gone
+
+    at.file_uploader[0].set_value(("new_traders.csv", TRADERS_CSV, "text/csv")).run()
     at.button(key="data.import").click().run()  # the same file again writes nothing
 
     assert any("Every row was already loaded" in info.value for info in at.info)
     assert sample_data.row_counts(db_url)["traders"] == 2
+
+
+def test_a_refused_import_keeps_the_file_for_another_try(db_url):
+    at = open_data_page()
+    sessions = b"trader_external_id,started_at,duration_s,surface\nN9,2026-11-20T10:00:00,60,web\n"
+
+    at.file_uploader(key="data.upload").set_value(("sessions.csv", sessions, "text/csv")).run()
+    at.button(key="data.import").click().run()
+
+    assert "unknown trader" in at.error[0].value and "N9" in at.error[0].value
+    assert at.file_uploader(key="data.upload").value is not None  # still there to import again
+
+    at.checkbox(key="data.create_traders").check().run()
+    at.button(key="data.import").click().run()
+
+    assert at.success[0].value.startswith("Read 1 rows as `sessions`; inserted 2 (1 traders, 1 sessions)")
+    assert sample_data.row_counts(db_url)["sessions"] == 1
 
 
 def test_a_rejected_file_is_explained_in_plain_words(db_url):

@@ -1,0 +1,80 @@
+"""A PostgreSQL outage while the app is open in Debian's Chromium: the server of the test's own is stopped
+under an open page; every page then shows the one "Cannot reach the database" banner (a cached view
+says its figures come from the cache), and the app recovers by itself when the server is back."""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from connectors import database
+from connectors.simulator import SimulationConfig, seed_database
+from tests.conftest import IN_CI
+from tests.e2e.conftest import _serve, screenshot, wait_for_app
+from tests.pg_instance import PostgresInstance
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+
+BANNER = "Cannot reach the database"
+
+
+@pytest.fixture(scope="module")
+def server():
+    try:
+        instance = PostgresInstance(Path(tempfile.mkdtemp(prefix="traderlens-pg-e2e-")))
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        if IN_CI:
+            pytest.fail(f"cannot create a private PostgreSQL server: {exc}")
+        pytest.skip(f"cannot create a private PostgreSQL server: {exc}")
+    instance.start()
+    engine = database.get_engine(instance.url)
+    database.upgrade_schema(engine)
+    seed_database(engine, SimulationConfig(traders=300, days=90, seed=3, end=date(2026, 11, 1)))
+    database.dispose_engines()
+    yield instance
+    instance.destroy()
+
+
+@pytest.fixture(scope="module")
+def outage_app_url(server, chromium_path):
+    yield from _serve(server.url, "e2e_outage_server.log")
+
+
+def test_stopping_the_database_under_an_open_page_shows_the_banner_and_recovers(page: Page, server,
+                                                                                  outage_app_url: str):
+    page.goto(outage_app_url)
+    wait_for_app(page)
+    tiles = page.get_by_test_id("stMetric")
+    expect(tiles.first).to_be_visible()
+    expect(page.get_by_text(BANNER)).to_have_count(0)
+
+    server.stop()
+    try:
+        # A page never opened since the start of the outage: nothing of it can be shown.
+        page.get_by_test_id("stSidebarNav").get_by_text("Lifecycle", exact=True).click()
+        expect(page.get_by_text(BANNER)).to_be_visible(timeout=30_000)
+        expect(page.get_by_test_id("stException")).to_have_count(0)
+        expect(page.get_by_text("This app has encountered an error")).to_have_count(0)
+        screenshot(page, "outage_lifecycle.png")
+
+        # Back on the Overview, which the cache still holds: the banner says so, the tiles stay.
+        page.get_by_test_id("stSidebarNav").get_by_text("Overview", exact=True).click()
+        expect(page.get_by_text("come from the cache")).to_be_visible(timeout=30_000)
+        expect(page.get_by_text(BANNER)).to_have_count(1)
+        expect(tiles.first).to_be_visible()
+        screenshot(page, "outage_overview_cached.png")
+    finally:
+        server.start()
+    server.wait_ready()
+    time.sleep(database._BREAKER_S + 1)  # reads fail at once for a few seconds after an outage
+
+    page.reload()
+    wait_for_app(page)
+    expect(tiles.first).to_be_visible()
+    expect(page.get_by_text(BANNER)).to_have_count(0)
