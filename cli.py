@@ -240,13 +240,14 @@ def _emit(records: list[dict], fmt: str) -> None:
     clean = [{k: _plain(v) for k, v in r.items()} for r in records]
     if fmt == "json":
         print(json.dumps(clean, indent=1, default=str))
-        return
-    writer = csv.writer(sys.stdout, lineterminator="\n")
-    if clean:
-        writer.writerow(clean[0].keys())
-    for r in clean:
-        writer.writerow([neutralise_cell("|".join(str(x) for x in v) if isinstance(v, list) else v)
-                         if v is not None else "" for v in r.values()])
+    else:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        if clean:
+            writer.writerow(clean[0].keys())
+        for r in clean:
+            writer.writerow([neutralise_cell("|".join(str(x) for x in v) if isinstance(v, list) else v)
+                             if v is not None else "" for v in r.values()])
+    sys.stdout.flush()  # a reader that went away shows here, inside main(), not at interpreter exit
 
 
 def _plain(value):
@@ -473,6 +474,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; nothing was committed by the unfinished step", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`cli.py report ... | head`): not an error of ours. Python would try
+        # to flush stdout again at exit and print a second complaint; point it at /dev/null.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # what a shell reports for a process ended by SIGPIPE
     except Exception as exc:
         if os.environ.get("TRADERLENS_DEBUG"):
             raise

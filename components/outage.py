@@ -23,7 +23,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from analytics.reading import reading
 from components.text import escape_markdown
 from connectors import database
-from connectors.errors import DatabaseBusy, DatabaseUnavailable
+from connectors.errors import DatabaseBusy, DatabaseUnavailable, TraderLensError
 
 PROBE_TIMEOUT_S = 3.0
 _SLOT = "outage.slot"  # session-state: the container at the top of the page that holds the banner
@@ -53,7 +53,8 @@ def _outage(exc: BaseException) -> DatabaseUnavailable | None:
 
 @contextmanager
 def guard() -> Iterator[Any]:
-    """Run the page inside: a database failure anywhere ends the run with the banner at the top.
+    """Run the page inside: a database failure anywhere ends the run with the banner at the top, and
+    any other TraderLensError (a request the user can change) with its one clear message there.
 
     Yields the container at the top of the page where the banner goes, for other page-wide notices.
     """
@@ -61,6 +62,18 @@ def guard() -> Iterator[Any]:
     st.session_state[_SHOWN] = False
     try:
         yield top
+    except TraderLensError as exc:
+        outage = _outage(exc)
+        if outage is None:  # a request the user can change (a report too large, an unknown event)
+            from components.errors import render_error  # components.errors shows outages with this module
+
+            with st.session_state[_SLOT]:
+                render_error(exc)
+        elif not st.session_state.get(_SHOWN):
+            with st.session_state[_SLOT]:
+                render_outage(outage)
+        else:
+            st.caption("The rest of this page needs the database.")
     except Exception as exc:
         outage = _outage(exc)
         if outage is None:

@@ -7,6 +7,7 @@ root, so as root the server runs as the ``postgres`` system user.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -93,8 +94,6 @@ class PostgresInstance:
         raise TimeoutError(f"PostgreSQL on port {self.port} did not come up")
 
     def destroy(self) -> None:
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError, FileNotFoundError, ValueError):
             self.stop()
-        except (subprocess.CalledProcessError, FileNotFoundError, ValueError):
-            pass
         shutil.rmtree(self.root, ignore_errors=True)

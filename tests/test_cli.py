@@ -109,3 +109,17 @@ def test_serve_hands_unknown_options_to_streamlit_and_other_commands_refuse_them
     assert unknown == ["--server.port", "8502", "--server.headless", "true"]
     refused = run_cli("info", "--server.port", "8502", url="duckdb:///:memory:")
     assert refused.returncode == 2 and "unrecognized arguments: --server.port 8502" in refused.stderr
+
+
+def test_a_reader_that_goes_away_is_not_an_error(tmp_path):
+    """`cli.py report ... | head`: the closed pipe ends the report quietly, without a Python complaint."""
+    url = f"duckdb:///{tmp_path / 'pipe.duckdb'}"
+    assert run_cli("seed", "--traders", "200", "--days", "60", url=url).returncode == 0
+    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "report", "retention", "--start-event",
+                             "registered", "--return-event", "login", "--period", "day", "--intervals", "60"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "TRADERLENS_DB_URL": url})
+    proc.stdout.close()  # the reader is gone before the report is written
+    stderr = proc.communicate(timeout=120)[1].decode()
+    assert "unexpected" not in stderr and "Traceback" not in stderr and "Exception ignored" not in stderr
+    assert proc.returncode == 141
