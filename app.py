@@ -34,9 +34,7 @@ db = engine.require_engine()
 # A database that fails later in the run (a query, a cache miss) ends it with the same one banner;
 # one that does not answer now gets the banner at once, and the page shows what the cache holds.
 with outage.guard() as top:
-    try:
-        outage.check(db)
-        filters.render_global_filters(db)
-        page.run()
-    finally:  # also after st.stop(): a page that stops early still says which link settings it ignored
-        params.render_notices(top)
+    params.open_notices(top)  # a link's ignored settings are named at the top of the page
+    outage.check(db)
+    filters.render_global_filters(db)
+    page.run()

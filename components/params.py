@@ -5,7 +5,7 @@ can be sent to a colleague. A link can carry anything, though: Streamlit silentl
 values a widget cannot take, and crashes the whole page on some (``?cohorts.intervals=inf``
 raises OverflowError inside the number input). Each function here checks the parameter against
 the widget's own options and bounds, drops a bad one from the URL with a notice naming it (shown
-at the top of the page by :func:`render_notices`), and only then creates the widget with
+at the top of the page, see :func:`open_notices`), and only then creates the widget with
 ``bind="query-params"``. The first argument is where the widget goes: ``st``, ``st.sidebar`` or a
 column.
 """
@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Any, TypeVar
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 from streamlit.runtime.state import get_session_state
 
 from components.text import escape_markdown
 
 T = TypeVar("T")
 NOTICES = "params.notices"  # session state: this run's dropped parameters, shown once at the top
+_SLOT = "params.slot"  # session state: the place at the top of the page reserved for them
 MAX_TEXT = 200  # characters of a free-text parameter (an event property name)
 
 
@@ -52,6 +54,7 @@ def _reject(key: str, values: list[str], why: str, *, keep: list[str] | None = N
     _replace(key, keep)
     shown = ", ".join(repr(v[:40] + ("…" if len(v) > 40 else "")) for v in values[:3])
     st.session_state.setdefault(NOTICES, []).append(f"?{key}= {shown}: {why}")
+    _show_notices()
 
 
 def _check(key: str, test: Callable[[list[str]], str | None]) -> None:
@@ -149,7 +152,9 @@ def date_input(where: Any, label: str, *, key: str, value: date, min_value: date
 
     def test(values: list[str]) -> str | None:
         try:
-            day = date.fromisoformat(values[0]) if len(values) == 1 else None
+            # Streamlit's date widget reads YYYY-MM-DD only; date.fromisoformat would also take
+            # 20261001 and 2026-W40-1, which the widget then silently replaces with its default.
+            day = datetime.strptime(values[0], "%Y-%m-%d").date() if len(values) == 1 else None
         except ValueError:
             day = None
         if day is None:
@@ -180,9 +185,23 @@ def text_input(where: Any, label: str, *, key: str, max_chars: int = MAX_TEXT, *
     return where.text_input(label, key=key, max_chars=max_chars, bind="query-params", **kwargs)
 
 
-def render_notices(where: Any) -> None:
-    """One warning listing the link's parameters that were ignored on this run (then forgets them)."""
-    notices = st.session_state.pop(NOTICES, [])
-    if notices:
-        where.warning("  \n".join(escape_markdown(n) for n in notices), title="Some of the link's settings were "
-                      "ignored", icon=":material/link_off:")
+def open_notices(where: Any) -> None:
+    """Reserve the place (in ``where``, at the top of the page) where this run's notices will show.
+
+    Notices are drawn as soon as a widget drops a parameter, not at the end of the run: a page that
+    calls st.stop() (nothing to show yet, a refused funnel) must still say which link settings it
+    ignored, and after st.stop() nothing more can be drawn.
+    """
+    st.session_state[_SLOT] = where.empty()
+    st.session_state[NOTICES] = []
+
+
+def _show_notices() -> None:
+    """Draw this run's notices as one warning: in the reserved place, or here when there is none (a
+    page run on its own, or a fragment's rerun, which cannot draw outside itself)."""
+    ctx = get_script_run_ctx()
+    slot = st.session_state.get(_SLOT)
+    where = st.empty() if slot is None or (ctx is not None and ctx.fragment_ids_this_run) else slot
+    notices = st.session_state.get(NOTICES, [])
+    where.warning("  \n".join(escape_markdown(n) for n in notices), title="Some of the link's settings were "
+                  "ignored", icon=":material/link_off:")
