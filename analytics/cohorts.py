@@ -44,6 +44,7 @@ from analytics.periods import (
     truncate_date,
 )
 from analytics.reading import reading
+from analytics.stats import relative_risk, wilson_interval
 from connectors.errors import TraderLensError
 from connectors.schema import CORE_EVENTS, kyc_events, portal_events, sessions, traders, trades, transactions
 
@@ -57,7 +58,6 @@ WEEK_ORIGIN: dict[str, date] = {"monday": date(1969, 12, 29), "sunday": date(196
 # trader's "month 3" equally long.
 AGE_DAYS: dict[str, int] = {"day": 1, "week": 7, "month": 30}
 MAX_INTERVALS = 400
-Z_95 = 1.959963984540054
 ALL_COHORTS = "All cohorts"
 DEFAULT_FILTER = TraderFilter()  # everyone but test accounts
 
@@ -527,28 +527,6 @@ class EngagementResult:
                 "A correlation, not a cause: traders who log in more differ in many other ways.")
 
 
-def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
-    """The Wilson score interval of a binomial proportion; (NaN, NaN) for n = 0."""
-    if n == 0:
-        return math.nan, math.nan
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def relative_risk(a: int, n1: int, c: int, n2: int, z: float = Z_95) -> tuple[float, float, float]:
-    """(RR, low, high) of a/n1 vs c/n2 with the Katz log interval; NaN where undefined."""
-    if n1 == 0 or n2 == 0 or c == 0:
-        return math.nan, math.nan, math.nan
-    rr = (a / n1) / (c / n2)
-    if a == 0:
-        return rr, math.nan, math.nan
-    se = math.sqrt(1 / a - 1 / n1 + 1 / c - 1 / n2)
-    return rr, math.exp(math.log(rr) - z * se), math.exp(math.log(rr) + z * se)
-
-
 def _bucket_edges(edges: tuple[int, ...], threshold: int) -> list[int]:
     # The headline split must fall on a bucket edge, or one bucket would straddle both groups.
     return sorted({0, threshold, *(e for e in edges if e >= 0)})
@@ -625,10 +603,10 @@ def compute_engagement_retention(
                           & ((per_session["sessions"] <= high) if high is not None else True)]
         n = int(sel["n"].sum())
         kept = int(sel.loc[sel["retained"] == 1, "n"].sum())
-        ci = wilson_interval(kept, n)
+        rate = wilson_interval(kept, n)
         label = f"{low}+" if high is None else (str(low) if high == low else f"{low}-{high}")
         rows.append({"bucket": label, "low": low, "high": math.nan if high is None else high, "traders": n,
-                     "retained": kept, "rate": kept / n if n else math.nan, "rate_low": ci[0], "rate_high": ci[1]})
+                     "retained": kept, "rate": rate.value, "rate_low": rate.low, "rate_high": rate.high})
     buckets = pd.DataFrame(rows, columns=BUCKET_COLUMNS)
 
     high_group = per_session[per_session["sessions"] >= threshold]
@@ -636,9 +614,9 @@ def compute_engagement_retention(
     n_high, n_low = int(high_group["n"].sum()), int(low_group["n"].sum())
     r_high = int(high_group.loc[high_group["retained"] == 1, "n"].sum())
     r_low = int(low_group.loc[low_group["retained"] == 1, "n"].sum())
-    rr, rr_low, rr_high = relative_risk(r_high, n_high, r_low, n_low)
+    rr = relative_risk(r_high, n_high, r_low, n_low)
     return EngagementResult(
-        buckets=buckets, rr=rr, rr_low=rr_low, rr_high=rr_high, n_high=n_high, n_low=n_low,
+        buckets=buckets, rr=rr.value, rr_low=rr.low, rr_high=rr.high, n_high=n_high, n_low=n_low,
         retained_high=r_high, retained_low=r_low, threshold=threshold, first_days=first_days,
         retained_from_day=retained_from_day, retained_to_day=retained_to_day, activity=activity,
         session_event=session_event, cutoff=cutoff)

@@ -26,8 +26,6 @@ from analytics.cohorts import (
     compute_event_names,
     compute_ltv,
     compute_retention,
-    relative_risk,
-    wilson_interval,
 )
 from analytics.filters import TraderFilter
 from analytics.periods import ReportTooLarge
@@ -411,16 +409,6 @@ def test_engagement_buckets_wilson_intervals_and_relative_risk(engine):
     five = compute_engagement_retention(engine, threshold=5, date_to=date(2026, 6, 30))
     assert five.buckets["bucket"].tolist() == ["0-2", "3-4", "5", "6-9", "10-19", "20+"]
     assert (five.n_high, five.n_low) == (6, 3)
-
-
-def test_wilson_and_katz_edge_cases():
-    assert all(math.isnan(x) for x in wilson_interval(0, 0))
-    low, high = wilson_interval(0, 10)
-    assert low == pytest.approx(0, abs=1e-12)
-    assert high == pytest.approx(stats.binomtest(0, 10).proportion_ci(method="wilson").high)
-    assert all(math.isnan(x) for x in relative_risk(3, 4, 0, 5))
-    rr, low, high = relative_risk(0, 4, 1, 5)
-    assert rr == 0 and math.isnan(low) and math.isnan(high)
 
 
 def test_retention_refuses_more_cohorts_or_cells_than_the_shared_limits(engine):
