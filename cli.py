@@ -245,8 +245,9 @@ def _emit(records: list[dict], fmt: str) -> None:
         if clean:
             writer.writerow(clean[0].keys())
         for r in clean:
-            writer.writerow([neutralise_cell("|".join(str(x) for x in v) if isinstance(v, list) else v)
-                             if v is not None else "" for v in r.values()])
+            # A list (retention's values) is one cell joined with "|"; a missing entry stays empty.
+            cells = ["|".join("" if x is None else str(x) for x in v) if isinstance(v, list) else v for v in r.values()]
+            writer.writerow(["" if v is None else neutralise_cell(v) for v in cells])
     sys.stdout.flush()  # a reader that went away shows here, inside main(), not at interpreter exit
 
 

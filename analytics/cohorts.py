@@ -1,13 +1,14 @@
 """Cohorts: retention matrices, LTV curves by FTD cohort, and early engagement against later retention.
 
-Retention follows PostHog's semantics (``reference/funnel_retention_semantics.md`` §2):
+Retention follows PostHog's semantics (docs/semantics.md, "Retention"):
 
 - a cohort is the period (day, week, month) of a *start* event; *recurring* mode puts a trader in
   every period with a start event in the range, *first-time* mode only in the period of their
   first-ever start event (all history; absent when that lies before the range);
 - column 0 is the cohort size whatever the return event; column k >= 1 counts cohort members with a
   *return* event in period cohort + k; returns in the cohort's own period or earlier never count,
-  and return periods after the range's last period are padded with 0 (a square matrix);
+  and return periods after the range's last period are padded with 0 (a square matrix), except
+  periods that start after the newest day with data: those have not happened, and are empty;
 - *cumulative* ("rolling") counts a member in column k when they returned in column k or later;
 - without ``date_from`` the table has ``intervals`` rows ending with the period containing
   ``date_to``; with it, one row per period from ``date_from``'s to ``date_to``'s. ``date_to`` is
@@ -228,31 +229,50 @@ class RetentionResult:
     day of the period), ``size`` (int, = column 0) and ``0 … intervals-1`` (int): traders of the
     cohort counted in that column. ``percentages``: the same frame with columns ``0 …`` as
     fractions of ``size`` (NaN for an empty cohort). ``last_period`` is the first day of the range's
-    last period: cells beyond it are the padding zeros, not observed data.
+    last period: cells beyond it are the padding zeros, not observed data. ``data_end`` is the newest
+    day with data (None for an empty database): a cell whose period starts after it has not happened
+    yet. Such cells hold 0 in both frames, as the query counted them; :meth:`elapsed` marks them, and
+    :meth:`records`, :meth:`observed` and :meth:`average` leave them empty.
     """
 
     spec: RetentionSpec
     counts: pd.DataFrame
     percentages: pd.DataFrame
     last_period: date
+    data_end: date | None = None
 
     @property
     def columns(self) -> list[int]:
         return list(range(self.spec.intervals))
 
     def records(self) -> list[dict[str, Any]]:
-        """[{cohort_start: date, size: int, values: [count of column 0 … N-1]}], oldest first."""
-        return [{"cohort_start": row.cohort_start.date(), "size": int(row.size),
-                 "values": [int(v) for v in row[2:]]}
-                for row in self.counts.itertuples(index=False)]
+        """[{cohort_start: date, size: int, values: [count of column 0 … N-1]}], oldest first; a column
+        whose period has not happened yet is None (and ``size`` too when the cohort's own has not)."""
+        elapsed = self.elapsed().to_numpy()
+        return [{"cohort_start": row.cohort_start.date(), "size": int(row.size) if done[0] else None,
+                 "values": [int(v) if ok else None for v, ok in zip(row[2:], done, strict=True)]}
+                for row, done in zip(self.counts.itertuples(index=False), elapsed, strict=True)]
 
-    def observed(self) -> pd.DataFrame:
-        """Bool frame (rows as ``counts``, columns ``0 …``): True where the cell's period is in range."""
-        last = index_of(self.last_period, self.spec.period, self.spec.week_start)
+    def _offsets(self) -> np.ndarray:
+        """Period index of every cell: the cohort's index plus the column."""
         first = np.array([index_of(d.date(), self.spec.period, self.spec.week_start)
                           for d in self.counts["cohort_start"]], dtype=int)
-        mask = first[:, None] + np.arange(self.spec.intervals)[None, :] <= last
+        return first[:, None] + np.arange(self.spec.intervals)[None, :]
+
+    def elapsed(self) -> pd.DataFrame:
+        """Bool frame (rows as ``counts``, columns ``0 …``): True where the cell's period starts on or
+        before ``data_end``; False where it has not happened yet (all True without ``data_end``)."""
+        if self.data_end is None:
+            mask = np.ones((len(self.counts), self.spec.intervals), dtype=bool)
+        else:
+            mask = self._offsets() <= index_of(self.data_end, self.spec.period, self.spec.week_start)
         return pd.DataFrame(mask, columns=self.columns, index=self.counts.index)
+
+    def observed(self) -> pd.DataFrame:
+        """Bool frame (rows as ``counts``, columns ``0 …``): True where the cell's period is in range and
+        has happened (:meth:`elapsed`)."""
+        last = index_of(self.last_period, self.spec.period, self.spec.week_start)
+        return pd.DataFrame(self._offsets() <= last, columns=self.columns, index=self.counts.index) & self.elapsed()
 
     def average(self) -> pd.DataFrame:
         """The size-weighted average curve over cohorts whose cell is observed.
@@ -284,9 +304,11 @@ def retention_layout(spec: RetentionSpec, date_from: date | None, date_to: date)
 
 
 def compute_retention(engine: Engine, spec: RetentionSpec, *, date_from: date | None = None, date_to: date,
-                      trader_filter: TraderFilter = DEFAULT_FILTER) -> RetentionResult:
+                      trader_filter: TraderFilter = DEFAULT_FILTER, data_end: date | None = None) -> RetentionResult:
     """The retention matrix of ``spec`` over the range (see the module docstring for the rules).
 
+    ``data_end`` is the newest day with data, which marks the periods that have not happened yet;
+    read from the database (its data span) unless the caller has it.
     Raises :class:`analytics.periods.ReportTooLarge` beyond the shared limits on cohorts and cells.
     """
     period, week_start, n = spec.period, spec.week_start, spec.intervals
@@ -361,8 +383,12 @@ def compute_retention(engine: Engine, spec: RetentionSpec, *, date_from: date | 
     percentages = pd.DataFrame(fractions, columns=list(range(n)))
     percentages.insert(0, "size", matrix[:, 0].copy())
     percentages.insert(0, "cohort_start", starts_dates)
+    if data_end is None:
+        span = compute_data_span(engine)
+        data_end = span.end if span else None
     return RetentionResult(spec=spec, counts=counts, percentages=percentages,
-                           last_period=start_of_index(last, period, week_start))
+                           last_period=start_of_index(last, period, week_start),
+                           data_end=_as_date(data_end) if data_end is not None else None)
 
 
 # ---------------------------------------------------------------------------------------------

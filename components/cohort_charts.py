@@ -56,7 +56,8 @@ def cohort_labels(result: RetentionResult) -> list[str]:
 
 
 def _cells(result: RetentionResult) -> tuple[np.ndarray, np.ndarray]:
-    """(counts, percent) matrices with NaN where a cell is not observed or the cohort is empty."""
+    """(counts, percent) matrices with NaN where a cell is not observed (after the range, or a period that
+    has not happened yet) or the cohort is empty: every figure and table leaves those blank, never 0."""
     cols = result.columns
     observed = result.observed().to_numpy() & (result.counts["size"].to_numpy() > 0)[:, None]
     counts = np.where(observed, result.counts[cols].to_numpy(dtype=float), np.nan)
@@ -139,8 +140,8 @@ def render_retention_heatmap(result: RetentionResult, *, show: Show, key: str) -
 
 def retention_table(result: RetentionResult, *, show: Show) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(shown frame, CSV frame): cohort, size and one column per period as "61.3%" or "1,234" text (blank
-    where the period lies after the range: st.dataframe would print "None"); the CSV carries counts and
-    fractions as numbers, unobserved cells empty."""
+    where the period lies after the range or has not happened: st.dataframe would print "None"); the CSV
+    carries counts and fractions as numbers, unobserved cells empty."""
     period = result.spec.period
     counts, percent = _cells(result)
     names = [column_label(period, k) for k in result.columns]
@@ -202,6 +203,7 @@ def retention_curves(result: RetentionResult) -> alt.LayerChart:
     thin = pd.DataFrame({"cohort": np.asarray(cohort_labels(result), dtype=object)[rows],
                          "x": np.asarray(result.columns)[cols], "y": percent[rows, cols] / 100})
     avg = result.average()
+    avg = avg[avg["cohorts"] > 0]  # a period no cohort has reached yet has no average, not 0
     bold = pd.DataFrame({"series": "Average (size-weighted)", "x": avg["interval"], "y": avg["rate"],
                          "traders": avg["size"]})
     return _curves(thin, bold, thin_name="One cohort", x_label=PERIOD_NAMES[period], height=360,

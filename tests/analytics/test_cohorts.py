@@ -1,8 +1,9 @@
 """Retention, LTV and engagement on hand-built brokers, each test on DuckDB and PostgreSQL.
 
-The retention cases follow reference/funnel_retention_semantics.md §2 rule by rule. Arbitrary
-event names come from portal_events ("signup", "open_app"); trades, sessions and transactions make
-the core events. Weeks W0, W1, … start on Monday 2026-06-01.
+The retention cases follow docs/semantics.md ("Retention") rule by rule. Arbitrary event names
+come from portal_events ("signup", "open_app"); trades, sessions and transactions make the core
+events. Weeks W0, W1, … start on Monday 2026-06-01. A cell whose period starts after the newest
+event of the test's data has not happened yet and is None (N) in ``records()``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from analytics.periods import ReportTooLarge
 from connectors import database, schema
 
 W0 = date(2026, 6, 1)  # a Monday
+N = None  # a cell whose period has not happened yet
 _ids = count(1)
 
 
@@ -126,12 +128,13 @@ def test_column_zero_is_the_cohort_size_and_only_later_returns_count(engine):
     result = compute_retention(engine, spec(), date_from=week(0), date_to=week(3) + timedelta(days=2))
 
     assert rows(result) == [week(0), week(1), week(2), week(3)]
-    assert matrix(result) == [[3, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]
+    # The data ends in W1: W2 and W3 have not happened.
+    assert matrix(result) == [[3, 1, N, N], [1, N, N, N], [N, N, N, N], [N, N, N, N]]
     assert list(result.counts.columns) == ["cohort_start", "size", 0, 1, 2, 3]
     assert result.counts["size"].tolist() == [3, 1, 0, 0]
     # Column 0 ignores the return event entirely.
     nobody_returns = compute_retention(engine, spec(return_event="trade"), date_from=week(0), date_to=week(3))
-    assert matrix(nobody_returns) == [[3, 0, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]
+    assert matrix(nobody_returns) == [[3, 0, N, N], [1, N, N, N], [N, N, N, N], [N, N, N, N]]
 
 
 def test_recurring_puts_a_trader_in_every_start_period(engine):
@@ -141,7 +144,7 @@ def test_recurring_puts_a_trader_in_every_start_period(engine):
 
     result = compute_retention(engine, spec(), date_from=week(0), date_to=week(3))
 
-    assert matrix(result) == [[1, 1, 0, 1], [0, 0, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0]]
+    assert matrix(result) == [[1, 1, 0, 1], [0, 0, 0, N], [1, 1, N, N], [0, N, N, N]]
 
 
 def test_first_time_uses_all_history_and_drops_traders_who_started_before_the_range(engine):
@@ -156,8 +159,8 @@ def test_first_time_uses_all_history_and_drops_traders_who_started_before_the_ra
     first_time = compute_retention(engine, spec(mode="first_time"), date_from=week(0), date_to=week(3))
     recurring = compute_retention(engine, spec(), date_from=week(0), date_to=week(3))
 
-    assert matrix(first_time) == [[0, 0, 0, 0], [1, 1, 1, 0], [1, 0, 0, 0], [0, 0, 0, 0]]
-    assert matrix(recurring) == [[0, 0, 0, 0], [2, 2, 1, 0], [2, 1, 0, 0], [0, 0, 0, 0]]
+    assert matrix(first_time) == [[0, 0, 0, 0], [1, 1, 1, N], [1, 0, N, N], [0, N, N, N]]
+    assert matrix(recurring) == [[0, 0, 0, 0], [2, 2, 1, N], [2, 1, N, N], [0, N, N, N]]
 
 
 def test_cumulative_counts_a_trader_once_per_column_up_to_their_last_return(engine):
@@ -174,7 +177,7 @@ def test_cumulative_counts_a_trader_once_per_column_up_to_their_last_return(engi
 
     assert matrix(plain)[0] == [3, 2, 1, 1]
     assert matrix(rolling)[0] == [3, 3, 2, 1]
-    assert (np.diff(np.array(matrix(rolling)), axis=1) <= 0).all()
+    assert (np.diff(rolling.counts[[0, 1, 2, 3]].to_numpy(), axis=1) <= 0).all()
     assert rolling.percentages.loc[0, [0, 1, 2, 3]].tolist() == pytest.approx([1, 1, 2 / 3, 1 / 3])
 
 
@@ -187,9 +190,47 @@ def test_date_to_is_snapped_up_to_the_end_of_its_period_and_later_periods_are_pa
     result = compute_retention(engine, spec(intervals=3), date_to=week(2))  # date_to = Monday of W2
 
     assert rows(result) == [week(0), week(1), week(2)]
-    assert matrix(result) == [[0, 0, 0], [1, 1, 0], [1, 0, 0]]
-    assert result.last_period == week(2)
+    # W3 lies after the range but not after the data (which ends on W3's Monday): padded with 0. W4 has
+    # not happened: empty.
+    assert matrix(result) == [[0, 0, 0], [1, 1, 0], [1, 0, N]]
+    assert result.last_period == week(2) and result.data_end == week(3)
     assert result.observed().values.tolist() == [[True, True, True], [True, True, False], [True, False, False]]
+    assert result.elapsed().values.tolist() == [[True, True, True], [True, True, True], [True, True, False]]
+
+
+def test_periods_after_the_newest_day_with_data_are_empty_not_zero(engine):
+    b = Broker().trader(1).trader(2).trader(3)
+    b.event(1, "signup", datetime(2026, 7, 3)).event(1, "open_app", datetime(2026, 8, 5), datetime(2026, 9, 1))
+    b.event(2, "signup", datetime(2026, 7, 20))
+    b.event(3, "signup", datetime(2026, 9, 2)).event(3, "open_app", datetime(2026, 9, 14, 18))  # the data's last day
+    b.write(engine)
+    monthly = spec(period="month", intervals=6)
+
+    result = compute_retention(engine, monthly, date_from=date(2026, 7, 1), date_to=date(2026, 9, 14))
+
+    assert result.data_end == date(2026, 9, 14)
+    # July's cohort has an August and a September; October to December have not happened: None, not 0.
+    assert [r["values"] for r in result.records()] == [[2, 1, 1, N, N, N], [0, 0, N, N, N, N], [1, N, N, N, N, N]]
+    assert [r["size"] for r in result.records()] == [2, 0, 1]
+    assert result.elapsed().values.tolist() == [[True] * 3 + [False] * 3, [True] * 2 + [False] * 4,
+                                                [True] + [False] * 5]
+    assert result.counts[3].tolist() == [0, 0, 0]  # the frames keep the query's counts; the masks say what they are
+    # The size-weighted average leaves them out instead of averaging in zeros (and the empty August cohort too).
+    average = result.average()
+    assert average["cohorts"].tolist() == [2, 1, 1, 0, 0, 0]
+    assert average["rate"].tolist()[:3] == [1, 1 / 2, 1 / 2] and average["rate"][3:].isna().all()
+    # A caller that knows the data's end passes it and saves the read.
+    assert compute_retention(engine, monthly, date_from=date(2026, 7, 1), date_to=date(2026, 9, 14),
+                             data_end=date(2026, 9, 14)).records() == result.records()
+
+    # A range past the data: a cohort whose own period has not begun is empty from its size on.
+    beyond = compute_retention(engine, monthly, date_from=date(2026, 7, 1), date_to=date(2026, 10, 31))
+    assert beyond.records()[3] == {"cohort_start": date(2026, 10, 1), "size": None, "values": [N] * 6}
+    # New data opens October: a period that has happened but has no return is 0.
+    Broker().trader(4).event(4, "signup", datetime(2026, 10, 1, 9)).write(engine)
+    later = compute_retention(engine, monthly, date_from=date(2026, 7, 1), date_to=date(2026, 10, 31))
+    assert [r["values"] for r in later.records()] == [[2, 1, 1, 0, N, N], [0, 0, 0, N, N, N], [1, 0, N, N, N, N],
+                                                      [1, N, N, N, N, N]]
 
 
 def test_layout_with_and_without_date_from(engine):
@@ -221,7 +262,7 @@ def test_sunday_weeks_give_the_same_counts_on_different_row_dates(engine):
     monday = compute_retention(engine, spec(), **kw)
     sunday = compute_retention(engine, spec(week_start="sunday"), **kw)
 
-    assert matrix(monday) == matrix(sunday) == [[1, 1, 0, 1], [1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]
+    assert matrix(monday) == matrix(sunday) == [[1, 1, 0, 1], [1, 1, 0, N], [0, 0, N, N], [0, N, N, N]]
     assert rows(sunday) == [d - timedelta(days=1) for d in rows(monday)]
 
 
@@ -235,7 +276,7 @@ def test_day_and_month_periods(engine):
 
     daily = compute_retention(engine, spec(period="day", intervals=5), date_from=date(2026, 6, 1),
                               date_to=date(2026, 6, 5))
-    assert rows(daily)[0] == date(2026, 6, 1) and matrix(daily)[0] == [1, 1, 0, 1, 0]
+    assert rows(daily)[0] == date(2026, 6, 1) and matrix(daily)[0] == [1, 1, 0, 1, N]  # the data ends on 06-04
     monthly = compute_retention(engine, spec(period="month"), date_to=date(2026, 4, 10))
     assert rows(monthly) == [date(2026, 1, 1), date(2026, 2, 1), date(2026, 3, 1), date(2026, 4, 1)]
     assert matrix(monthly)[0] == [1, 1, 0, 1]
@@ -255,9 +296,10 @@ def test_percentages_divide_by_the_cohort_size(engine):
     assert pct.loc[0, [0, 1, 2, 3]].tolist() == pytest.approx([1, 2 / 3, 1 / 3, 0])
     assert pct.loc[1, [0, 1, 2, 3]].isna().all()  # an empty cohort has no rate, not 0%
     average = result.average()
-    # Column 3 of W0 is observed (W3 is in range); later cohorts are empty and do not dilute it.
-    assert average["rate"].tolist() == pytest.approx([1, 2 / 3, 1 / 3, 0])
-    assert average["cohorts"].tolist() == [1, 1, 1, 1]
+    # Later cohorts are empty and do not dilute W0's rates; column 3 of W0 (W3) lies after the data's
+    # last day (in W2), so no cohort has a column 3 yet: no average, not 0%.
+    assert average["rate"].tolist()[:3] == pytest.approx([1, 2 / 3, 1 / 3]) and math.isnan(average["rate"][3])
+    assert average["cohorts"].tolist() == [1, 1, 1, 0]
 
 
 def test_the_trader_filter_applies_and_test_accounts_are_left_out_by_default(engine):
@@ -270,9 +312,9 @@ def test_the_trader_filter_applies_and_test_accounts_are_left_out_by_default(eng
         got = compute_retention(engine, spec(), date_from=week(0), date_to=week(1), trader_filter=flt)
         return matrix(got)[0]
 
-    assert sizes(TraderFilter()) == [2, 2, 0, 0]
-    assert sizes(TraderFilter(countries=("DE",))) == [1, 1, 0, 0]
-    assert sizes(TraderFilter(include_test=True)) == [3, 3, 0, 0]
+    assert sizes(TraderFilter()) == [2, 2, N, N]
+    assert sizes(TraderFilter(countries=("DE",))) == [1, 1, N, N]
+    assert sizes(TraderFilter(include_test=True)) == [3, 3, N, N]
 
 
 def test_core_events_come_from_their_tables(engine):
@@ -285,13 +327,13 @@ def test_core_events_come_from_their_tables(engine):
     window = {"date_from": week(0), "date_to": week(3)}
 
     assert matrix(compute_retention(engine, RetentionSpec("registered", "trade", intervals=4), **window)) == [
-        [1, 1, 0, 1], [1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]
+        [1, 1, 0, 1], [1, 0, 0, N], [0, 0, N, N], [0, N, N, N]]
     assert matrix(compute_retention(engine, RetentionSpec("registered", "login", intervals=4), **window)) == [
-        [1, 0, 1, 0], [1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]
+        [1, 0, 1, 0], [1, 1, 0, N], [0, 0, N, N], [0, N, N, N]]
     # The FTD is the first approved deposit; the second deposit in W0 is in the cohort's own week.
     assert matrix(compute_retention(engine, RetentionSpec("ftd", "deposit", intervals=4), **window))[0] == [1, 0, 1, 0]
     assert matrix(compute_retention(engine, RetentionSpec("deposit", "withdrawal", intervals=4), **window)) == [
-        [1, 0, 0, 1], [0, 0, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0]]
+        [1, 0, 0, 1], [0, 0, 0, N], [1, 1, N, N], [0, N, N, N]]
     assert matrix(compute_retention(engine, RetentionSpec("ftd", "deposit_declined", intervals=4), **window))[0] == [
         1, 1, 0, 0]
     assert compute_event_names(engine) == ["registered", "deposit", "ftd", "deposit_declined", "withdrawal", "trade",

@@ -1,7 +1,7 @@
 """Retention on a small simulated broker against a plain pandas reading of the specification.
 
 The reference below works on raw ``trader_events`` rows (fine for a few thousand events) and
-follows reference/funnel_retention_semantics.md §2 literally, cell by cell.
+follows the retention rules of docs/semantics.md literally, cell by cell.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ def _kept(engine, flt: TraderFilter) -> set[int]:
 
 
 def reference_retention(events: pd.DataFrame, kept: set[int], spec: RetentionSpec, date_from: date | None,
-                        date_to: date) -> list[list[int]]:
-    """The matrix, computed the slow and obvious way."""
+                        date_to: date) -> list[list[int | None]]:
+    """The matrix, computed the slow and obvious way (None where the period has not happened yet)."""
     period, ws, n = spec.period, spec.week_start, spec.intervals
     trunc = lambda ts: truncate_date(ts.date(), period, ws)  # noqa: E731
     last = truncate_date(date_to, period, ws)
@@ -52,6 +52,7 @@ def reference_retention(events: pd.DataFrame, kept: set[int], spec: RetentionSpe
         cohorts.append(p)
         p = step_period(p, period, 1, ws)
     end = step_period(last, period, 1, ws)  # date_to snapped up to the end of its period
+    data_end = events["occurred_at"].max().date()  # the newest day with data, whoever's
     ev = events[events["trader_id"].isin(kept)]
     in_range = lambda frame: frame[(frame["occurred_at"].dt.date >= first) & (frame["occurred_at"].dt.date < end)]  # noqa: E731
 
@@ -69,6 +70,9 @@ def reference_retention(events: pd.DataFrame, kept: set[int], spec: RetentionSpe
         who = [t for t, p in members if p == c]
         row = [len(who)]
         for k in range(1, n):
+            if step_period(c, period, k, ws) > data_end:
+                row.append(None)  # a period that has not happened yet
+                continue
             targets = [step_period(c, period, j, ws) for j in (range(k, n) if spec.cumulative else [k])]
             targets = [t for t in targets if t <= last]  # periods after the range count as 0
             row.append(sum(any((t, p) in returned for p in targets) for t in who))
