@@ -103,13 +103,13 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """``setup``, then the warm-up of components/warmup.py, then the Streamlit server in this process
+    """``setup``, then the warm-up of server/warmup.py, then the Streamlit server in this process
     (so the imports and the open database are the server's own; a separate ``streamlit run`` would
     pay for them again on the first page view). Once it answers, each analytics page runs once."""
     status = cmd_setup(args)
     if status:
         return status
-    from components.warmup import preload, start_page_warmer
+    from server.warmup import preload, start_page_warmer
 
     timings = preload()
     print(f"Loaded: imports {timings['imports_s']:.1f}s, funnel kernels {timings['kernels_s']:.1f}s.",

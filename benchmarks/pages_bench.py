@@ -52,7 +52,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results" / "pages.json"
-from components.warmup import ServerNotReady, wait_until_warm  # noqa: E402 - after the path set-up above
+from server.warmup import ServerNotReady, wait_until_warm  # noqa: E402 - after the path set-up above
 
 DEMO_DB = Path(os.environ.get("TRADERLENS_BENCH_DEMO_DB", ROOT / "data" / "bench" / "demo.duckdb"))
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -167,7 +167,7 @@ class Server:
                  "--server.fileWatcherType=none", "--browser.gatherUsageStats=false"],
                 cwd=ROOT, env={**os.environ, "TRADERLENS_DB_URL": db_url}, stdout=out, stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{self.port}"
-        # `cli.py serve` runs each analytics page once after start (components/warmup.py); a visitor
+        # `cli.py serve` runs each analytics page once after start (server/warmup.py); a visitor
         # who arrives during those seconds shares the server with it, so the clock starts after.
         try:
             self.healthy_s, self.warmed_s = wait_until_warm(self.url, self.proc, self.log, timeout_s=180)

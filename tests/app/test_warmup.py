@@ -1,4 +1,4 @@
-"""The server's warm-up (components/warmup.py): it must load exactly the compiled kernels a real
+"""The server's warm-up (server/warmup.py): it must load exactly the compiled kernels a real
 funnel then uses, or the first funnel of a server still pays for them; and the wait for a started
 server's warm-up that the browser tests and benchmarks share."""
 
@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from analytics import funnels
-from components.warmup import MODULES, SKIPPED_LINE, WARMED_LINE, ServerNotReady, preload, wait_until_warm
+from server.warmup import MODULES, SKIPPED_LINE, WARMED_LINE, ServerNotReady, preload, wait_until_warm
 
 
 def test_preload_imports_the_pages_modules_and_loads_the_kernels_real_funnels_use(tmp_path):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from components.warmup import ServerNotReady, wait_until_warm
+from server.warmup import ServerNotReady, wait_until_warm
 from tests.app import sample_data
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,7 +60,7 @@ def _serve(db_url: str, log_name: str) -> Iterator[str]:
             stderr=subprocess.STDOUT,
         )
     try:
-        # `cli.py serve` runs every analytics page once after start (components/warmup.py); it must succeed.
+        # `cli.py serve` runs every analytics page once after start (server/warmup.py); it must succeed.
         try:
             wait_until_warm(f"http://127.0.0.1:{port}", proc, log, timeout_s=STARTUP_TIMEOUT_S)
         except ServerNotReady as exc:

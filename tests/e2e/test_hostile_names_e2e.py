@@ -20,9 +20,9 @@ from playwright.sync_api import Page, expect
 
 from components.cohort_charts import event_label
 from components.text import WORD_JOINER
-from components.warmup import answers_health
 from connectors import database, schema
 from connectors.rollups import refresh_rollups
+from server.warmup import answers_health
 from tests.app import sample_data
 from tests.e2e.conftest import ARTIFACTS, ROOT, _free_port, _serve, screenshot, wait_for_app
 from tests.e2e.markdown_text_app import VALUES

@@ -1,4 +1,4 @@
-"""The server's start-up warm-up (components/warmup.py) against the real server of the browser tests.
+"""The server's start-up warm-up (server/warmup.py) against the real server of the browser tests.
 
 The fixtures already wait for the warm-up line of every server they start (a failed warm-up fails
 them); this checks what a warm-up run reports and that it refuses a page the app does not have.
@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from components.warmup import WARM_PAGES, WarmupFailed, warm_pages
+from server.warmup import WARM_PAGES, WarmupFailed, warm_pages
 
 pytestmark = pytest.mark.e2e
 
