@@ -23,11 +23,13 @@ from analytics.funnels import (
     FunnelSpec,
     StepFilter,
     compute_funnel,
+    sources,
+    stream,
     validate_spec,
     window_seconds,
 )
 from analytics.periods import DateRange
-from connectors import database
+from connectors import columnar, database
 from connectors.errors import TraderLensError
 from connectors.schema import portal_events, sessions, traders, trades
 
@@ -187,8 +189,8 @@ def untrimmed_strict(engine, monkeypatch) -> pd.DataFrame:
     """The strict A -> B funnel (1 h) with every unrelated event fetched and kept: what the trimmed
     fetch must equal."""
     with monkeypatch.context() as m:
-        m.setattr(funnels._Events, "collapse_unrelated", lambda self: None)
-        m.setattr(funnels, "_TRIM_UNRELATED", False)
+        m.setattr(stream.EventStream, "collapse_unrelated", lambda self: None)
+        m.setattr(sources, "_TRIM_UNRELATED", False)
         return run(engine, "A", "B", order="strict", window_s=HOUR)
 
 
@@ -267,7 +269,7 @@ def test_times_keep_their_microseconds_on_either_side_of_2000(engine, monkeypatc
 
     check()
     with monkeypatch.context() as m:  # PostgreSQL's fallback for a result that is not all 8-byte values
-        m.setattr(funnels, "_copy_bigints", lambda *args: None)
+        m.setattr(columnar, "_copy_binary", lambda *args: None)
         check()
 
 
@@ -523,7 +525,7 @@ def test_event_sort_order_equals_a_lexsort_whatever_the_key_width(years, whole_s
         us -= us % 1_000_000
     us[::7] = us[1::7][: len(us[::7])]  # repeated instants
     tie = rng.integers(0, 64, n) if with_ties else None
-    order = funnels._sort_order(trader, us, tie)
+    order = stream.sort_order(trader, us, tie)
     expected = np.lexsort((tie, us, trader) if with_ties else (us, trader))
     keys = (trader, us, tie) if with_ties else (trader, us)
     for key in keys:

@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from analytics import funnels
 from analytics.filters import TraderFilter
 from analytics.funnels import (
     Exclusion,
@@ -21,6 +20,8 @@ from analytics.funnels import (
     compute_funnel_trends,
     compute_time_to_convert,
     list_event_names,
+    sources,
+    stream,
 )
 from analytics.periods import DateRange
 from connectors import database
@@ -54,7 +55,7 @@ def broker(request, tmp_path_factory) -> Iterator[sa.Engine]:
 def test_event_sources_are_the_trader_events_view(broker):
     with broker.connect() as conn:
         for name in CORE_EVENTS:
-            source = funnels._core_source(name)
+            source = sources.core_source(name)
             mine = sorted(conn.execute(source).all())
             view = sorted(conn.execute(sa.select(trader_events.c.trader_id, trader_events.c.occurred_at).where(
                 trader_events.c.event == name, trader_events.c.source != "portal_events")).all())
@@ -95,11 +96,11 @@ def _assert_same(left: list[pd.DataFrame], right: list[pd.DataFrame]) -> None:
 
 @pytest.mark.parametrize("spec", REDUCED_SPECS, ids=lambda s: "-".join(s.steps))
 def test_sql_pre_reduction_of_trades_and_logins_changes_no_result(broker, spec, monkeypatch):
-    assert funnels._Plan.of(spec).reducible_steps(trends=False)
+    assert sources.EventPlan.of(spec).reducible_steps(trends=False)
     for date_range, trader_filter in VIEWS:
         reduced = _everything(broker, spec, date_range, trader_filter)
         with monkeypatch.context() as m:
-            m.setattr(funnels._Plan, "reducible_steps", lambda self, trends: {})
+            m.setattr(sources.EventPlan, "reducible_steps", lambda self, trends: {})
             whole = _everything(broker, spec, date_range, trader_filter)
         _assert_same(reduced, whole)
     assert reduced[0]["count"].iloc[0] > 0
@@ -117,12 +118,12 @@ UNORDERED_SPECS = [
 
 @pytest.mark.parametrize("spec", UNORDERED_SPECS, ids=lambda s: "-".join(s.steps))
 def test_unordered_funnels_lose_nothing_when_far_bulk_rows_are_left_out(broker, spec, monkeypatch):
-    assert funnels._Plan.of(spec).unordered_reducible(trends=False, prop_key=None) == (
+    assert sources.EventPlan.of(spec).unordered_reducible(trends=False, prop_key=None) == (
         "trade" if "trade" in spec.steps else "login")
     for date_range, trader_filter in VIEWS:
         reduced = _everything(broker, spec, date_range, trader_filter)
         with monkeypatch.context() as m:
-            m.setattr(funnels._Plan, "unordered_reducible", lambda self, *args, **kwargs: None)
+            m.setattr(sources.EventPlan, "unordered_reducible", lambda self, *args, **kwargs: None)
             whole = _everything(broker, spec, date_range, trader_filter)
         _assert_same(reduced, whole)
     assert reduced[0]["count"].iloc[0] > 0
@@ -143,8 +144,8 @@ def test_strict_funnels_lose_nothing_when_unrelated_events_are_cut_and_collapsed
     for date_range, trader_filter in VIEWS:
         collapsed = _everything(broker, spec, date_range, trader_filter)
         with monkeypatch.context() as m:
-            m.setattr(funnels._Events, "collapse_unrelated", lambda self: None)
-            m.setattr(funnels, "_TRIM_UNRELATED", False)
+            m.setattr(stream.EventStream, "collapse_unrelated", lambda self: None)
+            m.setattr(sources, "_TRIM_UNRELATED", False)
             whole = _everything(broker, spec, date_range, trader_filter)
         _assert_same(collapsed, whole)
 

@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from analytics import funnels
+from analytics.funnels import kernels as funnel_kernels
 from server.warmup import MODULES, SKIPPED_LINE, WARMED_LINE, ServerNotReady, preload, wait_until_warm
 
 
@@ -24,7 +25,7 @@ def test_preload_imports_the_pages_modules_and_loads_the_kernels_real_funnels_us
     timings = preload()
     assert set(timings) == {"imports_s", "kernels_s"}
     assert all(name in sys.modules for name in MODULES)
-    kernels = (funnels._ordered_pass, funnels._unordered_pass, funnels._trends_pass)
+    kernels = (funnel_kernels.ordered_pass, funnel_kernels.unordered_pass, funnel_kernels.trends_pass)
     warmed = [list(kernel.signatures) for kernel in kernels]
     assert all(warmed)
     for order in funnels.ORDERS:

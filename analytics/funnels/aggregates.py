@@ -1,0 +1,285 @@
+"""A funnel's numbers from the people who entered it: the step table (FunnelResult), time to
+convert, who dropped off where, and conversion by entry period. Rates are fractions 0..1."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from analytics.filters import TraderFilter
+from analytics.funnels.kernels import trends_pass
+from analytics.funnels.people import People, follow_people, lookup
+from analytics.funnels.spec import OTHER, US, FunnelRejected, FunnelSpec, validate_spec
+from analytics.funnels.stream import load_events
+from analytics.periods import DateRange, Period, WeekStart, check_report_size, count_periods, step_period, truncate_date
+from analytics.reading import reading
+from connectors.schema import traders
+
+STEP_COLUMNS = ["step", "event", "count", "conversion_rate", "conversion_from_previous", "drop_off",
+                "average_time_to_convert_s", "median_time_to_convert_s"]
+HISTOGRAM_COLUMNS = ["bin_start_s", "bin_end_s", "traders"]
+TREND_COLUMNS = ["period_start", "reached_from_step_count", "reached_to_step_count", "conversion_rate"]
+DROPOFF_COLUMNS = ["trader_id", "external_id", "country", "acquisition_channel", "reached_at"]
+DEFAULT_FILTER = TraderFilter()  # everyone but test accounts, as the global filter starts
+
+
+@dataclass(frozen=True, eq=False)
+class FunnelResult:
+    """The funnel of ``spec``.
+
+    ``steps`` has one row per step (one block of rows per breakdown value when a breakdown is asked,
+    largest values first, "Other" last):
+
+    - ``step`` (int, 1-based), ``event`` (str; "Completed N steps" for unordered funnels);
+    - ``count`` (int): traders whose kept attempt reached the step;
+    - ``conversion_rate`` (float 0..1): count / count of step 1 (step 1 is 1.0; NaN for every step when
+      nobody entered: no rate exists);
+    - ``conversion_from_previous`` (float 0..1): count / count of the previous step (0 when that is 0;
+      step 1 is 1.0, NaN when nobody entered);
+    - ``drop_off`` (int): max(previous count - count, 0);
+    - ``average_time_to_convert_s`` / ``median_time_to_convert_s`` (float, NaN for step 1 and for steps
+      nobody reached): seconds from the previous step, over conversions that took more than 0 s;
+    - ``breakdown_value`` (str) when ``spec.breakdown`` is set.
+    """
+
+    spec: FunnelSpec
+    steps: pd.DataFrame
+    breakdown_values: tuple[str, ...] = ()
+    _people: People | None = field(default=None, repr=False)
+
+
+
+def _step_names(spec: FunnelSpec) -> list[str]:
+    if spec.order == "unordered":
+        return [f"Completed {k} step{'s' if k > 1 else ''}" for k in range(1, len(spec.steps) + 1)]
+    return list(spec.steps)
+
+
+def _step_rows(spec: FunnelSpec, reached: np.ndarray, times: np.ndarray) -> pd.DataFrame:
+    """The per-step table (FunnelResult.steps columns) of one group of traders."""
+    n = len(spec.steps)
+    counts = np.array([int((reached >= k).sum()) for k in range(1, n + 1)], dtype=np.int64)
+    avg = np.full(n, np.nan)
+    med = np.full(n, np.nan)
+    for k in range(1, n):
+        at = reached >= k + 1
+        gaps = (times[at, k] - times[at, k - 1]) / US
+        gaps = gaps[gaps > 0]  # same-instant conversions count as converted but not in the times
+        if len(gaps):
+            avg[k] = float(gaps.mean())
+            med[k] = float(np.median(gaps))
+    first = counts[0]
+    # Nobody entered: a share of zero traders is undefined, not 100% (nor 0%).
+    rate = counts / first if first > 0 else np.full(n, np.nan)
+    prev = np.r_[counts[0], counts[:-1]]
+    from_prev = np.where(prev > 0, counts / np.maximum(prev, 1), 0.0)
+    from_prev[0] = rate[0]
+    drop = np.maximum(prev - counts, 0)
+    return pd.DataFrame({
+        "step": np.arange(1, n + 1, dtype=np.int64), "event": _step_names(spec), "count": counts,
+        "conversion_rate": rate.astype(float), "conversion_from_previous": from_prev.astype(float),
+        "drop_off": drop.astype(np.int64), "average_time_to_convert_s": avg, "median_time_to_convert_s": med,
+    }, columns=STEP_COLUMNS)
+
+
+def _grouped_labels(spec: FunnelSpec, people: People) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Breakdown group per trader: the top values (most traders at step 1, then by name) and "Other"
+    for the rest. Returns (group index per trader, values in display order)."""
+    assert people.labels is not None
+    codes, uniques = pd.factorize(people.labels)  # integer codes: no string comparisons per value
+    counts = np.bincount(codes, minlength=len(uniques))
+    ranked = sorted(range(len(uniques)), key=lambda i: (-counts[i], uniques[i]))
+    top = ranked[:spec.breakdown_limit]
+    group = np.full(len(uniques), len(top), np.int64)  # beyond the top: "Other"
+    group[top] = np.arange(len(top))
+    values = tuple(str(uniques[i]) for i in top)
+    return group[codes], (*values, OTHER) if len(ranked) > len(top) else values
+
+
+def compute_funnel(engine: Engine, spec: FunnelSpec, *, date_range: DateRange | None = None,
+                   trader_filter: TraderFilter = DEFAULT_FILTER) -> FunnelResult:
+    """Conversion per step of ``spec`` for traders passing ``trader_filter``; every step event must fall in
+    ``date_range`` (None: all time). Raises FunnelRejected for a funnel that cannot be computed."""
+    people = follow_people(engine, spec, date_range, trader_filter)
+    if people.labels is None:
+        return FunnelResult(spec, _step_rows(spec, people.reached, people.times), (), people)
+    group, values = _grouped_labels(spec, people)
+    blocks = []
+    for g, value in enumerate(values):
+        at = group == g
+        block = _step_rows(spec, people.reached[at], people.times[at])
+        block["breakdown_value"] = value
+        blocks.append(block)
+    steps = (pd.concat(blocks, ignore_index=True) if blocks
+             else pd.DataFrame(columns=[*STEP_COLUMNS, "breakdown_value"]))
+    return FunnelResult(spec, steps, values, people)
+
+
+def _conversion_seconds(spec: FunnelSpec, people: People, from_step: int, to_step: int | None) -> np.ndarray:
+    n = len(spec.steps)
+    to_step = n if to_step is None else to_step
+    if not 1 <= from_step < to_step <= n:
+        raise FunnelRejected(f"Time to convert runs from one step to a later one, within steps 1 to {n} "
+                             f"(got {from_step} to {to_step}).")
+    at = people.reached >= to_step
+    return (people.times[at, to_step - 1] - people.times[at, from_step - 1]) / US
+
+
+def _histogram(seconds: np.ndarray, bins: int) -> pd.DataFrame:
+    """Pre-binned histogram of conversion times: equal-width bins from the fastest to the slowest."""
+    if not len(seconds):
+        frame = pd.DataFrame(columns=HISTOGRAM_COLUMNS).astype(
+            {"bin_start_s": float, "bin_end_s": float, "traders": np.int64})
+    else:
+        bins = max(1, min(int(bins), 90))
+        low, high = float(np.floor(seconds.min())), float(np.ceil(seconds.max()))
+        width = float(np.ceil((high - low) / bins)) or 60.0  # all equal: one-minute bins
+        index = np.minimum(((seconds - low) // width).astype(np.int64), bins - 1)
+        counts = np.bincount(index, minlength=bins)
+        starts = low + width * np.arange(bins)
+        frame = pd.DataFrame({"bin_start_s": starts, "bin_end_s": starts + width, "traders": counts.astype(np.int64)})
+    frame.attrs.update({
+        "traders": len(seconds),
+        "average_s": float(seconds.mean()) if len(seconds) else None,
+        "median_s": float(np.median(seconds)) if len(seconds) else None,
+    })
+    return frame
+
+
+def compute_time_to_convert(engine: Engine, spec: FunnelSpec, *, date_range: DateRange | None = None,
+                            trader_filter: TraderFilter = DEFAULT_FILTER, from_step: int = 1,
+                            to_step: int | None = None, bins: int = 30) -> pd.DataFrame:
+    """Histogram of per-trader conversion times from ``from_step`` to ``to_step`` (1-based; default the
+    last step) of the kept attempt, zero-second conversions included.
+
+    Columns ``bin_start_s``, ``bin_end_s`` (float seconds, bins of equal width) and ``traders`` (int);
+    ``attrs`` carries ``traders`` (how many converted), ``average_s`` and ``median_s`` (None if nobody).
+    """
+    people = follow_people(engine, spec, date_range, trader_filter)
+    return _histogram(_conversion_seconds(spec, people, from_step, to_step), bins)
+
+
+def time_to_convert_of(result: FunnelResult, *, from_step: int = 1, to_step: int | None = None,
+                       bins: int = 30) -> pd.DataFrame:
+    """:func:`compute_time_to_convert` from a computed funnel (no second query)."""
+    assert result._people is not None
+    return _histogram(_conversion_seconds(result.spec, result._people, from_step, to_step), bins)
+
+
+def _dropoff_frame(conn: Connection, spec: FunnelSpec, people: People, step: int,
+                   trader_filter: TraderFilter) -> pd.DataFrame:
+    n = len(spec.steps)
+    if not 1 <= step < n:
+        raise FunnelRejected(f"Drop-offs are between steps: pick a step from 1 to {n - 1}.")
+    at = people.reached == step
+    ids = people.trader_id[at]
+    reached_at = pd.to_datetime(people.times[at, step - 1], unit="us")
+    frame = pd.DataFrame({"trader_id": ids, "reached_at": reached_at})
+    if spec.breakdown:
+        assert people.labels is not None
+        frame["breakdown_value"] = people.labels[at]
+    # Bounded by the droppers' id range: ids follow capture order, so the droppers of a recent
+    # range are a narrow band of the table (exact either way; lookup matches by id).
+    bounds = [traders.c.trader_id.between(int(ids.min()), int(ids.max()))] if len(ids) else [sa.false()]
+    external_id, country, channel = lookup(conn, sa.select(
+        traders.c.trader_id, traders.c.external_id, traders.c.country, traders.c.acquisition_channel,
+    ).where(trader_filter.restrict(traders.c.trader_id), *bounds), ids)
+    frame = frame.assign(external_id=external_id, country=country, acquisition_channel=channel)
+    extra = ["breakdown_value"] if spec.breakdown else []
+    frame = frame[[*DROPOFF_COLUMNS, *extra]]
+    return frame.sort_values(["reached_at", "trader_id"], ascending=[False, True], ignore_index=True)
+
+
+def compute_dropoffs(engine: Engine, spec: FunnelSpec, *, step: int, date_range: DateRange | None = None,
+                     trader_filter: TraderFilter = DEFAULT_FILTER) -> pd.DataFrame:
+    """Traders whose kept attempt reached ``step`` (1-based) but not the next one, most recent first.
+
+    Columns ``trader_id`` (int), ``external_id``, ``country``, ``acquisition_channel`` (str),
+    ``reached_at`` (naive UTC datetime of their step-``step`` event), plus ``breakdown_value`` when the
+    spec has a breakdown.
+    """
+    people = follow_people(engine, spec, date_range, trader_filter)
+    with reading(engine) as conn:
+        return _dropoff_frame(conn, spec, people, step, trader_filter)
+
+
+def dropoffs_of(engine: Engine, result: FunnelResult, *, step: int,
+                trader_filter: TraderFilter = DEFAULT_FILTER) -> pd.DataFrame:
+    """:func:`compute_dropoffs` from a computed funnel (only the trader details are queried)."""
+    assert result._people is not None
+    with reading(engine) as conn:
+        return _dropoff_frame(conn, result.spec, result._people, step, trader_filter)
+
+
+def _period_keys(us: np.ndarray, period: Period, week_start: WeekStart) -> np.ndarray:
+    """Start of the day/week/month of each epoch-microsecond time, as days since 1970 (months: months)."""
+    days = us // (86_400 * US)
+    if period == "day":
+        return days
+    if period == "week":
+        # 1970-01-01 was a Thursday: Monday-based weekday = (days + 3) % 7.
+        offset = (days + 3) % 7 if week_start == "monday" else (days + 4) % 7
+        return days - offset
+    if period == "month":
+        return us.astype("datetime64[us]").astype("datetime64[M]").astype(np.int64)
+    raise FunnelRejected(f"Unknown period {period!r}; use day, week or month.")
+
+
+def _key_of(day: date, period: Period) -> int:
+    if period == "month":
+        return (day.year - 1970) * 12 + day.month - 1
+    return (day - date(1970, 1, 1)).days
+
+
+def compute_funnel_trends(engine: Engine, spec: FunnelSpec, *, period: Period = "week",
+                          date_range: DateRange | None = None, trader_filter: TraderFilter = DEFAULT_FILTER,
+                          week_start: WeekStart = "monday") -> pd.DataFrame:
+    """Conversion by entry period: traders are counted in the period of each step-1 event
+    that started an attempt; two runs in one period count once.
+
+    One row per period of the date range (zeros where nobody entered): ``period_start`` (datetime),
+    ``reached_from_step_count`` (entered), ``reached_to_step_count`` (completed the last step within
+    the window of that entry), ``conversion_rate`` (percent, 2 decimals). Raises
+    :class:`analytics.periods.ReportTooLarge` beyond the shared limit on periods.
+    """
+    validate_spec(spec)
+    if spec.order == "unordered":
+        raise FunnelRejected("Conversion trends need an ordered or strict funnel.")
+    if period not in ("day", "week", "month"):
+        raise FunnelRejected(f"Unknown period {period!r}; use day, week or month.")
+    n = len(spec.steps)
+    with reading(engine) as conn:
+        events = load_events(conn, spec, date_range, trader_filter, trends=True)
+    if spec.order == "strict":
+        events.collapse_unrelated()
+    keys = _period_keys(events.us, period, week_start)
+    _, key, converted = trends_pass(events.starts, events.us, events.smask, events.xmask, keys, n,
+                                    spec.effective_window_s * US, spec.order == "strict", events.max_rows)
+    if date_range is not None:
+        first, last = date_range.start, date_range.end
+    elif len(key):
+        entries = events.us[(events.smask & 1) != 0]
+        first = pd.Timestamp(int(entries.min()), unit="us").date()
+        last = pd.Timestamp(int(entries.max()), unit="us").date()
+    else:
+        return pd.DataFrame(columns=TREND_COLUMNS)
+    check_report_size(count_periods(first, last, period, week_start), period=period, what="periods")
+    starts: list[date] = []
+    current = truncate_date(first, period, week_start)
+    while current <= last:
+        starts.append(current)
+        current = step_period(current, period, 1, week_start)
+    period_keys = np.array([_key_of(d, period) for d in starts], dtype=np.int64)
+    slot = np.searchsorted(period_keys, key)
+    inside = (slot < len(period_keys)) & (period_keys[np.minimum(slot, len(period_keys) - 1)] == key)
+    entered = np.bincount(slot[inside], minlength=len(starts)).astype(np.int64)
+    done = np.bincount(slot[inside], weights=converted[inside], minlength=len(starts)).astype(np.int64)
+    rate = np.where(entered > 0, np.round(100.0 * done / np.maximum(entered, 1), 2), 0.0)
+    return pd.DataFrame({"period_start": pd.to_datetime(starts), "reached_from_step_count": entered,
+                         "reached_to_step_count": done, "conversion_rate": rate}, columns=TREND_COLUMNS)
+
