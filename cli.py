@@ -306,7 +306,7 @@ def cmd_report_retention(args: argparse.Namespace) -> int:
 
 
 def cmd_report_lifecycle(args: argparse.Namespace) -> int:
-    from analytics.lifecycle import compute_lifecycle
+    from analytics.lifecycle import compute_active, compute_lifecycle, compute_quick_ratios
 
     engine = _engine()
     _check_events(engine, [args.event])
@@ -314,7 +314,9 @@ def cmd_report_lifecycle(args: argparse.Namespace) -> int:
     frame = compute_lifecycle(engine, event=args.event, period=args.period, date_from=date_range.start,
                               date_to=date_range.end, new_basis=args.new_basis, week_start=args.week_start,
                               trader_filter=_trader_filter(args))
-    _emit(frame[["period_start", "new", "returning", "resurrecting", "dormant"]].to_dict("records"), args.format)
+    frame = frame.assign(active=compute_active(frame), quick_ratio=compute_quick_ratios(frame))
+    _emit(frame[["period_start", "new", "returning", "resurrecting", "dormant", "active", "quick_ratio"]]
+          .to_dict("records"), args.format)
     return 0
 
 

@@ -425,3 +425,22 @@ def compute_stage_flows(
     frame["traders"] = frame["traders"].astype("int64")
     return (frame.sort_values(["from_stage", "to_stage"], key=lambda c: c.map(order))
             .reset_index(drop=True))
+
+
+def compute_active(frame: pd.DataFrame) -> pd.Series:
+    """Traders active in each period of a :func:`compute_lifecycle` frame: new + returning + resurrecting."""
+    return frame["new"] + frame["returning"] + frame["resurrecting"]
+
+
+def compute_quick_ratios(frame: pd.DataFrame) -> pd.Series:
+    """Each period's quick ratio in a :func:`compute_lifecycle` frame: traders gained (new + resurrecting)
+    per trader lost (dormant), as floats; NaN where nobody went dormant. Above 1 the active base grows."""
+    lost = -frame["dormant"]
+    return (frame["new"] + frame["resurrecting"]) / lost.where(lost > 0)
+
+
+def compute_quick_ratio(frame: pd.DataFrame) -> float:
+    """The quick ratio of all of a :func:`compute_lifecycle` frame's periods together (their gains over
+    their losses); NaN when nobody went dormant."""
+    totals = frame[list(STATUSES)].sum().to_frame().T
+    return float(compute_quick_ratios(totals).iloc[0])

@@ -7,13 +7,14 @@ rows), so the browser receives kilobytes whatever the broker's size.
 
 from __future__ import annotations
 
+import math
 from datetime import date, timedelta
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 
-from analytics.lifecycle import NOT_CAPTURED, STAGE_LABELS, STAGES, STATUSES
+from analytics.lifecycle import NOT_CAPTURED, STAGE_LABELS, STAGES, STATUSES, compute_active, compute_quick_ratio
 from analytics.periods import step_period
 from components.figures import TEXT, memoised_figure, period_ends, period_x, render_chart, styled
 from components.tables import fit_height, render_table
@@ -104,10 +105,10 @@ def render_lifecycle_metrics(frame: pd.DataFrame, *, period: str, week_start: st
     def change(column: str) -> int | None:
         return None if before is None else int(abs(latest[column]) - abs(before[column]))
 
-    active = int(latest["new"] + latest["returning"] + latest["resurrecting"])
-    active_before = None if before is None else int(before["new"] + before["returning"] + before["resurrecting"])
-    gained = int(frame["new"].sum() + frame["resurrecting"].sum())
-    lost = int(-frame["dormant"].sum())
+    actives = compute_active(shown)
+    active = int(actives.iloc[-1])
+    active_before = None if before is None else int(actives.iloc[-2])
+    quick_ratio = compute_quick_ratio(frame)
     cols = st.columns(5)
     cols[0].metric(f"Active, last {noun}", f"{active:,}", border=True,
                    delta=None if active_before is None else f"{active - active_before:+,}",
@@ -118,7 +119,7 @@ def render_lifecycle_metrics(frame: pd.DataFrame, *, period: str, week_start: st
                    delta=None if before is None else f"{change(status):+,}",
                    delta_color="inverse" if status == "dormant" else "normal",
                    help=f"Traders {STATUS_HELP[status]}.")
-    cols[4].metric("Quick ratio", "—" if lost == 0 else f"{gained / lost:.2f}", border=True,
+    cols[4].metric("Quick ratio", "—" if math.isnan(quick_ratio) else f"{quick_ratio:.2f}", border=True,
                    help="(New + resurrecting) ÷ dormant over the whole range: above 1 the active base grows.")
 
 
@@ -127,7 +128,7 @@ def render_lifecycle_table(frame: pd.DataFrame, *, period: str, key: str, file_n
     shown = pd.DataFrame({
         "Period": [period_label(p, period) for p in frame["period_start"]],
         **{STATUS_LABELS[s]: frame[s] for s in STATUSES},
-        "Active": frame["new"] + frame["returning"] + frame["resurrecting"],
+        "Active": compute_active(frame),
     })
     export = frame.assign(active=shown["Active"].to_numpy())
     render_table(shown, key=key, file_name=file_name, download=export, height=fit_height(len(shown), max_rows=14),

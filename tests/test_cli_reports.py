@@ -92,9 +92,14 @@ def test_lifecycle_report_and_required_dates(cli_url):  # noqa: F811
                   "--to", "2026-03-22", "--format", "json", url=cli_url)
     assert out.returncode == 0, out.stderr
     records = json.loads(out.stdout)
-    assert set(records[0]) == {"period_start", "new", "returning", "resurrecting", "dormant"}
+    assert set(records[0]) == {"period_start", "new", "returning", "resurrecting", "dormant", "active", "quick_ratio"}
     assert records[0]["period_start"] == "2026-03-02" and records[0]["new"] == 3
     assert all(r["dormant"] <= 0 for r in records)
+    # active = new + returning + resurrecting; quick ratio = (new + resurrecting) / dormant, null with no one lost
+    assert all(r["active"] == r["new"] + r["returning"] + r["resurrecting"] for r in records)
+    assert all(r["quick_ratio"] == ((r["new"] + r["resurrecting"]) / -r["dormant"] if r["dormant"] else None)
+               for r in records)
+    assert any(r["quick_ratio"] is None for r in records) and any(r["quick_ratio"] is not None for r in records)
     missing = run_cli("report", "lifecycle", "--event", "a", "--period", "week", url=cli_url)
     assert missing.returncode == 2 and "--from" in missing.stderr
 

@@ -52,7 +52,7 @@ CHILD_MB = 1_500  # peak RSS of one `python cli.py report` process (measured: 26
 FIELDS = {
     "funnel": {"step", "event", "count", "conversion_rate", "average_time_to_convert_s", "median_time_to_convert_s"},
     "retention": {"cohort_start", "size", "values"},
-    "lifecycle": {"period_start", "new", "returning", "resurrecting", "dormant"},
+    "lifecycle": {"period_start", "new", "returning", "resurrecting", "dormant", "active", "quick_ratio"},
     "kpis": {"key", "label", "value", "previous", "change", "unit", "from", "to", "definition"},
 }
 
