@@ -32,12 +32,15 @@ services:
 	  (pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start && sleep 2) || \
 	  echo "PostgreSQL could not be started; its tests skip (and fail under CI=true)"
 
+# lint-imports checks the architecture contracts of pyproject.toml ([tool.importlinter]).
 test: $(VENV)/.dev.stamp /usr/bin/chromium services
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports --no-logo
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.dev.stamp
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports --no-logo
 
 bench-simulator: $(VENV)/.requirements.stamp services
 	$(PY) benchmarks/simulator_bench.py
