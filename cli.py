@@ -189,7 +189,8 @@ def _report_range(engine, args: argparse.Namespace, *, default_days: int | None)
     stderr: the days outside hold nothing, and a typo (1026 for 2026) must not cost memory and time
     for empty rows. A range wholly outside the data is an error, so a cron job notices stale data.
     """
-    from analytics.periods import DateRange, compute_data_span
+    from analytics.events import compute_data_span
+    from analytics.periods import DateRange
 
     span = compute_data_span(engine)
     if span is None:
@@ -220,7 +221,7 @@ def _note(text: str) -> None:
 def _check_events(engine, names) -> None:
     """UnknownEvent (exit 1, listing the database's events) for a name no event carries: a report
     on a misspelt event would be all zeros and exit 0."""
-    from analytics.cohorts import check_event_names
+    from analytics.events import check_event_names
 
     check_event_names(engine, names)
 

@@ -23,7 +23,6 @@ compute from a DATE cheaply and which make "k periods later" a subtraction.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
@@ -32,164 +31,39 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.sql.elements import ColumnElement
 
-from analytics.filters import TraderFilter
+from analytics.events import compute_data_span, event_select, first_deposits
+from analytics.filters import DEFAULT_FILTER, TraderFilter
 from analytics.periods import (
     PERIODS,
     Period,
     WeekStart,
+    as_date,
     check_report_size,
-    compute_data_span,
     epoch_seconds,
+    index_of,
+    interval,
+    midnight,
+    period_index,
+    start_of_index,
     truncate_date,
 )
 from analytics.reading import reading
 from analytics.stats import relative_risk, wilson_interval
-from connectors.errors import TraderLensError
-from connectors.schema import CORE_EVENTS, kyc_events, portal_events, sessions, traders, trades, transactions
+from connectors.schema import transactions
 
 Mode = Literal["recurring", "first_time"]
 LtvMetric = Literal["net_deposits", "deposits"]
 
-EPOCH = date(1970, 1, 1)
-# 1970-01-01 was a Thursday: weeks are counted from the Monday (or Sunday) before it.
-WEEK_ORIGIN: dict[str, date] = {"monday": date(1969, 12, 29), "sunday": date(1969, 12, 28)}
 # Days in one LTV age step. A calendar month varies in length; a fixed 30 days keeps every
 # trader's "month 3" equally long.
 AGE_DAYS: dict[str, int] = {"day": 1, "week": 7, "month": 30}
 MAX_INTERVALS = 400
 ALL_COHORTS = "All cohorts"
-DEFAULT_FILTER = TraderFilter()  # everyone but test accounts
-
-
-# ---------------------------------------------------------------------------------------------
-# Events and periods in SQL
-
-
-def event_occurrences(event: str) -> sa.Select:
-    """SELECT trader_id, occurred_at of every ``event`` of the ``trader_events`` stream.
-
-    Reads the base table behind the event instead of the view: PostgreSQL cannot push an
-    ``event = …`` filter through the view's UNION ALL (some branches compute the name with CASE),
-    so a query on the view scans all seven tables. The mapping mirrors migration 0001's view
-    definition; tests/analytics/test_cohorts.py checks both give the same rows.
-    """
-    if event == "registered":
-        return sa.select(traders.c.trader_id, traders.c.registered_at.label("occurred_at")).where(
-            traders.c.registered_at.is_not(None))
-    if event == "lead_captured":
-        return sa.select(traders.c.trader_id, traders.c.lead_at.label("occurred_at")).where(
-            traders.c.lead_at.is_not(None))
-    if event in ("kyc_approved", "kyc_rejected", "kyc_submitted"):
-        status = kyc_events.c.status
-        cond = {"kyc_approved": status == "approved", "kyc_rejected": status == "rejected",
-                "kyc_submitted": status.not_in(("approved", "rejected"))}[event]
-        return sa.select(kyc_events.c.trader_id, kyc_events.c.occurred_at).where(cond)
-    if event in ("deposit", "withdrawal", "deposit_declined"):
-        kind, status = {"deposit": ("deposit", "approved"), "withdrawal": ("withdrawal", "approved"),
-                        "deposit_declined": ("deposit", "declined")}[event]
-        return sa.select(transactions.c.trader_id, transactions.c.created_at.label("occurred_at")).where(
-            transactions.c.kind == kind, transactions.c.status == status)
-    if event == "ftd":
-        return (sa.select(transactions.c.trader_id, sa.func.min(transactions.c.created_at).label("occurred_at"))
-                .where(transactions.c.kind == "deposit", transactions.c.status == "approved")
-                .group_by(transactions.c.trader_id))
-    if event == "trade":
-        return sa.select(trades.c.trader_id, trades.c.opened_at.label("occurred_at"))
-    if event == "login":
-        return sa.select(sessions.c.trader_id, sessions.c.started_at.label("occurred_at"))
-    return sa.select(portal_events.c.trader_id, portal_events.c.occurred_at).where(portal_events.c.event == event)
-
-
-def period_index(ts: ColumnElement, period: Period, week_start: WeekStart = "monday") -> ColumnElement[int]:
-    """Whole periods from 1970 to the period ``ts`` falls in: days, weeks (from ``week_start``) or months."""
-    if period == "month":
-        # date_part is a float on PostgreSQL (EXTRACT is NUMERIC there, markedly slower on millions of rows).
-        year, month = (sa.func.date_part(sa.literal_column(f"'{part}'"), ts) for part in ("year", "month"))
-        return sa.cast(year * 12 + month - 1, sa.Integer)
-    days = sa.cast(ts, sa.Date) - sa.literal_column("DATE '1970-01-01'")
-    if period == "day":
-        return sa.cast(days, sa.Integer)
-    # floor() over a float: DuckDB's "/" on integers is a float division, PostgreSQL's truncates.
-    shift = (EPOCH - WEEK_ORIGIN[week_start]).days
-    return sa.cast(sa.func.floor((days + shift) / sa.literal_column("7.0")), sa.Integer)
-
-
-def index_of(day: date, period: Period, week_start: WeekStart = "monday") -> int:
-    """:func:`period_index` on the Python side."""
-    if period == "month":
-        return day.year * 12 + day.month - 1
-    if period == "day":
-        return (day - EPOCH).days
-    return (day - WEEK_ORIGIN[week_start]).days // 7
-
-
-def start_of_index(index: int, period: Period, week_start: WeekStart = "monday") -> date:
-    """The first day of the period with this :func:`period_index`."""
-    if period == "month":
-        return date(index // 12, index % 12 + 1, 1)
-    if period == "day":
-        return EPOCH + timedelta(days=index)
-    return WEEK_ORIGIN[week_start] + timedelta(weeks=index)
-
-
-def _as_date(day: date) -> date:
-    """A date from a date, datetime or pandas Timestamp: the time of day plays no part in a range."""
-    return day.date() if isinstance(day, datetime) else day
-
-
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, datetime.min.time())
-
-
-def _days(n: int) -> ColumnElement:
-    # An INTERVAL literal both backends parse; n is an int we computed, never user text.
-    return sa.literal_column(f"INTERVAL '{int(n)} days'")
 
 
 def _read(conn: Connection, query: sa.Executable) -> list[sa.Row]:
     return list(conn.execute(query).all())
-
-
-# ---------------------------------------------------------------------------------------------
-# Event names
-
-
-def compute_event_names(engine: Engine) -> list[str]:
-    """Names of the events present in ``trader_events``: core events in lifecycle order, then portal
-    events alphabetically. Each core name is an EXISTS probe, so this stays fast on large data."""
-    probes = [sa.exists(event_occurrences(name).limit(1)).label(f"e{i}") for i, name in enumerate(CORE_EVENTS)]
-    with reading(engine) as conn:
-        present = conn.execute(sa.select(*probes)).one()
-        portal = conn.execute(sa.select(portal_events.c.event).distinct().order_by(portal_events.c.event)).scalars()
-        return [name for name, ok in zip(CORE_EVENTS, present, strict=True) if ok] + [
-            p for p in portal if p not in CORE_EVENTS]
-
-
-class UnknownEvent(TraderLensError):
-    """Event names no event in the database carries (most often a typo); ``known`` lists those it has."""
-
-    def __init__(self, unknown: Sequence[str], known: Sequence[str]) -> None:
-        self.unknown = tuple(unknown)
-        self.known = tuple(known)
-        # repr() and the escaping keep the message on one line whatever the names hold.
-        names = ", ".join(repr(name) for name in self.unknown)
-        listed = ", ".join(name if name.isprintable() else repr(name) for name in self.known)
-        super().__init__(f"unknown event{'s' if len(self.unknown) > 1 else ''} {names}; "
-                         f"the events in the database are: {listed or 'none'}")
-
-
-def check_event_names(engine: Engine, names: Iterable[str]) -> None:
-    """Raise :class:`UnknownEvent` unless every one of ``names`` is in :func:`compute_event_names`.
-
-    An analysis of an absent event is all zeros, which hides a typo in a scheduled report.
-    """
-    known = compute_event_names(engine)
-    present = set(known)
-    unknown = [name for name in dict.fromkeys(names) if name not in present]
-    if unknown:
-        raise UnknownEvent(unknown, known)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,8 +167,8 @@ class RetentionResult:
 
 def retention_layout(spec: RetentionSpec, date_from: date | None, date_to: date) -> tuple[int, int]:
     """(first, last) cohort period index of the table."""
-    date_to = _as_date(date_to)
-    date_from = _as_date(date_from) if date_from is not None else None
+    date_to = as_date(date_to)
+    date_from = as_date(date_from) if date_from is not None else None
     last = index_of(date_to, spec.period, spec.week_start)
     if date_from is None:
         return last - spec.intervals + 1, last
@@ -314,10 +188,10 @@ def compute_retention(engine: Engine, spec: RetentionSpec, *, date_from: date | 
     period, week_start, n = spec.period, spec.week_start, spec.intervals
     first, last = retention_layout(spec, date_from, date_to)
     check_report_size(last - first + 1, period=period, what="cohorts", columns=n, column_name="intervals")
-    lo = _midnight(start_of_index(first, period, week_start))
-    hi = _midnight(start_of_index(last + 1, period, week_start))  # date_to snapped up to its period's end
+    lo = midnight(start_of_index(first, period, week_start))
+    hi = midnight(start_of_index(last + 1, period, week_start))  # date_to snapped up to its period's end
 
-    starts_src = event_occurrences(spec.start_event).subquery("start_events")
+    starts_src = event_select(spec.start_event).subquery("start_events")
     if spec.mode == "recurring":
         cohort = period_index(starts_src.c.occurred_at, period, week_start)
         starts = (sa.select(starts_src.c.trader_id, cohort.label("cohort"))
@@ -341,12 +215,12 @@ def compute_retention(engine: Engine, spec: RetentionSpec, *, date_from: date | 
             # "Did X again": the return pairs are the start pairs, already grouped once.
             returns = sa.select(starts.c.trader_id, starts.c.cohort.label("p")).subquery("returns")
         else:
-            ret_src = event_occurrences(spec.return_event).subquery("return_events")
+            ret_src = event_select(spec.return_event).subquery("return_events")
             ret_period = period_index(ret_src.c.occurred_at, period, week_start)
             # A return only counts after some cohort's period, so nothing before the second period
             # matters; only cohort members' returns are grouped.
             returns = (sa.select(ret_src.c.trader_id, ret_period.label("p"))
-                       .where(ret_src.c.occurred_at >= _midnight(start_of_index(first + 1, period, week_start)),
+                       .where(ret_src.c.occurred_at >= midnight(start_of_index(first + 1, period, week_start)),
                               ret_src.c.occurred_at < hi,
                               ret_src.c.trader_id.in_(sa.select(starts.c.trader_id)))
                        .group_by(ret_src.c.trader_id, ret_period)).subquery("returns")
@@ -388,7 +262,7 @@ def compute_retention(engine: Engine, spec: RetentionSpec, *, date_from: date | 
         data_end = span.end if span else None
     return RetentionResult(spec=spec, counts=counts, percentages=percentages,
                            last_period=start_of_index(last, period, week_start),
-                           data_end=_as_date(data_end) if data_end is not None else None)
+                           data_end=as_date(data_end) if data_end is not None else None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -399,12 +273,11 @@ LTV_COLUMNS = ["cohort", "cohort_start", "cohort_size", "age", "value_usd", "val
 
 
 def _ftd_per_trader(trader_filter: TraderFilter) -> sa.Select:
-    """SELECT trader_id, ftd_at: each trader's first approved deposit (all history)."""
-    first = sa.func.min(transactions.c.created_at)
-    return (sa.select(transactions.c.trader_id, first.label("ftd_at"))
-            .where(transactions.c.kind == "deposit", transactions.c.status == "approved",
-                   trader_filter.restrict(transactions.c.trader_id))
-            .group_by(transactions.c.trader_id))
+    """SELECT trader_id, ftd_at: each kept trader's FTD (:func:`analytics.events.first_deposits`), grouped by
+    trader, so HAVING conditions on ``selected_columns.ftd_at`` select FTDs by time."""
+    first = first_deposits(trader_filter)
+    c = first.selected_columns
+    return first.with_only_columns(c.trader_id, c.occurred_at.label("ftd_at"))
 
 
 def compute_ltv(engine: Engine, *, period: Period = "month", ages: int = 6, metric: LtvMetric = "net_deposits",
@@ -432,16 +305,16 @@ def compute_ltv(engine: Engine, *, period: Period = "month", ages: int = 6, metr
     if metric not in ("net_deposits", "deposits"):
         raise ValueError(f"unknown metric {metric!r}; use net_deposits or deposits")
     unit_days = AGE_DAYS[age_unit or period]
-    date_to = _as_date(date_to)
-    date_from = _as_date(date_from) if date_from is not None else None
-    obs_end = _midnight(date_to + timedelta(days=1))
-    lo = _midnight(truncate_date(date_from, period, week_start)) if date_from else None
+    date_to = as_date(date_to)
+    date_from = as_date(date_from) if date_from is not None else None
+    obs_end = midnight(date_to + timedelta(days=1))
+    lo = midnight(truncate_date(date_from, period, week_start)) if date_from else None
 
     ftd = _ftd_per_trader(trader_filter)
     if lo is not None:
-        ftd = ftd.having(sa.func.min(transactions.c.created_at) >= lo)
+        ftd = ftd.having(ftd.selected_columns.ftd_at >= lo)
     # Materialised: read twice by the one statement below (sizes and money), computed once.
-    ftd = ftd.having(sa.func.min(transactions.c.created_at) < obs_end).cte("ftd").prefix_with("MATERIALIZED")
+    ftd = ftd.having(ftd.selected_columns.ftd_at < obs_end).cte("ftd").prefix_with("MATERIALIZED")
     cohort = period_index(ftd.c.ftd_at, period, week_start).label("cohort")
     # Cohort sizes as rows with age -1, beside the money rows: one statement, one pass for the FTDs.
     sizes = sa.select(cohort, sa.literal(-1).label("age"), sa.cast(sa.func.count(), sa.Double).label("usd")
@@ -457,7 +330,7 @@ def compute_ltv(engine: Engine, *, period: Period = "month", ages: int = 6, metr
     money = (sa.select(cohort, age, sa.func.sum(sa.cast(signed, sa.Double)).label("usd"))
              .join_from(ftd, t, t.c.trader_id == ftd.c.trader_id)
              .where(t.c.status == "approved", t.c.kind.in_(kinds), t.c.created_at >= ftd.c.ftd_at,
-                    t.c.created_at < obs_end, t.c.created_at < ftd.c.ftd_at + _days(ages * unit_days))
+                    t.c.created_at < obs_end, t.c.created_at < ftd.c.ftd_at + interval(ages * unit_days))
              .group_by(cohort, age))
 
     with reading(engine) as conn:
@@ -481,7 +354,7 @@ def compute_ltv(engine: Engine, *, period: Period = "month", ages: int = 6, metr
     pooled_value = np.zeros(ages)
     for c in cohorts:
         start = start_of_index(c, period, week_start)
-        members_until = min(_midnight(start_of_index(c + 1, period, week_start)), obs_end)
+        members_until = min(midnight(start_of_index(c + 1, period, week_start)), obs_end)
         for a in range(ages):
             if members_until + timedelta(days=(a + 1) * unit_days) > obs_end:
                 break
@@ -577,28 +450,28 @@ def compute_engagement_retention(
         span = compute_data_span(engine)
         date_to = span.end if span else None
     else:
-        date_to = _as_date(date_to)
+        date_to = as_date(date_to)
     edges = _bucket_edges(bucket_edges, threshold)
     if date_to is None:
         cutoff = None
         counts: list[sa.Row] = []
     else:
-        cutoff = _midnight(date_to + timedelta(days=1)) - timedelta(days=retained_to_day)
-        first = sa.func.min(transactions.c.created_at)
-        ftd = _ftd_per_trader(trader_filter).having(first <= cutoff).cte("ftd")
-        sess_src = event_occurrences(session_event).subquery("session_events")
+        cutoff = midnight(date_to + timedelta(days=1)) - timedelta(days=retained_to_day)
+        ftd = _ftd_per_trader(trader_filter)
+        ftd = ftd.having(ftd.selected_columns.ftd_at <= cutoff).cte("ftd")
+        sess_src = event_select(session_event).subquery("session_events")
         # An inner join bounded by the last possible window end, then zeros for traders without
         # sessions: PostgreSQL runs this as one parallel hash join instead of an index probe and a heap
         # fetch per session (its visibility map is often unset after bulk loads).
         early = (sa.select(ftd.c.trader_id, sa.func.count().label("sessions"))
                  .join_from(ftd, sess_src, sess_src.c.trader_id == ftd.c.trader_id)
                  .where(sess_src.c.occurred_at >= ftd.c.ftd_at,
-                        sess_src.c.occurred_at < ftd.c.ftd_at + _days(first_days),
+                        sess_src.c.occurred_at < ftd.c.ftd_at + interval(first_days),
                         sess_src.c.occurred_at < cutoff + timedelta(days=first_days))
                  .group_by(ftd.c.trader_id)).subquery("early")
-        act_src = event_occurrences(activity).subquery("activity_events")
-        window = (act_src.c.occurred_at >= ftd.c.ftd_at + _days(retained_from_day),
-                  act_src.c.occurred_at < ftd.c.ftd_at + _days(retained_to_day))
+        act_src = event_select(activity).subquery("activity_events")
+        window = (act_src.c.occurred_at >= ftd.c.ftd_at + interval(retained_from_day),
+                  act_src.c.occurred_at < ftd.c.ftd_at + interval(retained_to_day))
         if engine.dialect.name == "postgresql":
             # EXISTS stops at the first activity in the window: one index probe per trader instead of
             # a heap fetch per activity row.

@@ -15,6 +15,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from analytics.events import first_deposits
 from analytics.reading import reading
 from connectors.schema import (
     DATA_TABLES,
@@ -147,15 +148,6 @@ def _future_rows(table: sa.Table, cutoff: datetime) -> QualityCheck:
         lambda: sa.or_(*(c > cutoff for c in time_cols)))
 
 
-def _first_deposits() -> sa.Subquery:
-    return (
-        sa.select(transactions.c.trader_id, sa.func.min(transactions.c.created_at).label("ftd_at"))
-        .where(transactions.c.kind == "deposit", transactions.c.status == "approved")
-        .group_by(transactions.c.trader_id)
-        .subquery("ftd")
-    )
-
-
 def quality_checks(now: datetime) -> list[QualityCheck]:
     """The rules compute_quality_checks runs, in display order."""
     cutoff = now + FUTURE_TOLERANCE
@@ -199,10 +191,10 @@ def quality_checks(now: datetime) -> list[QualityCheck]:
         lambda: trades.c.closed_at < trades.c.opened_at))
 
     def registered_after_ftd() -> sa.Select:
-        ftd = _first_deposits()
+        ftd = first_deposits().subquery("ftd")
         return (sa.select(traders.c.trader_id)
                 .join(ftd, ftd.c.trader_id == traders.c.trader_id)
-                .where(traders.c.registered_at > ftd.c.ftd_at))
+                .where(traders.c.registered_at > ftd.c.occurred_at))
 
     checks.append(QualityCheck(
         "Registered after FTD", "traders", "registered_at", "warning",

@@ -94,6 +94,8 @@ class TraderFilter:
 
 
 EVERYONE = TraderFilter(include_test=True)
+# What every page and report starts from: everyone but test accounts.
+DEFAULT_FILTER = TraderFilter()
 
 
 @dataclass(frozen=True)

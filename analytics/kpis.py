@@ -6,8 +6,8 @@ and one for trading, which reads the rollups kept current by seeding and imports
 (connectors/rollups.py): trader-days from ``trading_days``, deposit and login days from
 ``daily_activity``, and closed positions per trader and day from ``daily_trading`` (volume, P&L,
 costs and the ESMA loss share), never the raw trades.
-Every trading window is made of whole UTC days, so the daily grain is exact. Definitions follow
-DESIGN.md §4 and broker_domain.md §2; each :class:`Kpi` carries its own, so the Overview and the
+Every trading window is made of whole UTC days, so the daily grain is exact. The definitions are
+those of docs/semantics.md ("KPIs"); each :class:`Kpi` carries its own, so the Overview and the
 CLI say the same thing.
 
 Times are naive UTC; a :class:`DateRange` covers whole days, end inclusive. Money is USD.
@@ -22,11 +22,21 @@ from typing import Any, Literal, get_args
 
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
-from analytics.filters import EVERYONE, STANDARD_TIER, TraderFilter
-from analytics.periods import DateRange, Period, epoch_seconds, period_start, step_period, truncate_date
+from analytics.events import first_deposits, read_event_span
+from analytics.filters import DEFAULT_FILTER, EVERYONE, STANDARD_TIER, TraderFilter
+from analytics.periods import (
+    DateRange,
+    Period,
+    epoch_seconds,
+    interval,
+    midnight,
+    period_start,
+    period_starts,
+    step_period,
+)
 from analytics.reading import reading
 from connectors.schema import (
     Money,
@@ -34,7 +44,6 @@ from connectors.schema import (
     daily_activity,
     daily_trading,
     traders,
-    trades,
     trading_days,
     transactions,
 )
@@ -51,10 +60,9 @@ DIMENSIONS: tuple[str, ...] = get_args(Dimension)
 
 FTD_WINDOWS = (7, 30)  # days for the cohort FTD conversion
 REDEPOSIT_DAYS = 30
-CHURN_DAYS = 30  # the activity gap that makes an active trader churned (DESIGN.md §4 default)
+CHURN_DAYS = 30  # the activity gap that makes an active trader churned (the stages' default too)
 ESMA_DAYS = 365  # the trailing 12 months of the ESMA loss disclosure
 OTHER = "Other"
-DEFAULT_FILTER = TraderFilter()  # real traders only: test accounts left out
 
 
 @dataclass(frozen=True)
@@ -162,14 +170,6 @@ GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _days(n: int) -> timedelta:
-    return timedelta(days=n)
-
-
-def _interval(days: int) -> ColumnElement:
-    return sa.literal_column(f"INTERVAL '{int(days)} days'")
-
-
 def _in(column: ColumnElement, start: datetime | date, end: datetime | date) -> ColumnElement[bool]:
     """``start <= column < end`` (timestamps) - the half-open form every window here uses."""
     return sa.and_(column >= start, column < end)
@@ -191,40 +191,15 @@ def _ratio(num: Any, den: Any) -> float | None:
     return float(num) / float(den) if den else None
 
 
-def compute_data_bounds(conn: Connection) -> tuple[datetime | None, datetime | None]:
-    """The oldest and newest registration, transaction or trade opening: the span the data covers.
-
-    Six indexed min()/max() lookups rather than min/max over the trader_events view, which
-    PostgreSQL cannot answer from indexes through the UNION ALL.
-    """
-    columns = (traders.c.registered_at, transactions.c.created_at, trades.c.opened_at)
-    row = conn.execute(sa.select(*(sa.select(fn(c)).scalar_subquery()
-                                   for fn in (sa.func.min, sa.func.max) for c in columns))).one()
-    firsts, lasts = [v for v in row[:3] if v is not None], [v for v in row[3:] if v is not None]
-    return (min(firsts) if firsts else None), (max(lasts) if lasts else None)
-
-
-def compute_data_end(conn: Connection) -> datetime | None:
-    """How far the data reaches (see :func:`compute_data_bounds`). Cohort KPIs count only
-    registrations (or FTDs) whose window ends before this instant."""
-    return compute_data_bounds(conn)[1]
-
-
 def _first_deposits(trader_filter: TraderFilter) -> sa.Subquery:
-    """Per trader: ``ftd_at`` and ``deposits_30d``, the approved deposits within 30 days of the FTD
-    (the FTD included), over the whole ledger."""
-    ranked = (
-        sa.select(transactions.c.trader_id, transactions.c.created_at,
-                  sa.func.min(transactions.c.created_at).over(partition_by=transactions.c.trader_id)
-                  .label("ftd_at"))
-        .where(_approved("deposit"), trader_filter.restrict(transactions.c.trader_id))
-        .subquery("ranked_deposits")
-    )
+    """Per trader with an FTD (:func:`analytics.events.first_deposits`): ``ftd_at`` and ``deposits_30d``,
+    the approved deposits within 30 days of the FTD (the FTD included), over the whole ledger."""
+    first = first_deposits(trader_filter).subquery("ftd")
     return (
-        sa.select(ranked.c.trader_id, ranked.c.ftd_at,
-                  sa.func.count().filter(ranked.c.created_at <= ranked.c.ftd_at + _interval(REDEPOSIT_DAYS))
-                  .label("deposits_30d"))
-        .group_by(ranked.c.trader_id, ranked.c.ftd_at)
+        sa.select(first.c.trader_id, first.c.occurred_at.label("ftd_at"), sa.func.count().label("deposits_30d"))
+        .join_from(first, transactions, transactions.c.trader_id == first.c.trader_id)
+        .where(_approved("deposit"), transactions.c.created_at <= first.c.occurred_at + interval(REDEPOSIT_DAYS))
+        .group_by(first.c.trader_id, first.c.occurred_at)
         .subquery("first_deposits")
     )
 
@@ -248,12 +223,12 @@ def _ledger_query(periods: Mapping[str, DateRange], trader_filter: TraderFilter,
                 sa.case((in_ftd, epoch_seconds(ftd_at) - epoch_seconds(reg)))).label(f"ttf_s_{name}"),
         ]
         for w in FTD_WINDOWS:
-            mature = sa.and_(in_reg, reg <= end - _days(w))
+            mature = sa.and_(in_reg, reg <= end - timedelta(days=w))
             people_cols += [
                 sa.func.count().filter(mature).label(f"cohort{w}_{name}"),
-                sa.func.count().filter(mature, ftd_at <= reg + _interval(w)).label(f"converted{w}_{name}"),
+                sa.func.count().filter(mature, ftd_at <= reg + interval(w)).label(f"converted{w}_{name}"),
             ]
-        ftd_mature = sa.and_(in_ftd, ftd_at <= end - _days(REDEPOSIT_DAYS))
+        ftd_mature = sa.and_(in_ftd, ftd_at <= end - timedelta(days=REDEPOSIT_DAYS))
         people_cols += [
             sa.func.count().filter(ftd_mature).label(f"redeposit_base_{name}"),
             sa.func.count().filter(ftd_mature, dep.c.deposits_30d >= 2).label(f"redeposited_{name}"),
@@ -284,10 +259,6 @@ def _ledger_query(periods: Mapping[str, DateRange], trader_filter: TraderFilter,
     return sa.select(people, money).select_from(people.join(money, sa.true()))
 
 
-def _ts(day: date) -> datetime:
-    return datetime.combine(day, datetime.min.time())
-
-
 def _trading_query(periods: Mapping[str, DateRange], trader_filter: TraderFilter) -> sa.Select:
     """One row: activity, churn, closed-position and ESMA figures per period (``<name>_<period>``),
     from the rollups only."""
@@ -314,21 +285,21 @@ def _trader_days(start: datetime, until: datetime, trader_filter: TraderFilter) 
 def _activity_totals(periods: Mapping[str, DateRange], trader_filter: TraderFilter) -> sa.Subquery:
     """Active traders, trader-days, WAU, MAU and churn per period (trader-days: :func:`_trader_days`)."""
     until = max(r.end_ts for r in periods.values())
-    active_from = _ts(min(r.start for r in periods.values()) - _days(CHURN_DAYS))
+    active_from = midnight(min(r.start for r in periods.values()) - timedelta(days=CHURN_DAYS))
     da = daily_activity.c
     td = _trader_days(active_from, until, trader_filter).c
 
     def on_days(first: date, last: date) -> ColumnElement[int]:
-        return sa.func.max(_flag(_in(td.day, _ts(first), _ts(last + _days(1)))))
+        return sa.func.max(_flag(_in(td.day, midnight(first), midnight(last + timedelta(days=1)))))
 
     activity_cols: list[ColumnElement] = [td.trader_id]
     for name, rng in periods.items():
         activity_cols += [
             on_days(rng.start, rng.end).label(f"active_{name}"),
             sa.func.count().filter(rng.contains(td.day)).label(f"trader_days_{name}"),
-            on_days(rng.end - _days(6), rng.end).label(f"wau_{name}"),
-            on_days(rng.end - _days(CHURN_DAYS - 1), rng.end).label(f"mau_{name}"),
-            on_days(rng.start - _days(CHURN_DAYS), rng.start - _days(1)).label(f"before_{name}"),
+            on_days(rng.end - timedelta(days=6), rng.end).label(f"wau_{name}"),
+            on_days(rng.end - timedelta(days=CHURN_DAYS - 1), rng.end).label(f"mau_{name}"),
+            on_days(rng.start - timedelta(days=CHURN_DAYS), rng.start - timedelta(days=1)).label(f"before_{name}"),
         ]
     activity = (sa.select(*activity_cols).group_by(td.trader_id).having(trader_filter.restrict_late(td.trader_id))
                 .subquery("activity"))
@@ -336,9 +307,9 @@ def _activity_totals(periods: Mapping[str, DateRange], trader_filter: TraderFilt
 
     # An approved deposit or a login in the last 30 days of a period keeps a trader who stopped
     # trading from counting as churned (rollup days are whole UTC days, like the windows).
-    recent_from = min(r.end_ts for r in periods.values()) - _days(CHURN_DAYS)
+    recent_from = min(r.end_ts for r in periods.values()) - timedelta(days=CHURN_DAYS)
     recent = (
-        sa.select(da.trader_id, *(sa.func.max(_flag(_in(da.day, rng.end_ts - _days(CHURN_DAYS), rng.end_ts)))
+        sa.select(da.trader_id, *(sa.func.max(_flag(_in(da.day, rng.end_ts - timedelta(days=CHURN_DAYS), rng.end_ts)))
                                   .label(f"recent_{name}") for name, rng in periods.items()))
         .where(da.event.in_(("deposit", "login")), _in(da.day, recent_from, until))
         .group_by(da.trader_id)
@@ -381,7 +352,7 @@ def _esma_totals(periods: Mapping[str, DateRange], trader_filter: TraderFilter) 
     in the rollup: adding profit, commission and swap per row here cost about as much as the scan.
     """
     dt = daily_trading.c
-    years = {name: (_ts(rng.end - _days(ESMA_DAYS - 1)), rng.end_ts) for name, rng in periods.items()}
+    years = {name: (midnight(rng.end - timedelta(days=ESMA_DAYS - 1)), rng.end_ts) for name, rng in periods.items()}
     per_trader_cols: list[ColumnElement] = []
     for name, window in years.items():
         inside = _in(dt.day, *window)
@@ -415,7 +386,8 @@ def compute_kpis(engine: Engine, *, date_range: DateRange, trader_filter: Trader
     """
     periods = {"cur": date_range, "prev": date_range.previous()}
     with reading(engine) as conn:
-        data_start, data_end = compute_data_bounds(conn)
+        span = read_event_span(conn)
+        data_start, data_end = (span.first_at, span.last_at) if span else (None, None)
         ledger = conn.execute(_ledger_query(periods, trader_filter, data_end)).one()._mapping
         trading = conn.execute(_trading_query(periods, trader_filter)).one()._mapping
     values = {name: _period_values(ledger, trading, name, rng.days) for name, rng in periods.items()}
@@ -522,15 +494,6 @@ def _trend_source(metric: str, trader_filter: TraderFilter
     return daily_trading, dt.day, aggregate, [trader_filter.restrict(dt.trader_id)]
 
 
-def period_starts(date_range: DateRange, period: Period) -> list[date]:
-    """Start of every day/week/month that overlaps ``date_range`` (weeks start on Monday)."""
-    out, current = [], truncate_date(date_range.start, period)
-    while current <= date_range.end:
-        out.append(current)
-        current = step_period(current, period)
-    return out
-
-
 def compute_kpi_trend(engine: Engine, *, metric: str, date_range: DateRange, period: Period,
                       trader_filter: TraderFilter = DEFAULT_FILTER) -> pd.DataFrame:
     """``metric`` per day, week (Monday start) or month of ``date_range``.
@@ -546,33 +509,11 @@ def compute_kpi_trend(engine: Engine, *, metric: str, date_range: DateRange, per
         rows = {pd.Timestamp(r.period_start): _float(r.value) for r in conn.execute(query)}
     firsts = period_starts(date_range, period)
     starts = [pd.Timestamp(s) for s in firsts]
-    partial = [first < date_range.start or step_period(first, period) > date_range.end + _days(1)
+    partial = [first < date_range.start or step_period(first, period) > date_range.end + timedelta(days=1)
                for first in firsts]
     return pd.DataFrame({"period_start": pd.to_datetime(pd.Series(starts, dtype="datetime64[us]")),
                          "value": [rows.get(s, 0.0) for s in starts], "partial": partial},
                         columns=["period_start", "value", "partial"])
-
-
-def comparison_range(date_range: DateRange, period: Period) -> tuple[DateRange, int]:
-    """The range to draw as "previous" on a trend, and how many periods back it lies.
-
-    It is ``date_range`` moved back by as many whole days, weeks or months as the range spans, so
-    previous periods line up one-to-one with the current ones (``step_period(p, period, n)`` maps
-    a previous period start onto the current one). For days this is ``date_range.previous()``.
-    """
-    n = len(period_starts(date_range, period))
-    if period == "day":
-        return date_range.previous(), n
-    if period == "week":
-        return DateRange(date_range.start - _days(7 * n), date_range.end - _days(7 * n)), n
-    return DateRange(_months_back(date_range.start, n), _months_back(date_range.end, n)), n
-
-
-def _months_back(day: date, n: int) -> date:
-    month = day.month - 1 - n
-    year, month = day.year + month // 12, month % 12 + 1
-    following = date(year + month // 12, month % 12 + 1, 1)
-    return date(year, month, min(day.day, (following - _days(1)).day))
 
 
 DIMENSION_LABELS: dict[str, str] = {
@@ -649,15 +590,16 @@ def compute_breakdown(engine: Engine, *, dimension: str, date_range: DateRange,
                .group_by(both.c.trader_id).subquery("trading"))
     reg, ftd_at = dim.c.registered_at, dep.c.ftd_at
     with reading(engine) as conn:
-        data_end = compute_data_end(conn) or datetime(1970, 1, 1)
-        mature = sa.and_(date_range.contains(reg), reg <= data_end - _days(BREAKDOWN_WINDOW))
+        span = read_event_span(conn)
+        data_end = span.last_at if span else datetime(1970, 1, 1)
+        mature = sa.and_(date_range.contains(reg), reg <= data_end - timedelta(days=BREAKDOWN_WINDOW))
         query = (
             sa.select(
                 dim.c.value,
                 sa.func.count().filter(date_range.contains(reg)).label("registrations"),
                 sa.func.count().filter(date_range.contains(ftd_at)).label("ftds"),
                 sa.func.count().filter(mature).label("cohort_registrations"),
-                sa.func.count().filter(mature, ftd_at <= reg + _interval(BREAKDOWN_WINDOW)).label("cohort_ftds"),
+                sa.func.count().filter(mature, ftd_at <= reg + interval(BREAKDOWN_WINDOW)).label("cohort_ftds"),
                 sa.func.sum(money.c.deposits).label("deposits"),
                 sa.func.sum(money.c.withdrawals).label("withdrawals"),
                 sa.func.count(trading.c.trader_id).label("active_traders"),

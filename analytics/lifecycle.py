@@ -2,16 +2,16 @@
 
 Two views of the same question, "where is each trader in their life with us":
 
-- :func:`compute_lifecycle` is PostHog's lifecycle insight (reference/funnel_retention_semantics.md
-  §3) over any event of ``trader_events``: per period, how many traders were new, returning,
+- :func:`compute_lifecycle` is PostHog's lifecycle insight (docs/semantics.md, "Lifecycle") over
+  any event of ``trader_events``: per period, how many traders were new, returning,
   resurrecting, and how many went dormant (a negative count).
 - :func:`compute_stage_distribution` and :func:`compute_stage_flows` place every trader on the
-  DESIGN.md §4 ladder (lead → registered → KYC approved → FTD → active → dormant → churned
+  stage ladder (lead → registered → KYC approved → FTD → active → dormant → churned
   → reactivated) as of a day, and count the moves between two days.
 
 Everything is aggregated in SQL on both backends; only per-period or per-stage counts come back.
 
-Lifecycle rules, as built (spec §3, one rule per bullet):
+Lifecycle rules, as built (one rule per bullet):
 
 - Events are read from one period before ``date_from``'s period up to the end of ``date_to``'s
   period; each trader's events become the sorted list of their active periods. They come from the
@@ -45,18 +45,30 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
-from analytics.cohorts import event_occurrences, index_of, start_of_index
-from analytics.filters import TraderFilter
-from analytics.periods import Period, WeekStart, check_report_size, count_periods, step_period, truncate_date
+from analytics.events import compute_data_span
+from analytics.filters import DEFAULT_FILTER, TraderFilter
+from analytics.periods import (
+    Period,
+    WeekStart,
+    check_report_size,
+    count_periods,
+    index_of,
+    interval,
+    midnight,
+    period_index,
+    start_of_index,
+    step_period,
+    truncate_date,
+)
 from analytics.reading import reading
-from connectors.schema import CORE_EVENTS, daily_activity, daily_trading, portal_events, trader_firsts, traders
+from connectors.schema import daily_activity, daily_trading, trader_firsts, traders
 
 NewBasis = Literal["first-activity", "registration"]
 NEW_BASES: tuple[NewBasis, ...] = ("first-activity", "registration")
 STATUSES = ("new", "returning", "resurrecting", "dormant")
 LIFECYCLE_COLUMNS = ["period_start", *STATUSES]
 
-# DESIGN.md §4 order; reactivated closes the loop after churned.
+# The ladder's order (docs/semantics.md, "Trader stages"); reactivated closes the loop after churned.
 STAGES = ("lead", "registered", "kyc_approved", "ftd", "active", "dormant", "churned", "reactivated")
 STAGE_LABELS = {
     "lead": "Lead", "registered": "Registered", "kyc_approved": "KYC approved", "ftd": "FTD",
@@ -65,7 +77,7 @@ STAGE_LABELS = {
 }
 # Flows start here for traders who were not yet a lead on the first day.
 NOT_CAPTURED = "not_captured"
-ACTIVE_WINDOW_DAYS = 30  # "active" = traded in the last 30 days (MAU-style, broker_domain.md §2.3)
+ACTIVE_WINDOW_DAYS = 30  # "active" = traded in the last 30 days (as the MAU counts it)
 DEFAULT_DORMANT_DAYS = 7
 DEFAULT_CHURN_DAYS = 30
 CHURN_DAY_CHOICES = (30, 60, 90)
@@ -73,18 +85,7 @@ CHURN_DAY_CHOICES = (30, 60, 90)
 STAGE_COLUMNS = ["stage", "traders", "share", "vip_traders"]
 FLOW_COLUMNS = ["from_stage", "to_stage", "traders"]
 
-DEFAULT_FILTER = TraderFilter()
-
 _BITS = 62  # periods per BIGINT mask (bit 63 is the sign)
-
-
-def _interval(text: str) -> ColumnElement:
-    # Only ever built from our own constants and validated ints, never from user text.
-    return sa.literal_column(f"INTERVAL '{text}'")
-
-
-def _ts(day: date) -> datetime:
-    return datetime.combine(day, datetime.min.time())
 
 
 def compute_lifecycle(
@@ -119,7 +120,7 @@ def compute_lifecycle(
     count = index_of(end, period, week_start) - base
     occurrences = _active_days(event).subquery("occurrences")
     occurred_at = occurrences.c.occurred_at
-    i = _period_number(occurred_at, period, look_back)
+    i = period_index(occurred_at, period, week_start) - base
 
     # One bit per active period and trader, ORed together in one GROUP BY trader_id. This is the
     # spec's "sorted active periods" without sorting millions of (trader, period) pairs: grouping
@@ -133,7 +134,7 @@ def compute_lifecycle(
                                         one.op("<<")(i - w * _BITS)))).label(f"m{w}") for w in words]
     masks = (
         sa.select(occurrences.c.trader_id, *bits)
-        .where(occurred_at >= _ts(look_back), occurred_at < _ts(end),
+        .where(occurred_at >= midnight(look_back), occurred_at < midnight(end),
                trader_filter.restrict_early(occurrences.c.trader_id))
         .group_by(occurrences.c.trader_id)
         .having(trader_filter.restrict_late(occurrences.c.trader_id))
@@ -157,7 +158,7 @@ def compute_lifecycle(
     nb = neighbours.c
     if new_basis == "registration":
         created_at = sa.func.coalesce(traders.c.registered_at, traders.c.lead_at)
-        created_i = (sa.select(_period_number(created_at, period, look_back))
+        created_i = (sa.select(period_index(created_at, period, week_start) - base)
                      .where(traders.c.trader_id == nb.trader_id).scalar_subquery())
         first_is_new = created_i == nb.i
     else:
@@ -165,7 +166,7 @@ def compute_lifecycle(
         # the same as "no event before the look-back period": one index probe per trader.
         earlier = _active_days(event).subquery("earlier")
         first_is_new = sa.not_(sa.exists().where(earlier.c.trader_id == nb.trader_id,
-                                                 earlier.c.occurred_at < _ts(look_back)))
+                                                 earlier.c.occurred_at < midnight(look_back)))
     status = sa.case(
         # Nested so the created-period test only runs on each trader's first active period.
         (nb.prev_i.is_(None), sa.case((first_is_new, "new"), else_="resurrecting")),
@@ -192,21 +193,6 @@ def _active_days(event: str) -> sa.Select:
     """``trader_id`` and ``occurred_at`` (a UTC midnight) of every day a trader did ``event``."""
     da = daily_activity.c
     return sa.select(da.trader_id, da.day.label("occurred_at")).where(da.event == event)
-
-
-def _period_number(ts: ColumnElement, period: Period, origin: date) -> ColumnElement[int]:
-    """Whole periods from ``origin`` (a period start) to the period ``ts`` falls in.
-
-    Float arithmetic on purpose: date_part is a double on PostgreSQL, where EXTRACT and decimal
-    literals would make it NUMERIC, several times slower over millions of rows.
-    """
-    if period == "month":
-        year, month = (sa.func.date_part(sa.literal_column(f"'{part}'"), ts) for part in ("year", "month"))
-        return sa.cast(year * 12 + month - (origin.year * 12 + origin.month), sa.Integer)
-    seconds = sa.func.date_part(sa.literal_column("'epoch'"), ts) - sa.cast(_ts(origin).replace(
-        tzinfo=UTC).timestamp(), sa.Double)
-    length = sa.cast(86_400 if period == "day" else 7 * 86_400, sa.Double)
-    return sa.cast(sa.func.floor(seconds / length), sa.Integer)
 
 
 def _check_thresholds(dormant_days: int, churn_days: int) -> None:
@@ -299,7 +285,7 @@ def _staged(days: list[date], dormant_days: int, churn_days: int, trader_filter:
                   sa.func.min(parts[f"back_{i}"]).label(f"back_{i}")]
     per_trader = sa.select(parts.trader_id, *facts).group_by(parts.trader_id).subquery("per_trader")
     a, t = per_trader.c, traders.c
-    churn = _interval(f"{int(churn_days)} days")
+    churn = interval(churn_days)
     stages = []
     for i, day in enumerate(days):
         end, window = _day_bounds(day)
@@ -336,17 +322,13 @@ def _staged(days: list[date], dormant_days: int, churn_days: int, trader_filter:
 
 def _day_bounds(day: date) -> tuple[datetime, datetime]:
     """(end of ``day`` exclusive, start of the active window ending with ``day``)."""
-    return _ts(day + timedelta(days=1)), _ts(day - timedelta(days=ACTIVE_WINDOW_DAYS - 1))
+    return midnight(day + timedelta(days=1)), midnight(day - timedelta(days=ACTIVE_WINDOW_DAYS - 1))
 
 
 def _last_data_day(engine: Engine) -> date:
-    """The newest UTC day of ``trader_events`` (periods.compute_data_span's end), read per base
-    table: PostgreSQL would scan every row of the view, but finds most of these maxima in an index."""
-    newest = [sa.select(sa.func.max(event_occurrences(name).subquery().c.occurred_at)) for name in CORE_EVENTS]
-    newest.append(sa.select(sa.func.max(portal_events.c.occurred_at)))
-    with reading(engine) as conn:
-        found = [at for (at,) in conn.execute(sa.union_all(*newest)) if at is not None]
-    return max(found).date() if found else datetime.now(UTC).date()
+    """The newest UTC day with data (:func:`analytics.events.compute_data_span`), today without any."""
+    span = compute_data_span(engine)
+    return span.end if span else datetime.now(UTC).date()
 
 
 def compute_stage_distribution(

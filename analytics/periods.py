@@ -1,7 +1,11 @@
-"""When an analysis looks: date ranges, their comparison period, and period truncation in SQL.
+"""When an analysis looks: date ranges, periods (day, week, month) and their arithmetic, in Python
+and in SQL. Every analysis does its period arithmetic here.
 
 The SQL here is the portable subset DuckDB and PostgreSQL share: ``date_trunc`` (weeks start on
-Monday in both), ``EXTRACT(EPOCH FROM ...)`` and ``INTERVAL`` literals.
+Monday in both), ``date_part``, ``EXTRACT(EPOCH FROM ...)`` and ``INTERVAL`` literals.
+
+Periods are also numbered (:func:`period_index`): whole days, weeks or months since 1970, which
+both backends compute from a timestamp cheaply and which make "k periods later" a subtraction.
 
 Also the size limits every period-based analysis shares (:func:`check_report_size`), so a page
 and the command line refuse the same requests with the same words.
@@ -16,7 +20,6 @@ from typing import Literal
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
-from analytics.reading import reading
 from connectors.errors import TraderLensError
 
 Period = Literal["day", "week", "month"]
@@ -35,6 +38,10 @@ MAX_PERIODS = 3_660
 # intervals is 33,000; this is over seven times that.
 MAX_CELLS = 250_000
 PERIOD_ADJECTIVES: dict[str, str] = {"day": "daily", "week": "weekly", "month": "monthly"}
+EPOCH = date(1970, 1, 1)
+# 1970-01-01 was a Thursday: weeks are counted from the Monday (or Sunday) before it.
+WEEK_ORIGIN: dict[str, date] = {"monday": date(1969, 12, 29), "sunday": date(1969, 12, 28)}
+INTERVAL_UNITS = ("seconds", "days")
 
 
 class ReportTooLarge(TraderLensError):
@@ -54,12 +61,12 @@ class DateRange:
 
     @property
     def start_ts(self) -> datetime:
-        return datetime.combine(self.start, datetime.min.time())
+        return midnight(self.start)
 
     @property
     def end_ts(self) -> datetime:
         """The first instant after the range (exclusive bound)."""
-        return datetime.combine(self.end + timedelta(days=1), datetime.min.time())
+        return midnight(self.end + timedelta(days=1))
 
     @property
     def days(self) -> int:
@@ -80,9 +87,67 @@ def period_start(column: ColumnElement, period: Period, week_start: WeekStart = 
         raise ValueError(f"unknown period {period!r}; use day, week or month")
     if period == "week" and week_start == "sunday":
         # date_trunc weeks start on Monday; shifting by a day makes them start on Sunday.
-        one_day = sa.literal_column("INTERVAL '1 day'")
+        one_day = interval(1)
         return sa.cast(sa.func.date_trunc("week", column + one_day) - one_day, sa.DateTime)
     return sa.cast(sa.func.date_trunc(period, column), sa.DateTime)
+
+
+def period_index(ts: ColumnElement, period: Period, week_start: WeekStart = "monday") -> ColumnElement[int]:
+    """Whole periods from 1970 to the period ``ts`` falls in: days, weeks (from ``week_start``) or months.
+
+    Double arithmetic on purpose: date_part is a double on PostgreSQL, and EXTRACT or a decimal
+    literal would make the expression NUMERIC there, several times slower over millions of rows.
+    """
+    if period == "month":
+        year, month = (sa.func.date_part(sa.literal_column(f"'{part}'"), ts) for part in ("year", "month"))
+        return sa.cast(year * 12 + month - 1, sa.Integer)
+    days = sa.cast(ts, sa.Date) - sa.literal_column("DATE '1970-01-01'")
+    if period == "day":
+        return sa.cast(days, sa.Integer)
+    if period != "week":
+        raise ValueError(f"unknown period {period!r}; use day, week or month")
+    shift = (EPOCH - WEEK_ORIGIN[week_start]).days
+    return sa.cast(sa.func.floor(sa.cast(days + shift, sa.Double) / sa.literal_column("7.0")), sa.Integer)
+
+
+def index_of(day: date, period: Period, week_start: WeekStart = "monday") -> int:
+    """:func:`period_index` on the Python side."""
+    if period == "month":
+        return day.year * 12 + day.month - 1
+    if period == "day":
+        return (day - EPOCH).days
+    return (day - WEEK_ORIGIN[week_start]).days // 7
+
+
+def start_of_index(index: int, period: Period, week_start: WeekStart = "monday") -> date:
+    """The first day of the period with this :func:`period_index`."""
+    if period == "month":
+        return date(index // 12, index % 12 + 1, 1)
+    if period == "day":
+        return EPOCH + timedelta(days=index)
+    return WEEK_ORIGIN[week_start] + timedelta(weeks=index)
+
+
+def interval(n: int, unit: str = "days") -> ColumnElement:
+    """An SQL ``INTERVAL 'n days'`` (or seconds) literal both backends parse.
+
+    A literal rather than a bound parameter: DuckDB has no make_interval() for a bound value, and a
+    constant lets both planners treat it like any other. ``n`` is always made an int here, so no
+    text reaches the SQL.
+    """
+    if unit not in INTERVAL_UNITS:
+        raise ValueError(f"unknown interval unit {unit!r}; use {' or '.join(INTERVAL_UNITS)}")
+    return sa.literal_column(f"INTERVAL '{int(n)} {unit}'")
+
+
+def as_date(day: date) -> date:
+    """A date from a date, datetime or pandas Timestamp: the time of day plays no part in a range."""
+    return day.date() if isinstance(day, datetime) else day
+
+
+def midnight(day: date) -> datetime:
+    """The first instant of ``day`` (naive UTC)."""
+    return datetime.combine(day, datetime.min.time())
 
 
 def epoch_seconds(column: ColumnElement) -> ColumnElement[float]:
@@ -113,6 +178,39 @@ def truncate_date(day: date, period: Period, week_start: WeekStart = "monday") -
     raise ValueError(f"unknown period {period!r}; use day, week or month")
 
 
+def period_starts(date_range: DateRange, period: Period, week_start: WeekStart = "monday") -> list[date]:
+    """The start of every day, week or month that overlaps ``date_range``, oldest first."""
+    out, current = [], truncate_date(date_range.start, period, week_start)
+    while current <= date_range.end:
+        out.append(current)
+        current = step_period(current, period, 1, week_start)
+    return out
+
+
+def add_months(day: date, n: int) -> date:
+    """``day`` moved by ``n`` calendar months (negative: back), on the month's last day when the
+    target month is shorter (2026-03-31 minus one month is 2026-02-28)."""
+    month = day.month - 1 + n
+    year, month = day.year + month // 12, month % 12 + 1
+    following = date(year + month // 12, month % 12 + 1, 1)
+    return date(year, month, min(day.day, (following - timedelta(days=1)).day))
+
+
+def comparison_range(date_range: DateRange, period: Period) -> tuple[DateRange, int]:
+    """The range to draw as "previous" on a trend by ``period``, and how many periods back it lies.
+
+    It is ``date_range`` moved back by as many whole days, weeks or months as the range spans, so
+    previous periods line up one-to-one with the current ones (``step_period(p, period, n)`` maps
+    a previous period start onto the current one). For days this is ``date_range.previous()``.
+    """
+    n = len(period_starts(date_range, period))
+    if period == "day":
+        return date_range.previous(), n
+    if period == "week":
+        return DateRange(date_range.start - timedelta(weeks=n), date_range.end - timedelta(weeks=n)), n
+    return DateRange(add_months(date_range.start, -n), add_months(date_range.end, -n)), n
+
+
 def count_periods(start: date, end: date, period: Period, week_start: WeekStart = "monday") -> int:
     """Periods from the one containing ``start`` to the one containing ``end``, both included (0 if
     ``end`` is before ``start``'s period)."""
@@ -138,31 +236,3 @@ def check_report_size(periods: int, *, period: Period, what: str, columns: int =
         raise ReportTooLarge(f"{rows} x {columns:,} {column_name} = {periods * columns:,} cells is more than the "
                              f"limit of {MAX_CELLS:,}: shorten the date range, use a longer period or fewer "
                              f"{column_name}")
-
-
-def compute_data_span(engine: sa.Engine) -> DateRange | None:
-    """The first and last UTC day with any event in ``trader_events``; None for an empty database.
-
-    Reads min/max of each base table's time column instead of the view: PostgreSQL would scan
-    every branch of the view's UNION ALL (seconds on a large broker), while most of these columns
-    are indexed.
-    """
-    from connectors.schema import kyc_events, portal_events, sessions, traders, trades, transactions
-
-    t = transactions.c
-    in_view = sa.or_(sa.and_(t.kind.in_(("deposit", "withdrawal")), t.status == "approved"),
-                     sa.and_(t.kind == "deposit", t.status == "declined"))  # as the view selects them
-    sources = [(traders.c.lead_at, None), (traders.c.registered_at, None), (kyc_events.c.occurred_at, None),
-               (t.created_at, in_view), (trades.c.opened_at, None), (sessions.c.started_at, None),
-               (portal_events.c.occurred_at, None)]
-    firsts, lasts = [], []
-    with reading(engine) as conn:
-        for column, condition in sources:
-            query = sa.select(sa.func.min(column), sa.func.max(column))
-            first, last = conn.execute(query if condition is None else query.where(condition)).one()
-            if first is not None:
-                firsts.append(first)
-                lasts.append(last)
-    if not firsts:
-        return None
-    return DateRange(min(firsts).date(), max(lasts).date())

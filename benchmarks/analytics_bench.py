@@ -721,7 +721,7 @@ def main() -> int:
     counts = prepare(backends, seed=args.prepare)
 
     engines = {b: open_engine(b) for b in backends}
-    from analytics.periods import compute_data_span
+    from analytics.events import compute_data_span
 
     span = compute_data_span(engines[backends[0]])
     cases = build_cases(span.end)

@@ -106,7 +106,7 @@ def ensure_demo_database() -> str:
 
 def expected_captions(url: str) -> dict[str, str]:
     """The sidebar caption ("01 Nov 2026 – 30 Nov 2026 (UTC)") each preset shows on this data."""
-    from analytics.periods import compute_data_span
+    from analytics.events import compute_data_span
     from components.filters import PRESETS
     from connectors import database
 

@@ -13,8 +13,9 @@ from datetime import UTC, datetime, timedelta
 import streamlit as st
 from sqlalchemy.engine import Engine
 
+from analytics.events import compute_data_span
 from analytics.filters import FilterOptions, TraderFilter, compute_filter_options
-from analytics.periods import DateRange, compute_data_span
+from analytics.periods import DateRange
 from components import params
 
 VIEW_KEY = "global.view"

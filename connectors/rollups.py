@@ -14,7 +14,7 @@
 - ``trading_days``: one row per trader and UTC day on which they opened or closed a position,
   with how many of each: active traders, DAU/WAU/MAU and churn count rows instead of
   de-duplicating openings and closes of every trade.
-- ``trader_firsts``: each trader's first position opening, first approved deposit (FTD) and first
+- ``trader_firsts``: each trader's first position opening, first deposit (the ``ftd`` event) and first
   login, read from ``daily_activity`` (so it is refreshed after it): the lifecycle stages need
   these all-history facts for every trader, which otherwise cost a pass over every login day.
 
@@ -99,9 +99,10 @@ def _firsts_select() -> sa.Select:
     def first(event: str) -> sa.ColumnElement:
         return sa.func.min(da.first_at).filter(da.event == event)
 
-    return (sa.select(da.trader_id, first("trade").label("first_trade_at"), first("deposit").label("first_deposit_at"),
+    # The FTD is the stream's ``ftd`` event (connectors.schema.first_deposits), rolled up like any other.
+    return (sa.select(da.trader_id, first("trade").label("first_trade_at"), first("ftd").label("first_deposit_at"),
                       first("login").label("first_login_at"))
-            .where(da.event.in_(("trade", "deposit", "login")))
+            .where(da.event.in_(("trade", "ftd", "login")))
             .group_by(da.trader_id))
 
 

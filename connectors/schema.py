@@ -1,4 +1,4 @@
-"""The consolidated trader database (DESIGN.md section 4) as SQLAlchemy Core tables.
+"""The consolidated trader database as SQLAlchemy Core tables.
 
 These definitions are the single description of the schema that queries are written against.
 Alembic migrations in ``connectors/migrations`` create the same schema on every backend; a test
@@ -250,15 +250,138 @@ TIME_COLUMNS: dict[str, str] = {
     "portal_events": "occurred_at",
 }
 
-# The unified event stream is a view; this Table only describes its columns for queries.
-# It lives in its own MetaData so create_all never tries to create it as a table.
+# ---------------------------------------------------------------------------------------------
+# The unified event stream
+#
+# Each core event is one SELECT over the table it comes from (core_event_select), and the first
+# deposit is defined once (first_deposits). The trader_events view is the UNION ALL of those SELECTs
+# and every portal event under its own name (trader_events_select); the migration that creates the
+# view holds the SQL trader_events_view_sql() generates from them (a test keeps the two equal).
+# analytics.events, the catalogue analytics reads events through, builds on the same SELECTs, so an
+# event name means the same rows whether it is read through the view or straight from its table.
+# They live here, not in analytics/, because the view and the rollups (connectors.rollups) need them
+# too and connectors never import analytics.
+
+EventName = sa.String(64)
+EventSource = sa.String(16)
+
+
+def first_deposits(*conditions: sa.ColumnElement[bool], detail: bool = False) -> sa.Select:
+    """Each trader's first deposit (the FTD): their first approved deposit across all their accounts,
+    the earliest ``created_at``; of deposits at that same instant, the one with the lowest ``txn_id``.
+
+    Columns ``trader_id`` and ``occurred_at``, plus the chosen deposit's ``txn_id`` and ``amount_usd``
+    with ``detail``. ``conditions`` on ``transactions`` restrict the ledger read first; they must keep
+    or drop whole traders (a condition on ``trader_id``), or the first would be of what is left.
+
+    Without ``detail`` the time is MIN(created_at) per trader: tied deposits share their instant, so
+    the tie-break cannot change it, and a grouped minimum is cheaper than ranking every deposit.
+    """
+    t = transactions.c
+    approved = (t.kind == "deposit", t.status == "approved", *conditions)
+    if not detail:
+        return sa.select(t.trader_id, sa.func.min(t.created_at).label("occurred_at")).where(*approved).group_by(
+            t.trader_id)
+    ranked = (sa.select(t.trader_id, t.txn_id, t.created_at, t.amount_usd,
+                        sa.func.row_number().over(partition_by=t.trader_id, order_by=(t.created_at, t.txn_id))
+                        .label("rn"))
+              .where(*approved).subquery("ranked_deposits"))
+    r = ranked.c
+    return sa.select(r.trader_id, r.created_at.label("occurred_at"), r.txn_id, r.amount_usd).where(r.rn == 1)
+
+
+# Ledger events: (kind, status) of the transactions each one is.
+_LEDGER_EVENTS: dict[str, tuple[str, str]] = {
+    "deposit": ("deposit", "approved"), "withdrawal": ("withdrawal", "approved"),
+    "deposit_declined": ("deposit", "declined"),
+}
+
+
+def _core_event(name: str, amount: bool) -> tuple[sa.Table, sa.Select]:
+    """(the table core event ``name`` is read from, its SELECT trader_id, occurred_at[, amount_usd])."""
+    def rows(table: sa.Table, at: sa.ColumnElement, usd: sa.ColumnElement | None,
+             *where: sa.ColumnElement[bool]) -> tuple[sa.Table, sa.Select]:
+        columns = [table.c.trader_id, at.label("occurred_at")]
+        if amount:
+            columns.append((usd if usd is not None else sa.cast(sa.null(), Money)).label("amount_usd"))
+        return table, sa.select(*columns).where(*where)
+
+    t, k = traders.c, kyc_events.c
+    if name in ("lead_captured", "registered"):
+        at = t.lead_at if name == "lead_captured" else t.registered_at
+        return rows(traders, at, None, at.is_not(None))
+    if name in ("kyc_submitted", "kyc_approved", "kyc_rejected"):
+        # Every status but approved and rejected (submitted, resubmission) is a submission.
+        status = (k.status.not_in(("approved", "rejected")) if name == "kyc_submitted"
+                  else k.status == name.removeprefix("kyc_"))
+        return rows(kyc_events, k.occurred_at, None, status)
+    if name in _LEDGER_EVENTS:
+        kind, status = _LEDGER_EVENTS[name]
+        x = transactions.c
+        return rows(transactions, x.created_at, x.amount_usd, x.kind == kind, x.status == status)
+    if name == "ftd":
+        first = first_deposits(detail=amount)
+        c = first.selected_columns
+        return transactions, first.with_only_columns(c.trader_id, c.occurred_at, *([c.amount_usd] if amount else []))
+    if name == "trade":  # a trade is its opening
+        return rows(trades, trades.c.opened_at, trades.c.notional_usd)
+    if name == "login":
+        return rows(sessions, sessions.c.started_at, None)
+    raise ValueError(f"{name!r} is not a core event; core events are {', '.join(CORE_EVENTS)}")
+
+
+def core_event_select(name: str, *, amount: bool = False) -> sa.Select:
+    """SELECT ``trader_id``, ``occurred_at`` (and ``amount_usd`` with ``amount``: the deposit,
+    withdrawal or FTD in USD, a trade's notional, else NULL) of every core event ``name``, read from
+    the table it comes from. ValueError for a name outside :data:`CORE_EVENTS`."""
+    return _core_event(name, amount)[1]
+
+
+def trader_events_select() -> sa.CompoundSelect:
+    """The trader_events view's query: every core event, then every portal event by its own name.
+
+    Every branch casts ``event`` (and ``source``) to one type: with a VARCHAR name in one branch and
+    a TEXT literal in another, PostgreSQL cannot push a filter such as ``event = 'trade'`` into the
+    UNION ALL and reads every table behind it; with one type it drops each branch whose constant
+    name cannot match.
+    """
+    def branch(select: sa.Select, event: sa.ColumnElement, source: str,
+               amount_usd: sa.ColumnElement, properties: sa.ColumnElement) -> sa.Select:
+        c = select.selected_columns
+        return select.with_only_columns(
+            c.trader_id, sa.cast(event, EventName).label("event"), c.occurred_at,
+            sa.cast(sa.literal(source, EventSource), EventSource).label("source"), amount_usd.label("amount_usd"),
+            properties.label("properties"))
+
+    no_properties = sa.cast(sa.null(), sa.Text)
+    branches = []
+    for name in CORE_EVENTS:
+        table, select = _core_event(name, amount=True)
+        branches.append(branch(select, sa.literal(name, EventName), table.name, select.selected_columns.amount_usd,
+                               no_properties))
+    p = portal_events.c
+    portal = sa.select(p.trader_id, p.occurred_at)
+    branches.append(branch(portal, p.event, portal_events.name, sa.cast(sa.null(), Money), p.properties))
+    return sa.union_all(*branches)
+
+
+def trader_events_view_sql() -> str:
+    """``CREATE VIEW trader_events AS …`` from :func:`trader_events_select`, as SQL both backends run."""
+    from sqlalchemy.dialects import postgresql
+
+    query = trader_events_select().compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+    return f"CREATE VIEW trader_events AS\n{query}"
+
+
+# The view as a Table, for queries: it lives in its own MetaData so create_all never tries to create
+# it as a table.
 view_metadata = sa.MetaData()
 trader_events = sa.Table(
     "trader_events", view_metadata,
     sa.Column("trader_id", sa.BigInteger),
-    sa.Column("event", sa.String(64)),
+    sa.Column("event", EventName),
     sa.Column("occurred_at", sa.DateTime),
-    sa.Column("source", sa.String(16)),
+    sa.Column("source", EventSource),
     sa.Column("amount_usd", Money),
     sa.Column("properties", sa.Text),
 )

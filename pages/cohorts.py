@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 
 from analytics import cohorts
 from analytics.cohorts import EngagementResult, RetentionResult, RetentionSpec
+from analytics.events import list_event_names
 from analytics.filters import TraderFilter
 from analytics.periods import PERIODS, Period
 from components import cohort_charts as charts
@@ -26,7 +27,7 @@ SHOW = {"percent": "Percent", "counts": "Counts"}
 
 @st.cache_data(ttl="10m", max_entries=32, show_spinner=False)
 def load_event_names(_engine: Engine, url: str) -> list[str]:
-    return cohorts.compute_event_names(_engine)
+    return list_event_names(_engine)
 
 
 @st.cache_data(ttl="10m", max_entries=32, show_spinner="Building the retention matrix…")

@@ -9,7 +9,8 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy.engine import Engine
 
-from analytics import cohorts, lifecycle
+from analytics import lifecycle
+from analytics.events import list_event_names
 from analytics.filters import TraderFilter
 from analytics.periods import PERIODS, Period, WeekStart
 from components import engine as db
@@ -27,7 +28,7 @@ SPANS = {"range": "Start of the period", "30": "30 days before", "90": "90 days 
 
 @st.cache_data(ttl="10m", max_entries=32, show_spinner=False)
 def load_event_names(_engine: Engine, url: str) -> list[str]:
-    return cohorts.compute_event_names(_engine)
+    return list_event_names(_engine)
 
 
 @st.cache_data(ttl="10m", max_entries=32, show_spinner="Labelling traders period by period…")

@@ -11,11 +11,11 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy.engine import Engine
 
+from analytics import events
 from analytics import kpis as kpi_analytics
 from analytics.filters import TraderFilter
 from analytics.kpis import DIMENSION_LABELS, DIMENSIONS, GROUPS, SPECS, TREND_METRICS, Kpi
-from analytics.periods import DateRange, Period, step_period
-from analytics.reading import reading
+from analytics.periods import DateRange, Period, comparison_range, step_period
 from components import engine as db
 from components import filters, frame, kpi_tiles, outage, overview_charts, params
 from components.text import escape_markdown
@@ -29,8 +29,8 @@ BREAKDOWN_METRICS = ("deposits", "net_deposits", "registrations", "ftds", "activ
 
 @st.cache_data(ttl="10m", max_entries=32, show_spinner=False)
 def load_data_bounds(_engine: Engine, url: str) -> tuple[datetime | None, datetime | None]:
-    with reading(_engine) as conn:
-        return kpi_analytics.compute_data_bounds(conn)
+    span = events.compute_event_span(_engine)
+    return (span.first_at, span.last_at) if span else (None, None)
 
 
 @st.cache_data(ttl="10m", max_entries=32, show_spinner="Computing KPIs…")
@@ -100,7 +100,7 @@ def trends_panel(engine: Engine, url: str, date_range: DateRange, trader_filter:
     current = load_trend(engine, url, metric, date_range, period, trader_filter)
     earlier = None
     # Whole days/weeks/months back, so each previous bar sits on the period it compares with.
-    back_range, back = kpi_analytics.comparison_range(date_range, period)
+    back_range, back = comparison_range(date_range, period)
     if compare and data_start is not None and back_range.end_ts <= data_start:
         st.caption(f"No comparison: the data begins on {data_start:%d %b %Y}, after {span_label(back_range)}.")
     elif compare:

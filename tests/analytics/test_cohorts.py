@@ -21,13 +21,11 @@ from scipy import stats
 from analytics.cohorts import (
     ALL_COHORTS,
     RetentionSpec,
-    UnknownEvent,
-    check_event_names,
     compute_engagement_retention,
-    compute_event_names,
     compute_ltv,
     compute_retention,
 )
+from analytics.events import UnknownEvent, check_event_names, list_event_names
 from analytics.filters import TraderFilter
 from analytics.periods import ReportTooLarge
 from connectors import database, schema
@@ -336,7 +334,7 @@ def test_core_events_come_from_their_tables(engine):
         [1, 0, 0, 1], [0, 0, 0, N], [1, 1, N, N], [0, N, N, N]]
     assert matrix(compute_retention(engine, RetentionSpec("ftd", "deposit_declined", intervals=4), **window))[0] == [
         1, 1, 0, 0]
-    assert compute_event_names(engine) == ["registered", "deposit", "ftd", "deposit_declined", "withdrawal", "trade",
+    assert list_event_names(engine) == ["registered", "deposit", "ftd", "deposit_declined", "withdrawal", "trade",
                                            "login"]
 
 
@@ -344,7 +342,7 @@ def test_an_empty_database_gives_a_zero_matrix(engine):
     result = compute_retention(engine, RetentionSpec(), date_to=date(2026, 6, 3))
     assert len(result.counts) == 8 and result.counts[list(range(8))].to_numpy().sum() == 0
     assert result.percentages[0].isna().all()
-    assert compute_event_names(engine) == []
+    assert list_event_names(engine) == []
 
 
 def test_spec_rejects_nonsense():
@@ -472,6 +470,6 @@ def test_unknown_event_names_are_refused_with_the_names_the_database_has(engine)
         check_event_names(engine, ["signup", "sigup", "' OR 1=1 --", "a\x00\nb"])
 
     assert refused.value.unknown == ("sigup", "' OR 1=1 --", "a\x00\nb")
-    assert refused.value.known == tuple(compute_event_names(engine)) == ("registered", "open_app", "signup")
+    assert refused.value.known == tuple(list_event_names(engine)) == ("registered", "open_app", "signup")
     assert str(refused.value) == ("unknown events 'sigup', \"' OR 1=1 --\", 'a\\x00\\nb'; "
                                   "the events in the database are: registered, open_app, signup")

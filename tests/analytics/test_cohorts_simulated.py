@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from analytics.cohorts import RetentionSpec, compute_event_names, compute_retention, event_occurrences
+from analytics.cohorts import RetentionSpec, compute_retention
+from analytics.events import event_select, list_event_names
 from analytics.filters import TraderFilter
 from analytics.periods import step_period, truncate_date
 from connectors.schema import CORE_EVENTS, trader_events, traders
@@ -108,7 +109,7 @@ def test_retention_matches_a_pandas_reading_of_the_spec(broker):
 
 
 def test_event_sources_agree_with_the_trader_events_view(broker):
-    names = compute_event_names(broker)
+    names = list_event_names(broker)
     assert {"registered", "ftd", "trade", "login"} <= set(names)
     with broker.connect() as conn:
         view = pd.DataFrame(conn.execute(sa.select(trader_events.c.event, trader_events.c.trader_id,
@@ -116,6 +117,6 @@ def test_event_sources_agree_with_the_trader_events_view(broker):
                             columns=["event", "trader_id", "occurred_at"])
         assert sorted(names) == sorted(view["event"].unique())
         for name in [*CORE_EVENTS, *names]:
-            mine = pd.DataFrame(conn.execute(event_occurrences(name)).all(), columns=["trader_id", "occurred_at"])
+            mine = pd.DataFrame(conn.execute(event_select(name)).all(), columns=["trader_id", "occurred_at"])
             theirs = view.loc[view["event"] == name, ["trader_id", "occurred_at"]]
             assert sorted(map(tuple, mine.to_numpy().tolist())) == sorted(map(tuple, theirs.to_numpy().tolist())), name

@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from analytics.events import compute_data_span
 from analytics.filters import EVERYONE, TraderFilter, compute_filter_options
 from analytics.periods import (
     MAX_PERIODS,
     DateRange,
     ReportTooLarge,
     check_report_size,
-    compute_data_span,
     count_periods,
     period_start,
     step_period,

@@ -37,13 +37,12 @@ from analytics.kpis import (
     GROUPS,
     SPECS,
     Kpi,
-    comparison_range,
     compute_breakdown,
     compute_kpi_trend,
     compute_kpis,
     compute_volume_by_asset_class,
 )
-from analytics.periods import DateRange
+from analytics.periods import DateRange, comparison_range
 from connectors.rollups import refresh_rollups
 from connectors.schema import accounts, sessions, traders, trades, transactions
 

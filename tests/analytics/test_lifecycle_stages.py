@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from analytics.events import compute_data_span
 from analytics.filters import EVERYONE, TraderFilter
 from analytics.lifecycle import (
     FLOW_COLUMNS,
@@ -23,7 +24,6 @@ from analytics.lifecycle import (
     compute_stage_distribution,
     compute_stage_flows,
 )
-from analytics.periods import compute_data_span
 from connectors import database, schema
 from connectors.rollups import refresh_rollups
 

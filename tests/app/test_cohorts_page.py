@@ -11,7 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from analytics.cohorts import RetentionSpec, compute_engagement_retention, compute_retention
-from analytics.periods import compute_data_span
+from analytics.events import compute_data_span
 from connectors import database
 from connectors.schema import portal_events
 from connectors.simulator import SimulationConfig, seed_database

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from analytics.events import compute_data_span
 from analytics.filters import TraderFilter
 from analytics.funnels import FunnelSpec, compute_dropoffs, compute_funnel
-from analytics.periods import DateRange, compute_data_span
+from analytics.periods import DateRange
 from connectors import database
 from connectors.simulator import SimulationConfig, seed_database
 

@@ -12,8 +12,8 @@ import pytest
 import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
+from analytics.events import compute_data_span
 from analytics.lifecycle import compute_lifecycle, compute_stage_distribution
-from analytics.periods import compute_data_span
 from connectors import database
 from connectors.schema import traders
 from connectors.simulator import SimulationConfig, seed_database

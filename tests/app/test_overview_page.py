@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from analytics.events import compute_data_span
 from analytics.filters import TraderFilter
 from analytics.kpis import Kpi, compute_breakdown, compute_kpis
-from analytics.periods import DateRange, compute_data_span
+from analytics.periods import DateRange
 from components.kpi_tiles import format_delta, format_value
 from connectors import database
 from connectors.rollups import refresh_rollups

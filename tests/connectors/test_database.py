@@ -17,7 +17,7 @@ from alembic.runtime.migration import MigrationContext
 from connectors import database, schema
 from connectors.errors import DatabaseBusy, DatabaseUnavailable
 
-HEAD = "0003"  # the newest migration
+HEAD = "0004"  # the newest migration
 
 
 def _catalog(engine: sa.Engine) -> tuple[dict[str, set[tuple[str, bool]]], set[str], set[str]]:
@@ -132,6 +132,34 @@ def test_trader_events_view_unifies_every_source_under_one_name_each(engine):
     page_view = next(r for r in rows if r[1] == "deposit_page_view")
     assert page_view[3] == "portal_events" and '"cashier"' in page_view[5]
     assert not [r for r in rows if r[1] == "bonus"], "bonuses are not deposits"
+
+
+def test_the_newest_view_migration_holds_the_sql_the_schema_generates():
+    # The view is generated from connectors.schema's event definitions; its migration freezes that
+    # SQL. Whitespace aside, the newest migration that creates the view must hold exactly it.
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory(str(database.MIGRATIONS_DIR))
+    frozen = next(script.module.TRADER_EVENTS_VIEW for script in scripts.walk_revisions()
+                  if hasattr(script.module, "TRADER_EVENTS_VIEW"))
+    assert frozen.split() == schema.trader_events_view_sql().split()
+
+
+def test_postgresql_reads_only_the_table_behind_a_filtered_view_event(engine):
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the plan is PostgreSQL's")
+    te = schema.trader_events.c
+    query = sa.select(te.trader_id, te.occurred_at).where(te.event == "trade")
+    sql = str(query.compile(engine, compile_kwargs={"literal_binds": True}))
+    with engine.connect() as conn:
+        plan = conn.execute(sa.text(f"EXPLAIN (FORMAT JSON) {sql}")).scalar_one()
+
+    def scanned(node: dict) -> set[str]:
+        return ({node["Relation Name"]} if "Relation Name" in node else set()).union(
+            *(scanned(child) for child in node.get("Plans", [])))
+
+    # Every other core branch names another event and is dropped; portal events may carry any name.
+    assert scanned(plan[0]["Plan"]) == {"trades", "portal_events"}
 
 
 def test_bulk_insert_keeps_nulls_apart_from_values_and_money_exact(engine):

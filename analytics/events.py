@@ -1,0 +1,156 @@
+"""The event catalogue: what each event name means in rows, which names the data holds, each trader's
+first deposit, and the span of time the data covers. Every analysis reads events through here.
+
+An event is a ``(trader_id, occurred_at)`` row of the ``trader_events`` stream: the core events of
+``connectors.schema.CORE_EVENTS`` (lead captured, registered, KYC, ledger, FTD, trade, login), each
+read from the table it comes from, and every client-portal event under its own name.
+
+The SELECT behind each core event and the first deposit are defined once, in ``connectors/schema.py``,
+and this module builds on them rather than holding its own: the ``trader_events`` view is generated
+from those same definitions (its migration holds the generated SQL), the rollups in
+``connectors/rollups.py`` need the first deposit too, and connectors never import analytics. Here
+they gain what only analytics asks for: portal events by name, the trader filter, the list of names
+present, and the data span.
+
+Analyses read an event's own table instead of the view: it is one plain SELECT the planner can use
+indexes and range conditions on, where the view is a UNION ALL of twelve branches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from analytics.filters import EVERYONE, TraderFilter
+from analytics.periods import DateRange
+from analytics.reading import reading
+from connectors import schema
+from connectors.errors import TraderLensError
+from connectors.schema import CORE_EVENTS, portal_events, transactions
+
+
+def event_select(name: str, *, amount: bool = False) -> sa.Select:
+    """SELECT ``trader_id``, ``occurred_at`` of every ``name`` event: the rows of ``trader_events
+    WHERE event = name``, read from the table behind them.
+
+    With ``amount`` also ``amount_usd`` (deposits, withdrawals and the FTD in USD, a trade's
+    notional; NULL for other events). A name that is not a core event is a portal event's.
+    """
+    if name in CORE_EVENTS:
+        return schema.core_event_select(name, amount=amount)
+    p = portal_events.c
+    columns = [p.trader_id, p.occurred_at]
+    if amount:
+        columns.append(sa.cast(sa.null(), schema.Money).label("amount_usd"))
+    return sa.select(*columns).where(p.event == name)
+
+
+def first_deposits(trader_filter: TraderFilter = EVERYONE) -> sa.Select:
+    """SELECT ``trader_id``, ``occurred_at``: each kept trader's first deposit (FTD), over all history.
+
+    The FTD is a trader's first approved deposit across all their accounts: the earliest
+    ``created_at``, and of deposits at that instant the lowest ``txn_id`` (the one definition,
+    :func:`connectors.schema.first_deposits`; the ``ftd`` event is the same rows). The SELECT groups by
+    trader, so callers may add HAVING conditions on the time (``selected_columns.occurred_at``).
+    """
+    if trader_filter.is_everyone():
+        return schema.first_deposits()
+    return schema.first_deposits(trader_filter.restrict(transactions.c.trader_id))
+
+
+# ---------------------------------------------------------------------------------------------
+# The names present
+
+
+def list_event_names(engine: Engine) -> list[str]:
+    """Names of the events present: core events in :data:`CORE_EVENTS` order (the order a trader
+    meets them), then portal events A-Z.
+
+    Each core event is one EXISTS probe, so this stays fast on large data; the FTD is probed as an
+    approved deposit, which exists exactly when an FTD does.
+    """
+    probes = [sa.exists(event_select("deposit" if name == "ftd" else name).limit(1)).label(f"e{i}")
+              for i, name in enumerate(CORE_EVENTS)]
+    portal = sa.select(portal_events.c.event).distinct().order_by(portal_events.c.event)
+    with reading(engine) as conn:
+        present = conn.execute(sa.select(*probes)).one()
+        portal_names = list(conn.execute(portal).scalars())
+    # Importers refuse portal events named like a core event; one written another way is not listed twice.
+    return [name for name, ok in zip(CORE_EVENTS, present, strict=True) if ok] + [
+        name for name in portal_names if name not in CORE_EVENTS]
+
+
+class UnknownEvent(TraderLensError):
+    """Event names no event in the database carries (most often a typo); ``known`` lists those it has."""
+
+    def __init__(self, unknown: Sequence[str], known: Sequence[str]) -> None:
+        self.unknown = tuple(unknown)
+        self.known = tuple(known)
+        # repr() and the escaping keep the message on one line whatever the names hold.
+        names = ", ".join(repr(name) for name in self.unknown)
+        listed = ", ".join(name if name.isprintable() else repr(name) for name in self.known)
+        super().__init__(f"unknown event{'s' if len(self.unknown) > 1 else ''} {names}; "
+                         f"the events in the database are: {listed or 'none'}")
+
+
+def check_event_names(engine: Engine, names: Iterable[str]) -> None:
+    """Raise :class:`UnknownEvent` unless every one of ``names`` is in :func:`list_event_names`.
+
+    An analysis of an absent event is all zeros, which hides a typo in a scheduled report.
+    """
+    known = list_event_names(engine)
+    present = set(known)
+    unknown = [name for name in dict.fromkeys(names) if name not in present]
+    if unknown:
+        raise UnknownEvent(unknown, known)
+
+
+# ---------------------------------------------------------------------------------------------
+# The span of the data
+
+
+@dataclass(frozen=True)
+class EventSpan:
+    """The first and the last instant (naive UTC) of any event in the stream."""
+
+    first_at: datetime
+    last_at: datetime
+
+    @property
+    def days(self) -> DateRange:
+        """The UTC days from the first event's to the last event's, both included."""
+        return DateRange(self.first_at.date(), self.last_at.date())
+
+
+def read_event_span(conn: Connection) -> EventSpan | None:
+    """The :class:`EventSpan` of the data, on an open connection; None when there is no event.
+
+    One statement of min()/max() per event's own table (most of them answered from an index)
+    rather than over the view, whose every row PostgreSQL would read. The FTD is left out: it is
+    one of the deposits.
+    """
+    bounds = []
+    for name in [n for n in CORE_EVENTS if n != "ftd"] + [None]:
+        rows = (sa.select(portal_events.c.occurred_at) if name is None else event_select(name)).subquery()
+        bounds += [sa.select(sa.func.min(rows.c.occurred_at)).scalar_subquery(),
+                   sa.select(sa.func.max(rows.c.occurred_at)).scalar_subquery()]
+    row = conn.execute(sa.select(*bounds)).one()
+    firsts = [at for at in row[0::2] if at is not None]
+    lasts = [at for at in row[1::2] if at is not None]
+    return EventSpan(min(firsts), max(lasts)) if firsts else None
+
+
+def compute_event_span(engine: Engine) -> EventSpan | None:
+    """:func:`read_event_span` through the read door."""
+    with reading(engine) as conn:
+        return read_event_span(conn)
+
+
+def compute_data_span(engine: Engine) -> DateRange | None:
+    """The first and last UTC day with any event (:meth:`EventSpan.days`); None for an empty database."""
+    span = compute_event_span(engine)
+    return span.days if span else None
