@@ -1,6 +1,6 @@
 """The naive way, as a yardstick: pull the rows an analysis needs into pandas and compute there.
 
-DESIGN.md §2 forbids this in the app ("pull aggregates, not rows"); benchmarks/analytics_bench.py
+The app never does this (it aggregates in the database and pulls aggregates, not rows); benchmarks/analytics_bench.py
 times these straightforward pandas versions next to the pushed-down SQL of ``analytics/`` on the
 same DuckDB file, so the ratio in its table says what the rule buys.
 

@@ -1,5 +1,5 @@
-"""Funnels (ordered, strict, exclusions, times, breakdowns, range and filters) from the specification,
-reference/funnel_retention_semantics.md §1, on DuckDB and PostgreSQL.
+"""Funnels (ordered, strict, exclusions, times, breakdowns, range and filters) from the rules of
+docs/semantics.md ("Funnels"), on DuckDB and PostgreSQL.
 
 Journeys are hand-built portal events (any event name) unless a case needs a core event.
 """

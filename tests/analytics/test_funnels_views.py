@@ -1,5 +1,5 @@
-"""Unordered funnels, time to convert, conversion trends and drop-off lists from the specification
-(reference/funnel_retention_semantics.md §1.4, §1.6, §1.8), on DuckDB and PostgreSQL."""
+"""Unordered funnels, time to convert, conversion trends and drop-off lists from the rules of
+docs/semantics.md ("Funnels"), on DuckDB and PostgreSQL."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Lifecycle (new / returning / resurrecting / dormant) on DuckDB and PostgreSQL.
 
-The cases follow reference/funnel_retention_semantics.md §3 rule by rule. Trades make the
+The cases follow docs/semantics.md ("Lifecycle") rule by rule. Trades make the
 default "trade" event; portal events give any other name. 2026-01-12 is a Monday.
 """
 
@@ -274,7 +274,7 @@ def test_nonsense_arguments_are_refused(engine):
 
 def lifecycle_in_pandas(events: pd.DataFrame, created_at: pd.Series, *, period: str, date_from: date,
                         date_to: date, week_start: str) -> dict[date, list[int]]:
-    """Spec §3 trader by trader, as PostHog's arrays do it: sorted active periods, previous and
+    """The lifecycle rules trader by trader, as PostHog's arrays do it: sorted active periods, previous and
     following period, then counts. ``created_at`` maps trader_id to the created timestamp."""
     first, last = truncate_date(date_from, period, week_start), truncate_date(date_to, period, week_start)
     look_back, end = step_period(first, period, -1, week_start), step_period(last, period, 1, week_start)

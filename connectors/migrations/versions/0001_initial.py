@@ -5,7 +5,7 @@ Revises:
 Create Date: 2026-12-01
 
 A migration is a frozen snapshot: it spells out its tables instead of importing
-connectors.schema, so later schema edits cannot rewrite history. tests/connectors/test_schema.py
+connectors.schema, so later schema edits cannot rewrite history. tests/connectors/test_database.py
 checks that migrating an empty database yields exactly connectors.schema.metadata.
 """
 
