@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from components import engine, filters, frame, outage, params
+from components import filters, frame, outage, page, params
+from server.engine import describe_connection
 
 st.set_page_config(
     page_title="TraderLens", page_icon=":material/troubleshoot:", layout="wide",
@@ -26,15 +27,15 @@ pages = {
 }
 # Navigation is declared before the database is opened: once st.navigation has run, Streamlit
 # stops offering the legacy pages/ auto-discovery even if we stop below.
-page = st.navigation({section: entries for section, entries in pages.items() if entries})
+chosen = st.navigation({section: entries for section, entries in pages.items() if entries})
 
-frame.render_connection(*engine.describe_connection())
+frame.render_connection(*describe_connection())
 # Opens and migrates the database once per process; an unreachable one stops here with one message.
-db = engine.require_engine()
+db = page.open_engine()
 # A database that fails later in the run (a query, a cache miss) ends it with the same one banner;
 # one that does not answer now gets the banner at once, and the page shows what the cache holds.
 with outage.guard() as top:
     params.open_notices(top)  # a link's ignored settings are named at the top of the page
     outage.check(db)
-    filters.render_global_filters(db)
-    page.run()
+    filters.render_global_filters(page.load_filter_options(), page.load_data_span())
+    chosen.run()

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Literal
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -117,6 +118,18 @@ def index_of(day: date, period: Period, week_start: WeekStart = "monday") -> int
     if period == "day":
         return (day - EPOCH).days
     return (day - WEEK_ORIGIN[week_start]).days // 7
+
+
+def index_of_times(us: np.ndarray, period: Period, week_start: WeekStart = "monday") -> np.ndarray:
+    """:func:`index_of` of many instants at once, given as int64 microseconds since 1970 (UTC)."""
+    days = us // 86_400_000_000  # floor division: instants before 1970 fall in earlier periods too
+    if period == "day":
+        return days
+    if period == "week":
+        return (days + (EPOCH - WEEK_ORIGIN[week_start]).days) // 7
+    if period == "month":
+        return us.astype("datetime64[us]").astype("datetime64[M]").astype(np.int64) + index_of(EPOCH, "month")
+    raise ValueError(f"unknown period {period!r}; use day, week or month")
 
 
 def start_of_index(index: int, period: Period, week_start: WeekStart = "monday") -> date:

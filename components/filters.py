@@ -2,7 +2,8 @@
 
 They are rendered once by app.py (the frame), so their values survive page switches, and each
 widget is bound to a URL query parameter (``?period=…&country=DE&channel=affiliate``), so the
-current view can be sent to a colleague. Pages read the result with :func:`current_view`.
+current view can be sent to a colleague. Pages read the result with :func:`current_view`. The
+options and the data's span are fetched by the page seam (components/page.py) and handed in.
 """
 
 from __future__ import annotations
@@ -11,10 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import streamlit as st
-from sqlalchemy.engine import Engine
 
-from analytics.events import compute_data_span
-from analytics.filters import FilterOptions, TraderFilter, compute_filter_options
+from analytics.filters import FilterOptions, TraderFilter
 from analytics.periods import DateRange
 from components import params
 
@@ -34,18 +33,13 @@ class View:
     trader_filter: TraderFilter
 
 
-@st.cache_data(ttl="5m", max_entries=8, show_spinner=False)
-def _options(_engine: Engine, url: str) -> tuple[FilterOptions, DateRange | None]:
-    return compute_filter_options(_engine), compute_data_span(_engine)
-
-
 def _today() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def render_global_filters(engine: Engine) -> View:
-    """Draw the sidebar filters and remember the resulting View for the page."""
-    options, span = _options(engine, str(engine.url))
+def render_global_filters(options: FilterOptions, span: DateRange | None) -> View:
+    """Draw the sidebar filters over ``options`` and the data's ``span`` (None: no data yet), and remember
+    the resulting View for the page."""
     last = span.end if span else _today().date()
     first = span.start if span else last
     with st.sidebar:

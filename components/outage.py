@@ -15,15 +15,14 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 import streamlit as st
 from sqlalchemy.engine import Engine
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from analytics.reading import reading
 from components.text import escape_markdown
 from connectors import database
 from connectors.errors import DatabaseBusy, DatabaseUnavailable, TraderLensError
+from server.engine import probe
 
 PROBE_TIMEOUT_S = 3.0
 _SLOT = "outage.slot"  # session-state: the container at the top of the page that holds the banner
@@ -86,16 +85,9 @@ def guard() -> Iterator[Any]:
 
 
 def check(engine: Engine) -> None:
-    """Ask the database whether it answers; if not, show the banner and let the page go on from cache.
-
-    DuckDB runs in this process and is not asked (a file that cannot be read fails on opening).
-    """
-    if engine.dialect.name == "duckdb":
-        return
-    try:
-        with reading(engine, timeout_s=PROBE_TIMEOUT_S) as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except DatabaseUnavailable as outage:
+    """Ask the database whether it answers; if not, show the banner and let the page go on from cache."""
+    outage = probe(engine, timeout_s=PROBE_TIMEOUT_S)
+    if outage is not None:
         with st.session_state[_SLOT]:
             render_outage(outage, cached_before=database.last_answer(engine))
         st.session_state[_SHOWN] = True

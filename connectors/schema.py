@@ -320,9 +320,13 @@ def _core_event(name: str, amount: bool) -> tuple[sa.Table, sa.Select]:
         x = transactions.c
         return rows(transactions, x.created_at, x.amount_usd, x.kind == kind, x.status == status)
     if name == "ftd":
-        first = first_deposits(detail=amount)
-        c = first.selected_columns
-        return transactions, first.with_only_columns(c.trader_id, c.occurred_at, *([c.amount_usd] if amount else []))
+        if amount:
+            first = first_deposits(detail=True)
+            c = first.selected_columns
+            return transactions, first.with_only_columns(c.trader_id, c.occurred_at, c.amount_usd)
+        # A grouped SELECT wrapped, so callers can filter its time in WHERE like any other event's.
+        grouped = first_deposits().subquery("ftd")
+        return transactions, sa.select(grouped.c.trader_id, grouped.c.occurred_at)
     if name == "trade":  # a trade is its opening
         return rows(trades, trades.c.opened_at, trades.c.notional_usd)
     if name == "login":
@@ -333,7 +337,8 @@ def _core_event(name: str, amount: bool) -> tuple[sa.Table, sa.Select]:
 def core_event_select(name: str, *, amount: bool = False) -> sa.Select:
     """SELECT ``trader_id``, ``occurred_at`` (and ``amount_usd`` with ``amount``: the deposit,
     withdrawal or FTD in USD, a trade's notional, else NULL) of every core event ``name``, read from
-    the table it comes from. ValueError for a name outside :data:`CORE_EVENTS`."""
+    the table it comes from; ``.where()`` on its columns filters the events. ValueError for a name
+    outside :data:`CORE_EVENTS`."""
     return _core_event(name, amount)[1]
 
 

@@ -3,71 +3,34 @@ whether early engagement goes with staying."""
 
 from __future__ import annotations
 
-from datetime import date
-
-import pandas as pd
 import streamlit as st
-from sqlalchemy.engine import Engine
 
 from analytics import cohorts
-from analytics.cohorts import EngagementResult, RetentionResult, RetentionSpec
+from analytics.cohorts import RetentionSpec
 from analytics.events import list_event_names
-from analytics.filters import TraderFilter
-from analytics.periods import PERIODS, Period
+from analytics.periods import PERIODS
 from components import cohort_charts as charts
-from components import engine as db
-from components import filters, frame, outage, params
+from components import outage, page, params
 from components.text import escape_markdown
-
-frame.route_through_app()
 
 MODES = {"recurring": "Every period with the event", "first_time": "First time only"}
 SHOW = {"percent": "Percent", "counts": "Counts"}
 
-
-@st.cache_data(ttl="10m", max_entries=32, show_spinner=False)
-def load_event_names(_engine: Engine, url: str) -> list[str]:
-    return list_event_names(_engine)
-
-
-@st.cache_data(ttl="10m", max_entries=32, show_spinner="Building the retention matrix…")
-def load_retention(_engine: Engine, url: str, spec: RetentionSpec, date_from: date, date_to: date,
-                   trader_filter: TraderFilter) -> RetentionResult:
-    return cohorts.compute_retention(_engine, spec, date_from=date_from, date_to=date_to, trader_filter=trader_filter)
-
-
-@st.cache_data(ttl="10m", max_entries=32, show_spinner=False)
-def load_ltv(_engine: Engine, url: str, period: Period, ages: int, metric: cohorts.LtvMetric, date_from: date,
-             date_to: date, trader_filter: TraderFilter) -> pd.DataFrame:
-    return cohorts.compute_ltv(_engine, period=period, ages=ages, metric=metric, date_from=date_from,
-                               date_to=date_to, trader_filter=trader_filter)
-
-
-@st.cache_data(ttl="10m", max_entries=32, show_spinner=False)
-def load_engagement(_engine: Engine, url: str, threshold: int, activity: str, date_to: date,
-                    trader_filter: TraderFilter) -> EngagementResult:
-    return cohorts.compute_engagement_retention(_engine, threshold=threshold, activity=activity, date_to=date_to,
-                                                trader_filter=trader_filter)
+load_event_names = page.loader(list_event_names)
+load_retention = page.loader(cohorts.compute_retention, spinner="Building the retention matrix…")
+load_ltv = page.loader(cohorts.compute_ltv)
+load_engagement = page.loader(cohorts.compute_engagement_retention)
 
 
 def pick(options: list[str], preferred: str) -> int:
     return options.index(preferred) if preferred in options else 0
 
 
-engine = db.require_engine()
-url = engine.url.render_as_string()  # cache key: which database, password hidden
-view = filters.current_view()
+view = page.header("Cohorts & retention", lambda view: (
+    f"Cohorts from {view.date_range.start:%d %b %Y} to {view.date_range.end:%d %b %Y} (UTC; the sidebar period), "
+    "for the traders the sidebar filters keep."))
 rng, trader_filter = view.date_range, view.trader_filter
-
-st.title("Cohorts & retention", anchor=False)
-st.caption(f"Cohorts from {rng.start:%d %b %Y} to {rng.end:%d %b %Y} (UTC; the sidebar period), "
-           "for the traders the sidebar filters keep.")
-
-events = load_event_names(engine, url)
-if not events:
-    st.info("No events yet. Seed a simulated broker (`python cli.py seed`) or import data on the Data page, "
-            "then come back.", icon=":material/grid_on:")
-    st.stop()
+events = load_event_names()
 
 
 @outage.fragment
@@ -100,7 +63,7 @@ def retention_and_ltv() -> None:
 
     spec = RetentionSpec(start_event=start, return_event=back, period=period, intervals=int(intervals), mode=mode,
                          cumulative=cumulative)
-    result = load_retention(engine, url, spec, rng.start, rng.end, trader_filter)
+    result = load_retention(spec, date_from=rng.start, date_to=rng.end, trader_filter=trader_filter)
 
     st.subheader("Retention by cohort", divider="gray", anchor=False)
     if int(result.counts["size"].sum()) == 0:
@@ -120,12 +83,14 @@ def retention_and_ltv() -> None:
                "for FTD cohorts in the range; a cohort shows an age only once all its traders have reached it. "
                "Net deposits = approved deposits − approved withdrawals (bonuses excluded); deposits alone are "
                "the MT5 “Lifetime Value” definition.")
-    net = load_ltv(engine, url, period, int(intervals), "net_deposits", rng.start, rng.end, trader_filter)
+    net = load_ltv(period=period, ages=int(intervals), metric="net_deposits", date_from=rng.start, date_to=rng.end,
+                   trader_filter=trader_filter)
     if net.empty or not (net["cohort"] == cohorts.ALL_COHORTS).any():
         st.info("No FTD cohort in this range is old enough yet. Choose a longer period in the sidebar or a shorter "
                 "cohort period.", icon=":material/hourglass_empty:")
     else:
-        deposits = load_ltv(engine, url, period, int(intervals), "deposits", rng.start, rng.end, trader_filter)
+        deposits = load_ltv(period=period, ages=int(intervals), metric="deposits", date_from=rng.start,
+                            date_to=rng.end, trader_filter=trader_filter)
         charts.render_ltv(net, deposits, period=period, key="cohorts.ltv")
 
 
@@ -138,7 +103,8 @@ def early_engagement() -> None:
                                 key="cohorts.threshold")
     activity = params.selectbox(e2, "Counts as retained", events, index=pick(events, "trade"),
                             format_func=charts.event_label, key="cohorts.activity")
-    engagement = load_engagement(engine, url, int(threshold), activity, rng.end, trader_filter)
+    engagement = load_engagement(threshold=int(threshold), activity=activity, date_to=rng.end,
+                                 trader_filter=trader_filter)
     if engagement.n_high + engagement.n_low == 0:
         st.info(f"No trader made an FTD at least {engagement.retained_to_day} days before {rng.end:%d %b %Y}, so "
                 "no one's 90-day retention can be measured yet.", icon=":material/hourglass_empty:")

@@ -8,15 +8,13 @@ import streamlit as st
 from sqlalchemy.engine import Engine
 
 from analytics import funnels
+from analytics.events import list_event_names
 from analytics.filters import TraderFilter
-from analytics.funnels import Exclusion, FunnelRejected, FunnelResult, FunnelSpec
-from analytics.periods import PERIODS, DateRange, Period
-from components import engine as db
-from components import filters, frame, params
+from analytics.funnels import Exclusion, FunnelRejected, FunnelSpec
+from analytics.periods import PERIODS, DateRange
 from components import funnel_charts as charts
+from components import page, params
 from components.text import escape_markdown
-
-frame.route_through_app()
 
 DEFAULT_STEPS = ["registered", "kyc_submitted", "kyc_approved", "ftd", "trade"]
 ORDERS = {"ordered": "In order", "strict": "Strictly in a row", "unordered": "Any order"}
@@ -25,54 +23,31 @@ BREAKDOWNS = {"none": "No breakdown", "trader": "Trader attribute", "event": "Ev
 ATTRIBUTIONS = {"first_touch": "First touch", "last_touch": "Last touch"}
 NO_EXCLUSION = ""
 
-
-@st.cache_data(ttl="10m", max_entries=32, show_spinner=False)
-def load_event_names(_engine: Engine, url: str) -> list[str]:
-    return funnels.list_event_names(_engine)
-
-
-@st.cache_data(ttl="10m", max_entries=32, show_spinner="Following traders through the funnel…")
-def load_funnel(_engine: Engine, url: str, spec: FunnelSpec, date_range: DateRange,
-                trader_filter: TraderFilter) -> FunnelResult:
-    return funnels.compute_funnel(_engine, spec, date_range=date_range, trader_filter=trader_filter)
+load_event_names = page.loader(list_event_names)
+load_funnel = page.loader(funnels.compute_funnel, spinner="Following traders through the funnel…")
+load_trends = page.loader(funnels.compute_funnel_trends, spinner="Computing conversion by entry period…")
 
 
-@st.cache_data(ttl="10m", max_entries=32, show_spinner=False)
-def load_time_to_convert(_engine: Engine, url: str, spec: FunnelSpec, date_range: DateRange,
-                         trader_filter: TraderFilter, from_step: int, to_step: int) -> pd.DataFrame:
+@page.loader
+def load_time_to_convert(engine: Engine, spec: FunnelSpec, date_range: DateRange, trader_filter: TraderFilter,
+                         from_step: int, to_step: int) -> pd.DataFrame:
     # From the cached funnel: the same traders and attempts, no second pass over the events.
-    result = load_funnel(_engine, url, spec, date_range, trader_filter)
+    result = load_funnel(spec, date_range=date_range, trader_filter=trader_filter)
     return funnels.time_to_convert_of(result, from_step=from_step, to_step=to_step, bins=30)
 
 
-@st.cache_data(ttl="10m", max_entries=32, show_spinner="Computing conversion by entry period…")
-def load_trends(_engine: Engine, url: str, spec: FunnelSpec, period: Period, date_range: DateRange,
-                trader_filter: TraderFilter) -> pd.DataFrame:
-    return funnels.compute_funnel_trends(_engine, spec, period=period, date_range=date_range,
-                                         trader_filter=trader_filter)
-
-
-@st.cache_data(ttl="10m", max_entries=32, show_spinner=False)
-def load_dropoffs(_engine: Engine, url: str, spec: FunnelSpec, step: int, date_range: DateRange,
+@page.loader
+def load_dropoffs(engine: Engine, spec: FunnelSpec, step: int, date_range: DateRange,
                   trader_filter: TraderFilter) -> pd.DataFrame:
-    result = load_funnel(_engine, url, spec, date_range, trader_filter)
-    return funnels.dropoffs_of(_engine, result, step=step, trader_filter=trader_filter)
+    result = load_funnel(spec, date_range=date_range, trader_filter=trader_filter)
+    return funnels.dropoffs_of(engine, result, step=step, trader_filter=trader_filter)
 
 
-engine = db.require_engine()
-url = engine.url.render_as_string()  # cache key: which database, password hidden
-view = filters.current_view()
+view = page.header("Funnels & conversion", lambda view: (
+    f"Every step must happen between {view.date_range.start:%d %b %Y} and {view.date_range.end:%d %b %Y} (UTC; "
+    "the sidebar period), for the traders the sidebar filters keep."))
 rng, trader_filter = view.date_range, view.trader_filter
-
-st.title("Funnels & conversion", anchor=False)
-st.caption(f"Every step must happen between {rng.start:%d %b %Y} and {rng.end:%d %b %Y} (UTC; the sidebar period), "
-           "for the traders the sidebar filters keep.")
-
-events = load_event_names(engine, url)
-if not events:
-    st.info("No events yet. Seed a simulated broker (`python cli.py seed`) or import data on the Data page, "
-            "then come back.", icon=":material/filter_alt:")
-    st.stop()
+events = load_event_names()
 
 with st.container(border=True):
     steps = params.multiselect(st,
@@ -133,15 +108,15 @@ spec = FunnelSpec(steps=tuple(steps), window_s=funnels.window_seconds(int(window
                   else "trader", attribution=attribution)
 try:
     funnels.validate_spec(spec)
-    result = load_funnel(engine, url, spec, rng, trader_filter)
+    result = load_funnel(spec, date_range=rng, trader_filter=trader_filter)
 except FunnelRejected as exc:
     st.warning(escape_markdown(exc), icon=":material/warning:")
     st.stop()
 
 table = result.steps
-overall = table if spec.breakdown is None else load_funnel(
-    engine, url, FunnelSpec(spec.steps, spec.window_s, spec.order, spec.exclusions), rng, trader_filter).steps
-entered, completed = int(overall["count"].iloc[0]), int(overall["count"].iloc[-1])
+overall = result if spec.breakdown is None else load_funnel(
+    FunnelSpec(spec.steps, spec.window_s, spec.order, spec.exclusions), date_range=rng, trader_filter=trader_filter)
+entered, completed = int(overall.steps["count"].iloc[0]), int(overall.steps["count"].iloc[-1])
 if entered == 0:
     st.info(f"No trader did “{escape_markdown(charts.event_label(steps[0]))}” in this range with these filters. "
             "Choose a longer period in the sidebar, loosen the filters or start the funnel with another event.",
@@ -149,11 +124,11 @@ if entered == 0:
     st.stop()
 
 n = len(steps)
-histogram = load_time_to_convert(engine, url, spec, rng, trader_filter, 1, n)
+histogram = load_time_to_convert(spec, rng, trader_filter, 1, n)
 m1, m2, m3, m4 = st.columns(4)
 m1.metric(f"Entered · {escape_markdown(charts.event_label(steps[0]))}", f"{entered:,}", border=True)
 m2.metric(f"Completed · {escape_markdown(charts.event_label(steps[-1]))}", f"{completed:,}", border=True)
-m3.metric("Overall conversion", f"{completed / entered:.1%}", border=True,
+m3.metric("Overall conversion", f"{overall.overall_conversion:.1%}", border=True,
           help="Traders who completed the last step, as a share of those who did step 1.")
 m4.metric("Median time to convert", charts.format_duration(histogram.attrs.get("median_s")), border=True,
           help="From step 1 to the last step of each trader's kept attempt, same-instant conversions included.")
@@ -183,7 +158,7 @@ with right:
     else:
         period = params.segmented_control(st, "By entry", PERIODS, default="week", format_func=str.capitalize,
                                       required=True, key="funnels.trend_period")
-        trends = load_trends(engine, url, spec, period, rng, trader_filter)
+        trends = load_trends(spec, period=period, date_range=rng, trader_filter=trader_filter)
         charts.render_trends(trends, period=period, key="funnels.trends")
         st.caption("Traders count in the period of each step-1 event that started an attempt. Recent periods look "
                    "worse until their window has passed.")
@@ -194,7 +169,7 @@ drop_step = params.selectbox(d1, "Reached step, but not the next", list(range(1,
                          format_func=lambda k: f"{k}. {charts.event_label(steps[k - 1])} → {k + 1}. "
                                                f"{charts.event_label(steps[k])}",
                          key="funnels.dropoff_step")
-dropped = load_dropoffs(engine, url, spec, int(drop_step), rng, trader_filter)
+dropped = load_dropoffs(spec, int(drop_step), rng, trader_filter)
 if dropped.empty:
     st.success("Nobody dropped off at this step.", icon=":material/check_circle:")
 else:

@@ -3,69 +3,32 @@ where every trader stands today, and how traders moved between stages."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 
-import pandas as pd
 import streamlit as st
-from sqlalchemy.engine import Engine
 
 from analytics import lifecycle
 from analytics.events import list_event_names
-from analytics.filters import TraderFilter
-from analytics.periods import PERIODS, Period, WeekStart
-from components import engine as db
-from components import filters, frame, params
+from analytics.periods import PERIODS
 from components import lifecycle_charts as charts
+from components import page, params
 from components.cohort_charts import event_label
 from components.text import escape_markdown
-
-frame.route_through_app()
 
 BASES = {"first-activity": "First activity", "registration": "Registration"}
 WEEK_STARTS = {"monday": "Monday", "sunday": "Sunday"}
 SPANS = {"range": "Start of the period", "30": "30 days before", "90": "90 days before"}
 
+load_event_names = page.loader(list_event_names)
+load_lifecycle = page.loader(lifecycle.compute_lifecycle, spinner="Labelling traders period by period…")
+load_stages = page.loader(lifecycle.compute_stage_distribution)
+load_flows = page.loader(lifecycle.compute_stage_flows)
 
-@st.cache_data(ttl="10m", max_entries=32, show_spinner=False)
-def load_event_names(_engine: Engine, url: str) -> list[str]:
-    return list_event_names(_engine)
-
-
-@st.cache_data(ttl="10m", max_entries=32, show_spinner="Labelling traders period by period…")
-def load_lifecycle(_engine: Engine, url: str, event: str, period: Period, date_from: date, date_to: date,
-                   new_basis: lifecycle.NewBasis, week_start: WeekStart, trader_filter: TraderFilter) -> pd.DataFrame:
-    return lifecycle.compute_lifecycle(_engine, event=event, period=period, date_from=date_from, date_to=date_to,
-                                       new_basis=new_basis, week_start=week_start, trader_filter=trader_filter)
-
-
-@st.cache_data(ttl="10m", max_entries=32, show_spinner=False)
-def load_stages(_engine: Engine, url: str, as_of: date, dormant_days: int, churn_days: int,
-                trader_filter: TraderFilter) -> pd.DataFrame:
-    return lifecycle.compute_stage_distribution(_engine, as_of=as_of, dormant_days=dormant_days,
-                                                churn_days=churn_days, trader_filter=trader_filter)
-
-
-@st.cache_data(ttl="10m", max_entries=32, show_spinner=False)
-def load_flows(_engine: Engine, url: str, from_date: date, to_date: date, dormant_days: int, churn_days: int,
-               trader_filter: TraderFilter) -> pd.DataFrame:
-    return lifecycle.compute_stage_flows(_engine, from_date=from_date, to_date=to_date, dormant_days=dormant_days,
-                                         churn_days=churn_days, trader_filter=trader_filter)
-
-
-engine = db.require_engine()
-url = engine.url.render_as_string()  # cache key: which database, password hidden
-view = filters.current_view()
+view = page.header("Lifecycle", lambda view: (
+    f"{view.date_range.start:%d %b %Y} – {view.date_range.end:%d %b %Y} (UTC; the sidebar period), for the traders "
+    "the sidebar filters keep."))
 rng, trader_filter = view.date_range, view.trader_filter
-
-st.title("Lifecycle", anchor=False)
-st.caption(f"{rng.start:%d %b %Y} – {rng.end:%d %b %Y} (UTC; the sidebar period), for the traders the sidebar "
-           "filters keep.")
-
-events = load_event_names(engine, url)
-if not events:
-    st.info("No events yet. Seed a simulated broker (`python cli.py seed`) or import data on the Data page, "
-            "then come back.", icon=":material/autorenew:")
-    st.stop()
+events = load_event_names()
 
 st.subheader("New, returning, resurrecting and dormant", divider="gray", anchor=False)
 with st.container(border=True):
@@ -86,7 +49,8 @@ with st.container(border=True):
                                       format_func=WEEK_STARTS.get, key="lifecycle.week_start",
                                       disabled=period != "week")
 
-result = load_lifecycle(engine, url, event, period, rng.start, rng.end, new_basis, week_start, trader_filter)
+result = load_lifecycle(event=event, period=period, date_from=rng.start, date_to=rng.end, new_basis=new_basis,
+                        week_start=week_start, trader_filter=trader_filter)
 if not result[list(lifecycle.STATUSES)].to_numpy().any():
     st.info(f"No trader was active (“{escape_markdown(event)}”) in this range with these filters. Choose a longer "
             "period in the sidebar, loosen the filters or pick another activity.", icon=":material/filter_alt_off:")
@@ -110,7 +74,8 @@ churn_days = params.segmented_control(s2, "Churned after (days)", lifecycle.CHUR
 dormant_days = params.number_input(s1, "Dormant after (days)", min_value=1, max_value=lifecycle.ACTIVE_WINDOW_DAYS - 1,
                                value=lifecycle.DEFAULT_DORMANT_DAYS, step=1, key="lifecycle.dormant_days",
                                help="No trade, approved deposit or login for this long.")
-stages = load_stages(engine, url, rng.end, int(dormant_days), int(churn_days), trader_filter)
+stages = load_stages(as_of=rng.end, dormant_days=int(dormant_days), churn_days=int(churn_days),
+                     trader_filter=trader_filter)
 if not stages["traders"].any():
     st.info("No trader had been captured by this day with these filters.", icon=":material/filter_alt_off:")
 else:
@@ -130,7 +95,8 @@ span = params.segmented_control(f1, "From", list(SPANS), default="range", requir
                             help=f"Each trader's stage on this day (left) and on {rng.end:%d %b %Y} (right).")
 changes_only = params.toggle(f2, "Only traders who changed stage", key="lifecycle.changes_only")
 from_date = rng.start if span == "range" else rng.end - timedelta(days=int(span))
-flows = load_flows(engine, url, from_date, rng.end, int(dormant_days), int(churn_days), trader_filter)
+flows = load_flows(from_date=from_date, to_date=rng.end, dormant_days=int(dormant_days), churn_days=int(churn_days),
+                   trader_filter=trader_filter)
 moves = flows[flows["from_stage"] != flows["to_stage"]]
 if flows.empty or (changes_only and moves.empty):
     st.info("No trader to follow with these filters." if flows.empty else

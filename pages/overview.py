@@ -14,47 +14,27 @@ from sqlalchemy.engine import Engine
 from analytics import events
 from analytics import kpis as kpi_analytics
 from analytics.filters import TraderFilter
-from analytics.kpis import DIMENSION_LABELS, DIMENSIONS, GROUPS, SPECS, TREND_METRICS, Kpi
+from analytics.kpis import DIMENSION_LABELS, DIMENSIONS, GROUPS, SPECS, TREND_METRICS
 from analytics.periods import DateRange, Period, comparison_range, step_period
-from components import engine as db
-from components import filters, frame, kpi_tiles, outage, overview_charts, params
+from components import kpi_tiles, outage, overview_charts, page, params
+from components.filters import View
 from components.text import escape_markdown
-
-frame.route_through_app()
 
 PERIOD_LABELS = {"day": "Daily", "week": "Weekly", "month": "Monthly"}
 LEVEL_METRICS = {"active_traders"}  # drawn as a line; every other trend metric is a flow drawn as bars
 BREAKDOWN_METRICS = ("deposits", "net_deposits", "registrations", "ftds", "active_traders", "volume_usd")
 
 
-@st.cache_data(ttl="10m", max_entries=32, show_spinner=False)
-def load_data_bounds(_engine: Engine, url: str) -> tuple[datetime | None, datetime | None]:
-    span = events.compute_event_span(_engine)
+@page.loader
+def load_data_bounds(engine: Engine) -> tuple[datetime | None, datetime | None]:
+    span = events.compute_event_span(engine)
     return (span.first_at, span.last_at) if span else (None, None)
 
 
-@st.cache_data(ttl="10m", max_entries=32, show_spinner="Computing KPIs…")
-def load_kpis(_engine: Engine, url: str, date_range: DateRange, trader_filter: TraderFilter) -> list[Kpi]:
-    return kpi_analytics.compute_kpis(_engine, date_range=date_range, trader_filter=trader_filter)
-
-
-@st.cache_data(ttl="10m", max_entries=32, show_spinner=False)
-def load_trend(_engine: Engine, url: str, metric: str, date_range: DateRange, period: Period,
-               trader_filter: TraderFilter) -> pd.DataFrame:
-    return kpi_analytics.compute_kpi_trend(_engine, metric=metric, date_range=date_range, period=period,
-                                           trader_filter=trader_filter)
-
-
-@st.cache_data(ttl="10m", max_entries=32, show_spinner=False)
-def load_breakdown(_engine: Engine, url: str, dimension: str, date_range: DateRange, trader_filter: TraderFilter,
-                   rank_by: str) -> pd.DataFrame:
-    return kpi_analytics.compute_breakdown(_engine, dimension=dimension, date_range=date_range,
-                                           trader_filter=trader_filter, rank_by=rank_by)
-
-
-@st.cache_data(ttl="10m", max_entries=32, show_spinner=False)
-def load_asset_classes(_engine: Engine, url: str, date_range: DateRange, trader_filter: TraderFilter) -> pd.DataFrame:
-    return kpi_analytics.compute_volume_by_asset_class(_engine, date_range=date_range, trader_filter=trader_filter)
+load_kpis = page.loader(kpi_analytics.compute_kpis, spinner="Computing KPIs…")
+load_trend = page.loader(kpi_analytics.compute_kpi_trend)
+load_breakdown = page.loader(kpi_analytics.compute_breakdown)
+load_asset_classes = page.loader(kpi_analytics.compute_volume_by_asset_class)
 
 
 def span_label(rng: DateRange) -> str:
@@ -84,11 +64,18 @@ def default_period(rng: DateRange) -> Period:
     return "day" if rng.days <= 31 else "week" if rng.days <= 190 else "month"
 
 
+def caption(view: View) -> str:
+    """The range against the previous one, the traders kept, and how far the data reaches back."""
+    rng, previous = view.date_range, view.date_range.previous()
+    data_start, _ = load_data_bounds()
+    return (f"{span_label(rng)} (UTC) against the previous {rng.days} days ({span_label(previous)}) · "
+            f"{filter_label(view.trader_filter)}{coverage_note(previous, data_start)}")
+
+
 # The two panels with their own controls are fragments: changing a trend or breakdown control
 # reruns that panel only, so the tiles and the other charts are not rebuilt and resent.
 @outage.fragment
-def trends_panel(engine: Engine, url: str, date_range: DateRange, trader_filter: TraderFilter,
-                 data_start: datetime | None) -> None:
+def trends_panel(date_range: DateRange, trader_filter: TraderFilter) -> None:
     st.subheader("Trends", divider="gray", anchor=False)
     with st.container(horizontal=True, gap="medium", vertical_alignment="bottom"):
         metric = params.selectbox(st, "Metric", TREND_METRICS, format_func=lambda m: SPECS[m].label,
@@ -97,14 +84,15 @@ def trends_panel(engine: Engine, url: str, date_range: DateRange, trader_filter:
                                       default=default_period(date_range), required=True, key="overview.period")
         compare = params.toggle(st, "Compare with the previous period", value=True, key="overview.compare")
     spec = SPECS[metric]
-    current = load_trend(engine, url, metric, date_range, period, trader_filter)
+    current = load_trend(metric=metric, date_range=date_range, period=period, trader_filter=trader_filter)
     earlier = None
+    data_start, _ = load_data_bounds()
     # Whole days/weeks/months back, so each previous bar sits on the period it compares with.
     back_range, back = comparison_range(date_range, period)
     if compare and data_start is not None and back_range.end_ts <= data_start:
         st.caption(f"No comparison: the data begins on {data_start:%d %b %Y}, after {span_label(back_range)}.")
     elif compare:
-        earlier = load_trend(engine, url, metric, back_range, period, trader_filter)
+        earlier = load_trend(metric=metric, date_range=back_range, period=period, trader_filter=trader_filter)
         earlier = earlier.assign(period_start=[pd.Timestamp(step_period(p.date(), period, back))
                                                for p in earlier["period_start"]])
         st.caption(f"Dotted line: the same {PERIOD_LABELS[period].lower()} periods {span_label(back_range)}. "
@@ -115,14 +103,15 @@ def trends_panel(engine: Engine, url: str, date_range: DateRange, trader_filter:
 
 
 @outage.fragment
-def breakdown_panel(engine: Engine, url: str, date_range: DateRange, trader_filter: TraderFilter) -> None:
+def breakdown_panel(date_range: DateRange, trader_filter: TraderFilter) -> None:
     st.subheader("Breakdown", divider="gray", anchor=False)
     with st.container(horizontal=True, gap="medium", vertical_alignment="bottom"):
         dimension = params.segmented_control(st, "By", DIMENSIONS, format_func=DIMENSION_LABELS.get,
                                          default="country", required=True, key="overview.breakdown")
         ranked_by = params.selectbox(st, "Ranked by", BREAKDOWN_METRICS, format_func=lambda m: SPECS[m].label,
                                  key="overview.rank", width=220)
-    breakdown = load_breakdown(engine, url, dimension, date_range, trader_filter, ranked_by)
+    breakdown = load_breakdown(dimension=dimension, date_range=date_range, trader_filter=trader_filter,
+                               rank_by=ranked_by)
     if breakdown.empty:
         st.info("No activity for the selected traders in this period.", icon=":material/bar_chart_off:")
         return
@@ -134,24 +123,10 @@ def breakdown_panel(engine: Engine, url: str, date_range: DateRange, trader_filt
                "account. FTD conversion is cohort-based: registrations at least 7 days before the data end.")
 
 
-engine = db.require_engine()
-url = engine.url.render_as_string()  # cache key: which database, password hidden
-view = filters.current_view()
+view = page.header("Overview", caption)
 date_range, trader_filter = view.date_range, view.trader_filter
-previous = date_range.previous()
 
-data_start, data_end = load_data_bounds(engine, url)
-st.title("Overview", anchor=False)
-st.caption(f"{span_label(date_range)} (UTC) against the previous {date_range.days} days "
-           f"({span_label(previous)}) · {filter_label(trader_filter)}{coverage_note(previous, data_start)}")
-
-if data_end is None:
-    st.info("No data yet — run `python cli.py seed` for a simulated broker, or import files on the Data page.",
-            title="The database is empty", icon=":material/inbox:")
-    st.page_link("pages/data.py", label="Go to Data", icon=":material/database:")
-    st.stop()
-
-kpis = load_kpis(engine, url, date_range, trader_filter)
+kpis = load_kpis(date_range=date_range, trader_filter=trader_filter)
 if all(not k.value and not k.previous for k in kpis):
     st.info("No registrations, payments or trades in this period or the one before it for the selected traders. "
             "Widen the period or clear some filters in the sidebar.",
@@ -159,13 +134,13 @@ if all(not k.value and not k.previous for k in kpis):
     st.stop()
 
 kpi_tiles.render_kpi_groups(kpis, GROUPS, key="overview.kpis",
-                            previous_label=f"Previous period ({span_label(previous)})")
+                            previous_label=f"Previous period ({span_label(date_range.previous())})")
 
-trends_panel(engine, url, date_range, trader_filter, data_start)
-breakdown_panel(engine, url, date_range, trader_filter)
+trends_panel(date_range, trader_filter)
+breakdown_panel(date_range, trader_filter)
 
 st.subheader("Volume by asset class", divider="gray", anchor=False)
-asset_classes = load_asset_classes(engine, url, date_range, trader_filter)
+asset_classes = load_asset_classes(date_range=date_range, trader_filter=trader_filter)
 if asset_classes.empty:
     st.info("No positions were closed in this period.", icon=":material/candlestick_chart:")
 else:

@@ -34,7 +34,7 @@ from analytics.funnels.aggregates import (
     time_to_convert_of,
 )
 from analytics.funnels.kernels import warm_kernels
-from analytics.funnels.sources import BULK_EVENTS, list_event_names
+from analytics.funnels.sources import BULK_EVENTS
 from analytics.funnels.spec import (
     DEFAULT_BREAKDOWN_LIMIT,
     DEFAULT_WINDOW_S,
@@ -62,6 +62,6 @@ __all__ = [
     "HISTOGRAM_COLUMNS", "MAX_STEPS", "MAX_WINDOW_DAYS", "MAX_WINDOW_S", "NONE_VALUE", "ORDERS", "OTHER",
     "STEP_COLUMNS", "TRADER_BREAKDOWNS", "TREND_COLUMNS", "WINDOW_UNITS", "Attribution", "BreakdownKind",
     "Exclusion", "FunnelRejected", "FunnelResult", "FunnelSpec", "Order", "StepFilter", "compute_dropoffs",
-    "compute_funnel", "compute_funnel_trends", "compute_time_to_convert", "dropoffs_of", "list_event_names",
-    "time_to_convert_of", "validate_spec", "warm_kernels", "window_seconds",
+    "compute_funnel", "compute_funnel_trends", "compute_time_to_convert", "dropoffs_of", "time_to_convert_of",
+    "validate_spec", "warm_kernels", "window_seconds",
 ]

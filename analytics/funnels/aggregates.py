@@ -52,6 +52,14 @@ class FunnelResult:
     breakdown_values: tuple[str, ...] = ()
     _people: People | None = field(default=None, repr=False)
 
+    @property
+    def overall_conversion(self) -> float:
+        """Traders who completed the last step as a fraction of those who did step 1 (0..1; NaN when
+        nobody entered): the last step's ``conversion_rate``. A funnel with a breakdown has one per value."""
+        if self.spec.breakdown is not None:
+            raise ValueError("a funnel with a breakdown has one overall conversion per breakdown value")
+        return float(self.steps["conversion_rate"].iloc[-1])
+
 
 
 def _step_names(spec: FunnelSpec) -> list[str]:

@@ -1,6 +1,6 @@
-"""Where a funnel's events come from: SELECTs over the tables behind the ``trader_events`` view (the
-same definitions, checked by a test), because PostgreSQL cannot push a filter into that view and
-would read all of it on every call.
+"""Where a funnel's events come from: the event catalogue's SELECTs (:mod:`analytics.events`), each
+over the table behind one event of the ``trader_events`` view, plus portal events read with their
+properties.
 
 :func:`event_queries` selects only the events that can matter - every step or exclusion event
 inside the date range, for traders that pass the global filter - as compact columns: trader id,
@@ -16,61 +16,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
+from analytics.events import event_select
 from analytics.filters import TraderFilter
 from analytics.funnels.spec import US, FunnelSpec, StepFilter
-from analytics.periods import DateRange
-from analytics.reading import reading
-from connectors.schema import (
-    CORE_EVENTS,
-    daily_activity,
-    kyc_events,
-    portal_events,
-    sessions,
-    traders,
-    trades,
-    transactions,
-)
+from analytics.periods import DateRange, interval
+from connectors.schema import CORE_EVENTS, daily_activity, portal_events
 
 EXCLUSION_SHIFT = 32  # mask bits 0..31 are steps, bits 32.. are exclusions "before step i"
 _TRIM_UNRELATED = True  # strict funnels fetch only the unrelated events that can break a chain (exact)
 
-# Events with millions of rows (trades, logins); a step on them may be pre-reduced in SQL.
-BULK_EVENTS: dict[str, tuple[sa.Column, sa.Column]] = {
-    "trade": (trades.c.trader_id, trades.c.opened_at),
-    "login": (sessions.c.trader_id, sessions.c.started_at),
-}
 
 
-def core_source(name: str) -> sa.Select | None:
-    """SELECT trader_id, occurred_at of core event ``name`` exactly as the trader_events view defines
-    it (migration 0001), or None for a name only portal events can carry."""
-    t, k = transactions.c, kyc_events.c
-    if name == "lead_captured":
-        return sa.select(traders.c.trader_id, traders.c.lead_at.label("occurred_at")).where(
-            traders.c.lead_at.is_not(None))
-    if name == "registered":
-        return sa.select(traders.c.trader_id, traders.c.registered_at.label("occurred_at")).where(
-            traders.c.registered_at.is_not(None))
-    if name in ("kyc_submitted", "kyc_approved", "kyc_rejected"):
-        status = (k.status.not_in(("approved", "rejected")) if name == "kyc_submitted"
-                  else k.status == name.removeprefix("kyc_"))
-        return sa.select(k.trader_id, k.occurred_at).where(status)
-    if name in ("deposit", "withdrawal", "deposit_declined"):
-        kind, status = {"deposit": ("deposit", "approved"), "withdrawal": ("withdrawal", "approved"),
-                        "deposit_declined": ("deposit", "declined")}[name]
-        return sa.select(t.trader_id, t.created_at.label("occurred_at")).where(t.kind == kind, t.status == status)
-    if name == "ftd":
-        # The first approved deposit ever (before any date filter), like the view's ROW_NUMBER() = 1.
-        first = (sa.select(t.trader_id, sa.func.min(t.created_at).label("occurred_at"))
-                 .where(t.kind == "deposit", t.status == "approved").group_by(t.trader_id).subquery("ftd"))
-        return sa.select(first.c.trader_id, first.c.occurred_at)
-    if name in BULK_EVENTS:
-        trader_col, time_col = BULK_EVENTS[name]
-        return sa.select(trader_col, time_col.label("occurred_at"))
-    return None
+def _table_columns(name: str) -> tuple[sa.Column, sa.Column]:
+    """The trader and time columns of the table behind an event read whole (a trade, a login)."""
+    selected = event_select(name).selected_columns
+    return selected.trader_id, selected.occurred_at.element  # the column under the "occurred_at" label
+
+
+# Events with millions of rows (trades, logins); a step on them may be pre-reduced in SQL, which
+# probes their tables' (trader_id, time) indexes directly.
+BULK_EVENTS: dict[str, tuple[sa.Column, sa.Column]] = {name: _table_columns(name) for name in ("trade", "login")}
 
 
 def _in_range(select: sa.Select, date_range: DateRange | None) -> sa.Select:
@@ -295,9 +262,7 @@ def event_queries(plan: EventPlan, dialect: str, date_range: DateRange | None, t
     strict = spec.order == "strict"
     reduced = plan.reducible_steps(trends=trends)
     near_only = plan.unordered_reducible(trends=trends, prop_key=prop_key)
-    # A literal interval: DuckDB has no make_interval() for a bound timedelta, and a constant lets both
-    # planners use it like any other literal.
-    window = sa.literal_column(f"INTERVAL '{int(spec.effective_window_s)} seconds'")
+    window = interval(spec.effective_window_s, "seconds")
     core_names = [name for name in CORE_EVENTS if strict or name in plan.names]
 
     def shaped(select: sa.Select, mask: ColumnElement | int, prop: ColumnElement | None) -> sa.Select:
@@ -314,8 +279,7 @@ def event_queries(plan: EventPlan, dialect: str, date_range: DateRange | None, t
         if name in reduced.values() or name == near_only:
             continue
         mask = plan.core_mask(name)
-        source = core_source(name)
-        assert source is not None
+        source = event_select(name)
         if mask:
             light.append(shaped(_in_range(source, date_range), mask, None))
         elif strict:
@@ -470,17 +434,3 @@ def event_queries(plan: EventPlan, dialect: str, date_range: DateRange | None, t
 
     main = output(sa.union_all(*parts).subquery("funnel_rows") if len(parts) > 1 else light_cte)
     return [main, *(output(part.subquery("funnel_rows")) for part in separate)]
-
-
-def list_event_names(engine: Engine) -> list[str]:
-    """Event names present in ``trader_events``: core events in funnel order, then portal events A-Z."""
-    names: list[str] = []
-    with reading(engine) as conn:
-        for name in CORE_EVENTS:
-            source = core_source("deposit" if name == "ftd" else name)  # an FTD exists iff a deposit does
-            assert source is not None
-            if conn.execute(source.limit(1)).first() is not None:
-                names.append(name)
-        portal = conn.execute(sa.select(portal_events.c.event).distinct().order_by(portal_events.c.event)).scalars()
-        names.extend(p for p in portal if p not in names)
-    return names

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from analytics.events import event_select, list_event_names
 from analytics.filters import TraderFilter
 from analytics.funnels import (
     Exclusion,
@@ -19,7 +20,6 @@ from analytics.funnels import (
     compute_funnel,
     compute_funnel_trends,
     compute_time_to_convert,
-    list_event_names,
     sources,
     stream,
 )
@@ -55,8 +55,7 @@ def broker(request, tmp_path_factory) -> Iterator[sa.Engine]:
 def test_event_sources_are_the_trader_events_view(broker):
     with broker.connect() as conn:
         for name in CORE_EVENTS:
-            source = sources.core_source(name)
-            mine = sorted(conn.execute(source).all())
+            mine = sorted(conn.execute(event_select(name)).all())
             view = sorted(conn.execute(sa.select(trader_events.c.trader_id, trader_events.c.occurred_at).where(
                 trader_events.c.event == name, trader_events.c.source != "portal_events")).all())
             assert mine == view, name
