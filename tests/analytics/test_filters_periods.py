@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -14,9 +15,17 @@ from analytics.periods import (
     MAX_PERIODS,
     DateRange,
     ReportTooLarge,
+    add_months,
     check_report_size,
+    comparison_range,
     count_periods,
+    index_of,
+    index_of_times,
+    interval,
+    period_index,
     period_start,
+    period_starts,
+    start_of_index,
     step_period,
     truncate_date,
 )
@@ -99,6 +108,38 @@ def test_period_start_in_sql_matches_python(engine, period, week_start, expected
         got = conn.execute(sa.select(period_start(ts, period, week_start))).scalar_one()
     assert got == expected
     assert truncate_date(date(2026, 11, 29), period, week_start) == expected.date()
+
+
+PERIOD_CASES = [(period, week_start) for period in ("day", "week", "month") for week_start in ("monday", "sunday")]
+INSTANTS = [datetime(1969, 12, 28, 23, 59), datetime(1970, 1, 1), datetime(2026, 2, 28, 23, 59, 59),
+            datetime(2026, 3, 1), datetime(2026, 11, 29, 15, 30), datetime(2026, 11, 30, 0, 0, 1)]
+
+
+@pytest.mark.parametrize("period, week_start", PERIOD_CASES)
+def test_period_numbers_agree_in_sql_python_and_numpy(engine, period, week_start):
+    # One numbering of periods for every analysis: the SQL expression, the Python and the array forms.
+    with engine.connect() as conn:
+        in_sql = [conn.execute(sa.select(period_index(sa.literal(ts, sa.DateTime), period, week_start))).scalar_one()
+                  for ts in INSTANTS]
+    in_python = [index_of(ts.date(), period, week_start) for ts in INSTANTS]
+    us = np.array([int((ts - datetime(1970, 1, 1)).total_seconds()) * 1_000_000 for ts in INSTANTS], dtype=np.int64)
+    assert in_sql == in_python == index_of_times(us, period, week_start).tolist()
+    for ts, index in zip(INSTANTS, in_python, strict=True):
+        assert start_of_index(index, period, week_start) == truncate_date(ts.date(), period, week_start)
+
+
+def test_period_starts_months_and_comparison_ranges():
+    march = DateRange(date(2026, 3, 4), date(2026, 3, 31))
+    assert period_starts(march, "week") == [date(2026, 3, d) for d in (2, 9, 16, 23, 30)]
+    assert period_starts(march, "week", "sunday") == [date(2026, 3, d) for d in (1, 8, 15, 22, 29)]
+    assert period_starts(DateRange(date(2025, 12, 31), date(2026, 2, 1)), "month") == [
+        date(2025, 12, 1), date(2026, 1, 1), date(2026, 2, 1)]
+    assert add_months(date(2026, 3, 31), -1) == date(2026, 2, 28)
+    assert add_months(date(2024, 1, 31), 1) == date(2024, 2, 29)
+    assert add_months(date(2026, 1, 15), -13) == date(2024, 12, 15)
+    assert comparison_range(march, "week") == (DateRange(date(2026, 1, 28), date(2026, 2, 24)), 5)  # 5 weeks back
+    with pytest.raises(ValueError):
+        interval(3, "weeks")
 
 
 def test_date_range_previous_and_steps():
