@@ -56,6 +56,7 @@ from analytics.periods import (
     interval,
     midnight,
     period_index,
+    period_start,
     start_of_index,
     step_period,
     truncate_date,
@@ -295,7 +296,7 @@ def _staged(days: list[date], dormant_days: int, churn_days: int, trader_filter:
         # Churned on the day before the comeback: (back - 1) - before >= churn_days, in whole days;
         # and active before the gap (a trade before the window).
         came_back = sa.and_(a.first_trade < window,
-                            sa.or_(before.is_(None), before < sa.func.date_trunc("day", back) - churn))
+                            sa.or_(before.is_(None), before < period_start(back, "day") - churn))
         stage = sa.case(
             # Not a lead yet (NULL dates compare as unknown, hence IS NOT TRUE rather than NOT).
             (sa.or_(t.lead_at < end, t.registered_at < end, a.first_any < end).is_not(sa.true()), sa.null()),
