@@ -278,7 +278,8 @@ def first_deposits(*conditions: sa.ColumnElement[bool], detail: bool = False) ->
     the tie-break cannot change it, and a grouped minimum is cheaper than ranking every deposit.
     """
     t = transactions.c
-    approved = (t.kind == "deposit", t.status == "approved", *conditions)
+    kind, status = _LEDGER_EVENTS["deposit"]  # of the deposit events
+    approved = (t.kind == kind, t.status == status, *conditions)
     if not detail:
         return sa.select(t.trader_id, sa.func.min(t.created_at).label("occurred_at")).where(*approved).group_by(
             t.trader_id)
