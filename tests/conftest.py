@@ -3,18 +3,28 @@
 ``engine`` is parametrised over both backends and yields an empty, migrated database.
 PostgreSQL comes from TRADERLENS_TEST_PG_ADMIN_URL (default: the local server, user postgres);
 when it cannot be reached the PostgreSQL half is skipped, except under CI=true where it fails.
+``cli_url``, ``run_cli`` and ``report_events`` run ``cli.py`` as a user runs it, in a subprocess,
+on either backend.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from connectors import database
+from connectors import database, schema
+from connectors.rollups import refresh_rollups
+
+ROOT = Path(__file__).resolve().parents[1]
 
 PG_ADMIN_URL = os.environ.get(
     "TRADERLENS_TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
@@ -103,3 +113,58 @@ def _isolated_env(monkeypatch, tmp_path) -> Iterator[None]:
     """No test reads the developer's data/ file by accident: the default URL points at tmp."""
     monkeypatch.setenv("TRADERLENS_DB_URL", f"duckdb:///{tmp_path / 'default.duckdb'}")
     yield
+
+
+# --- the command line ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_url(backend, tmp_path, request) -> str:
+    """An empty database for a CLI subprocess. The DuckDB file is left closed here: DuckDB
+    allows one process per file, and the CLI must be that process."""
+    if backend == "duckdb":
+        return f"duckdb:///{tmp_path / 'cli.duckdb'}"
+    request.getfixturevalue("engine")  # empties and migrates the session's PostgreSQL database
+    return request.getfixturevalue("db_url")
+
+
+def _run_cli(*args: str, url: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TRADERLENS_DB_URL": url}
+    env.pop("TRADERLENS_DEBUG", None)
+    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=300, check=False)
+
+
+@pytest.fixture
+def run_cli() -> Callable[..., subprocess.CompletedProcess]:
+    """``run_cli(*args, url=URL)``: ``cli.py ARGS`` as a user runs it, a subprocess with
+    TRADERLENS_DB_URL=URL (and no TRADERLENS_DEBUG); its CompletedProcess, text captured."""
+    return _run_cli
+
+
+REPORT_T0 = datetime(2026, 3, 2, 9, 0)  # a Monday: the first event of ``report_events``
+
+
+@pytest.fixture
+def report_events(cli_url) -> str:
+    """``cli_url`` holding three registered traders' portal events a, b, c from 2026-03-02 to
+    2026-03-17: 1 converts a→b→c, 2 stops at b (after 2 h), 3 only does a; 1 does a again on day 8
+    and 2 on day 15. Written and closed before the CLI opens the database."""
+    engine = database.get_engine(cli_url)
+    database.upgrade_schema(engine)
+    with engine.begin() as conn:
+        database.bulk_insert(conn, schema.traders, pd.DataFrame({
+            "trader_id": [1, 2, 3], "external_id": ["t1", "t2", "t3"],
+            "registered_at": [REPORT_T0, REPORT_T0, REPORT_T0], "country": ["DE", "GB", "DE"],
+        }))
+        rows = [(1, "a", 0), (1, "b", 3600), (1, "c", 7200), (2, "a", 0), (2, "b", 7200), (3, "a", 0),
+                (1, "a", 8 * 86_400), (2, "a", 15 * 86_400)]
+        database.bulk_insert(conn, schema.portal_events, pd.DataFrame({
+            "portal_event_id": range(1, len(rows) + 1), "external_id": [f"p{i}" for i in range(len(rows))],
+            "trader_id": [r[0] for r in rows], "event": [r[1] for r in rows],
+            "occurred_at": [REPORT_T0 + pd.Timedelta(seconds=r[2]) for r in rows],
+        }))
+        refresh_rollups(conn)  # what seeding and imports do after writing
+    engine.dispose()
+    database.dispose_engines()  # the CLI subprocess must be the one process holding a DuckDB file
+    return cli_url

@@ -12,24 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def cli_url(backend, tmp_path, request) -> str:
-    """An empty database for a CLI subprocess. The DuckDB file is left closed here: DuckDB
-    allows one process per file, and the CLI must be that process."""
-    if backend == "duckdb":
-        return f"duckdb:///{tmp_path / 'cli.duckdb'}"
-    request.getfixturevalue("engine")  # empties and migrates the session's PostgreSQL database
-    return request.getfixturevalue("db_url")
-
-
-def run_cli(*args: str, url: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TRADERLENS_DB_URL": url}
-    env.pop("TRADERLENS_DEBUG", None)
-    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], capture_output=True, text=True,
-                          env=env, cwd=ROOT, timeout=300, check=False)
-
-
-def test_seed_then_info_reports_every_table(cli_url):
+def test_seed_then_info_reports_every_table(cli_url, run_cli):
     seeded = run_cli("seed", "--traders", "300", "--days", "60", "--seed", "2", "--end", "2026-11-01", url=cli_url)
     assert seeded.returncode == 0, seeded.stderr
     assert "seeded in" in seeded.stdout and "trades" in seeded.stdout
@@ -40,7 +23,7 @@ def test_seed_then_info_reports_every_table(cli_url):
     assert lines["trades"][2].startswith("2026-")
 
 
-def test_seeding_a_filled_database_needs_replace(cli_url):
+def test_seeding_a_filled_database_needs_replace(cli_url, run_cli):
     args = ("seed", "--traders", "100", "--days", "30", "--end", "2026-11-01")
     assert run_cli(*args, url=cli_url).returncode == 0
     again = run_cli(*args, url=cli_url)
@@ -51,7 +34,7 @@ def test_seeding_a_filled_database_needs_replace(cli_url):
     assert run_cli(*args, "--replace", url=cli_url).returncode == 0
 
 
-def test_setup_seeds_an_empty_embedded_database_once(tmp_path):
+def test_setup_seeds_an_empty_embedded_database_once(tmp_path, run_cli):
     url = f"duckdb:///{tmp_path / 'demo.duckdb'}"
     first = run_cli("setup", "--traders", "200", "--days", "30", url=url)
     assert first.returncode == 0, first.stderr
@@ -64,13 +47,13 @@ def test_setup_seeds_an_empty_embedded_database_once(tmp_path):
     (("info",), "error: Database postgresql+psycopg2://***@127.0.0.1:1/x is unavailable"),
     (("seed", "--traders", "10"), "error: Database postgresql+psycopg2://***@127.0.0.1:1/x is unavailable"),
 ])
-def test_an_unreachable_database_fails_with_one_line(args, message):
+def test_an_unreachable_database_fails_with_one_line(args, message, run_cli):
     out = run_cli(*args, url="postgresql+psycopg2://nobody:pw@127.0.0.1:1/x")
     assert out.returncode == 1
     assert len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith(message)
 
 
-def test_bad_arguments_and_missing_files_are_refused(tmp_path):
+def test_bad_arguments_and_missing_files_are_refused(tmp_path, run_cli):
     url = f"duckdb:///{tmp_path / 'x.duckdb'}"
     bad = run_cli("seed", "--traders", "-5", url=url)
     assert bad.returncode == 2 and "must be positive" in bad.stderr
@@ -78,7 +61,7 @@ def test_bad_arguments_and_missing_files_are_refused(tmp_path):
     assert missing.returncode == 1 and missing.stderr.strip() == f"error: {tmp_path / 'nope.csv'}: no such file"
 
 
-def test_import_reports_rows_and_is_idempotent(cli_url, tmp_path):
+def test_import_reports_rows_and_is_idempotent(cli_url, tmp_path, run_cli):
     csv = tmp_path / "traders.csv"
     csv.write_text("external_id,registered_at,country,email\nC-1,2026-03-01T10:00:00Z,DE,a@b.example\n"
                    "C-2,2026-03-02 11:00,GB,c@d.example\n")
@@ -89,7 +72,7 @@ def test_import_reports_rows_and_is_idempotent(cli_url, tmp_path):
     assert second.returncode == 0 and "nothing new" in second.stdout and "skipped 2" in second.stdout
 
 
-def test_a_rejected_import_names_file_row_and_column(cli_url, tmp_path):
+def test_a_rejected_import_names_file_row_and_column(cli_url, tmp_path, run_cli):
     csv = tmp_path / "traders.csv"
     csv.write_text("external_id,registered_at,country,email\nC-1,not-a-date,DE,a@b.example\n")
     out = run_cli("import", str(csv), url=cli_url)
@@ -99,7 +82,7 @@ def test_a_rejected_import_names_file_row_and_column(cli_url, tmp_path):
     assert "traders.csv" in line and "registered_at" in line and "row" in line
 
 
-def test_serve_hands_unknown_options_to_streamlit_and_other_commands_refuse_them():
+def test_serve_hands_unknown_options_to_streamlit_and_other_commands_refuse_them(run_cli):
     import cli
 
     parser_args = ["serve", "--traders", "300", "--server.port", "8502", "--server.headless", "true"]
@@ -111,7 +94,7 @@ def test_serve_hands_unknown_options_to_streamlit_and_other_commands_refuse_them
     assert refused.returncode == 2 and "unrecognized arguments: --server.port 8502" in refused.stderr
 
 
-def test_a_reader_that_goes_away_is_not_an_error(tmp_path):
+def test_a_reader_that_goes_away_is_not_an_error(tmp_path, run_cli):
     """`cli.py report ... | head`: the closed pipe ends the report quietly, without a Python complaint."""
     url = f"duckdb:///{tmp_path / 'pipe.duckdb'}"
     assert run_cli("seed", "--traders", "200", "--days", "60", url=url).returncode == 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -17,10 +17,10 @@ import pytest
 import cli
 from connectors import database, schema
 from connectors.rollups import refresh_rollups
-from tests.test_cli import cli_url, run_cli  # noqa: F401 - cli_url is a fixture
-from tests.test_cli_reports import T0, _events
 
-# _events writes portal events a, b, c for three registered traders, from 2026-03-02 to 2026-03-17.
+# The report_events fixture (tests/conftest.py) writes portal events a, b, c for three registered
+# traders, from 2026-03-02 (T0) to 2026-03-17.
+T0 = datetime(2026, 3, 2, 9, 0)
 KNOWN = "the events in the database are: registered, a, b, c"
 
 
@@ -38,8 +38,8 @@ def _one_error_line(out) -> str:
     ("retention", "--start-event", "a", "--return-event", "typo", "--period", "week"),
     ("lifecycle", "--event", "typo", "--period", "week", "--from", "2026-03-02", "--to", "2026-03-22"),
 ], ids=["step", "sql-step", "exclusion", "start-event", "return-event", "lifecycle-event"])
-def test_an_unknown_event_is_an_error_listing_the_known_ones(cli_url, args):  # noqa: F811
-    _events(cli_url)
+@pytest.mark.usefixtures("report_events")
+def test_an_unknown_event_is_an_error_listing_the_known_ones(cli_url, args, run_cli):
     out = run_cli("report", *args, url=cli_url)
     assert out.returncode == 1 and out.stdout == ""
     line = _one_error_line(out)
@@ -47,8 +47,8 @@ def test_an_unknown_event_is_an_error_listing_the_known_ones(cli_url, args):  # 
     assert line.endswith(KNOWN)
 
 
-def test_dates_outside_the_data_are_moved_onto_it_with_a_note(cli_url):  # noqa: F811
-    _events(cli_url)
+@pytest.mark.usefixtures("report_events")
+def test_dates_outside_the_data_are_moved_onto_it_with_a_note(cli_url, run_cli):
     out = run_cli("report", "retention", "--start-event", "a", "--return-event", "a", "--period", "day",
                   "--intervals", "2", "--from", "2025-12-01", "--to", "2026-04-30", url=cli_url)
     assert out.returncode == 0, out.stderr
@@ -69,8 +69,8 @@ def test_dates_outside_the_data_are_moved_onto_it_with_a_note(cli_url):  # noqa:
     (("lifecycle", "--event", "a", "--period", "week", "--from", "2020-01-01", "--to", "2020-02-01"),
      "error: --to 2020-02-01 is before the data begins (2026-03-02); nothing to report"),
 ])
-def test_a_range_wholly_outside_the_data_is_an_error(cli_url, args, message):  # noqa: F811
-    _events(cli_url)
+@pytest.mark.usefixtures("report_events")
+def test_a_range_wholly_outside_the_data_is_an_error(cli_url, args, message, run_cli):
     out = run_cli("report", *args, url=cli_url)
     assert out.returncode == 1 and out.stdout == ""
     assert _one_error_line(out) == message
@@ -88,8 +88,8 @@ def _far_event(url: str, days_before: int) -> None:
     database.dispose_engines()
 
 
-def test_reports_beyond_the_period_and_cell_limits_are_refused(cli_url):  # noqa: F811
-    _events(cli_url)
+@pytest.mark.usefixtures("report_events")
+def test_reports_beyond_the_period_and_cell_limits_are_refused(cli_url, run_cli):
     _far_event(cli_url, 4_000)
     daily = run_cli("report", "lifecycle", "--event", "a", "--period", "day", "--from", "1990-01-01",
                     "--to", "2030-01-01", url=cli_url)
@@ -119,7 +119,7 @@ def test_reports_beyond_the_period_and_cell_limits_are_refused(cli_url):  # noqa
     (("retention", "--start-event", "a", "--return-event", "a", "--period", "day", "--intervals", "401"),
      "argument --intervals: at most 400: '401'"),
 ])
-def test_values_out_of_bounds_are_refused_when_parsed(tmp_path, args, message):
+def test_values_out_of_bounds_are_refused_when_parsed(tmp_path, args, message, run_cli):
     out = run_cli("report", *args, url=f"duckdb:///{tmp_path / 'never-opened.duckdb'}")
     assert out.returncode == 2 and out.stdout == "" and "Traceback" not in out.stderr
     assert out.stderr.splitlines()[-1].endswith(message)
@@ -134,14 +134,14 @@ def test_values_out_of_bounds_are_refused_when_parsed(tmp_path, args, message):
     (("--steps", "a,b", "--breakdown", "nope"), "error: Cannot break down by 'nope'; trader attributes are "),
     (("--steps", "a,b", "--breakdown", "prop:a b"), "error: 'a b' is not an event property name."),
 ])
-def test_a_rejected_funnel_is_a_plain_one_line_error(tmp_path, args, message):
+def test_a_rejected_funnel_is_a_plain_one_line_error(tmp_path, args, message, run_cli):
     out = run_cli("report", "funnel", *args, url=f"duckdb:///{tmp_path / 'empty.duckdb'}")
     assert out.returncode == 1 and out.stdout == ""
     assert _one_error_line(out).startswith(message)
 
 
-def test_an_empty_funnel_has_no_conversion_rate(cli_url):  # noqa: F811
-    _events(cli_url)
+@pytest.mark.usefixtures("report_events")
+def test_an_empty_funnel_has_no_conversion_rate(cli_url, run_cli):
     args = ("report", "funnel", "--steps", "b,c", "--from", "2026-03-10", "--to", "2026-03-17")  # no b in range
     as_json = run_cli(*args, "--format", "json", url=cli_url)
     assert as_json.returncode == 0, as_json.stderr
@@ -157,10 +157,10 @@ def test_an_empty_funnel_has_no_conversion_rate(cli_url):  # noqa: F811
     ("retention", "--start-event", "a\x00", "--return-event", "a", "--period", "week"),
     ("lifecycle", "--event", "ü\x00'", "--period", "day", "--from", "2026-03-02", "--to", "2026-03-03"),
 ], ids=["step", "exclusion", "start-event", "lifecycle-event"])
-def test_a_nul_byte_in_an_event_name_is_an_unknown_event(cli_url, monkeypatch, capsys, args):  # noqa: F811
+@pytest.mark.usefixtures("report_events")
+def test_a_nul_byte_in_an_event_name_is_an_unknown_event(cli_url, monkeypatch, capsys, args):
     # In process: a command line cannot carry NUL, but a script calling main() can, and PostgreSQL
     # refuses NUL in a query parameter.
-    _events(cli_url)
     monkeypatch.setenv("TRADERLENS_DB_URL", cli_url)
     try:
         code = cli.main(["report", *args])

@@ -12,34 +12,12 @@ import pytest
 
 from connectors import database, schema
 from connectors.rollups import refresh_rollups
-from tests.test_cli import cli_url, run_cli  # noqa: F401 - cli_url is a fixture
 
 T0 = datetime(2026, 3, 2, 9, 0)  # a Monday
 
 
-def _events(url: str) -> None:
-    """Three traders: 1 converts a→b→c, 2 stops at b (after 2 h), 3 only does a."""
-    engine = database.get_engine(url)
-    database.upgrade_schema(engine)
-    with engine.begin() as conn:
-        database.bulk_insert(conn, schema.traders, pd.DataFrame({
-            "trader_id": [1, 2, 3], "external_id": ["t1", "t2", "t3"],
-            "registered_at": [T0, T0, T0], "country": ["DE", "GB", "DE"],
-        }))
-        rows = [(1, "a", 0), (1, "b", 3600), (1, "c", 7200), (2, "a", 0), (2, "b", 7200), (3, "a", 0),
-                (1, "a", 8 * 86_400), (2, "a", 15 * 86_400)]
-        database.bulk_insert(conn, schema.portal_events, pd.DataFrame({
-            "portal_event_id": range(1, len(rows) + 1), "external_id": [f"p{i}" for i in range(len(rows))],
-            "trader_id": [r[0] for r in rows], "event": [r[1] for r in rows],
-            "occurred_at": [T0 + pd.Timedelta(seconds=r[2]) for r in rows],
-        }))
-        refresh_rollups(conn)  # what seeding and imports do after writing
-    engine.dispose()
-    database.dispose_engines()  # the CLI subprocess must be the one process holding a DuckDB file
-
-
-def test_funnel_report_has_one_record_per_step(cli_url):  # noqa: F811
-    _events(cli_url)
+@pytest.mark.usefixtures("report_events")
+def test_funnel_report_has_one_record_per_step(cli_url, run_cli):
     out = run_cli("report", "funnel", "--steps", "a,b,c", "--window", "1d", "--format", "json", url=cli_url)
     assert out.returncode == 0, out.stderr
     records = json.loads(out.stdout)
@@ -52,8 +30,8 @@ def test_funnel_report_has_one_record_per_step(cli_url):  # noqa: F811
                                "median_time_to_convert_s"}
 
 
-def test_funnel_report_window_exclusions_and_csv(cli_url):  # noqa: F811
-    _events(cli_url)
+@pytest.mark.usefixtures("report_events")
+def test_funnel_report_window_exclusions_and_csv(cli_url, run_cli):
     short = run_cli("report", "funnel", "--steps", "a,b", "--window", "90m", "--format", "csv", url=cli_url)
     assert short.returncode == 0, short.stderr
     rows = list(csv.DictReader(io.StringIO(short.stdout)))
@@ -68,8 +46,8 @@ def test_funnel_report_window_exclusions_and_csv(cli_url):  # noqa: F811
     assert bad.returncode == 2 and "not a window" in bad.stderr
 
 
-def test_retention_report_records_cohort_size_and_values(cli_url):  # noqa: F811
-    _events(cli_url)
+@pytest.mark.usefixtures("report_events")
+def test_retention_report_records_cohort_size_and_values(cli_url, run_cli):
     out = run_cli("report", "retention", "--start-event", "a", "--return-event", "a", "--period", "week",
                   "--intervals", "3", "--from", "2026-03-02", "--to", "2026-03-22", "--format", "json",
                   url=cli_url)
@@ -86,8 +64,8 @@ def test_retention_report_records_cohort_size_and_values(cli_url):  # noqa: F811
                                            "2026-03-16,1,1||"]
 
 
-def test_lifecycle_report_and_required_dates(cli_url):  # noqa: F811
-    _events(cli_url)
+@pytest.mark.usefixtures("report_events")
+def test_lifecycle_report_and_required_dates(cli_url, run_cli):
     out = run_cli("report", "lifecycle", "--event", "a", "--period", "week", "--from", "2026-03-02",
                   "--to", "2026-03-22", "--format", "json", url=cli_url)
     assert out.returncode == 0, out.stderr
@@ -104,8 +82,8 @@ def test_lifecycle_report_and_required_dates(cli_url):  # noqa: F811
     assert missing.returncode == 2 and "--from" in missing.stderr
 
 
-def test_kpi_report_lists_every_kpi_with_its_definition(cli_url):  # noqa: F811
-    _events(cli_url)
+@pytest.mark.usefixtures("report_events")
+def test_kpi_report_lists_every_kpi_with_its_definition(cli_url, run_cli):
     out = run_cli("report", "kpis", "--from", "2026-03-01", "--to", "2026-03-31", "--format", "json", url=cli_url)
     assert out.returncode == 0, out.stderr
     records = {r["key"]: r for r in json.loads(out.stdout)}
@@ -113,7 +91,7 @@ def test_kpi_report_lists_every_kpi_with_its_definition(cli_url):  # noqa: F811
     assert all(r["definition"] for r in records.values())
 
 
-def test_funnel_report_csv_neutralises_formulas_in_event_names_and_breakdown_values(cli_url):  # noqa: F811
+def test_funnel_report_csv_neutralises_formulas_in_event_names_and_breakdown_values(cli_url, run_cli):
     event, affiliate = "=cmd|' /C calc'!A0", '@HYPERLINK("http://evil.example/a")'
     engine = database.get_engine(cli_url)
     database.upgrade_schema(engine)
