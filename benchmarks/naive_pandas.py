@@ -658,8 +658,9 @@ def funnel_trends(src: Source, *, steps, window_s: int, period: str, date_range,
     frame = pd.DataFrame({"period_start": pd.to_datetime(starts),
                           "reached_from_step_count": [int(entered.get(s, 0)) for s in starts],
                           "reached_to_step_count": [int(done.get(s, 0)) for s in starts]})
-    frame["conversion_rate"] = np.where(frame["reached_from_step_count"] > 0, np.round(
-        100.0 * frame["reached_to_step_count"] / frame["reached_from_step_count"].clip(lower=1), 2), 0.0)
+    frame["conversion_rate"] = np.where(frame["reached_from_step_count"] > 0,
+                                        frame["reached_to_step_count"] / frame["reached_from_step_count"].clip(lower=1),
+                                        0.0)
     return frame
 
 

@@ -2,7 +2,8 @@
 conversion trend and the drop-off list.
 
 Every figure is drawn from the small aggregates analytics.funnels returns (one row per step, bin or
-period), so the browser receives kilobytes whatever the number of traders.
+period), so the browser receives kilobytes whatever the number of traders. Rates arrive as fractions
+0..1 and become percentages only here, when drawn.
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ def trends_figure(trends: pd.DataFrame, *, period: str) -> alt.LayerChart:
     # The entry date as text: a temporal tooltip would print it in the browser's zone, a day early
     # west of UTC.
     data = trends.assign(period_start=starts, period_end=ends, middle=starts + (ends - starts) / 2,
-                         rate=trends["conversion_rate"] / 100, entry=starts.dt.strftime("%d %b %Y"))
+                         rate=trends["conversion_rate"], entry=starts.dt.strftime("%d %b %Y"))
     series = alt.Scale(domain=["Converted %", "Entered"], range=[PRIMARY, DROPPED])
     tooltip = [alt.Tooltip("entry:N", title=f"Entry {period}"),
                alt.Tooltip("rate:Q", title="Converted", format=".2%"),

@@ -252,7 +252,8 @@ def compute_funnel_trends(engine: Engine, spec: FunnelSpec, *, period: Period = 
 
     One row per period of the date range (zeros where nobody entered): ``period_start`` (datetime),
     ``reached_from_step_count`` (entered), ``reached_to_step_count`` (completed the last step within
-    the window of that entry), ``conversion_rate`` (percent, 2 decimals). Raises
+    the window of that entry), ``conversion_rate`` (float 0..1, completed / entered; 0 where nobody
+    entered), a fraction like FunnelResult's rates. Raises
     :class:`analytics.periods.ReportTooLarge` beyond the shared limit on periods.
     """
     validate_spec(spec)
@@ -287,7 +288,7 @@ def compute_funnel_trends(engine: Engine, spec: FunnelSpec, *, period: Period = 
     inside = (slot < len(period_keys)) & (period_keys[np.minimum(slot, len(period_keys) - 1)] == key)
     entered = np.bincount(slot[inside], minlength=len(starts)).astype(np.int64)
     done = np.bincount(slot[inside], weights=converted[inside], minlength=len(starts)).astype(np.int64)
-    rate = np.where(entered > 0, np.round(100.0 * done / np.maximum(entered, 1), 2), 0.0)
+    rate = np.where(entered > 0, done / np.maximum(entered, 1), 0.0)
     return pd.DataFrame({"period_start": pd.to_datetime(starts), "reached_from_step_count": entered,
                          "reached_to_step_count": done, "conversion_rate": rate}, columns=TREND_COLUMNS)
 

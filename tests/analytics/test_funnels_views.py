@@ -143,7 +143,7 @@ def test_trends_count_traders_by_the_period_they_entered(engine):
     assert trends["period_start"].dt.date.tolist() == [date(2021, 5, d) for d in range(1, 8)]
     assert trends["reached_from_step_count"].tolist() == [3, 1, 2, 3, 0, 1, 0]
     assert trends["reached_to_step_count"].tolist() == [2, 0, 1, 1, 0, 0, 0]
-    assert trends["conversion_rate"].tolist() == [66.67, 0.0, 50.0, 33.33, 0.0, 0.0, 0.0]
+    assert trends["conversion_rate"].tolist() == pytest.approx([2 / 3, 0.0, 0.5, 1 / 3, 0.0, 0.0, 0.0])
 
 
 def test_weekly_trends_start_weeks_on_the_chosen_day(engine):
@@ -159,7 +159,7 @@ def test_weekly_trends_start_weeks_on_the_chosen_day(engine):
     assert monday["reached_from_step_count"].tolist() == [2, 0]
     assert sunday["period_start"].dt.date.tolist() == [date(2021, 4, 25), date(2021, 5, 2)]
     assert sunday["reached_from_step_count"].tolist() == [1, 1]
-    assert sunday["conversion_rate"].tolist() == [100.0, 0.0]
+    assert sunday["conversion_rate"].tolist() == [1.0, 0.0]
 
 
 def test_trends_refuse_more_periods_than_the_shared_limit(engine):
