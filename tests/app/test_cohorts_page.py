@@ -3,6 +3,7 @@ simulated broker in a tmp DuckDB file."""
 
 from __future__ import annotations
 
+import shutil
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,18 +15,16 @@ from analytics.cohorts import RetentionSpec, compute_engagement_retention, compu
 from analytics.events import compute_data_span
 from connectors import database
 from connectors.schema import portal_events
-from connectors.simulator import SimulationConfig, seed_database
-
-ROOT = Path(__file__).resolve().parents[2]
+from connectors.simulator import SimulationConfig
 
 
 @pytest.fixture(scope="module")
-def seeded_file(tmp_path_factory) -> Path:
+def seeded_file(seeded_broker, tmp_path_factory) -> Path:
     """A simulated broker (400 traders over 240 days ending today) plus one portal event long before
     the default 90-day view, built once and copied per test."""
     path = tmp_path_factory.mktemp("cohorts_app") / "seed.duckdb"
+    shutil.copyfile(seeded_broker(SimulationConfig(traders=400, days=240, seed=5)), path)
     engine = database.get_engine(f"duckdb:///{path}")
-    seed_database(engine, SimulationConfig(traders=400, days=240, seed=5))
     span = compute_data_span(engine)
     with engine.begin() as conn:
         conn.execute(portal_events.insert(), [{
@@ -37,19 +36,8 @@ def seeded_file(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def db_url(tmp_path, monkeypatch, seeded_file) -> str:
-    path = tmp_path / "app.duckdb"
-    path.write_bytes(seeded_file.read_bytes())
-    url = f"duckdb:///{path}"
-    monkeypatch.setenv("TRADERLENS_DB_URL", url)
-    return url
-
-
-def open_page() -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
-    at.switch_page("pages/cohorts.py").run()
-    assert not at.exception, at.exception
-    return at
+def db_url(use_broker, seeded_file) -> str:
+    return use_broker(seeded_file)
 
 
 def metrics(at: AppTest) -> dict[str, str]:
@@ -64,10 +52,10 @@ def expected(db_url: str, spec: RetentionSpec):
     return compute_retention(engine, spec, date_from=start, date_to=span.end)
 
 
-def test_page_shows_the_ftd_to_trade_matrix_of_the_global_view(db_url):
+def test_page_shows_the_ftd_to_trade_matrix_of_the_global_view(db_url, open_page):
     want = expected(db_url, RetentionSpec("ftd", "trade"))
 
-    at = open_page()
+    at = open_page("pages/cohorts.py")
 
     assert at.title[0].value == "Cohorts & retention"
     assert at.selectbox(key="cohorts.start").value == "ftd"
@@ -84,8 +72,8 @@ def test_page_shows_the_ftd_to_trade_matrix_of_the_global_view(db_url):
     assert not at.error
 
 
-def test_changing_the_controls_recomputes_the_matrix(db_url):
-    at = open_page()
+def test_changing_the_controls_recomputes_the_matrix(db_url, open_page):
+    at = open_page("pages/cohorts.py")
     before = metrics(at)["Traders in cohorts"]
 
     at.selectbox(key="cohorts.start").select("registered").run()
@@ -109,8 +97,8 @@ def test_changing_the_controls_recomputes_the_matrix(db_url):
     assert (table.loc[~observed, "Month 1"] == "").all()  # after the range: blank, not 0
 
 
-def test_an_event_nobody_did_in_range_shows_an_empty_state(db_url):
-    at = open_page()
+def test_an_event_nobody_did_in_range_shows_an_empty_state(db_url, open_page):
+    at = open_page("pages/cohorts.py")
     at.selectbox(key="cohorts.start").select("old_promo").run()
 
     assert not at.exception, at.exception
@@ -118,10 +106,10 @@ def test_an_event_nobody_did_in_range_shows_an_empty_state(db_url):
     assert "Traders in cohorts" not in metrics(at)
 
 
-def test_an_empty_database_shows_how_to_get_data(tmp_path, monkeypatch):
+def test_an_empty_database_shows_how_to_get_data(tmp_path, monkeypatch, open_page):
     monkeypatch.setenv("TRADERLENS_DB_URL", f"duckdb:///{tmp_path / 'empty.duckdb'}")
 
-    at = open_page()
+    at = open_page("pages/cohorts.py")
 
     assert any("No events yet" in info.value for info in at.info)
     assert not at.metric and not at.error

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -14,46 +13,20 @@ from analytics.filters import TraderFilter
 from analytics.funnels import FunnelSpec, compute_dropoffs, compute_funnel
 from analytics.periods import DateRange
 from connectors import database
-from connectors.simulator import SimulationConfig, seed_database
+from connectors.simulator import SimulationConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_STEPS = ("registered", "kyc_submitted", "kyc_approved", "ftd", "trade")
 
 
 @pytest.fixture
-def db_url(tmp_path, monkeypatch) -> str:
-    url = f"duckdb:///{tmp_path / 'app.duckdb'}"
-    monkeypatch.setenv("TRADERLENS_DB_URL", url)
-    return url
-
-
-@pytest.fixture(scope="module")
-def seeded_file(tmp_path_factory) -> Path:
-    """A simulated broker seeded once per module; each test gets its own copy of the file."""
-    path = tmp_path_factory.mktemp("funnels_page") / "broker.duckdb"
-    engine = database.get_engine(f"duckdb:///{path}")
-    seed_database(engine, SimulationConfig(traders=500, days=120, seed=5, end=date(2026, 3, 1)))
-    engine.dispose()
-    database.dispose_engines()
-    return path
-
-
-@pytest.fixture
-def broker(db_url, seeded_file) -> DateRange:
-    """The simulated broker in the app's database; returns the sidebar's default range (last 90 days)."""
-    shutil.copyfile(seeded_file, db_url.removeprefix("duckdb:///"))
-    span = compute_data_span(database.get_engine(db_url))
+def broker(seeded_broker, use_broker) -> DateRange:
+    """The simulated broker (500 traders over 120 days ending 1 Mar 2026) as the app's database; returns
+    the sidebar's default range (last 90 days)."""
+    url = use_broker(seeded_broker(SimulationConfig(traders=500, days=120, seed=5, end=date(2026, 3, 1))))
+    span = compute_data_span(database.get_engine(url))
     assert span is not None
     return DateRange(max(span.start, span.end - timedelta(days=89)), span.end)
-
-
-def open_funnels(**query: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.query_params.update(query)
-    at.run()
-    at.switch_page("pages/funnels.py").run()
-    assert not at.exception, at.exception
-    return at
 
 
 def shown_counts(at: AppTest) -> list[int]:
@@ -65,8 +38,8 @@ def expected(db_url: str, rng: DateRange, spec: FunnelSpec) -> list[int]:
     return result.steps["count"].tolist()
 
 
-def test_page_shows_the_default_funnel_with_the_analytics_numbers(db_url, broker):
-    at = open_funnels()
+def test_page_shows_the_default_funnel_with_the_analytics_numbers(db_url, broker, open_page):
+    at = open_page("pages/funnels.py")
 
     assert at.title[0].value == "Funnels & conversion"
     counts = expected(db_url, broker, FunnelSpec(DEFAULT_STEPS))
@@ -80,8 +53,8 @@ def test_page_shows_the_default_funnel_with_the_analytics_numbers(db_url, broker
     assert not at.warning
 
 
-def test_changing_the_window_and_the_order_updates_the_numbers(db_url, broker):
-    at = open_funnels()
+def test_changing_the_window_and_the_order_updates_the_numbers(db_url, broker, open_page):
+    at = open_page("pages/funnels.py")
 
     at.number_input(key="funnels.window_value").set_value(1).run()
     at.selectbox(key="funnels.window_unit").select("hour").run()
@@ -95,8 +68,8 @@ def test_changing_the_window_and_the_order_updates_the_numbers(db_url, broker):
     assert not at.exception
 
 
-def test_picked_steps_and_drop_offs_match_the_analytics(db_url, broker):
-    at = open_funnels()
+def test_picked_steps_and_drop_offs_match_the_analytics(db_url, broker, open_page):
+    at = open_page("pages/funnels.py")
 
     at.multiselect(key="funnels.steps").set_value(["deposit_page_view", "deposit"]).run()
     at.number_input(key="funnels.window_value").set_value(1).run()
@@ -111,8 +84,8 @@ def test_picked_steps_and_drop_offs_match_the_analytics(db_url, broker):
     assert at.get_by_key("funnels.dropoffs.download") is not None
 
 
-def test_a_breakdown_shows_one_block_per_value(db_url, broker):
-    at = open_funnels()
+def test_a_breakdown_shows_one_block_per_value(db_url, broker, open_page):
+    at = open_page("pages/funnels.py")
     at.multiselect(key="funnels.steps").set_value(["registered", "ftd"]).run()
 
     at.segmented_control(key="funnels.breakdown_kind").set_value("trader").run()
@@ -126,8 +99,8 @@ def test_a_breakdown_shows_one_block_per_value(db_url, broker):
     assert table["Traders"].tolist() == result.steps["count"].tolist()
 
 
-def test_an_invalid_exclusion_is_one_plain_warning(db_url, broker):
-    at = open_funnels()
+def test_an_invalid_exclusion_is_one_plain_warning(db_url, broker, open_page):
+    at = open_page("pages/funnels.py")
 
     at.selectbox(key="funnels.exclude").select("login").run()
     at.selectbox(key="funnels.exclude_from").select(3).run()
@@ -138,8 +111,8 @@ def test_an_invalid_exclusion_is_one_plain_warning(db_url, broker):
     assert "earlier step to a later one" in at.warning[0].value
 
 
-def test_fewer_than_two_steps_is_a_helpful_empty_state(db_url, broker):
-    at = open_funnels()
+def test_fewer_than_two_steps_is_a_helpful_empty_state(db_url, broker, open_page):
+    at = open_page("pages/funnels.py")
 
     at.multiselect(key="funnels.steps").set_value(["registered"]).run()
 
@@ -148,10 +121,10 @@ def test_fewer_than_two_steps_is_a_helpful_empty_state(db_url, broker):
     assert not at.get("vega_lite_chart")
 
 
-def test_nobody_in_the_funnel_is_a_helpful_empty_state(db_url, broker):
+def test_nobody_in_the_funnel_is_a_helpful_empty_state(db_url, broker, open_page):
     first_day = compute_data_span(database.get_engine(db_url)).start  # only leads exist on day one
     # The sidebar's period comes from the URL (the frame's widgets keep it across the page switch).
-    at = open_funnels(period="Custom", **{"from": first_day.isoformat(), "to": first_day.isoformat()})
+    at = open_page("pages/funnels.py", period="Custom", **{"from": first_day.isoformat(), "to": first_day.isoformat()})
     at.multiselect(key="funnels.steps").set_value(["trade", "withdrawal"]).run()
 
     assert not at.exception
@@ -159,8 +132,8 @@ def test_nobody_in_the_funnel_is_a_helpful_empty_state(db_url, broker):
     assert not at.get("vega_lite_chart")
 
 
-def test_an_empty_database_says_how_to_get_data(db_url):
-    at = open_funnels()
+def test_an_empty_database_says_how_to_get_data(db_url, open_page):
+    at = open_page("pages/funnels.py")
 
     assert not at.exception
     assert any("No events yet" in info.value for info in at.info)

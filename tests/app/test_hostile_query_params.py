@@ -34,7 +34,7 @@ from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Element
 
 from connectors import database
-from connectors.simulator import SimulationConfig, seed_database
+from connectors.simulator import SimulationConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTICE = "Some of the link's settings were ignored"
@@ -87,12 +87,9 @@ class Spec:
 # --- the database ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def seeded_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("hostile_query_params") / "broker.duckdb"
-    engine = database.get_engine(f"duckdb:///{path}")
-    seed_database(engine, SimulationConfig(traders=300, days=90, seed=3, end=date(2026, 11, 1)))
-    database.dispose_engines()
-    return path
+def seeded_file(seeded_broker) -> Path:
+    """The simulated broker (300 traders over 90 days ending 1 Nov 2026); tests open copies."""
+    return seeded_broker(SimulationConfig(traders=300, days=90, seed=3, end=date(2026, 11, 1)))
 
 
 def fingerprint(engine: sa.Engine) -> dict[str, tuple[int, int | None]]:
@@ -104,13 +101,6 @@ def fingerprint(engine: sa.Engine) -> dict[str, tuple[int, int | None]]:
 
 
 # --- running a page -------------------------------------------------------------------------------
-
-def open_with(page: str, query: dict[str, str | list[str]]) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
-    for key, value in query.items():
-        at.query_params[key] = value
-    at.switch_page(page)
-    return at.run()
 
 
 def widgets(at: AppTest) -> dict[str, Element]:
@@ -220,7 +210,7 @@ def _reset_peak() -> bool:
 # --- the catalog: every bound widget, found by opening each page (and the gated variants) ------------
 
 @pytest.fixture(scope="module")
-def catalog(seeded_file, tmp_path_factory) -> dict[str, Spec]:
+def catalog(seeded_file, tmp_path_factory, open_linked) -> dict[str, Spec]:
     copy = tmp_path_factory.mktemp("catalog") / "app.duckdb"
     shutil.copyfile(seeded_file, copy)
     runs = [(page, {}) for page in PAGES]
@@ -232,7 +222,7 @@ def catalog(seeded_file, tmp_path_factory) -> dict[str, Spec]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TRADERLENS_DB_URL", f"duckdb:///{copy}")
         for page, query in runs:
-            at = open_with(page, query)
+            at = open_linked(page, query)
             assert not at.exception, (page, query, [e.value for e in at.exception])
             for key, widget in widgets(at).items():
                 kind = type(widget).__name__
@@ -328,7 +318,7 @@ def links(draw, catalog: dict[str, Spec]) -> tuple[str, dict[str, str | list[str
 # --- the property ---------------------------------------------------------------------------------
 
 def test_no_link_breaks_a_page_drops_a_setting_silently_or_changes_the_data(catalog, seeded_file, tmp_path,
-                                                                            monkeypatch):
+                                                                            monkeypatch, open_linked):
     copy = tmp_path / "app.duckdb"
     shutil.copyfile(seeded_file, copy)
     url = f"duckdb:///{copy}"
@@ -354,7 +344,7 @@ def test_no_link_breaks_a_page_drops_a_setting_silently_or_changes_the_data(cata
         page, query = link
         rss = _status("VmRSS")
         _reset_peak()
-        at = open_with(page, query)
+        at = open_linked(page, query)
         high = _status("VmHWM") if peaks else _status("VmRSS")
         used = high - rss
         worst["per_run"], worst["runs"] = max(worst["per_run"], used), worst["runs"] + 1

@@ -8,18 +8,15 @@ import csv
 import io
 import json
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pandas as pd
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from components.cohort_charts import event_label
 from components.text import escape_markdown
 from connectors import database, schema
 from connectors.rollups import refresh_rollups
 
-ROOT = Path(__file__).resolve().parents[2]
 END = datetime(2026, 3, 1, 12, 0)
 
 IMAGE = "![p](http://127.0.0.1:9/p.png)"  # a Markdown image: the browser would fetch it
@@ -72,16 +69,6 @@ def hostile_url(tmp_path, monkeypatch) -> str:
     return url
 
 
-def open_page(page: str | None = None, **query: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.query_params.update(query)
-    at.run()
-    if page is not None:
-        at.switch_page(page).run()
-    assert not at.exception, at.exception
-    return at
-
-
 def assert_shown_as_text(body: str, value: str) -> None:
     """``value`` is in the Markdown ``body`` escaped, and nowhere as it was typed."""
     assert escape_markdown(value) in body, body
@@ -92,7 +79,7 @@ def csv_rows(text: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
-def test_funnels_page_shows_event_names_as_text_and_neutralises_its_downloads(hostile_url, downloaded):
+def test_funnels_page_shows_event_names_as_text_and_neutralises_its_downloads(hostile_url, downloaded, open_page):
     at = open_page("pages/funnels.py")
     at.multiselect(key="funnels.steps").set_value([IMAGE, LINK, FORMULA]).run()
     assert not at.exception, at.exception
@@ -124,7 +111,7 @@ def test_funnels_page_shows_event_names_as_text_and_neutralises_its_downloads(ho
     assert values == {PROPERTY_MD}
 
 
-def test_funnels_page_messages_name_events_as_text(hostile_url):
+def test_funnels_page_messages_name_events_as_text(hostile_url, open_page):
     at = open_page("pages/funnels.py")
     at.multiselect(key="funnels.steps").set_value([IMAGE, LINK, FORMULA]).run()
     at.selectbox(key="funnels.exclude").select(LINK).run()
@@ -140,7 +127,7 @@ def test_funnels_page_messages_name_events_as_text(hostile_url):
     assert_shown_as_text(next(i.value for i in at.info if "No trader did" in i.value), event_label(ONLY_TEST))
 
 
-def test_cohorts_page_names_events_as_text(hostile_url):
+def test_cohorts_page_names_events_as_text(hostile_url, open_page):
     at = open_page("pages/cohorts.py")
     at.selectbox(key="cohorts.activity").select(LINK).run()
     assert not at.exception, at.exception
@@ -152,7 +139,7 @@ def test_cohorts_page_names_events_as_text(hostile_url):
     assert_shown_as_text(next(i.value for i in at.info if "No trader did" in i.value), event_label(ONLY_TEST))
 
 
-def test_lifecycle_page_names_the_activity_as_text(hostile_url):
+def test_lifecycle_page_names_the_activity_as_text(hostile_url, open_page):
     at = open_page("pages/lifecycle.py")
     at.selectbox(key="lifecycle.event").select(ONLY_TEST).run()
 
@@ -160,7 +147,8 @@ def test_lifecycle_page_names_the_activity_as_text(hostile_url):
     assert_shown_as_text(next(i.value for i in at.info if "No trader was active" in i.value), ONLY_TEST)
 
 
-def test_overview_names_the_affiliate_filter_as_text_and_neutralises_the_breakdown_csv(hostile_url, downloaded):
+def test_overview_names_the_affiliate_filter_as_text_and_neutralises_the_breakdown_csv(hostile_url, downloaded,
+                                                                                        open_page):
     at = open_page(None, affiliate=AFFILIATE_MD)
     assert at.multiselect(key="affiliate").value == [AFFILIATE_MD]
     assert_shown_as_text(at.caption[0].value, AFFILIATE_MD)
@@ -178,7 +166,7 @@ HOSTILE_FILE = "![x](x.png) [y](http://127.0.0.1:9/y).csv"
 TRADERS_CSV = b"external_id,registered_at,country,email\nN1,2026-02-20T10:00:00,DE,n1@example.com\n"
 
 
-def test_data_page_names_an_uploaded_file_as_text(hostile_url):
+def test_data_page_names_an_uploaded_file_as_text(hostile_url, open_page):
     at = open_page("pages/data.py")
     at.selectbox(key="data.kind").select("traders").run()
 

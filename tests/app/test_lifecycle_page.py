@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from datetime import date, timedelta
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -16,36 +15,13 @@ from analytics.events import compute_data_span
 from analytics.lifecycle import compute_lifecycle, compute_stage_distribution
 from connectors import database
 from connectors.schema import traders
-from connectors.simulator import SimulationConfig, seed_database
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def seeded_file(tmp_path_factory) -> Path:
-    """A simulated broker (400 traders over 200 days ending today), built once and copied per test."""
-    path = tmp_path_factory.mktemp("lifecycle_app") / "seed.duckdb"
-    engine = database.get_engine(f"duckdb:///{path}")
-    seed_database(engine, SimulationConfig(traders=400, days=200, seed=5))
-    engine.dispose()
-    database.dispose_engines()
-    return path
+from connectors.simulator import SimulationConfig
 
 
 @pytest.fixture
-def db_url(tmp_path, monkeypatch, seeded_file) -> str:
-    path = tmp_path / "app.duckdb"
-    path.write_bytes(seeded_file.read_bytes())
-    url = f"duckdb:///{path}"
-    monkeypatch.setenv("TRADERLENS_DB_URL", url)
-    return url
-
-
-def open_page() -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
-    at.switch_page("pages/lifecycle.py").run()
-    assert not at.exception, at.exception
-    return at
+def db_url(seeded_broker, use_broker) -> str:
+    """A simulated broker (400 traders over 200 days ending today) as the app's database."""
+    return use_broker(seeded_broker(SimulationConfig(traders=400, days=200, seed=5)))
 
 
 def table(at: AppTest, key: str) -> pd.DataFrame:
@@ -58,8 +34,8 @@ def default_range(db_url: str):
     return max(span.start, span.end - timedelta(days=89)), span.end
 
 
-def test_page_shows_the_weekly_trade_lifecycle_of_the_global_view(db_url):
-    at = open_page()
+def test_page_shows_the_weekly_trade_lifecycle_of_the_global_view(db_url, open_page):
+    at = open_page("pages/lifecycle.py")
 
     assert at.title[0].value == "Lifecycle"
     start, end = default_range(db_url)
@@ -80,8 +56,8 @@ def test_page_shows_the_weekly_trade_lifecycle_of_the_global_view(db_url):
     assert labels[:2] == ["Active, last week", "New, last week"] and "Quick ratio" in labels
 
 
-def test_stage_distribution_and_flows_match_the_analytics(db_url):
-    at = open_page()
+def test_stage_distribution_and_flows_match_the_analytics(db_url, open_page):
+    at = open_page("pages/lifecycle.py")
 
     _, end = default_range(db_url)
     stages = compute_stage_distribution(database.get_engine(db_url), as_of=end)
@@ -92,8 +68,8 @@ def test_stage_distribution_and_flows_match_the_analytics(db_url):
     assert any(f"Stages on {end:%d %b %Y}" == h.value for h in at.subheader)
 
 
-def test_controls_change_the_numbers(db_url):
-    at = open_page()
+def test_controls_change_the_numbers(db_url, open_page):
+    at = open_page("pages/lifecycle.py")
     weekly = table(at, "lifecycle.table")
 
     at.segmented_control(key="lifecycle.period").set_value("month").run()
@@ -118,23 +94,23 @@ def test_controls_change_the_numbers(db_url):
     assert not at.exception and table(at, "lifecycle.table")["New"].sum() > 0
 
 
-def test_an_empty_database_shows_how_to_get_data(tmp_path, monkeypatch):
+def test_an_empty_database_shows_how_to_get_data(tmp_path, monkeypatch, open_page):
     monkeypatch.setenv("TRADERLENS_DB_URL", f"duckdb:///{tmp_path / 'empty.duckdb'}")
 
-    at = open_page()
+    at = open_page("pages/lifecycle.py")
 
     assert any("No events yet" in info.value for info in at.info)
     assert not at.get("vega_lite_chart")
 
 
-def test_filters_that_keep_no_trader_show_empty_states(db_url):
+def test_filters_that_keep_no_trader_show_empty_states(db_url, open_page):
     engine = database.get_engine(db_url)
     with engine.begin() as conn:
         conn.execute(sa.update(traders).values(is_test=True))  # the default view leaves test accounts out
     engine.dispose()
     database.dispose_engines()
 
-    at = open_page()
+    at = open_page("pages/lifecycle.py")
 
     infos = " ".join(info.value for info in at.info)
     assert "No trader was active" in infos and "No trader had been captured" in infos

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -18,34 +17,15 @@ from components.kpi_tiles import format_delta, format_value
 from connectors import database
 from connectors.rollups import refresh_rollups
 from connectors.schema import sessions, traders
-from connectors.simulator import SimulationConfig, seed_database
+from connectors.simulator import SimulationConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def db_url(tmp_path, monkeypatch) -> str:
-    url = f"duckdb:///{tmp_path / 'app.duckdb'}"
-    monkeypatch.setenv("TRADERLENS_DB_URL", url)
-    return url
-
-
-@pytest.fixture(scope="module")
-def seeded_file(tmp_path_factory) -> Path:
-    """400 simulated traders over 150 days (ending 1 Nov 2026), seeded once per module."""
-    path = tmp_path_factory.mktemp("overview_page") / "broker.duckdb"
-    engine = database.get_engine(f"duckdb:///{path}")
-    seed_database(engine, SimulationConfig(traders=400, days=150, seed=5, end=date(2026, 11, 1)))
-    engine.dispose()
-    database.dispose_engines()  # the app under test opens its copy itself
-    return path
-
-
-@pytest.fixture
-def broker_url(db_url, seeded_file) -> str:
-    """The app's database: a copy of the seeded broker."""
-    shutil.copyfile(seeded_file, db_url.removeprefix("duckdb:///"))
-    return db_url
+def broker_url(seeded_broker, use_broker) -> str:
+    """The app's database: a copy of the simulated broker (400 traders over 150 days, ending 1 Nov 2026)."""
+    return use_broker(seeded_broker(SimulationConfig(traders=400, days=150, seed=5, end=date(2026, 11, 1))))
 
 
 def default_view(url: str) -> DateRange:
@@ -69,12 +49,6 @@ def expected_tiles(url: str, rng: DateRange, flt: TraderFilter | None = None) ->
         database.dispose_engines()
 
 
-def open_app() -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
-    assert not at.exception, at.exception
-    return at
-
-
 def tiles(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 
@@ -92,8 +66,8 @@ def trend_series(at: AppTest) -> list[str]:
     return chart_spec(at)["layer"][0]["encoding"]["color"]["scale"]["domain"]
 
 
-def test_overview_is_the_default_page_and_its_tiles_equal_compute_kpis(broker_url):
-    at = open_app()
+def test_overview_is_the_default_page_and_its_tiles_equal_compute_kpis(broker_url, open_page):
+    at = open_page()
 
     assert at.title[0].value == "Overview"
     assert not at.error
@@ -105,8 +79,8 @@ def test_overview_is_the_default_page_and_its_tiles_equal_compute_kpis(broker_ur
     assert [s.value for s in at.subheader] == ["Trends", "Breakdown", "Volume by asset class"]
 
 
-def test_a_sidebar_filter_changes_the_tiles(broker_url):
-    at = open_app()
+def test_a_sidebar_filter_changes_the_tiles(broker_url, open_page):
+    at = open_page()
     country = at.multiselect(key="country").options[0]
 
     at.multiselect(key="country").select(country).run()
@@ -117,8 +91,8 @@ def test_a_sidebar_filter_changes_the_tiles(broker_url):
     assert f"Country: {country}" in at.caption[0].value
 
 
-def test_breakdown_controls_switch_dimension_and_ranking(broker_url):
-    at = open_app()
+def test_breakdown_controls_switch_dimension_and_ranking(broker_url, open_page):
+    at = open_page()
     table = at.get_by_key("overview.breakdown_view.table").dataframe[0].value
     assert table.columns[0] == "Country"
 
@@ -151,8 +125,8 @@ def test_controls_start_from_the_url_so_a_view_can_be_shared(broker_url):
     assert at.segmented_control(key="overview.period").value == "month"
 
 
-def test_trend_controls_redraw_the_chart(broker_url):
-    at = open_app()
+def test_trend_controls_redraw_the_chart(broker_url, open_page):
+    at = open_page()
     assert trend_marks(at) == ["bar", "line"]  # registrations, and the previous period dotted
     assert trend_series(at) == ["Registrations", "Previous period"]
     # Dates are UTC days: a UTC time axis with ticks on the weeks' Mondays, and the period named as
@@ -174,8 +148,8 @@ def test_trend_controls_redraw_the_chart(broker_url):
     assert trend_marks(at) == ["line"]  # a level is drawn as a line
 
 
-def test_without_earlier_data_nothing_is_compared(broker_url):
-    at = open_app()
+def test_without_earlier_data_nothing_is_compared(broker_url, open_page):
+    at = open_page()
 
     at.selectbox(key="period").select("All data").run()  # the previous period lies before the data
 
@@ -186,8 +160,8 @@ def test_without_earlier_data_nothing_is_compared(broker_url):
     assert any("No comparison: the data begins on" in c.value for c in at.caption)
 
 
-def test_an_empty_database_shows_how_to_get_data(db_url):
-    at = open_app()
+def test_an_empty_database_shows_how_to_get_data(db_url, open_page):
+    at = open_page()
 
     assert at.title[0].value == "Overview"
     assert any("The database is empty" in (i.proto.title or "") or "cli.py seed" in i.value for i in at.info)
@@ -195,7 +169,7 @@ def test_an_empty_database_shows_how_to_get_data(db_url):
     assert not at.get("vega_lite_chart")
 
 
-def test_a_view_without_any_activity_shows_an_empty_state(db_url):
+def test_a_view_without_any_activity_shows_an_empty_state(db_url, open_page):
     # One old trader whose only recent trace is a login: nothing for any KPI to count.
     engine = database.get_engine(db_url)
     database.upgrade_schema(engine)
@@ -207,7 +181,7 @@ def test_a_view_without_any_activity_shows_an_empty_state(db_url):
     engine.dispose()
     database.dispose_engines()
 
-    at = open_app()
+    at = open_page()
 
     assert any("Widen the period" in i.value for i in at.info)
     assert not at.metric

@@ -3,42 +3,20 @@ that names it, a good one is kept, and no value crashes a page (``?cohorts.inter
 
 from __future__ import annotations
 
-import shutil
 from datetime import date
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from connectors import database
-from connectors.simulator import SimulationConfig, seed_database
+from connectors.simulator import SimulationConfig
 
-ROOT = Path(__file__).resolve().parents[2]
 NOTICE = "Some of the link's settings were ignored"
 
 
-@pytest.fixture(scope="module")
-def seeded_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("query_params") / "broker.duckdb"
-    engine = database.get_engine(f"duckdb:///{path}")
-    seed_database(engine, SimulationConfig(traders=300, days=90, seed=3, end=date(2026, 11, 1)))
-    database.dispose_engines()
-    return path
-
-
 @pytest.fixture(autouse=True)
-def broker(seeded_file, tmp_path, monkeypatch) -> None:
-    copy = tmp_path / "app.duckdb"
-    shutil.copyfile(seeded_file, copy)
-    monkeypatch.setenv("TRADERLENS_DB_URL", f"duckdb:///{copy}")
-
-
-def open_with(page: str, **query: str | list[str]) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
-    for key, value in query.items():
-        at.query_params[key] = value
-    at.switch_page(page)
-    return at.run()
+def broker(seeded_broker, use_broker) -> None:
+    """The simulated broker (300 traders over 90 days ending 1 Nov 2026) as every test's app database."""
+    use_broker(seeded_broker(SimulationConfig(traders=300, days=90, seed=3, end=date(2026, 11, 1))))
 
 
 def notices(at: AppTest) -> list[str]:
@@ -71,9 +49,9 @@ BAD = [
 
 
 @pytest.mark.parametrize(("page", "key", "value"), BAD)
-def test_a_bad_parameter_is_dropped_with_a_notice_naming_it(page, key, value):
+def test_a_bad_parameter_is_dropped_with_a_notice_naming_it(page, key, value, open_linked):
     extra = {"funnels.breakdown_kind": "Event property"} if key == "funnels.property" else {}
-    at = open_with(page, **{key: value}, **extra)
+    at = open_linked(page, {key: value, **extra})
     assert not at.exception
     assert at.title[0].value == TITLES[page]
     shown = notices(at)
@@ -81,32 +59,32 @@ def test_a_bad_parameter_is_dropped_with_a_notice_naming_it(page, key, value):
     assert key not in at.query_params
 
 
-def test_a_bad_from_date_in_a_custom_period_is_dropped_and_the_range_stays_inside_the_data():
-    at = open_with("pages/overview.py", period="Custom", **{"from": "0002-01-01", "to": "9999-12-31"})
+def test_a_bad_from_date_in_a_custom_period_is_dropped_and_the_range_stays_inside_the_data(open_linked):
+    at = open_linked("pages/overview.py", {"period": "Custom", "from": "0002-01-01", "to": "9999-12-31"})
     assert not at.exception
     shown = notices(at)
     assert len(shown) == 1 and "?from= '0002-01-01'" in shown[0] and "?to= '9999-12-31'" in shown[0]
     assert at.query_params["period"] == "Custom"
 
 
-def test_good_parameters_are_kept_and_used():
-    at = open_with("pages/cohorts.py", **{"cohorts.intervals": "12", "cohorts.period": "Day",
-                                          "cohorts.cumulative": "true"})
+def test_good_parameters_are_kept_and_used(open_linked):
+    at = open_linked("pages/cohorts.py", {"cohorts.intervals": "12", "cohorts.period": "Day",
+                                         "cohorts.cumulative": "true"})
     assert not at.exception and not notices(at)
     assert at.session_state["cohorts.intervals"] == 12
     assert at.session_state["cohorts.period"] == "day"
     assert at.session_state["cohorts.cumulative"] is True
 
 
-def test_a_multiselect_keeps_its_known_values_and_names_the_unknown_one():
-    at = open_with("pages/overview.py", country=["DE", "Atlantis"])
+def test_a_multiselect_keeps_its_known_values_and_names_the_unknown_one(open_linked):
+    at = open_linked("pages/overview.py", {"country": ["DE", "Atlantis"]})
     assert not at.exception
     shown = notices(at)
     assert len(shown) == 1 and "Atlantis" in shown[0] and "'DE'" not in shown[0]
     assert at.session_state["country"] == ["DE"]
 
 
-def test_every_page_survives_every_parameter_set_to_infinity():
+def test_every_page_survives_every_parameter_set_to_infinity(open_linked):
     """Every bound key of every page at once, each set to a value no widget can take."""
     keys = {"pages/overview.py": ["overview.metric", "overview.period", "overview.compare", "overview.breakdown",
                                   "overview.rank", "period", "country", "channel", "affiliate", "platform", "vip",
@@ -121,7 +99,7 @@ def test_every_page_survives_every_parameter_set_to_infinity():
                                    "lifecycle.churn_days", "lifecycle.dormant_days", "lifecycle.span",
                                    "lifecycle.changes_only"]}
     for page, names in keys.items():
-        at = open_with(page, **dict.fromkeys(names, "inf"))
+        at = open_linked(page, dict.fromkeys(names, "inf"))
         assert not at.exception, page
         assert at.title[0].value == TITLES[page]
         assert notices(at), page
