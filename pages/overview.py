@@ -9,7 +9,6 @@ from datetime import datetime
 
 import pandas as pd
 import streamlit as st
-from sqlalchemy.engine import Engine
 
 from analytics import events
 from analytics import kpis as kpi_analytics
@@ -24,17 +23,17 @@ PERIOD_LABELS = {"day": "Daily", "week": "Weekly", "month": "Monthly"}
 LEVEL_METRICS = {"active_traders"}  # drawn as a line; every other trend metric is a flow drawn as bars
 BREAKDOWN_METRICS = ("deposits", "net_deposits", "registrations", "ftds", "active_traders", "volume_usd")
 
-
-@page.loader
-def load_data_bounds(engine: Engine) -> tuple[datetime | None, datetime | None]:
-    span = events.compute_event_span(engine)
-    return (span.first_at, span.last_at) if span else (None, None)
-
-
+load_event_span = page.loader(events.compute_event_span)
 load_kpis = page.loader(kpi_analytics.compute_kpis, spinner="Computing KPIs…")
 load_trend = page.loader(kpi_analytics.compute_kpi_trend)
 load_breakdown = page.loader(kpi_analytics.compute_breakdown)
 load_asset_classes = page.loader(kpi_analytics.compute_volume_by_asset_class)
+
+
+def data_start() -> datetime | None:
+    """The first instant with data; None for an empty database."""
+    span = load_event_span()
+    return span.first_at if span else None
 
 
 def span_label(rng: DateRange) -> str:
@@ -67,9 +66,8 @@ def default_period(rng: DateRange) -> Period:
 def caption(view: View) -> str:
     """The range against the previous one, the traders kept, and how far the data reaches back."""
     rng, previous = view.date_range, view.date_range.previous()
-    data_start, _ = load_data_bounds()
     return (f"{span_label(rng)} (UTC) against the previous {rng.days} days ({span_label(previous)}) · "
-            f"{filter_label(view.trader_filter)}{coverage_note(previous, data_start)}")
+            f"{filter_label(view.trader_filter)}{coverage_note(previous, data_start())}")
 
 
 # The two panels with their own controls are fragments: changing a trend or breakdown control
@@ -86,11 +84,11 @@ def trends_panel(date_range: DateRange, trader_filter: TraderFilter) -> None:
     spec = SPECS[metric]
     current = load_trend(metric=metric, date_range=date_range, period=period, trader_filter=trader_filter)
     earlier = None
-    data_start, _ = load_data_bounds()
+    first = data_start()
     # Whole days/weeks/months back, so each previous bar sits on the period it compares with.
     back_range, back = comparison_range(date_range, period)
-    if compare and data_start is not None and back_range.end_ts <= data_start:
-        st.caption(f"No comparison: the data begins on {data_start:%d %b %Y}, after {span_label(back_range)}.")
+    if compare and first is not None and back_range.end_ts <= first:
+        st.caption(f"No comparison: the data begins on {first:%d %b %Y}, after {span_label(back_range)}.")
     elif compare:
         earlier = load_trend(metric=metric, date_range=back_range, period=period, trader_filter=trader_filter)
         earlier = earlier.assign(period_start=[pd.Timestamp(step_period(p.date(), period, back))
