@@ -10,11 +10,13 @@ on either backend.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +25,8 @@ import sqlalchemy as sa
 
 from connectors import database, schema
 from connectors.rollups import refresh_rollups
+from connectors.simulator import SimulationConfig, seed_database
+from tests.pg_instance import PostgresInstance
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,6 +112,27 @@ def engine(db_url, backend) -> Iterator[sa.Engine]:
         database.dispose_engines()
 
 
+@pytest.fixture(scope="module")
+def private_pg() -> Iterator[PostgresInstance]:
+    """A private PostgreSQL server of the module's own (tests/pg_instance.py), for tests that stop or
+    freeze it: migrated, seeded with 300 simulated traders, running; destroyed after the module.
+    Skipped where one cannot be created (a failure under CI=true)."""
+    try:
+        instance = PostgresInstance(Path(tempfile.mkdtemp(prefix="traderlens-pg-")))
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        if IN_CI:
+            pytest.fail(f"cannot create a private PostgreSQL server: {exc}")
+        pytest.skip(f"cannot create a private PostgreSQL server: {exc}")
+    instance.start()
+    engine = database.get_engine(instance.url)
+    database.upgrade_schema(engine)
+    seed_database(engine, SimulationConfig(traders=300, days=90, seed=3, end=date(2026, 11, 1)))
+    database.dispose_engines()
+    yield instance
+    database.dispose_engines()
+    instance.destroy()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch, tmp_path) -> Iterator[None]:
     """No test reads the developer's data/ file by accident: the default URL points at tmp."""
@@ -168,3 +193,32 @@ def report_events(cli_url) -> str:
     engine.dispose()
     database.dispose_engines()  # the CLI subprocess must be the one process holding a DuckDB file
     return cli_url
+
+
+# --- memory ----------------------------------------------------------------------------------------
+
+
+class ProcessMemory:
+    """This process's memory as Linux reports it in /proc/self/status, in MB."""
+
+    @staticmethod
+    def mb(field: str) -> int:
+        """``field`` (VmRSS: resident now; VmHWM: the peak) in MB."""
+        match = re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.MULTILINE)
+        return int(match.group(1)) // 1024
+
+    @staticmethod
+    def reset_peak() -> bool:
+        """Reset VmHWM to the current RSS (Linux: write 5 to /proc/self/clear_refs); False where that is refused."""
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+            return True
+        except OSError:
+            return False
+
+
+@pytest.fixture(scope="session")
+def process_memory() -> ProcessMemory:
+    """How much memory this process holds and has held at most (``mb("VmRSS")``, ``mb("VmHWM")``), and a
+    reset of that peak, for tests that bound the memory a report or a page run takes."""
+    return ProcessMemory()

@@ -273,34 +273,22 @@ def check_records(kind: str, records: list[dict]) -> None:
 
 # --- memory ---------------------------------------------------------------------------------------
 
-def _status(field: str) -> int:
-    match = re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.MULTILINE)
-    return int(match.group(1)) // 1024
 
-
-def _reset_peak() -> bool:
-    """Reset VmHWM to the current RSS (Linux: write 5 to /proc/self/clear_refs); False where that is refused."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def call_in_process(argv: list[str]) -> tuple[int, str, str, int]:
-    """``cli.main(argv)`` with stdout and stderr captured: exit code, stdout, stderr, MB of RSS it took."""
+def call_in_process(argv: list[str], memory) -> tuple[int, str, str, int]:
+    """``cli.main(argv)`` with stdout and stderr captured: exit code, stdout, stderr, MB of RSS it took
+    (``memory``: the process_memory fixture)."""
     out, err = io.StringIO(), io.StringIO()
-    rss = _status("VmRSS")
-    peaks = _reset_peak()
+    rss = memory.mb("VmRSS")
+    peaks = memory.reset_peak()
     with redirect_stdout(out), redirect_stderr(err):
         try:
             code = cli.main(argv)
         except SystemExit as exc:  # argparse refuses the command line
             code = exc.code
-    return code, out.getvalue(), err.getvalue(), (_status("VmHWM") if peaks else _status("VmRSS")) - rss
+    return code, out.getvalue(), err.getvalue(), (memory.mb("VmHWM") if peaks else memory.mb("VmRSS")) - rss
 
 
-def run_property(url: str, monkeypatch, max_examples: int, worst: dict) -> None:
+def run_property(url: str, monkeypatch, max_examples: int, worst: dict, memory) -> None:
     monkeypatch.setenv("TRADERLENS_DB_URL", url)
     monkeypatch.delenv("TRADERLENS_DEBUG", raising=False)
     before = fingerprint(url)
@@ -316,7 +304,7 @@ def run_property(url: str, monkeypatch, max_examples: int, worst: dict) -> None:
     @example(argv=["report", "funnel", "--steps", "registered,ftd,trade", "--window", "1830d", "--breakdown",
                    "prop:' OR 1=1 --", "--exclude", "trade\x00:0:1"])
     def check(argv):
-        code, out, err, used = call_in_process(argv)
+        code, out, err, used = call_in_process(argv, memory)
         worst["calls"] += 1
         worst["mb"] = max(worst["mb"], used)
         worst["codes"][code] = worst["codes"].get(code, 0) + 1
@@ -328,11 +316,11 @@ def run_property(url: str, monkeypatch, max_examples: int, worst: dict) -> None:
 
 
 @pytest.mark.parametrize("backend", ["duckdb", "postgres"])
-def test_any_report_command_line_gives_records_or_a_clear_refusal(seeded_url, backend, monkeypatch):
+def test_any_report_command_line_gives_records_or_a_clear_refusal(seeded_url, backend, monkeypatch, process_memory):
     worst = {"calls": 0, "mb": 0, "codes": {}}
     started = time.perf_counter()
     try:
-        run_property(seeded_url, monkeypatch, 500 if backend == "duckdb" else 120, worst)
+        run_property(seeded_url, monkeypatch, 500 if backend == "duckdb" else 120, worst, process_memory)
     finally:
         database.dispose_engines()
         print(f"\n{backend}: {worst['calls']} command lines in {time.perf_counter() - started:.0f} s, exit codes "

@@ -192,20 +192,6 @@ def markdown_texts(at: AppTest) -> tuple[list[str], list[str]]:
 
 # --- memory --------------------------------------------------------------------------------------
 
-def _status(field: str) -> int:
-    """/proc/self/status ``field`` (VmRSS, VmHWM) in MB."""
-    match = re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.MULTILINE)
-    return int(match.group(1)) // 1024
-
-
-def _reset_peak() -> bool:
-    """Reset VmHWM to the current RSS (Linux: write 5 to /proc/self/clear_refs); False where that is refused."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
 
 # --- the catalog: every bound widget, found by opening each page (and the gated variants) ------------
 
@@ -318,15 +304,15 @@ def links(draw, catalog: dict[str, Spec]) -> tuple[str, dict[str, str | list[str
 # --- the property ---------------------------------------------------------------------------------
 
 def test_no_link_breaks_a_page_drops_a_setting_silently_or_changes_the_data(catalog, seeded_file, tmp_path,
-                                                                            monkeypatch, open_linked):
+                                                                            monkeypatch, open_linked, process_memory):
     copy = tmp_path / "app.duckdb"
     shutil.copyfile(seeded_file, copy)
     url = f"duckdb:///{copy}"
     monkeypatch.setenv("TRADERLENS_DB_URL", url)
     before = fingerprint(database.get_engine(url))
     assert before["traders"][0] == 300
-    peaks = _reset_peak()
-    start_rss = _status("VmRSS")
+    peaks = process_memory.reset_peak()
+    start_rss = process_memory.mb("VmRSS")
     worst = {"per_run": 0, "runs": 0, "growth": 0}
     started = time.perf_counter()
 
@@ -342,10 +328,10 @@ def test_no_link_breaks_a_page_drops_a_setting_silently_or_changes_the_data(cata
     @example(link=("pages/funnels.py", {"funnels.steps": "Registered", "funnels.order": "zz"}))  # page stops early
     def check(link):
         page, query = link
-        rss = _status("VmRSS")
-        _reset_peak()
+        rss = process_memory.mb("VmRSS")
+        process_memory.reset_peak()
         at = open_linked(page, query)
-        high = _status("VmHWM") if peaks else _status("VmRSS")
+        high = process_memory.mb("VmHWM") if peaks else process_memory.mb("VmRSS")
         used = high - rss
         worst["per_run"], worst["runs"] = max(worst["per_run"], used), worst["runs"] + 1
         worst["growth"] = max(worst["growth"], high - start_rss)
@@ -369,7 +355,7 @@ def test_no_link_breaks_a_page_drops_a_setting_silently_or_changes_the_data(cata
         assert used < PER_RUN_MB, f"one run took {used} MB"
 
     check()
-    growth = max(worst["growth"], _status("VmRSS") - start_rss)
+    growth = max(worst["growth"], process_memory.mb("VmRSS") - start_rss)
     print(f"\n{worst['runs']} runs in {time.perf_counter() - started:.0f} s; peak RSS growth {growth} MB over the "
           f"run, at most {worst['per_run']} MB in one page run")
     assert growth < TOTAL_MB

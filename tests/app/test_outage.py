@@ -7,9 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 import pytest
@@ -19,9 +17,6 @@ from streamlit.testing.v1 import AppTest
 from analytics.reading import reading
 from connectors import database
 from connectors.errors import DatabaseUnavailable
-from connectors.simulator import SimulationConfig, seed_database
-from tests.conftest import IN_CI
-from tests.pg_instance import PostgresInstance
 
 ROOT = Path(__file__).resolve().parents[2]
 BANNER = "Cannot reach the database"
@@ -29,38 +24,19 @@ BANNER = "Cannot reach the database"
 pytestmark = pytest.mark.postgres
 
 
-@pytest.fixture(scope="module")
-def server():
-    """A seeded private PostgreSQL server (300 simulated traders), running."""
-    try:
-        instance = PostgresInstance(Path(tempfile.mkdtemp(prefix="traderlens-pg-")))
-    except (RuntimeError, subprocess.CalledProcessError) as exc:
-        if IN_CI:
-            pytest.fail(f"cannot create a private PostgreSQL server: {exc}")
-        pytest.skip(f"cannot create a private PostgreSQL server: {exc}")
-    instance.start()
-    engine = database.get_engine(instance.url)
-    database.upgrade_schema(engine)
-    seed_database(engine, SimulationConfig(traders=300, days=90, seed=3, end=date(2026, 11, 1)))
-    database.dispose_engines()
-    yield instance
-    database.dispose_engines()
-    instance.destroy()
-
-
 @pytest.fixture
-def running(server, monkeypatch):
+def running(private_pg, monkeypatch):
     """The server, up and answering, as the app's database; left running after the test."""
-    server.thaw()
-    if not (server.data / "postmaster.pid").exists():
-        server.start()
-    server.wait_ready()
+    private_pg.thaw()
+    if not (private_pg.data / "postmaster.pid").exists():
+        private_pg.start()
+    private_pg.wait_ready()
     database.forget_outages()
-    monkeypatch.setenv("TRADERLENS_DB_URL", server.url)
-    yield server
-    server.thaw()
-    if not (server.data / "postmaster.pid").exists():
-        server.start()
+    monkeypatch.setenv("TRADERLENS_DB_URL", private_pg.url)
+    yield private_pg
+    private_pg.thaw()
+    if not (private_pg.data / "postmaster.pid").exists():
+        private_pg.start()
 
 
 def _banners(at: AppTest) -> list[str]:

@@ -4,20 +4,13 @@ says its figures come from the cache), and the app recovers by itself when the s
 
 from __future__ import annotations
 
-import subprocess
-import tempfile
 import time
-from datetime import date
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
 from connectors import database
-from connectors.simulator import SimulationConfig, seed_database
-from tests.conftest import IN_CI
 from tests.e2e.conftest import _serve, screenshot, wait_for_app
-from tests.pg_instance import PostgresInstance
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -25,28 +18,11 @@ BANNER = "Cannot reach the database"
 
 
 @pytest.fixture(scope="module")
-def server():
-    try:
-        instance = PostgresInstance(Path(tempfile.mkdtemp(prefix="traderlens-pg-e2e-")))
-    except (RuntimeError, subprocess.CalledProcessError) as exc:
-        if IN_CI:
-            pytest.fail(f"cannot create a private PostgreSQL server: {exc}")
-        pytest.skip(f"cannot create a private PostgreSQL server: {exc}")
-    instance.start()
-    engine = database.get_engine(instance.url)
-    database.upgrade_schema(engine)
-    seed_database(engine, SimulationConfig(traders=300, days=90, seed=3, end=date(2026, 11, 1)))
-    database.dispose_engines()
-    yield instance
-    instance.destroy()
+def outage_app_url(private_pg, chromium_path):
+    yield from _serve(private_pg.url, "e2e_outage_server.log")
 
 
-@pytest.fixture(scope="module")
-def outage_app_url(server, chromium_path):
-    yield from _serve(server.url, "e2e_outage_server.log")
-
-
-def test_stopping_the_database_under_an_open_page_shows_the_banner_and_recovers(page: Page, server,
+def test_stopping_the_database_under_an_open_page_shows_the_banner_and_recovers(page: Page, private_pg,
                                                                                   outage_app_url: str):
     page.goto(outage_app_url)
     wait_for_app(page)
@@ -54,7 +30,7 @@ def test_stopping_the_database_under_an_open_page_shows_the_banner_and_recovers(
     expect(tiles.first).to_be_visible()
     expect(page.get_by_text(BANNER)).to_have_count(0)
 
-    server.stop()
+    private_pg.stop()
     try:
         # A page never opened since the start of the outage: nothing of it can be shown.
         page.get_by_test_id("stSidebarNav").get_by_text("Lifecycle", exact=True).click()
@@ -70,8 +46,8 @@ def test_stopping_the_database_under_an_open_page_shows_the_banner_and_recovers(
         expect(tiles.first).to_be_visible()
         screenshot(page, "outage_overview_cached.png")
     finally:
-        server.start()
-    server.wait_ready()
+        private_pg.start()
+    private_pg.wait_ready()
     time.sleep(database._BREAKER_S + 1)  # reads fail at once for a few seconds after an outage
 
     page.reload()
