@@ -17,6 +17,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
@@ -138,6 +139,37 @@ def _isolated_env(monkeypatch, tmp_path) -> Iterator[None]:
     """No test reads the developer's data/ file by accident: the default URL points at tmp."""
     monkeypatch.setenv("TRADERLENS_DB_URL", f"duckdb:///{tmp_path / 'default.duckdb'}")
     yield
+
+
+
+# --- reading a test database back -----------------------------------------------------------------
+
+
+def _table_counts(engine: sa.Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        counts = database.table_counts(conn)
+        counts["imports"] = conn.execute(sa.select(sa.func.count()).select_from(
+            schema.imports)).scalar_one()
+    return counts
+
+
+@pytest.fixture(scope="session")
+def table_counts() -> Callable[[sa.Engine], dict[str, int]]:
+    """``table_counts(engine)``: rows per data table, and in the import log under "imports"."""
+    return _table_counts
+
+
+def _query_rows(engine: sa.Engine, sql: str) -> list[tuple]:
+    with engine.connect() as conn:
+        return [tuple(float(v) if isinstance(v, Decimal) else v for v in row)
+                for row in conn.execute(sa.text(sql)).all()]
+
+
+@pytest.fixture(scope="session")
+def query_rows() -> Callable[[sa.Engine, str], list[tuple]]:
+    """``query_rows(engine, sql)``: the rows of ``sql`` as tuples, NUMERIC values as floats (so both
+    backends compare alike)."""
+    return _query_rows
 
 
 # --- the command line ------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from connectors import database, schema
 from connectors.errors import ImportRejected
 from connectors.importers import detect_kind, import_file, preview_file
 
@@ -19,14 +18,6 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "csv"
 ORDER = ("traders", "accounts", "trades", "transactions", "kyc_events", "sessions", "portal_events")
 ROWS = {"traders": 6, "accounts": 5, "trades": 8, "transactions": 8, "kyc_events": 5,
         "sessions": 6, "portal_events": 5}
-
-
-def _counts(engine: sa.Engine) -> dict[str, int]:
-    with engine.connect() as conn:
-        counts = database.table_counts(conn)
-        counts["imports"] = conn.execute(sa.select(sa.func.count()).select_from(
-            schema.imports)).scalar_one()
-    return counts
 
 
 def _scalar(engine: sa.Engine, sql: str, **params) -> object:
@@ -41,14 +32,14 @@ def _load_all(engine: sa.Engine, kinds: tuple[str, ...] = ORDER) -> None:
         import_file(engine, FIXTURES / f"{kind}.csv")
 
 
-def test_every_csv_fixture_loads_with_exact_counts_and_sums(engine):
+def test_every_csv_fixture_loads_with_exact_counts_and_sums(engine, table_counts):
     results = {kind: import_file(engine, FIXTURES / f"{kind}.csv") for kind in ORDER}
     for kind, result in results.items():
         assert result.kind == kind
         assert result.rows_read == ROWS[kind]
         assert result.inserted == {kind: ROWS[kind]}
         assert result.skipped == 0
-    assert _counts(engine) == {**ROWS, "imports": 7}
+    assert table_counts(engine) == {**ROWS, "imports": 7}
 
     # Times: an offset is converted to UTC, no offset means UTC, a date alone is midnight.
     assert _scalar(engine, "SELECT registered_at FROM traders WHERE external_id = 'T-1002'") \
@@ -108,14 +99,14 @@ def test_every_csv_fixture_loads_with_exact_counts_and_sums(engine):
     assert _scalar(engine, "SELECT SUM(rows_inserted) FROM imports") == sum(ROWS.values())
 
 
-def test_reimport_changes_nothing(engine):
+def test_reimport_changes_nothing(engine, table_counts):
     _load_all(engine)
-    before = _counts(engine)
+    before = table_counts(engine)
     for kind in ORDER:
         again = import_file(engine, FIXTURES / f"{kind}.csv")
         assert again.inserted == {kind: 0}
         assert again.skipped == again.rows_read == ROWS[kind]
-    after = _counts(engine)
+    after = table_counts(engine)
     assert {k: v for k, v in after.items() if k != "imports"} == \
         {k: v for k, v in before.items() if k != "imports"}
     assert after["imports"] == before["imports"] + len(ORDER)
@@ -133,12 +124,12 @@ def test_identical_duplicate_rows_in_one_file_are_skipped(engine, tmp_path):
     assert result.skipped == 2
 
 
-def test_unknown_trader_is_refused_unless_creating_missing_traders(engine):
+def test_unknown_trader_is_refused_unless_creating_missing_traders(engine, table_counts):
     with pytest.raises(ImportRejected) as caught:
         import_file(engine, FIXTURES / "sessions.csv")
     assert caught.value.row == 2 and caught.value.column == "trader_external_id"
     assert "T-1001" in str(caught.value)
-    assert _counts(engine)["sessions"] == 0
+    assert table_counts(engine)["sessions"] == 0
 
     result = import_file(engine, FIXTURES / "sessions.csv", create_missing_traders=True)
     assert result.inserted == {"traders": 4, "sessions": 6}
@@ -326,9 +317,9 @@ MALFORMED: list[tuple[str, str, str | bytes, int | None, str | None, str]] = [
 
 @pytest.mark.parametrize(("kind", "content", "row", "column", "words"),
                          [pytest.param(*case[1:], id=case[0]) for case in MALFORMED])
-def test_malformed_csv_is_refused_whole(engine, tmp_path, kind, content, row, column, words):
+def test_malformed_csv_is_refused_whole(engine, tmp_path, kind, content, row, column, words, table_counts):
     _load_all(engine, ("traders", "accounts"))
-    before = _counts(engine)
+    before = table_counts(engine)
     path = tmp_path / "upload.csv"
     if isinstance(content, bytes):
         path.write_bytes(content)
@@ -344,18 +335,18 @@ def test_malformed_csv_is_refused_whole(engine, tmp_path, kind, content, row, co
         assert f"row {row}" in str(error)
     if column is not None:
         assert f"column '{column}'" in str(error)
-    assert _counts(engine) == before
+    assert table_counts(engine) == before
 
 
-def test_a_late_error_rolls_back_everything_already_written(engine, tmp_path):
+def test_a_late_error_rolls_back_everything_already_written(engine, tmp_path, table_counts):
     """Traders created for row 2 are rolled back when row 3 names an unknown account: the file
     loads whole or not at all."""
     _load_all(engine, ("traders", "accounts"))
-    before = _counts(engine)
+    before = table_counts(engine)
     path = tmp_path / "trades.csv"
     path.write_text(TRADES_HEAD + _trade(trader_external_id="T-7777")
                     + _trade(external_id="X-2", account_external_id="A-4040"))
     with pytest.raises(ImportRejected) as caught:
         import_file(engine, path, create_missing_traders=True)
     assert (caught.value.row, caught.value.column) == (3, "account_external_id")
-    assert _counts(engine) == before
+    assert table_counts(engine) == before

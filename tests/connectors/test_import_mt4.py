@@ -6,33 +6,17 @@ and broken statements are refused whole."""
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from connectors import database, schema
 from connectors.errors import ImportRejected
 from connectors.importers import detect_kind, import_file, preview_file
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 STATEMENT = FIXTURES / "mt4" / "Statement_2109876.htm"
 TEXT = STATEMENT.read_bytes().decode("cp1252")
-
-
-def _counts(engine: sa.Engine) -> dict[str, int]:
-    with engine.connect() as conn:
-        counts = database.table_counts(conn)
-        counts["imports"] = conn.execute(sa.select(sa.func.count()).select_from(
-            schema.imports)).scalar_one()
-    return counts
-
-
-def _rows(engine: sa.Engine, sql: str) -> list[tuple]:
-    with engine.connect() as conn:
-        return [tuple(float(v) if isinstance(v, Decimal) else v for v in row)
-                for row in conn.execute(sa.text(sql)).all()]
 
 
 def _line(text: str, needle: str) -> int:
@@ -46,7 +30,7 @@ def _known_account(engine: sa.Engine) -> None:
         import_file(engine, FIXTURES / "csv" / f"{kind}.csv")
 
 
-def test_statement_loads_trades_and_typed_balance_rows(engine):
+def test_statement_loads_trades_and_typed_balance_rows(engine, query_rows):
     _known_account(engine)
     result = import_file(engine, STATEMENT, trader="T-1001", server_utc_offset_hours=2)
     assert result.kind == "mt4-statement"
@@ -54,7 +38,7 @@ def test_statement_loads_trades_and_typed_balance_rows(engine):
     assert result.inserted == {"traders": 0, "accounts": 0, "transactions": 9, "trades": 6}
     assert result.skipped == 1 and result.rows_read == 16
 
-    trades = _rows(engine, "SELECT external_id, symbol, asset_class, side, lots, opened_at, "
+    trades = query_rows(engine, "SELECT external_id, symbol, asset_class, side, lots, opened_at, "
                            "closed_at, open_price, close_price, profit_usd, commission_usd, "
                            "swap_usd, close_reason FROM trades ORDER BY closed_at")
     assert [t[0] for t in trades] == [f"MT4:2109876:order:{n}" for n in (
@@ -73,7 +57,7 @@ def test_statement_loads_trades_and_typed_balance_rows(engine):
     assert sum(t[10] for t in trades) == pytest.approx(-10.48)   # commission + taxes
     assert sum(t[11] for t in trades) == pytest.approx(-15.39)
 
-    ledger = _rows(engine, "SELECT external_id, kind, amount, currency, amount_usd, comment "
+    ledger = query_rows(engine, "SELECT external_id, kind, amount, currency, amount_usd, comment "
                            "FROM transactions ORDER BY created_at")
     assert [(row[1], row[2]) for row in ledger] == [
         ("fee", -3.12),             # the statement starts with a financing charge, not a deposit
@@ -89,48 +73,48 @@ def test_statement_loads_trades_and_typed_balance_rows(engine):
     assert {row[3] for row in ledger} == {"EUR"}
     assert ledger[1][4] == 2160.0
     # Everything belongs to the existing account and its trader.
-    assert _rows(engine, "SELECT DISTINCT a.external_id, t.external_id FROM trades x "
+    assert query_rows(engine, "SELECT DISTINCT a.external_id, t.external_id FROM trades x "
                          "JOIN accounts a ON a.account_id = x.account_id "
                          "JOIN traders t ON t.trader_id = x.trader_id") == [("A-5001", "T-1001")]
 
 
-def test_statement_reimport_changes_nothing_and_finds_the_owner(engine):
+def test_statement_reimport_changes_nothing_and_finds_the_owner(engine, table_counts):
     _known_account(engine)
     first = import_file(engine, STATEMENT)          # no trader: the account's owner is used
-    before = _counts(engine)
+    before = table_counts(engine)
     again = import_file(engine, STATEMENT, trader="T-1001")
     assert sum(again.inserted.values()) == 0
     assert again.skipped == again.rows_read == first.rows_read
-    assert _counts(engine) == {**before, "imports": before["imports"] + 1}
+    assert table_counts(engine) == {**before, "imports": before["imports"] + 1}
 
 
-def test_server_time_is_taken_as_utc_by_default(engine):
+def test_server_time_is_taken_as_utc_by_default(engine, query_rows):
     import_file(engine, STATEMENT, create_missing_traders=True)
-    assert _rows(engine, "SELECT MIN(opened_at) FROM trades") == [(datetime(2024, 3, 1, 9, 15, 22),)]
+    assert query_rows(engine, "SELECT MIN(opened_at) FROM trades") == [(datetime(2024, 3, 1, 9, 15, 22),)]
 
 
-def test_create_missing_traders_makes_platform_login_trader_and_account(engine):
+def test_create_missing_traders_makes_platform_login_trader_and_account(engine, table_counts, query_rows):
     with pytest.raises(ImportRejected, match="--trader"):
         import_file(engine, STATEMENT)
-    assert sum(_counts(engine).values()) == 0
+    assert sum(table_counts(engine).values()) == 0
     result = import_file(engine, STATEMENT, create_missing_traders=True)
     assert result.inserted == {"traders": 1, "accounts": 1, "transactions": 9, "trades": 6}
-    assert _rows(engine, "SELECT t.external_id, t.registered_at, a.external_id, a.platform, "
+    assert query_rows(engine, "SELECT t.external_id, t.registered_at, a.external_id, a.platform, "
                          "a.login, a.currency, a.leverage, a.opened_at FROM traders t "
                          "JOIN accounts a USING (trader_id)") == [
         ("MT4-2109876", datetime(2024, 3, 1), "MT4:2109876", "MT4", "2109876", "EUR", 100,
          datetime(2024, 3, 1))]
 
 
-def test_a_newer_statement_refreshes_the_account_leverage(engine, tmp_path):
+def test_a_newer_statement_refreshes_the_account_leverage(engine, tmp_path, query_rows):
     _known_account(engine)
     import_file(engine, STATEMENT)
-    assert _rows(engine, "SELECT leverage FROM accounts WHERE login = '2109876'") == [(100,)]
+    assert query_rows(engine, "SELECT leverage FROM accounts WHERE login = '2109876'") == [(100,)]
     newer = tmp_path / "Statement.htm"
     newer.write_bytes(TEXT.replace("Leverage: 1:100", "Leverage: 1:30").encode("cp1252"))
     result = import_file(engine, newer)
     assert sum(result.inserted.values()) == 0
-    assert _rows(engine, "SELECT leverage FROM accounts WHERE login = '2109876'") == [(30,)]
+    assert query_rows(engine, "SELECT leverage FROM accounts WHERE login = '2109876'") == [(30,)]
 
 
 def test_detect_and_preview():
@@ -182,9 +166,9 @@ MALFORMED = [
 
 @pytest.mark.parametrize(("content", "row", "column", "words"),
                          [pytest.param(*case[1:], id=case[0]) for case in MALFORMED])
-def test_malformed_statement_is_refused_whole(engine, tmp_path, content, row, column, words):
+def test_malformed_statement_is_refused_whole(engine, tmp_path, content, row, column, words, table_counts):
     _known_account(engine)
-    before = _counts(engine)
+    before = table_counts(engine)
     path = tmp_path / "statement.htm"
     path.write_bytes(content.encode("cp1252"))
     with pytest.raises(ImportRejected) as caught:
@@ -195,4 +179,4 @@ def test_malformed_statement_is_refused_whole(engine, tmp_path, content, row, co
         assert f"row {row}" in str(caught.value)
     if column is not None:
         assert f"column '{column}'" in str(caught.value)
-    assert _counts(engine) == before
+    assert table_counts(engine) == before

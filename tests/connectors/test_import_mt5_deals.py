@@ -5,32 +5,16 @@ converted, the account found or created, and malformed exports refused whole."""
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from connectors import database, schema
 from connectors.errors import ImportRejected
 from connectors.importers import detect_kind, import_file, preview_file
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 DEALS = FIXTURES / "mt5" / "deals_70011223.csv"
-
-
-def _counts(engine: sa.Engine) -> dict[str, int]:
-    with engine.connect() as conn:
-        counts = database.table_counts(conn)
-        counts["imports"] = conn.execute(sa.select(sa.func.count()).select_from(
-            schema.imports)).scalar_one()
-    return counts
-
-
-def _rows(engine: sa.Engine, sql: str) -> list[tuple]:
-    with engine.connect() as conn:
-        return [tuple(float(v) if isinstance(v, Decimal) else v for v in row)
-                for row in conn.execute(sa.text(sql)).all()]
 
 
 def _known_account(engine: sa.Engine) -> None:
@@ -39,7 +23,7 @@ def _known_account(engine: sa.Engine) -> None:
         import_file(engine, FIXTURES / "csv" / f"{kind}.csv")
 
 
-def test_deals_become_trades_and_ledger_entries(engine):
+def test_deals_become_trades_and_ledger_entries(engine, query_rows):
     _known_account(engine)
     result = import_file(engine, DEALS, server_utc_offset_hours=2)
     assert result.kind == "mt5-deals"
@@ -47,7 +31,7 @@ def test_deals_become_trades_and_ledger_entries(engine):
     assert result.skipped == 1          # the account was already there
     assert result.rows_read == 12       # 6 trades + 5 balance operations + the account
 
-    trades = _rows(engine, "SELECT t.external_id, side, lots, t.opened_at, closed_at, open_price, "
+    trades = query_rows(engine, "SELECT t.external_id, side, lots, t.opened_at, closed_at, open_price, "
                            "close_price, profit_usd, commission_usd, swap_usd, close_reason, "
                            "channel, a.external_id, tr.external_id FROM trades t "
                            "JOIN accounts a USING (account_id) "
@@ -72,7 +56,7 @@ def test_deals_become_trades_and_ledger_entries(engine):
     assert sum(t[7] for t in trades) == pytest.approx(-352.2)
     assert sum(t[8] for t in trades) == pytest.approx(-12.5)
 
-    ledger = _rows(engine, "SELECT kind, amount, currency, amount_usd, status, created_at "
+    ledger = query_rows(engine, "SELECT kind, amount, currency, amount_usd, status, created_at "
                            "FROM transactions ORDER BY created_at")
     assert [row[:4] for row in ledger] == [
         ("deposit", 2000.0, "USD", 2000.0), ("bonus", 100.0, "USD", 100.0),
@@ -81,43 +65,43 @@ def test_deals_become_trades_and_ledger_entries(engine):
     assert {row[4] for row in ledger} == {"approved"}
     assert ledger[0][5] == datetime(2024, 3, 4, 7, 0)
     # The known account keeps its opened_at (earlier than the export) and its trader.
-    assert _rows(engine, "SELECT opened_at FROM accounts WHERE external_id = 'A-5002'") == \
+    assert query_rows(engine, "SELECT opened_at FROM accounts WHERE external_id = 'A-5002'") == \
         [(datetime(2024, 2, 1, 8, 0),)]
 
 
-def test_reimport_of_deals_changes_nothing(engine):
+def test_reimport_of_deals_changes_nothing(engine, table_counts):
     _known_account(engine)
     first = import_file(engine, DEALS)
-    before = _counts(engine)
+    before = table_counts(engine)
     again = import_file(engine, DEALS)
     assert sum(again.inserted.values()) == 0
     assert again.skipped == again.rows_read == first.rows_read == 12
-    after = _counts(engine)
+    after = table_counts(engine)
     assert after == {**before, "imports": before["imports"] + 1}
 
 
-def test_unknown_login_needs_a_trader(engine):
-    before = _counts(engine)
+def test_unknown_login_needs_a_trader(engine, table_counts):
+    before = table_counts(engine)
     with pytest.raises(ImportRejected, match="--trader"):
         import_file(engine, DEALS)
-    assert _counts(engine) == before
+    assert table_counts(engine) == before
 
 
-def test_create_missing_traders_creates_platform_login_trader_and_account(engine, tmp_path):
+def test_create_missing_traders_creates_platform_login_trader_and_account(engine, tmp_path, query_rows):
     lines = DEALS.read_text().splitlines()
     path = tmp_path / "history.csv"     # no login in the name: the login column says it
     path.write_text("\n".join([lines[0] + ",login,currency",
                                *(line + ",70011223,EUR" for line in lines[1:])]) + "\n")
     result = import_file(engine, path, create_missing_traders=True)
     assert result.inserted == {"traders": 1, "accounts": 1, "transactions": 5, "trades": 6}
-    assert _rows(engine, "SELECT t.external_id, t.registered_at, t.source, a.external_id, "
+    assert query_rows(engine, "SELECT t.external_id, t.registered_at, t.source, a.external_id, "
                          "a.currency, a.opened_at FROM traders t JOIN accounts a "
                          "USING (trader_id)") == [
         ("MT5-70011223", datetime(2024, 3, 4, 9), "import", "MT5:70011223", "EUR",
          datetime(2024, 3, 4, 9))]
     # Money stays in EUR; USD uses the static reference rate (1 EUR = 1.08 USD).
-    assert _rows(engine, "SELECT SUM(profit_usd) FROM trades") == [(pytest.approx(-380.38),)]
-    assert _rows(engine, "SELECT amount, amount_usd FROM transactions WHERE kind = 'deposit'") \
+    assert query_rows(engine, "SELECT SUM(profit_usd) FROM trades") == [(pytest.approx(-380.38),)]
+    assert query_rows(engine, "SELECT amount, amount_usd FROM transactions WHERE kind = 'deposit'") \
         == [(2000.0, 2160.0)]
 
 
@@ -172,9 +156,9 @@ MALFORMED = [
 
 @pytest.mark.parametrize(("content", "row", "column", "words"),
                          [pytest.param(*case[1:], id=case[0]) for case in MALFORMED])
-def test_malformed_deals_are_refused_whole(engine, tmp_path, content, row, column, words):
+def test_malformed_deals_are_refused_whole(engine, tmp_path, content, row, column, words, table_counts):
     _known_account(engine)
-    before = _counts(engine)
+    before = table_counts(engine)
     path = tmp_path / "deals_70011223.csv"
     path.write_text(content)
     with pytest.raises(ImportRejected) as caught:
@@ -185,7 +169,7 @@ def test_malformed_deals_are_refused_whole(engine, tmp_path, content, row, colum
         assert f"row {row}" in str(caught.value)
     if column is not None:
         assert f"column '{column}'" in str(caught.value)
-    assert _counts(engine) == before
+    assert table_counts(engine) == before
 
 
 @pytest.mark.parametrize(("name", "extra", "column", "words"), [
@@ -194,7 +178,7 @@ def test_malformed_deals_are_refused_whole(engine, tmp_path, content, row, colum
      "one account per file"),
     ("deals_70011223.csv", ("currency", ["XYZ", "XYZ"]), "currency", "'XYZ' has no reference"),
 ])
-def test_deals_without_a_usable_account_are_refused(engine, tmp_path, name, extra, column, words):
+def test_deals_without_a_usable_account_are_refused(engine, tmp_path, name, extra, column, words, table_counts):
     lines = DEALS.read_text().splitlines()
     if extra is not None:
         label, values = extra
@@ -206,4 +190,4 @@ def test_deals_without_a_usable_account_are_refused(engine, tmp_path, name, extr
         import_file(engine, path, create_missing_traders=True)
     assert caught.value.column == column
     assert words in str(caught.value)
-    assert sum(_counts(engine).values()) == 0
+    assert sum(table_counts(engine).values()) == 0

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 from datetime import datetime
-from decimal import Decimal
 from functools import partial
 from pathlib import Path
 
@@ -15,7 +14,6 @@ import pytest
 import sqlalchemy as sa
 from openpyxl import Workbook
 
-from connectors import database, schema
 from connectors.errors import ImportRejected
 from connectors.importers import detect_kind, import_file, preview_file
 
@@ -26,20 +24,6 @@ TEXT = HTML.read_bytes().decode("utf-16")
 PRICE = partial(pytest.approx, rel=1e-12)  # prices are DOUBLE on both backends
 TRADES = [f"MT5:70011987:deal:{n}" for n in (5100001, 5100005, 5100006, 5100010, 5100011,
                                              5100013)]
-
-
-def _counts(engine: sa.Engine) -> dict[str, int]:
-    with engine.connect() as conn:
-        counts = database.table_counts(conn)
-        counts["imports"] = conn.execute(sa.select(sa.func.count()).select_from(
-            schema.imports)).scalar_one()
-    return counts
-
-
-def _rows(engine: sa.Engine, sql: str) -> list[tuple]:
-    with engine.connect() as conn:
-        return [tuple(float(v) if isinstance(v, Decimal) else v for v in row)
-                for row in conn.execute(sa.text(sql)).all()]
 
 
 def _line(text: str, needle: str) -> int:
@@ -56,14 +40,14 @@ def _known_account(engine: sa.Engine) -> None:
         import_file(engine, FIXTURES / "csv" / f"{kind}.csv")
 
 
-def test_html_report_pairs_deals_through_positions(engine):
+def test_html_report_pairs_deals_through_positions(engine, query_rows):
     _known_account(engine)
     result = import_file(engine, HTML)
     assert result.kind == "mt5-report"
     assert result.inserted == {"traders": 0, "accounts": 0, "transactions": 7, "trades": 6}
     assert result.skipped == 1 and result.rows_read == 14
 
-    trades = _rows(engine, "SELECT t.external_id, symbol, side, lots, t.opened_at, closed_at, "
+    trades = query_rows(engine, "SELECT t.external_id, symbol, side, lots, t.opened_at, closed_at, "
                            "open_price, close_price, profit_usd, commission_usd, close_reason, "
                            "a.external_id FROM trades t JOIN accounts a USING (account_id) "
                            "ORDER BY closed_at, t.external_id")
@@ -87,7 +71,7 @@ def test_html_report_pairs_deals_through_positions(engine):
     # ZAR converted at the reference rate (0.054), row by row; the Results block says 99 999.99.
     assert sum(t[8] for t in trades) == pytest.approx(491.75)
 
-    ledger = _rows(engine, "SELECT kind, amount, currency, amount_usd FROM transactions "
+    ledger = query_rows(engine, "SELECT kind, amount, currency, amount_usd FROM transactions "
                            "ORDER BY created_at")
     assert ledger == [("deposit", 5000.0, "ZAR", 270.0), ("bonus", 1000.0, "ZAR", 54.0),
                       ("withdrawal", 2500.0, "ZAR", 135.0), ("fee", -12.5, "ZAR", -0.68),
@@ -95,18 +79,18 @@ def test_html_report_pairs_deals_through_positions(engine):
                       ("adjustment", 75.0, "ZAR", 4.05)]
 
 
-def test_xlsx_report_gives_the_same_records_and_both_dedupe(engine):
+def test_xlsx_report_gives_the_same_records_and_both_dedupe(engine, table_counts, query_rows):
     _known_account(engine)
     first = import_file(engine, XLSX)
     assert first.kind == "mt5-report"
     assert first.inserted == {"traders": 0, "accounts": 0, "transactions": 7, "trades": 6}
-    assert _rows(engine, "SELECT SUM(profit_usd), SUM(lots) FROM trades") == [(491.75, 3.1)]
-    before = _counts(engine)
+    assert query_rows(engine, "SELECT SUM(profit_usd), SUM(lots) FROM trades") == [(491.75, 3.1)]
+    before = table_counts(engine)
     # The same report as HTML, and the XLSX again: nothing new.
     for path in (HTML, XLSX):
         again = import_file(engine, path)
         assert sum(again.inserted.values()) == 0 and again.skipped == again.rows_read == 14
-    assert _counts(engine) == {**before, "imports": before["imports"] + 2}
+    assert table_counts(engine) == {**before, "imports": before["imports"] + 2}
 
 
 def test_deals_csv_of_the_same_account_dedupes_against_the_report(engine, tmp_path):
@@ -126,11 +110,11 @@ def test_deals_csv_of_the_same_account_dedupes_against_the_report(engine, tmp_pa
     assert result.skipped == 3
 
 
-def test_report_times_shift_by_the_server_offset(engine):
+def test_report_times_shift_by_the_server_offset(engine, query_rows):
     import_file(engine, HTML, create_missing_traders=True, server_utc_offset_hours=2)
-    assert _rows(engine, "SELECT closed_at FROM trades WHERE external_id = "
+    assert query_rows(engine, "SELECT closed_at FROM trades WHERE external_id = "
                          "'MT5:70011987:deal:5100001'") == [(datetime(2024, 3, 1, 6, 0, 12),)]
-    assert _rows(engine, "SELECT t.external_id, a.server, a.is_demo, a.currency FROM traders t "
+    assert query_rows(engine, "SELECT t.external_id, a.server, a.is_demo, a.currency FROM traders t "
                          "JOIN accounts a USING (trader_id)") == [
         ("MT5-70011987", "Broker-MT5-Live", False, "ZAR")]
 
@@ -143,7 +127,7 @@ def _without_positions(text: str) -> str:
     return text[:start] + text[end:]
 
 
-def test_without_positions_closing_deals_pair_first_in_first_out(engine, tmp_path):
+def test_without_positions_closing_deals_pair_first_in_first_out(engine, tmp_path, query_rows):
     text = _without_positions(TEXT)
     # The first deal closes a position opened before the report: with no Positions section
     # nothing says where it opened, so the report is refused...
@@ -158,7 +142,7 @@ def test_without_positions_closing_deals_pair_first_in_first_out(engine, tmp_pat
     path.write_bytes(_utf16("\r\n".join(lines)))
     import_file(engine, path, create_missing_traders=True)
     weighted_open = pytest.approx((0.3, 2083.36666667), rel=1e-9)  # volume-weighted over the opening deals
-    assert _rows(engine, "SELECT lots, open_price FROM trades WHERE symbol = 'XAUUSD' "
+    assert query_rows(engine, "SELECT lots, open_price FROM trades WHERE symbol = 'XAUUSD' "
                          "ORDER BY closed_at") == [PRICE((0.1, 2083.1)), weighted_open]
 
 
@@ -234,9 +218,9 @@ MALFORMED = [
 @pytest.mark.parametrize(("suffix", "content", "row", "column", "words"),
                          [pytest.param(*case[1:], id=case[0]) for case in MALFORMED])
 def test_malformed_report_is_refused_whole(engine, tmp_path, suffix, content, row, column,
-                                           words):
+                                           words, table_counts):
     _known_account(engine)
-    before = _counts(engine)
+    before = table_counts(engine)
     path = tmp_path / f"ReportHistory.{suffix}"
     path.write_bytes(content)
     with pytest.raises(ImportRejected) as caught:
@@ -247,4 +231,4 @@ def test_malformed_report_is_refused_whole(engine, tmp_path, suffix, content, ro
         assert f"row {row}" in str(caught.value)
     if column is not None:
         assert f"column '{column}'" in str(caught.value)
-    assert _counts(engine) == before
+    assert table_counts(engine) == before
