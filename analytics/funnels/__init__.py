@@ -1,5 +1,5 @@
 """Funnels over the unified event stream ``trader_events``, with the semantics of the leading
-product-analytics tools (the README's Semantics section): ordered, strict and unordered funnels; the
+product-analytics tools (docs/semantics.md, "Funnels"): ordered, strict and unordered funnels; the
 conversion window runs from each attempt's step-1 event (inclusive); a repeated step 1 restarts the
 attempt; one event advances an attempt by at most one step; ties at one timestamp resolve by step
 order; exclusions; breakdowns with first/last-touch attribution; mean and median time to convert;
