@@ -5,7 +5,8 @@ Public API (the CLI and the Data page code against it):
 - :data:`KINDS` - the file kinds understood;
 - :func:`detect_kind` - which kind a file is;
 - :func:`preview_file` - parse and validate a file without touching the database;
-- :func:`import_file` - load a file in one transaction, skipping rows already present.
+- :func:`import_file` - load a file in one transaction, skipping rows already present; CSV
+  tables are read in chunks, so a file of any size needs about the same memory.
 
 Every refusal is an :class:`~connectors.errors.ImportRejected` naming the file and, where it
 applies, the row (the line of the file, header = line 1; the worksheet row for XLSX) and column.
@@ -23,13 +24,13 @@ import sqlalchemy as sa
 from connectors import database
 from connectors.errors import ImportRejected
 from connectors.importers.batch import Batch, ImportResult
-from connectors.importers.csv_tables import CSV_KINDS, detect_csv_kind
+from connectors.importers.csv_tables import CSV_KINDS, detect_csv_kind, preview_csv_kind, stage_csv_kind
 from connectors.importers.source import (
     XLSX_MAGIC,
+    CsvStream,
     decode_html,
-    decode_strict,
     read_bytes,
-    read_csv,
+    read_head,
     sniff_text,
     xlsx_grid,
 )
@@ -47,52 +48,84 @@ def _looks_html(data: bytes) -> bool:
     return any(tag in head for tag in ("<html", "<table", "<!doctype html"))
 
 
-def _detect(data: bytes, name: str) -> str:
+def _detect(path: Path, name: str) -> tuple[str, CsvStream | None]:
+    """The file's kind, and for a CSV table the open stream positioned after its header.
+
+    Reads the head of the file; a workbook or an HTML report is read whole. A CSV header that
+    fits no kind is refused after the rest of the file has been read, so that a binary, encoding
+    or CSV problem anywhere in it is named first, as when the whole text was read.
+    """
     from connectors.importers import mt5
 
-    if data.startswith(XLSX_MAGIC):
-        if mt5.is_report_grid(xlsx_grid(data, name)):
-            return "mt5-report"
+    head = read_head(path, name)
+    if head.startswith(XLSX_MAGIC):
+        if mt5.is_report_grid(xlsx_grid(read_bytes(path, name), name)):
+            return "mt5-report", None
         raise ImportRejected(name, "is a workbook but not an MT5 Trade History Report; save "
                              "other tables as CSV")
-    if _looks_html(data):
-        text = decode_html(data, name)
+    if _looks_html(head):
+        text = decode_html(read_bytes(path, name), name)
         if "Closed Transactions" in text:
-            return "mt4-statement"
+            return "mt4-statement", None
         if "Trade History Report" in text:
-            return "mt5-report"
+            return "mt5-report", None
         raise ImportRejected(name, "is an HTML file but neither an MT4 Statement (no \"Closed "
                              "Transactions:\" section) nor an MT5 Trade History Report")
-    table = read_csv(decode_strict(data, name), name)
-    if mt5.is_deals_header(table.header):
-        return "mt5-deals"
-    kind = detect_csv_kind(table.header, name)
-    if kind is None:
-        needs = "; ".join(f"{k}: {', '.join(spec.required)}" for k, spec in CSV_KINDS.items())
-        raise ImportRejected(name, "cannot tell which kind of file this is from its header; "
-                             f"name the kind, or use the columns of one kind ({needs})")
-    return kind
+    stream = CsvStream(path, name)
+    try:
+        header = stream.header()
+        if mt5.is_deals_header(header):
+            stream.drain()  # read whole below; the same problems, in the same order
+            stream.close()
+            return "mt5-deals", None
+        kind = detect_csv_kind(header, name)
+        if kind is None:
+            stream.drain()
+            needs = "; ".join(f"{k}: {', '.join(spec.required)}" for k, spec in CSV_KINDS.items())
+            raise ImportRejected(name, "cannot tell which kind of file this is from its header; "
+                                 f"name the kind, or use the columns of one kind ({needs})")
+    except BaseException:
+        stream.close()
+        raise
+    return kind, stream
 
 
 def detect_kind(path: Path, file_name: str | None = None) -> str:
-    """The kind of the file at ``path`` (one of KINDS); ImportRejected if it cannot tell."""
+    """The kind of the file at ``path`` (one of KINDS); ImportRejected if it cannot tell.
+
+    A CSV table is recognised by its header: a problem further on in the file is found by
+    :func:`preview_file` or :func:`import_file`, not here.
+    """
     name = _display_name(path, file_name)
-    return _detect(read_bytes(path, name), name)
+    kind, stream = _detect(path, name)
+    if stream is not None:
+        stream.close()
+    return kind
 
 
-def _parse(data: bytes, name: str, kind: str, server_utc_offset_hours: float) -> Batch:
+def _open(path: Path, name: str, kind: str, server_utc_offset_hours: float) -> tuple[str, CsvStream | None]:
+    """The kind to read the file as (detected for ``auto``), with a CSV table's open stream."""
+    stream = None
     if kind == "auto":
-        kind = _detect(data, name)
+        kind, stream = _detect(path, name)
+    else:
+        read_head(path, name)  # an unreadable or empty file is refused before anything else
     if kind not in KINDS:
         raise ImportRejected(name, f"unknown kind '{kind}'; expected auto or one of "
                              f"{', '.join(KINDS)}")
     if not -14 <= server_utc_offset_hours <= 14:
+        if stream is not None:  # a detected CSV: a problem anywhere in it is named first
+            with stream:
+                stream.drain()
         raise ImportRejected(name, f"server UTC offset {server_utc_offset_hours} h is outside "
                              "-14..14")
-    if kind in CSV_KINDS:
-        from connectors.importers.csv_tables import parse_csv_kind
+    if kind in CSV_KINDS and stream is None:
+        stream = CsvStream(path, name)
+    return kind, stream
 
-        return parse_csv_kind(kind, decode_strict(data, name), name)
+
+def _parse_whole(data: bytes, name: str, kind: str, server_utc_offset_hours: float) -> Batch:
+    """A terminal report or MT5 deals export, read whole (one account's history)."""
     if kind == "mt4-statement":
         from connectors.importers import mt4
 
@@ -106,14 +139,20 @@ def _parse(data: bytes, name: str, kind: str, server_utc_offset_hours: float) ->
 
 def preview_file(path: Path, kind: str = "auto", *, file_name: str | None = None,
                  rows: int = 20, server_utc_offset_hours: float = 0.0) -> tuple[str, pd.DataFrame]:
-    """(kind, first ``rows`` records) of a file, parsed and fully validated, without the database.
+    """(kind, first ``rows`` records) of a file, parsed and validated, without the database.
 
-    CSV kinds give their canonical columns (docs/import_formats.md); terminal reports give one
-    line per trade or balance operation: table, external_id, time, symbol, side, lots, kind,
-    amount (account currency), amount_usd, close_reason, comment.
+    A CSV table is read only as far as its first ``rows`` records (the rest is checked by
+    :func:`import_file`) and gives its canonical columns (docs/import_formats.md); a terminal
+    report is read and validated whole and gives one line per trade or balance operation:
+    table, external_id, time, symbol, side, lots, kind, amount (account currency), amount_usd,
+    close_reason, comment.
     """
     name = _display_name(path, file_name)
-    batch = _parse(read_bytes(path, name), name, kind, server_utc_offset_hours)
+    kind, stream = _open(path, name, kind, server_utc_offset_hours)
+    if stream is not None:
+        with stream:
+            return kind, preview_csv_kind(kind, stream, name, rows).reset_index(drop=True)
+    batch = _parse_whole(read_bytes(path, name), name, kind, server_utc_offset_hours)
     return batch.kind, batch.preview.head(rows).reset_index(drop=True)
 
 
@@ -127,16 +166,28 @@ def import_file(engine: sa.Engine, path: Path, *, kind: str = "auto", trader: st
     ``create_missing_traders`` creates minimal traders for unknown references;
     ``server_utc_offset_hours`` is the trade server's offset from UTC for MT4/MT5 times
     (server time is taken as UTC by default).
-    """
-    name = _display_name(path, file_name)
-    data = read_bytes(path, name)
-    batch = _parse(data, name, kind, server_utc_offset_hours)
-    from connectors.importers.loader import load
 
+    A CSV table is parsed and validated whole before the database is touched, a chunk of rows at
+    a time with the chunks staged in a temporary file, so memory stays flat however large the
+    file; a terminal report is read whole.
+    """
+    from connectors.importers.loader import load, load_csv
+
+    name = _display_name(path, file_name)
+    kind, stream = _open(path, name, kind, server_utc_offset_hours)
+    if stream is not None:
+        with stream:
+            staged = stage_csv_kind(kind, stream, name)
+        try:
+            with engine.begin() as conn, database.write_lock(conn):
+                return load_csv(conn, staged, create_missing_traders=create_missing_traders)
+        finally:
+            staged.close()
+    data = read_bytes(path, name)
+    batch = _parse_whole(data, name, kind, server_utc_offset_hours)
     with engine.begin() as conn, database.write_lock(conn):
         return load(conn, batch, sha256=hashlib.sha256(data).hexdigest(), trader=trader,
                     create_missing_traders=create_missing_traders)
 
 
-__all__ = ["KINDS", "ImportRejected", "ImportResult", "detect_kind", "import_file",
-           "preview_file"]
+__all__ = ["KINDS", "ImportRejected", "ImportResult", "detect_kind", "import_file", "preview_file"]

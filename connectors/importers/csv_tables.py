@@ -4,18 +4,19 @@ kyc_events, sessions and portal_events (docs/import_formats.md lists every colum
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
 from connectors import schema
 from connectors.errors import ImportRejected
 from connectors.importers import instruments
-from connectors.importers.batch import ROW, Batch, dedupe_in_file, typed
+from connectors.importers.batch import ROW, StagedCsv, dedupe_in_file, typed
 from connectors.importers.fields import (
     BadValue,
     enum_reader,
@@ -33,9 +34,10 @@ from connectors.importers.fields import (
     parse_timezone,
     text_reader,
 )
-from connectors.importers.source import read_csv
+from connectors.importers.source import CsvStream
 
 Reader = Callable[[str], Any]
+CHUNK_ROWS = 20_000  # records parsed, checked and staged at a time
 
 
 @dataclass(frozen=True)
@@ -270,31 +272,180 @@ def header_columns(header: list[str], name: str) -> dict[str, int]:
     return positions
 
 
-def parse_csv_kind(kind: str, text: str, name: str) -> Batch:
-    """Read and validate a whole CSV of ``kind`` into a Batch (no database access)."""
-    spec = CSV_KINDS[kind]
-    table = read_csv(text, name)
-    positions = header_columns(table.header, name)
+def _parsed(spec: CsvKind, stream: CsvStream, name: str, *, whole_file: bool) -> Iterator[dict[str, Any]]:
+    """Each data record of ``stream`` read and checked, in file order.
+
+    With ``whole_file`` a refusal waits until the rest of the file has been read (``drain``), so
+    that a binary, encoding or CSV problem anywhere wins over a bad value as it does when the
+    whole text is split first; the preview of the first rows does not wait.
+    """
+    def refuse(error: ImportRejected) -> NoReturn:
+        if whole_file:
+            stream.drain()
+        raise error
+
+    try:
+        positions = header_columns(header := stream.header(), name)
+    except ImportRejected as exc:
+        refuse(exc)
     for column in spec.required:
         if column not in positions:
-            raise ImportRejected(
-                name, f"required column '{column}' is missing (a {kind} file needs "
-                f"{', '.join(spec.required)})", column=column)
-    if not table.records:
-        raise ImportRejected(name, "the file has a header but no data rows")
-    width = len(table.header)
-    records: list[dict[str, Any]] = []
-    for line, values in table.records:
+            refuse(ImportRejected(
+                name, f"required column '{column}' is missing (a {spec.kind} file needs "
+                f"{', '.join(spec.required)})", column=column))
+    width = len(header)
+    empty = True
+    for line, values in stream.records():
+        empty = False
         if len(values) != width and not (len(values) > width and not any(
                 v.strip() for v in values[width:])):
-            raise ImportRejected(
-                name, f"has {len(values)} values but the header has {width} columns", row=line)
-        records.append(_record(spec, positions, values, line, name))
-    unique, skipped = dedupe_in_file(records, name)
-    frame = pd.DataFrame(unique, columns=["external_id", *[f.name for f in spec.fields
-                                                           if f.name != "external_id"], ROW])
-    return Batch(file=name, kind=kind, rows_read=len(records), tables={spec.table.name: frame},
-                 skipped=skipped, preview=typed(spec.table, frame).drop(columns=[ROW]))
+            refuse(ImportRejected(
+                name, f"has {len(values)} values but the header has {width} columns", row=line))
+        try:
+            yield _record(spec, positions, values, line, name)
+        except ImportRejected as exc:
+            refuse(exc)
+    if empty:
+        raise ImportRejected(name, "the file has a header but no data rows")
+
+
+def _columns(spec: CsvKind) -> list[str]:
+    return ["external_id", *[f.name for f in spec.fields if f.name != "external_id"], ROW]
+
+
+def preview_csv_kind(kind: str, stream: CsvStream, name: str, rows: int) -> pd.DataFrame:
+    """The first ``rows`` distinct records of a CSV of ``kind`` in their canonical columns (no
+    ``_row``), reading only as far into the file as they go."""
+    spec = CSV_KINDS[kind]
+    records: list[dict[str, Any]] = []
+    ids: set[str] = set()
+    if rows > 0:
+        for record in _parsed(spec, stream, name, whole_file=False):
+            records.append(record)
+            ids.add(record["external_id"])
+            if len(ids) >= rows:
+                break
+    unique = dedupe_in_file(records, name)[0]
+    frame = pd.DataFrame(unique, columns=_columns(spec))
+    return typed(spec.table, frame).drop(columns=[ROW]).head(rows)
+
+
+class _SeenIds:
+    """The external_ids already staged, as hashes: two independent 64-bit hashes of the id (two
+    different ids agree on both with odds of 2^-128), the line of its first row and a 64-bit hash
+    of that row's parsed values. 32 bytes a row, where the rows themselves take a kilobyte or so
+    as Python objects. Kept in runs sorted by the first hash, merged as they pile up."""
+
+    _KEYS = ("traderlens-ids-1", "traderlens-ids-2")  # siphash keys: 16 bytes each
+
+    def __init__(self) -> None:
+        self._runs: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def hashes(self, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        values = np.asarray(ids, dtype=object)
+        return (pd.util.hash_array(values, hash_key=self._KEYS[0]),
+                pd.util.hash_array(values, hash_key=self._KEYS[1]))
+
+    def lookup(self, first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(line, value hash) of the first row with each id; line -1 where the id is new."""
+        lines = np.full(len(first), -1, dtype=np.int64)
+        values = np.zeros(len(first), dtype=np.int64)
+        for h1, h2, line, value in self._runs:
+            left = np.searchsorted(h1, first, "left")
+            right = np.searchsorted(h1, first, "right")
+            for i in np.flatnonzero(right > left):
+                # Equal first hashes of different ids are rare; the second tells them apart.
+                for j in range(left[i], right[i]):
+                    if h2[j] == second[i]:
+                        lines[i], values[i] = line[j], value[j]
+        return lines, values
+
+    def add(self, first: np.ndarray, second: np.ndarray, lines: np.ndarray, values: np.ndarray) -> None:
+        """Remember a chunk's new ids (a run of their own, or all runs merged once there are 8)."""
+        if len(self._runs) >= 8:
+            first, second, lines, values = (np.concatenate(parts) for parts in zip(
+                *self._runs, (first, second, lines, values), strict=True))
+            self._runs = []
+        order = np.argsort(first, kind="stable")
+        self._runs.append((first[order], second[order], lines[order], values[order]))
+
+
+def _value_hash(record: dict[str, Any]) -> int:
+    """A hash of a record's parsed values (not its line): equal values give equal hashes, as
+    Python's hash agrees with ==. Numbers are hashed as their text, because the hash of a number
+    is the number itself but for -1, which hashes as -2: a fee of -1.00 would pass for -2.00."""
+    return hash(tuple(repr(v + 0) if isinstance(v, int | float) and not isinstance(v, bool) else v
+                      for k, v in record.items() if k != ROW))
+
+
+def _dedupe(records: list[dict[str, Any]], seen: _SeenIds,
+            name: str) -> tuple[list[dict[str, Any]], int, ImportRejected | None]:
+    """The records whose external_id neither an earlier chunk nor an earlier record of this one
+    has, the number of identical repeats dropped, and the first conflicting repeat, as
+    :func:`~connectors.importers.batch.dedupe_in_file` finds them on a whole file."""
+    first, second = seen.hashes([r["external_id"] for r in records])
+    earlier_lines, earlier_values = seen.lookup(first, second)
+    here: dict[str, tuple[int, int]] = {}
+    keep: list[int] = []
+    values: list[int] = []
+    skipped = 0
+    for i, record in enumerate(records):
+        key, value = record["external_id"], _value_hash(record)
+        found = here.get(key)
+        if found is None and earlier_lines[i] >= 0:
+            found = (int(earlier_lines[i]), int(earlier_values[i]))
+        if found is None:
+            here[key] = (record[ROW], value)
+            keep.append(i)
+            values.append(value)
+        elif found[1] == value:
+            skipped += 1
+        else:
+            return [], skipped, ImportRejected(
+                name, f"external_id '{key}' appears again (first at row {found[0]}) with different "
+                "values", row=record[ROW], column="external_id")
+    index = np.asarray(keep, dtype=np.int64)
+    seen.add(first[index], second[index], np.asarray([records[i][ROW] for i in keep], dtype=np.int64),
+             np.asarray(values, dtype=np.int64))
+    return [records[i] for i in keep], skipped, None
+
+
+def stage_csv_kind(kind: str, stream: CsvStream, name: str) -> StagedCsv:
+    """Read and validate a whole CSV of ``kind`` (no database access), ``CHUNK_ROWS`` records at a
+    time, staging its distinct records on disk. Refuses the file with the problem a whole-file
+    read names first."""
+    spec = CSV_KINDS[kind]
+    staged = StagedCsv(file=name, kind=kind, table=spec.table)
+    seen = _SeenIds()
+    conflict: ImportRejected | None = None
+    chunk: list[dict[str, Any]] = []
+    try:
+        for record in _parsed(spec, stream, name, whole_file=True):
+            staged.rows_read += 1
+            if conflict is not None:
+                continue  # a bad value further on still comes before the repeated external_id
+            chunk.append(record)
+            if len(chunk) >= CHUNK_ROWS:
+                conflict = _stage_chunk(staged, spec, chunk, seen, name)
+                chunk = []
+        if chunk and conflict is None:
+            conflict = _stage_chunk(staged, spec, chunk, seen, name)
+        if conflict is not None:
+            raise conflict
+        staged.sha256 = stream.sha256
+    except BaseException:
+        staged.close()
+        raise
+    return staged
+
+
+def _stage_chunk(staged: StagedCsv, spec: CsvKind, chunk: list[dict[str, Any]], seen: _SeenIds,
+                 name: str) -> ImportRejected | None:
+    unique, skipped, conflict = _dedupe(chunk, seen, name)
+    if conflict is None:
+        staged.skipped += skipped
+        staged.append(typed(spec.table, pd.DataFrame(unique, columns=_columns(spec))))
+    return conflict
 
 
 def _record(spec: CsvKind, positions: dict[str, int], values: list[str], line: int,
@@ -338,5 +489,5 @@ def detect_csv_kind(header: list[str], name: str) -> str | None:
     return named[0] if len(named) == 1 else None
 
 
-__all__ = ["CSV_KINDS", "CsvKind", "Field", "derived_external_id", "detect_csv_kind",
-           "header_columns", "parse_csv_kind"]
+__all__ = ["CHUNK_ROWS", "CSV_KINDS", "CsvKind", "Field", "derived_external_id", "detect_csv_kind",
+           "header_columns", "preview_csv_kind", "stage_csv_kind"]

@@ -1,5 +1,6 @@
-"""Writing a parsed Batch inside one transaction: resolve traders and accounts, drop rows already
-present, assign ids, bulk-insert, and record the import."""
+"""Writing a parsed file inside one transaction: resolve traders and accounts, drop rows already
+present, assign ids, bulk-insert, refresh the rollups and record the import. A terminal report
+arrives whole (a Batch), a CSV file staged in chunks (a StagedCsv)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from connectors import database, schema
 from connectors.errors import ImportRejected
-from connectors.importers.batch import ROW, AccountHeader, Batch, ImportResult, typed
+from connectors.importers.batch import ROW, AccountHeader, Batch, ImportResult, StagedCsv, typed
 from connectors.importers.terminal import convert_to_usd
 from connectors.rollups import refresh_rollups
 
@@ -23,41 +25,94 @@ _CHUNK = 5_000  # keys per IN (...) lookup; keeps statements small on both backe
 
 def load(conn: Connection, batch: Batch, *, sha256: str, trader: str | None,
          create_missing_traders: bool) -> ImportResult:
-    """Write ``batch`` through ``conn`` (inside the caller's transaction and write lock)."""
+    """Write a terminal report's ``batch`` through ``conn`` (inside the caller's transaction and
+    write lock)."""
+    assert batch.account is not None, "CSV files are loaded by load_csv"
     frames = {name: frame.copy() for name, frame in batch.tables.items()}
-    inserted: dict[str, int] = {}
-    skipped = batch.skipped
-    if batch.account is not None:
-        trader_id, account_id, created, account_new, currency = _resolve_account(
-            conn, batch.file, batch.account, trader, create_missing_traders)
-        if batch.account.currency is None:
-            # The export did not state the currency: amounts are in the known account's.
-            convert_to_usd(frames, currency, batch.file)
-        inserted["traders"] = created
-        inserted["accounts"] = int(account_new)
-        skipped += int(not account_new)
-        for frame in frames.values():
-            frame["trader_id"] = trader_id
-            frame["account_id"] = account_id
-    else:
-        created = _resolve_traders(conn, batch.file, frames, create_missing_traders)
-        if created:
-            inserted["traders"] = created
-        _resolve_accounts(conn, batch.file, frames)
-        if "accounts" in frames:
-            _check_logins(conn, batch.file, frames["accounts"])
+    trader_id, account_id, created, account_new, currency = _resolve_account(
+        conn, batch.file, batch.account, trader, create_missing_traders)
+    if batch.account.currency is None:
+        # The export did not state the currency: amounts are in the known account's.
+        convert_to_usd(frames, currency, batch.file)
+    inserted = {"traders": created, "accounts": int(account_new)}
+    skipped = batch.skipped + int(not account_new)
+    for frame in frames.values():
+        frame["trader_id"] = trader_id
+        frame["account_id"] = account_id
     for table in schema.DATA_TABLES:
         if table.name in frames:
             written, present = _insert_new(conn, batch.file, table, frames[table.name])
             inserted[table.name] = inserted.get(table.name, 0) + written
             skipped += present
-    # Keep the daily rollup in step with what this import wrote, in the same transaction.
-    touched = {int(t) for f in frames.values() if "trader_id" in f for t in f["trader_id"].dropna()}
-    if sum(inserted.values()):
-        refresh_rollups(conn, sorted(touched))
-    _record_import(conn, batch, sha256, sum(inserted.values()), skipped)
+    touched = {trader_id} if any(len(frame) for frame in frames.values()) else set()
+    _finish(conn, batch.file, batch.kind, sha256, touched, batch.rows_read, inserted, skipped)
     return ImportResult(file=batch.file, kind=batch.kind, rows_read=batch.rows_read,
                         inserted=inserted, skipped=skipped)
+
+
+def load_csv(conn: Connection, staged: StagedCsv, *, create_missing_traders: bool) -> ImportResult:
+    """Write a staged CSV file through ``conn`` (inside the caller's transaction and write lock),
+    one chunk at a time.
+
+    Every check a whole-file load made before its first write still comes first, in the same
+    order: the traders the file names, then (reading the chunks once without writing) the
+    accounts it names or the logins it adds; then the chunks are written.
+    """
+    file, table = staged.file, staged.table
+    inserted: dict[str, int] = {}
+    skipped = staged.skipped
+    trader_ids: dict[str, int] = {}
+    if staged.traders is not None:
+        trader_ids, created = _resolve_traders(conn, file, staged.traders, create_missing_traders)
+        if created:
+            inserted["traders"] = created
+    accounts: dict[str, tuple[int, int]] = {}  # account external_id -> (account_id, trader_id)
+    logins = _Logins() if table is schema.accounts else None
+    names_accounts = table is not schema.accounts and "account_id" in table.c  # trades, transactions
+    # Every check and every look-up of rows already present runs before the first write: later
+    # chunks would otherwise be looked up against the rows this import has just added (which
+    # DuckDB scans slowly inside the transaction) and a refusal would come after writes.
+    present: list[np.ndarray] = []
+    for chunk in staged.chunks():
+        if names_accounts:
+            chunk["trader_id"] = chunk["trader_external_id"].map(trader_ids)
+            _check_accounts(conn, file, chunk, accounts)
+        if logins is not None:
+            logins.check(conn, file, chunk)
+        ids = chunk["external_id"]
+        present.append(ids.isin(_existing_external_ids(conn, table, ids.tolist())).to_numpy())
+    account_ids = {ref: ids[0] for ref, ids in accounts.items()}
+    next_id = database.next_id(conn, table)  # nobody else assigns ids while we hold the lock
+    written = 0
+    for chunk, known in zip(staged.chunks(), present, strict=True):
+        skipped += int(known.sum())
+        new = chunk[~known]
+        if new.empty:
+            continue
+        if "trader_external_id" in new:
+            new = new.assign(trader_id=new["trader_external_id"].map(trader_ids))
+        if names_accounts:
+            new = new.assign(account_id=new["account_external_id"].map(account_ids).astype("Int64"))
+        _insert_rows(conn, file, table, new, next_id + written)
+        written += len(new)
+    inserted[table.name] = inserted.get(table.name, 0) + written
+    _finish(conn, file, staged.kind, staged.sha256, set(trader_ids.values()), staged.rows_read, inserted,
+            skipped)
+    return ImportResult(file=file, kind=staged.kind, rows_read=staged.rows_read, inserted=inserted,
+                        skipped=skipped)
+
+
+def _finish(conn: Connection, file: str, kind: str, sha256: str, touched: set[int], rows_read: int,
+            inserted: dict[str, int], skipped: int) -> None:
+    """Refresh the rollups for the traders the file touched, and log the import."""
+    if sum(inserted.values()):
+        # Keep the daily rollups in step with what this import wrote, in the same transaction.
+        refresh_rollups(conn, sorted(touched))
+    imports = schema.imports
+    conn.execute(imports.insert().values(
+        import_id=database.next_id(conn, imports), file_name=file[:255], kind=kind,
+        sha256=sha256, rows_read=rows_read, rows_inserted=sum(inserted.values()), rows_skipped=skipped,
+        imported_at=datetime.now(UTC).replace(tzinfo=None)))
 
 
 # ---- lookups -------------------------------------------------------------------------------
@@ -101,62 +156,46 @@ def _create_traders(conn: Connection, file: str, first_seen: dict[str, datetime]
 # ---- CSV references ------------------------------------------------------------------------
 
 
-def _resolve_traders(conn: Connection, file: str, frames: dict[str, pd.DataFrame],
-                     create: bool) -> int:
-    """Replace trader_external_id by trader_id in every frame; returns traders created."""
-    first_row: dict[str, int] = {}
-    earliest: dict[str, datetime] = {}
-    for name, frame in frames.items():
-        if "trader_external_id" not in frame:
-            continue
-        time_column = schema.TIME_COLUMNS[name]
-        grouped = frame.groupby("trader_external_id").agg(
-            row=(ROW, "min"), time=(time_column, "min"))
-        for ref, values in grouped.iterrows():
-            first_row[ref] = min(first_row.get(ref, values["row"]), values["row"])
-            when = pd.Timestamp(values["time"]).to_pydatetime()
-            earliest[ref] = min(earliest.get(ref, when), when)
-    if not first_row:
-        return 0
-    ids = _trader_ids(conn, first_row)
-    missing = {ref: earliest[ref] for ref in first_row if ref not in ids}
-    if missing and not create:
-        ref = min(missing, key=lambda r: first_row[r])
+def _resolve_traders(conn: Connection, file: str, refs: pd.DataFrame,
+                     create: bool) -> tuple[dict[str, int], int]:
+    """trader_id of every trader_external_id in ``refs`` (indexed by it, with the first ``row``
+    naming it and its earliest ``time``), creating the missing ones when ``create``; returns the
+    ids and the number of traders created."""
+    ids = _trader_ids(conn, refs.index)
+    missing = refs[~refs.index.isin(list(ids))]
+    if len(missing) and not create:
+        ref = missing["row"].idxmin()
         raise ImportRejected(
             file, f"unknown trader '{ref}' (not in the database); import the traders file first "
             "or allow creating missing traders (--create-missing-traders)",
-            row=int(first_row[ref]), column="trader_external_id")
-    if missing:
-        ids.update(_create_traders(conn, file, missing))
-    for frame in frames.values():
-        if "trader_external_id" in frame:
-            frame["trader_id"] = frame["trader_external_id"].map(ids)
-    return len(missing)
+            row=int(missing.at[ref, "row"]), column="trader_external_id")
+    if len(missing):
+        ids.update(_create_traders(conn, file, {
+            ref: pd.Timestamp(when).to_pydatetime() for ref, when in missing["time"].items()}))
+    return ids, len(missing)
 
 
-def _resolve_accounts(conn: Connection, file: str, frames: dict[str, pd.DataFrame]) -> None:
-    """Replace account_external_id by account_id; the account must exist and be the trader's."""
-    for frame in frames.values():
-        if "account_external_id" not in frame:
-            continue
-        refs = frame["account_external_id"].dropna()
-        rows = _rows_by(conn, schema.accounts, "external_id", refs.tolist(),
-                        "external_id", "account_id", "trader_id")
-        found = {r.external_id: r for r in rows}
-        for index, ref in refs.items():
-            account = found.get(ref)
-            line = int(frame.at[index, ROW])
-            if account is None:
-                raise ImportRejected(file, f"unknown account '{ref}' (not in the database); "
-                                     "import the accounts file first", row=line,
-                                     column="account_external_id")
-            if account.trader_id != frame.at[index, "trader_id"]:
-                raise ImportRejected(
-                    file, f"account '{ref}' belongs to another trader than "
-                    f"'{frame.at[index, 'trader_external_id']}'", row=line,
-                    column="account_external_id")
-        frame["account_id"] = frame["account_external_id"].map(
-            {k: r.account_id for k, r in found.items()}).astype("Int64")
+def _check_accounts(conn: Connection, file: str, frame: pd.DataFrame,
+                    found: dict[str, tuple[int, int]]) -> None:
+    """Every account_external_id of ``frame`` (which has trader_id) names an account of that
+    trader. ``found`` (external_id -> (account_id, trader_id)) carries what earlier chunks found
+    and gains this chunk's accounts."""
+    refs = frame["account_external_id"].dropna()
+    rows = _rows_by(conn, schema.accounts, "external_id", [r for r in refs.unique() if r not in found],
+                    "external_id", "account_id", "trader_id")
+    found.update({r.external_id: (r.account_id, r.trader_id) for r in rows})
+    owners = refs.map(lambda ref: found.get(ref, (None, None))[1])
+    bad = owners.isna() | (owners != frame.loc[refs.index, "trader_id"])
+    if not bad.any():
+        return
+    index = bad.idxmax()  # the first bad row in file order
+    ref, line = refs[index], int(frame.at[index, ROW])
+    if ref not in found:
+        raise ImportRejected(file, f"unknown account '{ref}' (not in the database); "
+                             "import the accounts file first", row=line, column="account_external_id")
+    raise ImportRejected(
+        file, f"account '{ref}' belongs to another trader than '{frame.at[index, 'trader_external_id']}'",
+        row=line, column="account_external_id")
 
 
 def _same_server(a: str | None, b: str | None) -> bool:
@@ -164,22 +203,31 @@ def _same_server(a: str | None, b: str | None) -> bool:
     return a is None or b is None or a == b
 
 
-def _check_logins(conn: Connection, file: str, frame: pd.DataFrame) -> None:
-    """One platform login is one account: refuse a second external_id for the same login."""
-    rows = _rows_by(conn, schema.accounts, "login", frame["login"].tolist(),
-                    "external_id", "platform", "login", "server")
-    known: dict[tuple[str, str], list[tuple[str, str | None, int | None]]] = {}
-    for r in rows:
-        known.setdefault((r.platform, r.login), []).append((r.external_id, r.server, None))
-    for rec in frame.to_dict("records"):
-        key = (rec["platform"], rec["login"])
-        for external_id, server, line in known.get(key, []):
-            if external_id != rec["external_id"] and _same_server(server, rec["server"]):
-                where = f"row {line} of this file" if line else "the database"
-                raise ImportRejected(
-                    file, f"{rec['platform']} login {rec['login']} is already account "
-                    f"'{external_id}' in {where}", row=rec[ROW], column="login")
-        known.setdefault(key, []).append((rec["external_id"], rec["server"], rec[ROW]))
+class _Logins:
+    """One platform login is one account: refuses a second external_id for the same login, in the
+    database or earlier in the file, chunk after chunk. Holds one entry per account of the file
+    (accounts files are the small ones: one row per trading login)."""
+
+    def __init__(self) -> None:
+        # (platform, login) -> (external_id, server, file row or None for the database), in the
+        # order a whole-file check met them: the database's first.
+        self.known: dict[tuple[str, str], list[tuple[str, str | None, int | None]]] = {}
+        self.looked_up: set[str] = set()
+
+    def check(self, conn: Connection, file: str, frame: pd.DataFrame) -> None:
+        new = {login for login in frame["login"].tolist() if login not in self.looked_up}
+        self.looked_up |= new
+        for r in _rows_by(conn, schema.accounts, "login", new, "external_id", "platform", "login", "server"):
+            self.known.setdefault((r.platform, r.login), []).append((r.external_id, r.server, None))
+        for rec in frame.to_dict("records"):
+            key = (rec["platform"], rec["login"])
+            for external_id, server, line in self.known.get(key, []):
+                if external_id != rec["external_id"] and _same_server(server, rec["server"]):
+                    where = f"row {line} of this file" if line else "the database"
+                    raise ImportRejected(
+                        file, f"{rec['platform']} login {rec['login']} is already account "
+                        f"'{external_id}' in {where}", row=rec[ROW], column="login")
+            self.known.setdefault(key, []).append((rec["external_id"], rec["server"], rec[ROW]))
 
 
 # ---- terminal-report account ---------------------------------------------------------------
@@ -273,18 +321,20 @@ def _existing_external_ids(conn: Connection, table: sa.Table, keys: list[str]) -
     return {r.external_id for r in _rows_by(conn, table, "external_id", keys, "external_id")}
 
 
-def _insert_new(conn: Connection, file: str, table: sa.Table,
-                frame: pd.DataFrame) -> tuple[int, int]:
+def _insert_new(conn: Connection, file: str, table: sa.Table, frame: pd.DataFrame) -> tuple[int, int]:
     """Insert the rows whose external_id the table does not hold yet; (written, skipped)."""
     present = _existing_external_ids(conn, table, frame["external_id"].tolist())
     new = frame[~frame["external_id"].isin(present)]
     if new.empty:
         return 0, len(frame)
-    pk = next(iter(table.primary_key.columns)).name
-    start = database.next_id(conn, table)
-    new = new.assign(**{pk: range(start, start + len(new))})
-    _bulk(conn, file, table, typed(table, new))
+    _insert_rows(conn, file, table, new, database.next_id(conn, table))
     return len(new), len(frame) - len(new)
+
+
+def _insert_rows(conn: Connection, file: str, table: sa.Table, frame: pd.DataFrame, start: int) -> None:
+    """Insert every row of ``frame`` with primary keys from ``start``."""
+    pk = next(iter(table.primary_key.columns)).name
+    _bulk(conn, file, table, typed(table, frame.assign(**{pk: range(start, start + len(frame))})))
 
 
 @contextlib.contextmanager
@@ -306,13 +356,4 @@ def _bulk(conn: Connection, file: str, table: sa.Table, frame: pd.DataFrame) -> 
         database.bulk_insert(conn, table, frame)
 
 
-def _record_import(conn: Connection, batch: Batch, sha256: str, inserted: int,
-                   skipped: int) -> None:
-    imports = schema.imports
-    conn.execute(imports.insert().values(
-        import_id=database.next_id(conn, imports), file_name=batch.file[:255], kind=batch.kind,
-        sha256=sha256, rows_read=batch.rows_read, rows_inserted=inserted, rows_skipped=skipped,
-        imported_at=datetime.now(UTC).replace(tzinfo=None)))
-
-
-__all__ = ["load"]
+__all__ = ["load", "load_csv"]

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import io
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from connectors.errors import ImportRejected
 
 XLSX_MAGIC = b"PK\x03\x04"
+BLOCK_BYTES = 1 << 20  # what a streamed read holds of the file at a time
+SNIFF_BYTES = 8192
 _BOMS = (
     (codecs.BOM_UTF8, "utf-8"),
     (codecs.BOM_UTF16_LE, "utf-16-le"),
@@ -35,6 +40,24 @@ def read_bytes(path: Path, name: str) -> bytes:
     if not data.strip():
         raise ImportRejected(name, "the file is empty")
     return data
+
+
+def read_head(path: Path, name: str) -> bytes:
+    """The first few KB of the file, enough to tell a workbook or a report from a CSV.
+
+    Refuses an unreadable file, and an empty one (nothing but whitespace), as :func:`read_bytes`
+    does, reading on past leading whitespace in blocks rather than loading the file.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = block = f.read(SNIFF_BYTES)
+            while block and not block.strip():
+                block = f.read(BLOCK_BYTES)
+    except OSError as exc:
+        raise ImportRejected(name, f"cannot read the file ({exc.strerror or exc})") from None
+    if not block.strip():
+        raise ImportRejected(name, "the file is empty")
+    return head
 
 
 def _bom(data: bytes) -> tuple[str | None, bytes]:
@@ -144,6 +167,167 @@ def read_csv(text: str, name: str) -> CsvTable:
     return CsvTable(header, records)
 
 
+class CsvStream:
+    """A CSV file read block by block: its header, then its data records with their line numbers.
+
+    Holds one block of the file and the record being read, however large the file. It refuses
+    what :func:`decode_strict` and :func:`read_csv` refuse on the whole text, with the same
+    precedence: a NUL byte anywhere (a binary file), else the first undecodable byte, else the
+    first broken quoting. Each is raised only after the rest of the file has been read, so a
+    stronger problem further on still wins; :meth:`drain` does the same for a caller holding a
+    weaker one (a bad value in row 3). ``sha256`` is the digest of the bytes once all are read.
+    """
+
+    def __init__(self, path: Path, name: str) -> None:
+        self.name = name
+        self._digest = hashlib.sha256()
+        try:
+            self._file: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed by close()
+        except OSError as exc:
+            raise ImportRejected(name, f"cannot read the file ({exc.strerror or exc})") from None
+        first = self._read(max(BLOCK_BYTES, SNIFF_BYTES))  # enough to see a BOM or UTF-16
+        encoding, body = _bom(first)
+        encoding = encoding or _looks_utf16(body)
+        self._check_nul = encoding is None
+        self.encoding = encoding or "utf-8"
+        self._skip = len(first) - len(body)  # the BOM is not text
+        self._first = body
+        delimiter = self._delimiter(path)
+        self._blocks = self._text_blocks()
+        self._records = self._rows(delimiter)
+        self._header: list[str] | None = None
+        self.complete = False
+
+    def __enter__(self) -> CsvStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._file.close()
+
+    @property
+    def sha256(self) -> str:
+        if not self.complete:
+            raise RuntimeError("the file has not been read to its end")
+        return self._digest.hexdigest()
+
+    def header(self) -> list[str]:
+        """The first non-blank record; a file without one is empty."""
+        if self._header is None:
+            for _, values in self._records:
+                self._header = values
+                break
+            else:
+                raise ImportRejected(self.name, "the file is empty")
+        return self._header
+
+    def records(self) -> Iterator[tuple[int, list[str]]]:
+        """The data records after the header: (line where the record starts, values)."""
+        return self._records
+
+    def drain(self) -> None:
+        """Read the rest of the file, raising a binary, encoding or CSV problem found there."""
+        for _ in self._records:
+            pass
+
+    def _read(self, size: int | None = None) -> bytes:
+        try:
+            block = self._file.read(size or BLOCK_BYTES)
+        except OSError as exc:
+            raise ImportRejected(self.name, f"cannot read the file ({exc.strerror or exc})") from None
+        self._digest.update(block)
+        return block
+
+    def _delimiter(self, path: Path) -> str:
+        """A comma, or a semicolon/tab when the first line has no comma (as :func:`read_csv`).
+
+        Looks ahead on a second handle, usually within the first block; decoding errors are
+        ignored here since the read proper refuses the file for them anyway.
+        """
+        decoder = codecs.getincrementaldecoder(self.encoding)(errors="replace")
+        seen: set[str] = set()
+        try:
+            with open(path, "rb") as f:
+                f.seek(self._skip)
+                while block := f.read(BLOCK_BYTES):
+                    part, newline, _ = decoder.decode(block).partition("\n")
+                    if "," in part:
+                        return ","
+                    seen.update(c for c in ";\t" if c in part)
+                    if newline:
+                        break
+        except OSError as exc:
+            raise ImportRejected(self.name, f"cannot read the file ({exc.strerror or exc})") from None
+        return ";" if ";" in seen else ("\t" if "\t" in seen else ",")
+
+    def _binary_check(self, block: bytes) -> None:
+        if self._check_nul and b"\x00" in block:
+            raise ImportRejected(self.name, "is a binary file, not UTF-8 text")
+
+    def _text_blocks(self) -> Iterator[str]:
+        """The decoded text, block by block (a character split across blocks is joined)."""
+        decoder = codecs.getincrementaldecoder(self.encoding)("strict")
+        newlines = 0  # "\n" bytes before this block: the line of an undecodable byte
+        block, self._first = self._first, b""
+        while True:
+            self._binary_check(block)
+            try:
+                text = decoder.decode(block, final=not block)
+            except UnicodeDecodeError as exc:
+                # The error's bytes start with what the decoder held back from the last block.
+                line = None
+                if self.encoding == "utf-8":
+                    line = newlines + exc.object[:exc.start].count(b"\n") + 1
+                error = ImportRejected(
+                    self.name, f"is not {self.encoding.upper()} text (byte "
+                    f"0x{exc.object[exc.start]:02X} cannot be decoded); save the file as UTF-8",
+                    row=line)
+                while block := self._read():  # a NUL further on makes it a binary file
+                    self._binary_check(block)
+                raise error from None
+            if text:
+                yield text
+            if not block:
+                return
+            newlines += block.count(b"\n")
+            block = self._read()
+
+    def _lines(self) -> Iterator[str]:
+        """The text cut into lines as ``io.StringIO(text, newline="")`` cuts it (the csv module
+        counts these lines); a line running across blocks is joined first."""
+        pending: list[str] = []
+        for text in self._blocks:
+            if "\n" not in text and "\r" not in text:
+                pending.append(text)
+                continue
+            lines = io.StringIO("".join(pending) + text, newline="").readlines()
+            # The last line may go on in the next block, or be a "\r" whose "\n" is there.
+            pending = [] if lines[-1].endswith("\n") else [lines.pop()]
+            yield from lines
+        if pending:
+            yield from io.StringIO("".join(pending), newline="")
+
+    def _rows(self, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+        """Every non-blank record with the line where it starts (blank lines are counted)."""
+        reader = csv.reader(self._lines(), delimiter=delimiter, strict=True)
+        previous_end = 0
+        try:
+            for values in reader:
+                start = previous_end + 1
+                previous_end = reader.line_num
+                if not values or all(not v.strip() for v in values):
+                    continue
+                yield start, values
+        except csv.Error as exc:
+            error = ImportRejected(self.name, f"is not valid CSV ({exc})", row=previous_end + 1)
+            for _ in self._blocks:  # a NUL or an undecodable byte further on comes first
+                pass
+            raise error from None
+        self.complete = True
+
+
 @dataclass(frozen=True)
 class GridRow:
     """One visible table row of a report, colspans expanded so columns line up.
@@ -247,6 +431,6 @@ def xlsx_grid(data: bytes, name: str) -> list[GridRow]:
 
 
 __all__ = [
-    "XLSX_MAGIC", "CsvTable", "GridRow", "decode_html", "decode_strict", "html_grid", "named_columns",
-    "read_bytes", "read_csv", "sniff_text", "xlsx_grid",
+    "BLOCK_BYTES", "XLSX_MAGIC", "CsvStream", "CsvTable", "GridRow", "decode_html", "decode_strict",
+    "html_grid", "named_columns", "read_bytes", "read_csv", "read_head", "sniff_text", "xlsx_grid",
 ]
