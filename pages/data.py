@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,6 +11,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 from sqlalchemy.engine import Engine
+from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
+from streamlit.runtime.scriptrunner import get_script_run_ctx
+from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from analytics import data_health
 from components import engine as db
@@ -22,6 +26,8 @@ frame.route_through_app()
 
 UPLOAD_TYPES = ["csv", "html", "htm", "xlsx"]
 OUTCOME = "data.import_outcome"  # session-state slot for the last import's result or rejection
+UPLOAD_GENERATION = "data.upload_generation"  # part of the uploader's key, bumped by each import
+COPY_BYTES = 1 << 20
 
 
 @st.cache_data(ttl="1m", max_entries=8, show_spinner=False)
@@ -40,18 +46,39 @@ def load_quality_checks(_engine: Engine, url: str) -> pd.DataFrame:
 
 
 @contextmanager
-def saved_upload(content: bytes, name: str) -> Iterator[Path]:
-    """The uploaded bytes as a temporary file that keeps the original name (and extension)."""
+def saved_upload(upload: UploadedFile) -> Iterator[Path]:
+    """The upload as a temporary file with its original name (and extension), deleted on exit.
+
+    Copied a megabyte at a time: ``getvalue()`` would make a second in-memory copy of the file.
+    """
     with tempfile.TemporaryDirectory(prefix="traderlens-upload-") as tmp:
-        path = Path(tmp) / Path(name).name
-        path.write_bytes(content)
+        path = Path(tmp) / Path(upload.name).name
+        upload.seek(0)
+        with path.open("wb") as out:
+            shutil.copyfileobj(upload, out, COPY_BYTES)
         yield path
 
 
 @st.cache_data(ttl="10m", max_entries=4, show_spinner="Reading the file…")
-def load_preview(content: bytes, name: str, kind: str) -> tuple[str, pd.DataFrame]:
-    with saved_upload(content, name) as path:
+def load_preview(file_id: str, name: str, size: int, kind: str, _upload: UploadedFile) -> tuple[str, pd.DataFrame]:
+    """(kind, first parsed rows) of an upload. Cached by the upload's id, name and size, never by
+    its bytes, which cost a getvalue() copy and hashing the whole file on every rerun."""
+    with saved_upload(_upload) as path:
         return preview_file(path, kind, file_name=name, rows=20)
+
+
+def upload_key() -> str:
+    """The uploader's key: "data.upload", then a new one after each import (an empty uploader)."""
+    generation = st.session_state.get(UPLOAD_GENERATION, 0)
+    return f"data.upload.{generation}" if generation else "data.upload"
+
+
+def release_upload(upload: UploadedFile) -> None:
+    """Drop Streamlit's own copy of an imported file now instead of at the end of the session
+    (what st.chat_input does with its files)."""
+    ctx = get_script_run_ctx()
+    if ctx is not None and isinstance(ctx.uploaded_file_mgr, MemoryUploadedFileManager):
+        ctx.uploaded_file_mgr.remove_file(session_id=ctx.session_id, file_id=upload.file_id)
 
 
 def forget_outcome() -> None:
@@ -59,22 +86,29 @@ def forget_outcome() -> None:
 
 
 def run_import() -> None:
-    """Import the uploaded file with the chosen options (Import button callback)."""
-    upload = st.session_state.get("data.upload")
+    """Import the uploaded file with the chosen options (Import button callback).
+
+    After an import the uploader starts empty and Streamlit's copy of the file is released; a
+    refused file stays in place to be imported again with other options.
+    """
+    upload = st.session_state.get(upload_key())
     if upload is None:
         return
     trader = st.session_state.get("data.trader", "").strip() or None
-    with saved_upload(upload.getvalue(), upload.name) as path:
-        try:
-            st.session_state[OUTCOME] = import_file(
+    try:
+        with saved_upload(upload) as path:
+            result = import_file(
                 db.get_engine(), path, kind=st.session_state.get("data.kind", "auto"), trader=trader,
                 create_missing_traders=st.session_state.get("data.create_traders", False),
                 file_name=upload.name,
             )
-        except TraderLensError as exc:
-            st.session_state[OUTCOME] = exc
-            return
-    st.cache_data.clear()  # every cached figure, on this page and others, may now be stale
+    except TraderLensError as exc:
+        st.session_state[OUTCOME] = exc
+        return
+    st.session_state[OUTCOME] = result
+    release_upload(upload)
+    st.session_state[UPLOAD_GENERATION] = st.session_state.get(UPLOAD_GENERATION, 0) + 1
+    st.cache_data.clear()  # every cached figure, on this page and others, may now be stale; the preview too
 
 
 engine = db.require_engine()
@@ -102,7 +136,7 @@ with st.container(border=True):
     file_col, options_col = st.columns([3, 2], gap="large")
     with file_col:
         upload = st.file_uploader(
-            "Broker file", type=UPLOAD_TYPES, key="data.upload", on_change=forget_outcome,
+            "Broker file", type=UPLOAD_TYPES, key=upload_key(), on_change=forget_outcome,
             help="CSV exports of the back office, MT4 statements, MT5 reports (HTML or XLSX).",
         )
     with options_col:
@@ -114,7 +148,7 @@ with st.container(border=True):
                     help="Add a trader for every unknown trader id instead of rejecting the file.")
     if upload is not None:
         try:
-            detected, preview = load_preview(upload.getvalue(), upload.name, kind)
+            detected, preview = load_preview(upload.file_id, upload.name, upload.size, kind, upload)
         except TraderLensError as exc:
             render_error(exc)
         else:
