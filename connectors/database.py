@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from connectors.deadlines import WATCHDOG, cut_socket
-from connectors.errors import DatabaseBusy, DatabaseTimeout, DatabaseUnavailable
+from connectors.errors import DatabaseBusy, DatabaseTimeout, DatabaseUnavailable, ImportBusy
 from connectors.schema import DATA_TABLES, metadata
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -353,14 +353,37 @@ def next_id(conn: Connection, table: sa.Table) -> int:
 
 
 @contextmanager
-def write_lock(conn: Connection, name: str = "traderlens.writer") -> Iterator[None]:
+def write_lock(conn: Connection, name: str = "traderlens.writer", *,
+               wait_s: float | None = None) -> Iterator[None]:
     """Serialise writers that assign ids (max + 1) so two imports cannot collide.
 
     PostgreSQL takes a transaction-scoped advisory lock; DuckDB already has a single writer.
+    With ``wait_s``, a writer that cannot have the lock within that many seconds raises
+    ImportBusy (naming when the holder's transaction started) instead of waiting on.
     """
     if conn.dialect.name == "postgresql":
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": name})
+        if wait_s is None:
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": name})
+        else:
+            _try_lock(conn, name, wait_s)
     yield
+
+
+def _try_lock(conn: Connection, name: str, wait_s: float) -> None:
+    # pg_try_ keeps the transaction usable when the lock is busy (a lock_timeout error would
+    # abort it), so the holder can still be looked up for the message.
+    deadline = time.monotonic() + wait_s
+    try_lock = sa.text("SELECT pg_try_advisory_xact_lock(hashtext(:n))")
+    while not conn.execute(try_lock, {"n": name}).scalar_one():
+        if time.monotonic() >= deadline:
+            started = conn.execute(sa.text(
+                "SELECT min(a.xact_start) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+                "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                "AND l.classid::bigint = (hashtext(:n)::bigint >> 32) & 4294967295 "
+                "AND l.objid::bigint = hashtext(:n)::bigint & 4294967295"), {"n": name}).scalar_one()
+            raise ImportBusy(started.astimezone(UTC).replace(tzinfo=None) if started else None)
+        time.sleep(0.2)
 
 
 def bulk_insert(conn: Connection, table: sa.Table, frame: pd.DataFrame, *, chunk_rows: int = 250_000,

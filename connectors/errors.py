@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class TraderLensError(Exception):
     """Base class: every subclass carries a message fit to show a user as it is."""
@@ -48,3 +50,15 @@ class ImportRejected(TraderLensError):
         if column is not None:
             where.append(f"column '{column}'")
         super().__init__(f"{', '.join(where)}: {reason}")
+
+
+class ImportBusy(TraderLensError):
+    """Another import (or a seed) holds the database's writer lock; nothing was written.
+
+    ``started`` is when the other writer's transaction began (UTC), when the server tells.
+    """
+
+    def __init__(self, started: datetime | None) -> None:
+        self.started = started
+        since = f" (started {started:%Y-%m-%d %H:%M:%S} UTC)" if started is not None else ""
+        super().__init__(f"another import is running{since}; try again when it finishes")

@@ -15,14 +15,17 @@ docs/import_formats.md describes every format and column.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from connectors import database
-from connectors.errors import ImportRejected
+from connectors.errors import ImportBusy, ImportRejected
 from connectors.importers.batch import Batch, ImportResult
 from connectors.importers.csv_tables import CSV_KINDS, detect_csv_kind, preview_csv_kind, stage_csv_kind
 from connectors.importers.source import (
@@ -37,6 +40,9 @@ from connectors.importers.source import (
 
 KINDS = ("mt4-statement", "mt5-report", "mt5-deals", "traders", "accounts", "trades",
          "transactions", "kyc_events", "sessions", "portal_events")
+
+
+LOCK_WAIT_S = 10.0  # how long an import waits for another one to finish before giving up
 
 
 def _display_name(path: Path, file_name: str | None) -> str:
@@ -169,7 +175,9 @@ def import_file(engine: sa.Engine, path: Path, *, kind: str = "auto", trader: st
 
     A CSV table is parsed and validated whole before the database is touched, a chunk of rows at
     a time with the chunks staged in a temporary file, so memory stays flat however large the
-    file; a terminal report is read whole.
+    file; a terminal report is read whole. On PostgreSQL an import waits at most
+    ``LOCK_WAIT_S`` for another one to finish (then ImportBusy), and its session is set up so
+    that the server ends its work soon after the importing process dies.
     """
     from connectors.importers.loader import load, load_csv
 
@@ -179,15 +187,51 @@ def import_file(engine: sa.Engine, path: Path, *, kind: str = "auto", trader: st
         with stream:
             staged = stage_csv_kind(kind, stream, name)
         try:
-            with engine.begin() as conn, database.write_lock(conn):
+            with _import_transaction(engine) as conn:
                 return load_csv(conn, staged, create_missing_traders=create_missing_traders)
         finally:
             staged.close()
     data = read_bytes(path, name)
     batch = _parse_whole(data, name, kind, server_utc_offset_hours)
-    with engine.begin() as conn, database.write_lock(conn):
+    with _import_transaction(engine) as conn:
         return load(conn, batch, sha256=hashlib.sha256(data).hexdigest(), trader=trader,
                     create_missing_traders=create_missing_traders)
 
 
-__all__ = ["KINDS", "ImportRejected", "ImportResult", "detect_kind", "import_file", "preview_file"]
+# Settings of an import's PostgreSQL transaction (SET LOCAL: they end with it).
+IMPORT_SESSION_SETTINGS = {
+    # A lock held by anything else (a migration, a long report) fails the import instead of
+    # stalling it without end.
+    "lock_timeout": "10s",
+    # A running statement checks every second that the client is still there. A killed importer
+    # closes its socket, but PostgreSQL only reads the socket between statements: without this a
+    # rollup query of a dead import runs to its end, holding the writer lock (PostgreSQL 14+).
+    "client_connection_check_interval": "1s",
+    # A client that stops talking mid-transaction (hung, or its host gone) releases the lock.
+    "idle_in_transaction_session_timeout": "60s",
+    # A client host that vanishes without closing the connection is found by keepalive probes
+    # after about a minute (the check above then sees the dead socket).
+    "tcp_keepalives_idle": "30",
+    "tcp_keepalives_interval": "10",
+    "tcp_keepalives_count": "3",
+    # No statement_timeout: a full rollup rebuild of a large broker legitimately runs for
+    # minutes, and the statement of a dead client is ended by the check above.
+}
+
+
+@contextlib.contextmanager
+def _import_transaction(engine: sa.Engine) -> Iterator[Connection]:
+    """One transaction holding the writer lock, with the import session settings on PostgreSQL."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            version = conn.connection.driver_connection.server_version
+            for setting, value in IMPORT_SESSION_SETTINGS.items():
+                if setting == "client_connection_check_interval" and version < 140000:
+                    continue
+                conn.execute(sa.text("SELECT set_config(:s, :v, true)"), {"s": setting, "v": value})
+        with database.write_lock(conn, wait_s=LOCK_WAIT_S):
+            yield conn
+
+
+__all__ = ["KINDS", "LOCK_WAIT_S", "ImportBusy", "ImportRejected", "ImportResult", "detect_kind",
+           "import_file", "preview_file"]

@@ -5,6 +5,7 @@ arrives whole (a Batch), a CSV file staged in chunks (a StagedCsv)."""
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -106,6 +107,7 @@ def _finish(conn: Connection, file: str, kind: str, sha256: str, touched: set[in
             inserted: dict[str, int], skipped: int) -> None:
     """Refresh the rollups for the traders the file touched, and log the import."""
     if sum(inserted.values()):
+        _rollup_test_pause(conn)
         # Keep the daily rollups in step with what this import wrote, in the same transaction.
         refresh_rollups(conn, sorted(touched))
     imports = schema.imports
@@ -113,6 +115,18 @@ def _finish(conn: Connection, file: str, kind: str, sha256: str, touched: set[in
         import_id=database.next_id(conn, imports), file_name=file[:255], kind=kind,
         sha256=sha256, rows_read=rows_read, rows_inserted=sum(inserted.values()), rows_skipped=skipped,
         imported_at=datetime.now(UTC).replace(tzinfo=None)))
+
+
+ROLLUP_PAUSE_ENV = "TRADERLENS_TEST_ROLLUP_PAUSE_S"
+
+
+def _rollup_test_pause(conn: Connection) -> None:
+    """Tests only: with TRADERLENS_TEST_ROLLUP_PAUSE_S set, sleep that long on the server at the
+    start of the rollup phase, so a test can kill the importer while its backend is busy and
+    holds the writer lock."""
+    seconds = os.environ.get(ROLLUP_PAUSE_ENV)
+    if seconds and conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_sleep(:s)"), {"s": float(seconds)})
 
 
 # ---- lookups -------------------------------------------------------------------------------
@@ -356,4 +370,4 @@ def _bulk(conn: Connection, file: str, table: sa.Table, frame: pd.DataFrame) -> 
         database.bulk_insert(conn, table, frame)
 
 
-__all__ = ["load", "load_csv"]
+__all__ = ["ROLLUP_PAUSE_ENV", "load", "load_csv"]

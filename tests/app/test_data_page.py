@@ -11,6 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from analytics import data_health
+from connectors.errors import ImportBusy
 from tests.app import sample_data
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -195,3 +196,20 @@ def test_page_also_runs_on_its_own_without_the_frame(db_url):
 
     assert not at.exception, at.exception
     assert {m.label: m.value for m in at.metric}["Traders"] == str(sample_data.TRADERS)
+
+
+def test_an_import_while_another_one_runs_is_refused_in_plain_words(db_url, monkeypatch):
+    import connectors.importers
+
+    def busy(*args, **kwargs):
+        raise ImportBusy(datetime(2026, 11, 30, 9, 15))
+
+    monkeypatch.setattr(connectors.importers, "import_file", busy)  # the page imports it on each run
+    at = open_data_page()
+    at.file_uploader(key="data.upload").set_value(("new_traders.csv", TRADERS_CSV, "text/csv")).run()
+    at.button(key="data.import").click().run()
+
+    assert not at.exception, at.exception
+    assert len(at.error) == 1
+    assert "another import is running" in at.error[0].value and "try again when it finishes" in at.error[0].value
+    assert at.file_uploader(key="data.upload").value is not None  # kept for the next try
