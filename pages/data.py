@@ -10,19 +10,16 @@ from pathlib import Path
 
 import pandas as pd
 import streamlit as st
-from sqlalchemy.engine import Engine
 from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from analytics import data_health
-from components import engine as db
-from components import frame, health, imports
+from components import health, imports, page
 from components.errors import render_error
 from connectors.errors import TraderLensError
 from connectors.importers import KINDS, import_file, preview_file
-
-frame.route_through_app()
+from server import engine as db
 
 UPLOAD_TYPES = ["csv", "html", "htm", "xlsx"]
 OUTCOME = "data.import_outcome"  # session-state slot for the last import's result or rejection
@@ -30,19 +27,10 @@ UPLOAD_GENERATION = "data.upload_generation"  # part of the uploader's key, bump
 COPY_BYTES = 1 << 20
 
 
-@st.cache_data(ttl="1m", max_entries=8, show_spinner=False)
-def load_summary(_engine: Engine, url: str) -> pd.DataFrame:
-    return data_health.compute_table_summary(_engine)
-
-
-@st.cache_data(ttl="1m", max_entries=8, show_spinner=False)
-def load_recent_imports(_engine: Engine, url: str) -> pd.DataFrame:
-    return data_health.compute_recent_imports(_engine)
-
-
-@st.cache_data(ttl="5m", max_entries=8, show_spinner="Checking data quality…")
-def load_quality_checks(_engine: Engine, url: str) -> pd.DataFrame:
-    return data_health.compute_quality_checks(_engine)
+load_summary = page.loader(data_health.compute_table_summary, ttl="1m", max_entries=8)
+load_recent_imports = page.loader(data_health.compute_recent_imports, ttl="1m", max_entries=8)
+load_quality_checks = page.loader(data_health.compute_quality_checks, ttl="5m", max_entries=8,
+                                  spinner="Checking data quality…")
 
 
 @contextmanager
@@ -111,13 +99,9 @@ def run_import() -> None:
     st.cache_data.clear()  # every cached figure, on this page and others, may now be stale; the preview too
 
 
-engine = db.require_engine()
-url = engine.url.render_as_string()  # cache key: which database, password hidden
+page.header("Data", "What is loaded, how fresh it is, and whether it can be trusted.", needs_data=False)
 
-st.title("Data", anchor=False)
-st.caption("What is loaded, how fresh it is, and whether it can be trusted.")
-
-summary = load_summary(engine, url)
+summary = load_summary()
 has_data = bool(summary.loc[summary["kind"] == "table", "rows"].sum())
 
 st.subheader("What is loaded", divider="gray", anchor=False)
@@ -126,7 +110,7 @@ if has_data:
     health.render_table_summary(summary, key="data.summary")
 else:
     health.render_empty_state()
-recent = load_recent_imports(engine, url)
+recent = load_recent_imports()
 if has_data or not recent.empty:
     st.markdown("**Recent imports**")
     health.render_recent_imports(recent, key="data.imports")
@@ -160,6 +144,6 @@ with st.container(border=True):
 
 st.subheader("Data quality", divider="gray", anchor=False)
 if has_data:
-    health.render_quality_checks(load_quality_checks(engine, url), key="data.checks")
+    health.render_quality_checks(load_quality_checks(), key="data.checks")
 else:
     st.caption("Checks run once there is data.")
