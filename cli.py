@@ -182,8 +182,9 @@ def _exclusion(text: str):
     return Exclusion(event=parts[0], from_step=int(parts[1]), to_step=int(parts[2]))
 
 
-def _report_range(engine, args: argparse.Namespace, *, default_days: int | None):
-    """The report's DateRange: --from/--to, else the data's span (or its last ``default_days``).
+def _report_range(engine, args: argparse.Namespace, *, default_days: int | None, span=None):
+    """The report's DateRange: --from/--to, else the data's span (or its last ``default_days``); ``span``
+    is the data's span when the caller has read it already.
 
     A --from before the data's first day or a --to after its last is moved onto it, with a note on
     stderr: the days outside hold nothing, and a typo (1026 for 2026) must not cost memory and time
@@ -192,7 +193,8 @@ def _report_range(engine, args: argparse.Namespace, *, default_days: int | None)
     from analytics.events import compute_data_span
     from analytics.periods import DateRange
 
-    span = compute_data_span(engine)
+    if span is None:
+        span = compute_data_span(engine)
     if span is None:
         raise TraderLensError("the database holds no events yet: seed or import data first")
     start, end = args.date_from, args.date_to
@@ -292,16 +294,18 @@ def cmd_report_funnel(args: argparse.Namespace) -> int:
 
 def cmd_report_retention(args: argparse.Namespace) -> int:
     from analytics.cohorts import RetentionSpec, compute_retention
+    from analytics.events import compute_data_span
 
     engine = _engine()
     _check_events(engine, [args.start_event, args.return_event])
     spec = RetentionSpec(start_event=args.start_event, return_event=args.return_event, period=args.period,
                          intervals=args.intervals, mode=args.mode.replace("-", "_"), cumulative=args.cumulative,
                          week_start=args.week_start)
-    date_range = _report_range(engine, args, default_days=None)
+    span = compute_data_span(engine)  # read once: the range and the periods that have not happened yet
+    date_range = _report_range(engine, args, default_days=None, span=span)
     # Without --from the table is --intervals cohorts ending with --to's period (the range's start is unused).
     result = compute_retention(engine, spec, date_from=date_range.start if args.date_from else None,
-                               date_to=date_range.end, trader_filter=_trader_filter(args))
+                               date_to=date_range.end, trader_filter=_trader_filter(args), data_end=span.end)
     _emit(result.records(), args.format)
     return 0
 

@@ -63,7 +63,8 @@ def retention_and_ltv() -> None:
 
     spec = RetentionSpec(start_event=start, return_event=back, period=period, intervals=int(intervals), mode=mode,
                          cumulative=cumulative)
-    result = load_retention(spec, date_from=rng.start, date_to=rng.end, trader_filter=trader_filter)
+    result = load_retention(spec, date_from=rng.start, date_to=rng.end, trader_filter=trader_filter,
+                            data_end=page.load_data_span().end)  # cached: no second read of the span
 
     st.subheader("Retention by cohort", divider="gray", anchor=False)
     if int(result.counts["size"].sum()) == 0:

@@ -10,6 +10,8 @@ from datetime import datetime
 import pandas as pd
 import pytest
 
+import cli
+from analytics import cohorts, events
 from connectors import database, schema
 from connectors.rollups import refresh_rollups
 
@@ -118,3 +120,26 @@ def test_funnel_report_csv_neutralises_formulas_in_event_names_and_breakdown_val
     records = json.loads(run_cli(*args, "--format", "json", url=cli_url).stdout)
     assert {r["event"] for r in records} == {event, "b"}
     assert {r["breakdown_value"] for r in records} == {affiliate, "-IB7"}
+
+
+@pytest.mark.usefixtures("report_events")
+def test_a_retention_report_reads_the_data_span_once(cli_url, monkeypatch, capsys):
+    # The span gives both the range and the periods that have not happened yet; on a large PostgreSQL
+    # database reading it costs several times the retention query itself.
+    reads = []
+
+    def counted(engine):
+        reads.append(engine)
+        return span(engine)
+
+    span = events.compute_data_span
+    monkeypatch.setattr(events, "compute_data_span", counted)
+    monkeypatch.setattr(cohorts, "compute_data_span", counted)
+    monkeypatch.setenv("TRADERLENS_DB_URL", cli_url)
+    try:
+        code = cli.main(["report", "retention", "--start-event", "a", "--return-event", "a", "--period", "week",
+                         "--intervals", "3", "--from", "2026-03-02", "--format", "json"])
+    finally:
+        database.dispose_engines()
+    assert code == 0 and len(reads) == 1
+    assert [r["values"] for r in json.loads(capsys.readouterr().out)][1:] == [[1, 0, None], [1, None, None]]
