@@ -49,17 +49,18 @@ def event_select(name: str, *, amount: bool = False) -> sa.Select:
     return sa.select(*columns).where(p.event == name)
 
 
-def first_deposits(trader_filter: TraderFilter = EVERYONE) -> sa.Select:
+def first_deposits(trader_filter: TraderFilter = EVERYONE, *, form: schema.FirstDepositForm = "time") -> sa.Select:
     """SELECT ``trader_id``, ``occurred_at``: each kept trader's first deposit (FTD), over all history.
 
     The FTD is a trader's first approved deposit across all their accounts: the earliest
     ``created_at``, and of deposits at that instant the lowest ``txn_id`` (the one definition,
-    :func:`connectors.schema.first_deposits`; the ``ftd`` event is the same rows). The SELECT groups by
-    trader, so callers may add HAVING conditions on the time (``selected_columns.occurred_at``).
+    :func:`connectors.schema.first_deposits`, whose other ``form`` values this passes on; the ``ftd``
+    event is the same rows). The "time" SELECT groups by trader, so callers may add HAVING conditions
+    on the time (``selected_columns.occurred_at``).
     """
     if trader_filter.is_everyone():
-        return schema.first_deposits()
-    return schema.first_deposits(trader_filter.restrict(transactions.c.trader_id))
+        return schema.first_deposits(form=form)
+    return schema.first_deposits(trader_filter.restrict(transactions.c.trader_id), form=form)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -129,19 +130,18 @@ class EventSpan:
 def read_event_span(conn: Connection) -> EventSpan | None:
     """The :class:`EventSpan` of the data, on an open connection; None when there is no event.
 
-    One statement of min()/max() per event's own table (most of them answered from an index)
-    rather than over the view, whose every row PostgreSQL would read. The FTD is left out: it is
+    One statement: min() and max() over each event's own SELECT, a row per event, rather than over the
+    view, whose every row PostgreSQL would read. Each pair is one aggregate, which PostgreSQL
+    answers from the time index where the table has one and otherwise with one scan (the traders'
+    lead dates, KYC and portal events: 30 ms each on 200,000 traders). The FTD is left out: it is
     one of the deposits.
     """
-    bounds = []
+    pairs = []
     for name in [n for n in CORE_EVENTS if n != "ftd"] + [None]:
         rows = (sa.select(portal_events.c.occurred_at) if name is None else event_select(name)).subquery()
-        bounds += [sa.select(sa.func.min(rows.c.occurred_at)).scalar_subquery(),
-                   sa.select(sa.func.max(rows.c.occurred_at)).scalar_subquery()]
-    row = conn.execute(sa.select(*bounds)).one()
-    firsts = [at for at in row[0::2] if at is not None]
-    lasts = [at for at in row[1::2] if at is not None]
-    return EventSpan(min(firsts), max(lasts)) if firsts else None
+        pairs.append(sa.select(sa.func.min(rows.c.occurred_at), sa.func.max(rows.c.occurred_at)))
+    found = [(first, last) for first, last in conn.execute(sa.union_all(*pairs)) if first is not None]
+    return EventSpan(min(f for f, _ in found), max(last for _, last in found)) if found else None
 
 
 def compute_event_span(engine: Engine) -> EventSpan | None:

@@ -14,6 +14,8 @@ Conventions:
 
 from __future__ import annotations
 
+from typing import Literal
+
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
@@ -149,6 +151,8 @@ sessions = sa.Table(
     sa.Column("surface", sa.String(16), nullable=False),
 )
 sa.Index("ix_sessions_trader_started", sessions.c.trader_id, sessions.c.started_at)
+# Time alone, like trades and transactions: the data span's newest login without reading every session.
+sa.Index("ix_sessions_started", sessions.c.started_at)
 
 portal_events = sa.Table(
     "portal_events", metadata,
@@ -266,23 +270,34 @@ EventName = sa.String(64)
 EventSource = sa.String(16)
 
 
-def first_deposits(*conditions: sa.ColumnElement[bool], detail: bool = False) -> sa.Select:
+FirstDepositForm = Literal["time", "detail", "deposits"]
+
+
+def first_deposits(*conditions: sa.ColumnElement[bool], form: FirstDepositForm = "time") -> sa.Select:
     """Each trader's first deposit (the FTD): their first approved deposit across all their accounts,
     the earliest ``created_at``; of deposits at that same instant, the one with the lowest ``txn_id``.
 
-    Columns ``trader_id`` and ``occurred_at``, plus the chosen deposit's ``txn_id`` and ``amount_usd``
-    with ``detail``. ``conditions`` on ``transactions`` restrict the ledger read first; they must keep
-    or drop whole traders (a condition on ``trader_id``), or the first would be of what is left.
+    ``form`` "time": one row per trader, ``trader_id`` and ``occurred_at``, the MIN(created_at):
+    tied deposits share their instant, so the tie-break cannot change it, and a grouped minimum is
+    cheaper than ranking every deposit. "detail": the same plus the chosen deposit's ``txn_id`` and
+    ``amount_usd``. "deposits": every approved deposit (``trader_id``, ``created_at``) with its
+    trader's FTD time as ``occurred_at``, from one window over the ledger, for questions about the
+    deposits after the FTD.
 
-    Without ``detail`` the time is MIN(created_at) per trader: tied deposits share their instant, so
-    the tie-break cannot change it, and a grouped minimum is cheaper than ranking every deposit.
+    ``conditions`` on ``transactions`` restrict the ledger read first; they must keep or drop whole
+    traders (a condition on ``trader_id``), or the first would be of what is left.
     """
     t = transactions.c
     kind, status = _LEDGER_EVENTS["deposit"]  # of the deposit events
     approved = (t.kind == kind, t.status == status, *conditions)
-    if not detail:
+    if form == "time":
         return sa.select(t.trader_id, sa.func.min(t.created_at).label("occurred_at")).where(*approved).group_by(
             t.trader_id)
+    if form == "deposits":
+        first_at = sa.func.min(t.created_at).over(partition_by=t.trader_id)
+        return sa.select(t.trader_id, t.created_at, first_at.label("occurred_at")).where(*approved)
+    if form != "detail":
+        raise ValueError(f"unknown form {form!r}; use time, detail or deposits")
     ranked = (sa.select(t.trader_id, t.txn_id, t.created_at, t.amount_usd,
                         sa.func.row_number().over(partition_by=t.trader_id, order_by=(t.created_at, t.txn_id))
                         .label("rn"))
@@ -322,7 +337,7 @@ def _core_event(name: str, amount: bool) -> tuple[sa.Table, sa.Select]:
         return rows(transactions, x.created_at, x.amount_usd, x.kind == kind, x.status == status)
     if name == "ftd":
         if amount:
-            first = first_deposits(detail=True)
+            first = first_deposits(form="detail")
             c = first.selected_columns
             return transactions, first.with_only_columns(c.trader_id, c.occurred_at, c.amount_usd)
         # A grouped SELECT wrapped, so callers can filter its time in WHERE like any other event's.

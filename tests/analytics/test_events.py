@@ -160,7 +160,7 @@ def test_unknown_event_names_are_refused_naming_the_events_present(broker):
 
 def test_the_first_deposit_is_the_earliest_approved_one_then_the_lowest_txn_id(broker):
     with broker.connect() as conn:
-        detail = sorted(tuple(r) for r in conn.execute(schema.first_deposits(detail=True)).all())
+        detail = sorted(tuple(r) for r in conn.execute(schema.first_deposits(form="detail")).all())
         plain = sorted(tuple(r) for r in conn.execute(first_deposits()).all())
         kept = sorted(tuple(r) for r in conn.execute(first_deposits(DEFAULT_FILTER)).all())
         british = sorted(tuple(r) for r in conn.execute(first_deposits(TraderFilter(countries=("GB",)))).all())
