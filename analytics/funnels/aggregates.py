@@ -4,19 +4,27 @@ convert, who dropped off where, and conversion by entry period. Rates are fracti
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from analytics.filters import TraderFilter
+from analytics.filters import DEFAULT_FILTER, TraderFilter
 from analytics.funnels.kernels import trends_pass
 from analytics.funnels.people import People, follow_people, lookup
 from analytics.funnels.spec import OTHER, US, FunnelRejected, FunnelSpec, validate_spec
 from analytics.funnels.stream import load_events
-from analytics.periods import DateRange, Period, WeekStart, check_report_size, count_periods, step_period, truncate_date
+from analytics.periods import (
+    DateRange,
+    Period,
+    WeekStart,
+    check_report_size,
+    count_periods,
+    index_of,
+    index_of_times,
+    period_starts,
+)
 from analytics.reading import reading
 from connectors.schema import traders
 
@@ -25,7 +33,6 @@ STEP_COLUMNS = ["step", "event", "count", "conversion_rate", "conversion_from_pr
 HISTOGRAM_COLUMNS = ["bin_start_s", "bin_end_s", "traders"]
 TREND_COLUMNS = ["period_start", "reached_from_step_count", "reached_to_step_count", "conversion_rate"]
 DROPOFF_COLUMNS = ["trader_id", "external_id", "country", "acquisition_channel", "reached_at"]
-DEFAULT_FILTER = TraderFilter()  # everyone but test accounts, as the global filter starts
 
 
 @dataclass(frozen=True, eq=False)
@@ -224,26 +231,6 @@ def dropoffs_of(engine: Engine, result: FunnelResult, *, step: int,
         return _dropoff_frame(conn, result.spec, result._people, step, trader_filter)
 
 
-def _period_keys(us: np.ndarray, period: Period, week_start: WeekStart) -> np.ndarray:
-    """Start of the day/week/month of each epoch-microsecond time, as days since 1970 (months: months)."""
-    days = us // (86_400 * US)
-    if period == "day":
-        return days
-    if period == "week":
-        # 1970-01-01 was a Thursday: Monday-based weekday = (days + 3) % 7.
-        offset = (days + 3) % 7 if week_start == "monday" else (days + 4) % 7
-        return days - offset
-    if period == "month":
-        return us.astype("datetime64[us]").astype("datetime64[M]").astype(np.int64)
-    raise FunnelRejected(f"Unknown period {period!r}; use day, week or month.")
-
-
-def _key_of(day: date, period: Period) -> int:
-    if period == "month":
-        return (day.year - 1970) * 12 + day.month - 1
-    return (day - date(1970, 1, 1)).days
-
-
 def compute_funnel_trends(engine: Engine, spec: FunnelSpec, *, period: Period = "week",
                           date_range: DateRange | None = None, trader_filter: TraderFilter = DEFAULT_FILTER,
                           week_start: WeekStart = "monday") -> pd.DataFrame:
@@ -266,7 +253,7 @@ def compute_funnel_trends(engine: Engine, spec: FunnelSpec, *, period: Period = 
         events = load_events(conn, spec, date_range, trader_filter, trends=True)
     if spec.order == "strict":
         events.collapse_unrelated()
-    keys = _period_keys(events.us, period, week_start)
+    keys = index_of_times(events.us, period, week_start)
     _, key, converted = trends_pass(events.starts, events.us, events.smask, events.xmask, keys, n,
                                     spec.effective_window_s * US, spec.order == "strict", events.max_rows)
     if date_range is not None:
@@ -278,12 +265,8 @@ def compute_funnel_trends(engine: Engine, spec: FunnelSpec, *, period: Period = 
     else:
         return pd.DataFrame(columns=TREND_COLUMNS)
     check_report_size(count_periods(first, last, period, week_start), period=period, what="periods")
-    starts: list[date] = []
-    current = truncate_date(first, period, week_start)
-    while current <= last:
-        starts.append(current)
-        current = step_period(current, period, 1, week_start)
-    period_keys = np.array([_key_of(d, period) for d in starts], dtype=np.int64)
+    starts = period_starts(DateRange(first, last), period, week_start)
+    period_keys = np.array([index_of(d, period, week_start) for d in starts], dtype=np.int64)
     slot = np.searchsorted(period_keys, key)
     inside = (slot < len(period_keys)) & (period_keys[np.minimum(slot, len(period_keys) - 1)] == key)
     entered = np.bincount(slot[inside], minlength=len(starts)).astype(np.int64)
