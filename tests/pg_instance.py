@@ -77,12 +77,14 @@ class PostgresInstance:
     def freeze(self) -> None:
         """Stop every server process in place: connections stay open, nothing answers."""
         for pid in self._pids():
-            os.kill(pid, signal.SIGSTOP)
+            with contextlib.suppress(ProcessLookupError):  # a backend may end between pgrep and the signal
+                os.kill(pid, signal.SIGSTOP)
 
     def thaw(self) -> None:
         if (self.data / "postmaster.pid").exists():
             for pid in self._pids():
-                os.kill(pid, signal.SIGCONT)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
 
     def wait_ready(self, timeout_s: float = 30) -> None:
         deadline = time.monotonic() + timeout_s
