@@ -7,7 +7,8 @@ compares the two so they cannot drift apart.
 Conventions:
 - ids are BIGINT assigned by the writer (simulator or importer), so bulk loads need no sequence;
 - every source row keeps an ``external_id`` (unique per table), which makes re-imports idempotent;
-- times are naive UTC ``TIMESTAMP``s;
+- times are naive UTC ``TIMESTAMP``s; every event table is indexed by trader and time, and by the
+  time of its events alone, so the data's span (the oldest and newest event) is index lookups;
 - money is exact ``NUMERIC(18, 2)`` in the account currency (``amount``) and in USD (``*_usd``).
   Aggregates over NUMERIC come back as Decimal; analytics casts sums to Float where it needs floats.
 """
@@ -69,6 +70,7 @@ traders = sa.Table(
     sa.Column("source", sa.String(16), nullable=False, server_default="import"),
 )
 sa.Index("ix_traders_registered_at", traders.c.registered_at)
+sa.Index("ix_traders_lead_at", traders.c.lead_at)
 
 accounts = sa.Table(
     "accounts", metadata,
@@ -140,6 +142,7 @@ kyc_events = sa.Table(
     sa.Column("occurred_at", sa.DateTime, nullable=False),
 )
 sa.Index("ix_kyc_events_trader_time", kyc_events.c.trader_id, kyc_events.c.occurred_at)
+sa.Index("ix_kyc_events_occurred", kyc_events.c.occurred_at)
 
 sessions = sa.Table(
     "sessions", metadata,
@@ -151,7 +154,6 @@ sessions = sa.Table(
     sa.Column("surface", sa.String(16), nullable=False),
 )
 sa.Index("ix_sessions_trader_started", sessions.c.trader_id, sessions.c.started_at)
-# Time alone, like trades and transactions: the data span's newest login without reading every session.
 sa.Index("ix_sessions_started", sessions.c.started_at)
 
 portal_events = sa.Table(
@@ -166,6 +168,7 @@ portal_events = sa.Table(
     sa.Column("properties", sa.Text),
 )
 sa.Index("ix_portal_events_trader_time", portal_events.c.trader_id, portal_events.c.occurred_at)
+sa.Index("ix_portal_events_occurred", portal_events.c.occurred_at)
 
 imports = sa.Table(
     "imports", metadata,
