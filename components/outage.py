@@ -61,23 +61,16 @@ def guard() -> Iterator[Any]:
     st.session_state[_SHOWN] = False
     try:
         yield top
-    except TraderLensError as exc:
+    except Exception as exc:
         outage = _outage(exc)
+        if outage is None and not isinstance(exc, TraderLensError):
+            raise
         if outage is None:  # a request the user can change (a report too large, an unknown event)
             from components.errors import render_error  # components.errors shows outages with this module
 
             with st.session_state[_SLOT]:
                 render_error(exc)
         elif not st.session_state.get(_SHOWN):
-            with st.session_state[_SLOT]:
-                render_outage(outage)
-        else:
-            st.caption("The rest of this page needs the database.")
-    except Exception as exc:
-        outage = _outage(exc)
-        if outage is None:
-            raise
-        if not st.session_state.get(_SHOWN):
             with st.session_state[_SLOT]:
                 render_outage(outage)
         else:
