@@ -33,10 +33,13 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from connectors.clock import ReportingZone, reporting_zone
+from connectors.errors import TraderLensError
 from connectors.schema import (
     ROLLUP_TABLES,
     daily_activity,
     daily_trading,
+    rollup_state,
     trader_events,
     trader_firsts,
     trades,
@@ -45,15 +48,26 @@ from connectors.schema import (
 
 # Above this many traders a full rebuild is cheaper than a long IN list.
 PARTIAL_LIMIT = 5_000
+# The version of the rollup definitions below. Raise it whenever a rollup's rows change meaning:
+# a database whose rollups were built by another version (or in another reporting time zone) has
+# them rebuilt (ensure_rollups) before anything reads them.
+ROLLUP_VERSION = 1
 
 
-def _day(column: sa.ColumnElement) -> sa.ColumnElement:
-    return sa.cast(sa.func.date_trunc("day", column), sa.DateTime)
+class RollupsStale(TraderLensError):
+    """The rollups were built for another reporting time zone or rollup version, and this process
+    may not rebuild them (it reads only)."""
 
 
-def _activity_select() -> sa.Select:
+def _day(column: sa.ColumnElement, zone: ReportingZone) -> sa.ColumnElement:
+    """The start of the reporting day ``column`` falls in, as a UTC instant like every stored time
+    (the local midnight; in UTC simply the day)."""
+    return zone.utc(sa.cast(sa.func.date_trunc("day", zone.local(column)), sa.DateTime))
+
+
+def _activity_select(zone: ReportingZone) -> sa.Select:
     te = trader_events.c
-    day = _day(te.occurred_at)
+    day = _day(te.occurred_at, zone)
     return (sa.select(te.trader_id, te.event, day.label("day"), sa.func.count().label("events"),
                       sa.func.sum(te.amount_usd).label("amount_usd"),
                       sa.func.min(te.occurred_at).label("first_at"),
@@ -61,15 +75,15 @@ def _activity_select() -> sa.Select:
             .group_by(te.trader_id, te.event, day))
 
 
-def _trading_select() -> sa.Select:
+def _trading_select(zone: ReportingZone) -> sa.Select:
     t = trades.c
-    day = _day(t.closed_at)
+    day = _day(t.closed_at, zone)
 
     def count_of(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
         return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
 
     return (sa.select(t.trader_id, day.label("day"), t.asset_class, sa.func.count().label("closed"),
-                      count_of(_day(t.opened_at) != day).label("carried"),
+                      count_of(_day(t.opened_at, zone) != day).label("carried"),
                       count_of(sa.or_(t.commission_usd != 0, t.swap_usd != 0)).label("costed"),
                       sa.func.sum(t.lots).label("lots"), sa.func.sum(t.notional_usd).label("notional_usd"),
                       sa.func.sum(t.profit_usd).label("profit_usd"),
@@ -81,12 +95,12 @@ def _trading_select() -> sa.Select:
             .group_by(t.trader_id, day, t.asset_class))
 
 
-def _trading_days_select() -> sa.Select:
+def _trading_days_select(zone: ReportingZone) -> sa.Select:
     t = trades.c
     one, zero = sa.literal(1), sa.literal(0)
     moves = sa.union_all(
-        sa.select(t.trader_id, _day(t.opened_at).label("day"), one.label("opened"), zero.label("closed")),
-        sa.select(t.trader_id, _day(t.closed_at).label("day"), zero.label("opened"), one.label("closed")),
+        sa.select(t.trader_id, _day(t.opened_at, zone).label("day"), one.label("opened"), zero.label("closed")),
+        sa.select(t.trader_id, _day(t.closed_at, zone).label("day"), zero.label("opened"), one.label("closed")),
     ).subquery("moves")
     m = moves.c
     return (sa.select(m.trader_id, m.day, sa.func.sum(m.opened).label("opened"), sa.func.sum(m.closed).label("closed"))
@@ -106,28 +120,36 @@ def _firsts_select() -> sa.Select:
             .group_by(da.trader_id))
 
 
-# Each rollup with the query that fills it (the query's columns are the table's, in order) and
-# the columns a full rebuild is ordered by.
-ROLLUP_QUERIES: dict[str, sa.Select] = {
-    daily_activity.name: _activity_select(),
-    daily_trading.name: _trading_select(),
-    trading_days.name: _trading_days_select(),
-    trader_firsts.name: _firsts_select(),
-}
+def rollup_queries(zone: ReportingZone | None = None) -> dict[str, sa.Select]:
+    """Each rollup's name with the query that fills it (its columns are the table's, in order), with
+    days in ``zone`` (the configured reporting time zone by default)."""
+    zone = zone or reporting_zone()
+    return {daily_activity.name: _activity_select(zone), daily_trading.name: _trading_select(zone),
+            trading_days.name: _trading_days_select(zone), trader_firsts.name: _firsts_select()}
+
+
+# The columns a full rebuild is ordered by.
 _ORDER: dict[str, tuple[str, ...]] = {
     daily_activity.name: ("event", "trader_id", "day"), daily_trading.name: ("trader_id", "day"),
     trading_days.name: ("trader_id", "day"), trader_firsts.name: ("trader_id",)}
 
 
 def refresh_rollups(conn: Connection, trader_ids: list[int] | None = None) -> None:
-    """Rebuild every rollup (all traders, or just ``trader_ids``) inside the open transaction."""
+    """Rebuild every rollup (all traders, or just ``trader_ids``) inside the open transaction, in
+    the configured reporting time zone.
+
+    A partial refresh of rollups built for another zone or version would mix two kinds of day, so
+    it rebuilds everything instead (and records the new state).
+    """
+    zone = reporting_zone()
     ids: list[int] | None = None
-    if trader_ids is not None and len(trader_ids) <= PARTIAL_LIMIT:
+    if trader_ids is not None and len(trader_ids) <= PARTIAL_LIMIT and stale_reason(conn, zone) is None:
         ids = sorted({int(t) for t in trader_ids})
         if not ids:
             return
+    queries = rollup_queries(zone)
     for table in ROLLUP_TABLES:
-        select = ROLLUP_QUERIES[table.name]
+        select = queries[table.name]
         columns = [c.name for c in table.columns]
         if ids is None:
             conn.execute(table.delete())
@@ -138,4 +160,38 @@ def refresh_rollups(conn: Connection, trader_ids: list[int] | None = None) -> No
             conn.execute(table.delete().where(table.c.trader_id.in_(ids)))
             trader_id = select.selected_columns.trader_id  # restricted before the grouping
             conn.execute(table.insert().from_select(columns, select.where(trader_id.in_(ids))))
+    if ids is None:
+        _record_state(conn, zone)
 
+
+def _state(conn: Connection) -> dict[str, str]:
+    return {r.name: r.value for r in conn.execute(sa.select(rollup_state.c.name, rollup_state.c.value))}
+
+
+def _record_state(conn: Connection, zone: ReportingZone) -> None:
+    conn.execute(rollup_state.delete())
+    conn.execute(rollup_state.insert(), [{"name": "reporting_tz", "value": zone.name},
+                                         {"name": "version", "value": str(ROLLUP_VERSION)}])
+
+
+def stale_reason(conn: Connection, zone: ReportingZone | None = None) -> str | None:
+    """Why the stored rollups do not fit the running configuration (None when they do): built for
+    another reporting time zone, or by another version of their definitions."""
+    zone = zone or reporting_zone()
+    state = _state(conn)
+    built_tz, built_version = state.get("reporting_tz", "UTC"), state.get("version", "1")
+    if built_tz != zone.name:
+        return (f"the daily rollups were built for the reporting time zone {built_tz} but "
+                f"TRADERLENS_REPORTING_TZ is {zone.name}")
+    if built_version != str(ROLLUP_VERSION):
+        return f"the daily rollups were built by version {built_version} of their definitions, not {ROLLUP_VERSION}"
+    return None
+
+
+def ensure_rollups(conn: Connection) -> str | None:
+    """Rebuild every rollup inside the open (writing) transaction if they do not fit the running
+    configuration; returns the reason they were rebuilt, or None when they already fit."""
+    reason = stale_reason(conn)
+    if reason is not None:
+        refresh_rollups(conn)
+    return reason

@@ -68,6 +68,8 @@ traders = sa.Table(
     sa.Column("consent_push", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("consent_whatsapp", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("source", sa.String(16), nullable=False, server_default="import"),
+    # The broker's employee who looks after the trader (account manager or retention agent).
+    sa.Column("owner", sa.String(80)),
 )
 sa.Index("ix_traders_registered_at", traders.c.registered_at)
 sa.Index("ix_traders_lead_at", traders.c.lead_at)
@@ -236,6 +238,15 @@ trader_firsts = sa.Table(
     sa.Column("first_trade_at", sa.DateTime),
     sa.Column("first_deposit_at", sa.DateTime),
     sa.Column("first_login_at", sa.DateTime),
+)
+
+# What the rollups were built for: name -> value rows "reporting_tz" (the IANA zone whose days they
+# bucket by) and "version" (connectors.rollups.ROLLUP_VERSION). connectors.rollups rebuilds the
+# rollups when either differs from the running configuration.
+rollup_state = sa.Table(
+    "rollup_state", metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("value", sa.String(255), nullable=False),
 )
 
 # Derived tables, rebuilt from the data tables in this order (connectors.rollups.refresh_rollups).

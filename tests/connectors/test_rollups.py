@@ -11,7 +11,7 @@ from alembic import command
 
 from connectors import database
 from connectors.importers import import_file
-from connectors.rollups import ROLLUP_QUERIES
+from connectors.rollups import rollup_queries
 from connectors.schema import daily_activity, daily_trading, sessions, trader_firsts, trades, trading_days, transactions
 from connectors.simulator import SimulationConfig, seed_database
 
@@ -21,7 +21,7 @@ def _rows(conn, table: sa.Table) -> list[tuple]:
 
 
 def _direct(conn, table: sa.Table) -> list[tuple]:
-    return sorted(tuple(r) for r in conn.execute(ROLLUP_QUERIES[table.name]))
+    return sorted(tuple(r) for r in conn.execute(rollup_queries()[table.name]))
 
 
 def _trading_in_pandas(conn) -> pd.DataFrame:
