@@ -106,7 +106,10 @@ class RetentionResult:
     last period: cells beyond it are the padding zeros, not observed data. ``data_end`` is the newest
     day with data (None for an empty database): a cell whose period starts after it has not happened
     yet. Such cells hold 0 in both frames, as the query counted them; :meth:`elapsed` marks them, and
-    :meth:`records`, :meth:`observed` and :meth:`average` leave them empty.
+    :meth:`records`, :meth:`observed` and :meth:`average` leave them empty. A cell that has happened
+    but whose period (cumulative: whose last counted period) ends after ``data_end`` is *unfinished*:
+    its count can still rise; :meth:`complete` marks the finished ones, and :meth:`average` leaves
+    the unfinished ones out unless asked.
     """
 
     spec: RetentionSpec
@@ -120,12 +123,16 @@ class RetentionResult:
         return list(range(self.spec.intervals))
 
     def records(self) -> list[dict[str, Any]]:
-        """[{cohort_start: date, size: int, values: [count of column 0 … N-1]}], oldest first; a column
-        whose period has not happened yet is None (and ``size`` too when the cohort's own has not)."""
+        """[{cohort_start: date, size: int, values: [count of column 0 … N-1], complete: [bool …]}],
+        oldest first; a column whose period has not happened yet is None in ``values`` and ``complete``
+        (and ``size`` too when the cohort's own has not); ``complete`` is False for an unfinished cell
+        (:meth:`complete`; column 0 False: the cohort's period is not over, its size can still grow)."""
         elapsed = self.elapsed().to_numpy()
+        complete = self.complete().to_numpy()
         return [{"cohort_start": row.cohort_start.date(), "size": int(row.size) if done[0] else None,
-                 "values": [int(v) if ok else None for v, ok in zip(row[2:], done, strict=True)]}
-                for row, done in zip(self.counts.itertuples(index=False), elapsed, strict=True)]
+                 "values": [int(v) if ok else None for v, ok in zip(row[2:], done, strict=True)],
+                 "complete": [bool(c) if ok else None for c, ok in zip(final, done, strict=True)]}
+                for row, done, final in zip(self.counts.itertuples(index=False), elapsed, complete, strict=True)]
 
     def _offsets(self) -> np.ndarray:
         """Period index of every cell: the cohort's index plus the column."""
@@ -148,13 +155,40 @@ class RetentionResult:
         last = index_of(self.last_period, self.spec.period, self.spec.week_start)
         return pd.DataFrame(self._offsets() <= last, columns=self.columns, index=self.counts.index) & self.elapsed()
 
-    def average(self) -> pd.DataFrame:
-        """The size-weighted average curve over cohorts whose cell is observed.
+    def complete(self) -> pd.DataFrame:
+        """Bool frame (rows as ``counts``, columns ``0 …``): True where the cell's count is final, False
+        where it is unfinished and can still rise because a period it counts ends after ``data_end``
+        (all True without ``data_end``). Column 0 counts the cohort's own period (its size); column
+        k >= 1 the period cohort + k, or, cumulative, every period from there to column N-1 within the
+        range, so a cumulative row is final only once its last counted period is over. A period is
+        over when its last day is on or before ``data_end``: the period holding the newest day with
+        data is unfinished unless that day is its last. Cells that have not happened are False too."""
+        shape = (len(self.counts), self.spec.intervals)
+        if self.data_end is None:
+            return pd.DataFrame(np.ones(shape, dtype=bool), columns=self.columns, index=self.counts.index)
+        period, week_start = self.spec.period, self.spec.week_start
+        # Periods with an index below this one have ended by the end of data_end.
+        ended_before = index_of(self.data_end + timedelta(days=1), period, week_start)
+        counted = self._offsets()  # the (last) period each cell counts
+        if self.spec.cumulative and self.spec.intervals > 1:
+            last = index_of(self.last_period, period, week_start)
+            counted[:, 1:] = np.minimum(counted[:, -1:], last)
+        return pd.DataFrame(counted < ended_before, columns=self.columns, index=self.counts.index)
+
+    def unfinished(self) -> pd.DataFrame:
+        """Bool frame: True where the cell is observed (:meth:`observed`) but not yet final (:meth:`complete`)."""
+        return self.observed() & ~self.complete()
+
+    def average(self, *, include_unfinished: bool = False) -> pd.DataFrame:
+        """The size-weighted average curve over cohorts whose cell is observed and, unless
+        ``include_unfinished``, final (:meth:`complete`).
 
         Columns: ``interval`` (int), ``cohorts`` (int, cohorts contributing), ``size`` (int, their
         traders), ``retained`` (int), ``rate`` (float, retained / size; NaN without data).
         """
         observed = self.observed() & (self.counts["size"] > 0).to_numpy()[:, None]
+        if not include_unfinished:
+            observed &= self.complete()
         rows = []
         for k in self.columns:
             mask = observed[k]

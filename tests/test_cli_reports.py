@@ -55,15 +55,18 @@ def test_retention_report_records_cohort_size_and_values(cli_url, run_cli):
                   url=cli_url)
     assert out.returncode == 0, out.stderr
     records = json.loads(out.stdout)
-    assert records[0] == {"cohort_start": "2026-03-02", "size": 3, "values": [3, 1, 1]}
+    # The data ends on Tuesday 2026-03-17: the week of 03-16 is not over, so its cells are unfinished
+    # ("complete" false), and the weeks of 03-23 and 03-30 have not happened: null, not 0.
+    assert records[0] == {"cohort_start": "2026-03-02", "size": 3, "values": [3, 1, 1],
+                          "complete": [True, True, False]}
     assert [r["cohort_start"] for r in records] == ["2026-03-02", "2026-03-09", "2026-03-16"]
-    # The data ends on 2026-03-17: the weeks of 03-23 and 03-30 have not happened, so they are null, not 0.
     assert [r["values"] for r in records[1:]] == [[1, 0, None], [1, None, None]]
+    assert [r["complete"] for r in records[1:]] == [[True, False, None], [False, None, None]]
     csv_out = run_cli("report", "retention", "--start-event", "a", "--return-event", "a", "--period", "week",
                       "--intervals", "3", "--from", "2026-03-02", "--format", "csv", url=cli_url)
     assert csv_out.returncode == 0, csv_out.stderr
-    assert csv_out.stdout.splitlines() == ["cohort_start,size,values", "2026-03-02,3,3|1|1", "2026-03-09,1,1|0|",
-                                           "2026-03-16,1,1||"]
+    assert csv_out.stdout.splitlines() == ["cohort_start,size,values,complete", "2026-03-02,3,3|1|1,True|True|False",
+                                           "2026-03-09,1,1|0|,True|False|", "2026-03-16,1,1||,False||"]
 
 
 @pytest.mark.usefixtures("report_events")
