@@ -53,7 +53,9 @@ def _engine():
     from connectors.database import get_engine, upgrade_schema
 
     engine = get_engine()
-    upgrade_schema(engine)
+    rebuilt = upgrade_schema(engine)
+    if rebuilt:
+        _note(f"rebuilt the daily rollups: {rebuilt}")
     return engine
 
 

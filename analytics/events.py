@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from analytics.filters import EVERYONE, TraderFilter
-from analytics.periods import DateRange
+from analytics.periods import DateRange, local_date
 from analytics.reading import reading
 from connectors import schema
 from connectors.errors import TraderLensError
@@ -123,8 +123,8 @@ class EventSpan:
 
     @property
     def days(self) -> DateRange:
-        """The UTC days from the first event's to the last event's, both included."""
-        return DateRange(self.first_at.date(), self.last_at.date())
+        """The reporting time zone's days from the first event's to the last event's, both included."""
+        return DateRange(local_date(self.first_at), local_date(self.last_at))
 
 
 def read_event_span(conn: Connection) -> EventSpan | None:
@@ -150,6 +150,7 @@ def compute_event_span(engine: Engine) -> EventSpan | None:
 
 
 def compute_data_span(engine: Engine) -> DateRange | None:
-    """The first and last UTC day with any event (:meth:`EventSpan.days`); None for an empty database."""
+    """The first and last day (reporting time zone) with any event (:meth:`EventSpan.days`); None for an
+    empty database."""
     span = compute_event_span(engine)
     return span.days if span else None

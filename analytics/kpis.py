@@ -309,9 +309,12 @@ def _activity_totals(periods: Mapping[str, DateRange], trader_filter: TraderFilt
 
     # An approved deposit or a login in the last 30 days of a period keeps a trader who stopped
     # trading from counting as churned (rollup days are whole UTC days, like the windows).
-    recent_from = min(r.end_ts for r in periods.values()) - timedelta(days=CHURN_DAYS)
+    def last_days(rng: DateRange) -> datetime:  # the first instant of the period's last CHURN_DAYS days
+        return midnight(rng.end - timedelta(days=CHURN_DAYS - 1))
+
+    recent_from = min(last_days(r) for r in periods.values())
     recent = (
-        sa.select(da.trader_id, *(sa.func.max(_flag(_in(da.day, rng.end_ts - timedelta(days=CHURN_DAYS), rng.end_ts)))
+        sa.select(da.trader_id, *(sa.func.max(_flag(_in(da.day, last_days(rng), rng.end_ts)))
                                   .label(f"recent_{name}") for name, rng in periods.items()))
         .where(da.event.in_(("deposit", "login")), _in(da.day, recent_from, until))
         .group_by(da.trader_id)

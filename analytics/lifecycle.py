@@ -54,6 +54,8 @@ from analytics.periods import (
     count_periods,
     index_of,
     interval,
+    local_date,
+    local_time,
     midnight,
     period_index,
     period_start,
@@ -229,7 +231,7 @@ def _partials(days: list[date], churn_days: int, trader_filter: TraderFilter) ->
     def _no_time() -> ColumnElement:
         return sa.cast(sa.null(), sa.DateTime)  # typed: PostgreSQL reads a bare NULL column as text
 
-    horizon = min(_day_bounds(day)[1] for day in days) - timedelta(days=churn_days)
+    horizon = midnight(min(days) - timedelta(days=ACTIVE_WINDOW_DAYS - 1 + churn_days))
     da, dt = daily_activity.c, daily_trading.c
     per_day = [f"{name}_{i}" for i in range(len(days)) for name in ("last_any", "last_trade", "before", "back")]
     # All-history firsts: one row per trader from the trader_firsts rollup. The caller joins the
@@ -296,13 +298,14 @@ def _staged(days: list[date], dormant_days: int, churn_days: int, trader_filter:
         # Churned on the day before the comeback: (back - 1) - before >= churn_days, in whole days;
         # and active before the gap (a trade before the window).
         came_back = sa.and_(a.first_trade < window,
-                            sa.or_(before.is_(None), before < period_start(back, "day") - churn))
+                            sa.or_(before.is_(None), local_time(before) < period_start(back, "day") - churn))
         stage = sa.case(
             # Not a lead yet (NULL dates compare as unknown, hence IS NOT TRUE rather than NOT).
             (sa.or_(t.lead_at < end, t.registered_at < end, a.first_any < end).is_not(sa.true()), sa.null()),
             (a.first_trade < end, sa.case(
-                (sa.or_(last_any.is_(None), last_any < end - timedelta(days=churn_days)), "churned"),
-                (sa.or_(last_any < end - timedelta(days=dormant_days), last_trade.is_(None), last_trade < window),
+                (sa.or_(last_any.is_(None), last_any < midnight(day + timedelta(days=1 - churn_days))), "churned"),
+                (sa.or_(last_any < midnight(day + timedelta(days=1 - dormant_days)), last_trade.is_(None),
+                        last_trade < window),
                  "dormant"),
                 (came_back, "reactivated"),
                 else_="active",
@@ -327,9 +330,9 @@ def _day_bounds(day: date) -> tuple[datetime, datetime]:
 
 
 def _last_data_day(engine: Engine) -> date:
-    """The newest UTC day with data (:func:`analytics.events.compute_data_span`), today without any."""
+    """The newest day (reporting time zone) with data (:func:`analytics.events.compute_data_span`), or today."""
     span = compute_data_span(engine)
-    return span.end if span else datetime.now(UTC).date()
+    return span.end if span else local_date(datetime.now(UTC).replace(tzinfo=None))
 
 
 def compute_stage_distribution(

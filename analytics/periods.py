@@ -7,6 +7,14 @@ Monday in both), ``date_part``, ``EXTRACT(EPOCH FROM ...)`` and ``INTERVAL`` lit
 Periods are also numbered (:func:`period_index`): whole days, weeks or months since 1970, which
 both backends compute from a timestamp cheaply and which make "k periods later" a subtraction.
 
+Days, weeks and months are the reporting time zone's (connectors.clock, TRADERLENS_REPORTING_TZ;
+UTC by default). Stored times are UTC instants, so a boundary is the UTC instant of a local
+midnight (:func:`midnight`) and a period is found from an instant's local wall time
+(:func:`period_start`, :func:`period_index`, :func:`index_of_times`). Durations ("within 7 days of
+registering", a funnel's conversion window) are elapsed time and need no zone. A day boundary
+moved by whole days is computed on dates, then turned into an instant (``midnight(day - n)``), never
+as ``instant - timedelta(days=n)``, which is an hour off across a daylight-saving change.
+
 Also the size limits every period-based analysis shares (:func:`check_report_size`), so a page
 and the command line refuse the same requests with the same words.
 """
@@ -21,6 +29,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
+from connectors.clock import reporting_zone
 from connectors.errors import TraderLensError
 
 Period = Literal["day", "week", "month"]
@@ -51,7 +60,7 @@ class ReportTooLarge(TraderLensError):
 
 @dataclass(frozen=True)
 class DateRange:
-    """Whole UTC days from ``start`` to ``end``, both inclusive."""
+    """Whole days of the reporting time zone from ``start`` to ``end``, both inclusive."""
 
     start: date
     end: date
@@ -66,7 +75,7 @@ class DateRange:
 
     @property
     def end_ts(self) -> datetime:
-        """The first instant after the range (exclusive bound)."""
+        """The first instant after the range (exclusive bound, a UTC instant like ``start_ts``)."""
         return midnight(self.end + timedelta(days=1))
 
     @property
@@ -78,14 +87,16 @@ class DateRange:
         return DateRange(self.start - timedelta(days=self.days), self.start - timedelta(days=1))
 
     def contains(self, column: ColumnElement) -> ColumnElement[bool]:
-        """``start_ts <= column < end_ts``."""
+        """``start_ts <= column < end_ts`` for a column of UTC instants (raw times or rollup days)."""
         return sa.and_(column >= self.start_ts, column < self.end_ts)
 
 
 def period_start(column: ColumnElement, period: Period, week_start: WeekStart = "monday") -> ColumnElement:
-    """The start of the day, week or month ``column`` falls in (a TIMESTAMP)."""
+    """The start of the local day, week or month the instants of ``column`` fall in (a TIMESTAMP of
+    local wall time: a label for the period, not an instant)."""
     if period not in PERIODS:
         raise ValueError(f"unknown period {period!r}; use day, week or month")
+    column = reporting_zone().local(column)
     if period == "week" and week_start == "sunday":
         # date_trunc weeks start on Monday; shifting by a day makes them start on Sunday.
         one_day = interval(1)
@@ -98,7 +109,9 @@ def period_index(ts: ColumnElement, period: Period, week_start: WeekStart = "mon
 
     Double arithmetic on purpose: date_part is a double on PostgreSQL, and EXTRACT or a decimal
     literal would make the expression NUMERIC there, several times slower over millions of rows.
+    ``ts`` holds UTC instants; the period is the reporting time zone's.
     """
+    ts = reporting_zone().local(ts)
     if period == "month":
         year, month = (sa.func.date_part(sa.literal_column(f"'{part}'"), ts) for part in ("year", "month"))
         return sa.cast(year * 12 + month - 1, sa.Integer)
@@ -121,7 +134,9 @@ def index_of(day: date, period: Period, week_start: WeekStart = "monday") -> int
 
 
 def index_of_times(us: np.ndarray, period: Period, week_start: WeekStart = "monday") -> np.ndarray:
-    """:func:`index_of` of many instants at once, given as int64 microseconds since 1970 (UTC)."""
+    """:func:`index_of` of many instants at once, given as int64 microseconds since 1970 (UTC); the
+    periods are the reporting time zone's."""
+    us = reporting_zone().local_us(us)
     days = us // 86_400_000_000  # floor division: instants before 1970 fall in earlier periods too
     if period == "day":
         return days
@@ -159,8 +174,18 @@ def as_date(day: date) -> date:
 
 
 def midnight(day: date) -> datetime:
-    """The first instant of ``day`` (naive UTC)."""
-    return datetime.combine(day, datetime.min.time())
+    """The first instant of the reporting time zone's ``day``, as a naive UTC instant."""
+    return reporting_zone().to_utc(datetime.combine(day, datetime.min.time()))
+
+
+def local_time(column: ColumnElement) -> ColumnElement:
+    """The reporting time zone's wall time (naive TIMESTAMP) of a column of UTC instants."""
+    return reporting_zone().local(column)
+
+
+def local_date(instant: datetime) -> date:
+    """The reporting time zone's day a naive UTC instant falls on."""
+    return reporting_zone().to_local(instant).date()
 
 
 def epoch_seconds(column: ColumnElement) -> ColumnElement[float]:

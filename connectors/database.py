@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from connectors.deadlines import WATCHDOG, cut_socket
-from connectors.errors import DatabaseBusy, DatabaseTimeout, DatabaseUnavailable, ImportBusy
+from connectors.errors import DatabaseBusy, DatabaseTimeout, DatabaseUnavailable, ImportBusy, TraderLensError
 from connectors.schema import DATA_TABLES, metadata
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -322,14 +322,31 @@ def alembic_config(engine: Engine):
     return cfg
 
 
-def upgrade_schema(engine: Engine) -> None:
-    """Bring the database to the newest migration (a no-op when it is already there)."""
+def upgrade_schema(engine: Engine) -> str | None:
+    """Bring the database to the newest migration, and its rollups to the running configuration
+    (the reporting time zone and the rollup definitions: connectors.rollups.ensure_rollups).
+
+    A no-op when both are there; returns why the rollups were rebuilt, or None. Every process
+    (the app, each CLI command) passes here before it reads.
+    """
     from alembic import command
+
+    from connectors.rollups import stale_reason
 
     try:
         command.upgrade(alembic_config(engine), "head")
+        with engine.connect() as conn:
+            stale = stale_reason(conn)
+    except TraderLensError:
+        raise
     except Exception as exc:
         raise _unavailable(engine.url.render_as_string(hide_password=False), exc) from None
+    if stale is None:
+        return None
+    from connectors.rollups import ensure_rollups
+
+    with engine.begin() as conn, write_lock(conn):
+        return ensure_rollups(conn)  # None when another process rebuilt them meanwhile
 
 
 def schema_revision(engine: Engine) -> str | None:

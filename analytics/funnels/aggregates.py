@@ -23,6 +23,7 @@ from analytics.periods import (
     count_periods,
     index_of,
     index_of_times,
+    local_date,
     period_starts,
 )
 from analytics.reading import reading
@@ -260,8 +261,8 @@ def compute_funnel_trends(engine: Engine, spec: FunnelSpec, *, period: Period = 
         first, last = date_range.start, date_range.end
     elif len(key):
         entries = events.us[(events.smask & 1) != 0]
-        first = pd.Timestamp(int(entries.min()), unit="us").date()
-        last = pd.Timestamp(int(entries.max()), unit="us").date()
+        first = local_date(pd.Timestamp(int(entries.min()), unit="us").to_pydatetime())
+        last = local_date(pd.Timestamp(int(entries.max()), unit="us").to_pydatetime())
     else:
         return pd.DataFrame(columns=TREND_COLUMNS)
     check_report_size(count_periods(first, last, period, week_start), period=period, what="periods")
