@@ -16,6 +16,7 @@ import streamlit as st
 from analytics.filters import FilterOptions, TraderFilter
 from analytics.periods import DateRange
 from components import params
+from connectors.clock import reporting_zone
 
 VIEW_KEY = "global.view"
 PRESETS: dict[str, int | None] = {
@@ -34,7 +35,8 @@ class View:
 
 
 def _today() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
+    """Now, as the reporting time zone's wall time."""
+    return reporting_zone().to_local(datetime.now(UTC).replace(tzinfo=None))
 
 
 def render_global_filters(options: FilterOptions, span: DateRange | None) -> View:
@@ -58,7 +60,7 @@ def render_global_filters(options: FilterOptions, span: DateRange | None) -> Vie
         else:
             end = last
             start = max(first, end - timedelta(days=PRESETS[preset] - 1))
-        st.caption(f"{start:%d %b %Y} – {end:%d %b %Y} (UTC)")
+        st.caption(f"{start:%d %b %Y} – {end:%d %b %Y} ({reporting_zone().name})")
         trader_filter = TraderFilter(
             countries=tuple(params.multiselect(st, "Country", options.countries, key="country",
                                            placeholder="All countries")),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from connectors.clock import BadTimeZone, reporting_zone
+
 # Inline SVG so the brand needs no static files. The wordmark sits on the navy sidebar (light
 # text); the icon alone shows in the header when the sidebar is collapsed.
 _LENS = (
@@ -30,9 +32,23 @@ def render_brand() -> None:
 
 
 def render_connection(backend: str, location: str) -> None:
-    """Which database the app reads (never its credentials), small, at the foot of the sidebar."""
+    """Which database the app reads (never its credentials) and whose days it reports in, small, at
+    the foot of the sidebar of every page."""
     # In a code span a path or host name is shown as it is (no Markdown), once its backticks go.
     st.sidebar.caption(f":material/database: {backend}  \n`{location.replace('`', '')}`")
+    st.sidebar.caption(f":material/schedule: Days, weeks and months in {reporting_zone_label()}",
+                       help="The reporting time zone (TRADERLENS_REPORTING_TZ): it decides which day, week and "
+                            "month every event belongs to. A broker closing its books on server time sets it "
+                            "to that zone, e.g. Europe/Nicosia, or America/New_York+07:00 for the FX day that "
+                            "starts at 17:00 in New York.")
+
+
+def reporting_zone_label() -> str:
+    """The reporting time zone as pages name it: "UTC", "America/New_York (UTC-05:00)"."""
+    try:
+        return reporting_zone().describe()
+    except BadTimeZone:  # the page itself says why (opening the database refuses it)
+        return "a time zone that does not exist"
 
 
 def route_through_app() -> None:
