@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from components import filters, frame, outage, page, params
+from components import filters, frame, navigation, outage, page, params
+from components.navigation import PageSpec
 from server.engine import describe_connection
 
 st.set_page_config(
@@ -14,20 +15,20 @@ st.set_page_config(
 
 frame.render_brand()
 
-# Each page adds its st.Page here when it exists; no placeholder pages.
+# Each page adds its entry here when it exists; no placeholder pages. The first is the default,
+# served at "/" and by its own name ("/overview"); navigation.route answers any other name with a notice.
 pages = {
-    "Executive": [st.Page("pages/overview.py", title="Overview", icon=":material/monitoring:", url_path="overview",
-                          default=True)],
-    "Retention": [st.Page("pages/cohorts.py", title="Cohorts & retention", icon=":material/grid_on:",
-                          url_path="cohorts"),
-                  st.Page("pages/funnels.py", title="Funnels & conversion", icon=":material/filter_alt:",
-                          url_path="funnels"),
-                  st.Page("pages/lifecycle.py", title="Lifecycle", icon=":material/autorenew:", url_path="lifecycle")],
-    "Admin": [st.Page("pages/data.py", title="Data", icon=":material/database:", url_path="data")],
+    "Executive": [PageSpec("pages/overview.py", title="Overview", icon=":material/monitoring:", url_path="overview")],
+    "Retention": [PageSpec("pages/cohorts.py", title="Cohorts & retention", icon=":material/grid_on:",
+                           url_path="cohorts"),
+                  PageSpec("pages/funnels.py", title="Funnels & conversion", icon=":material/filter_alt:",
+                           url_path="funnels"),
+                  PageSpec("pages/lifecycle.py", title="Lifecycle", icon=":material/autorenew:", url_path="lifecycle")],
+    "Admin": [PageSpec("pages/data.py", title="Data", icon=":material/database:", url_path="data")],
 }
 # Navigation is declared before the database is opened: once st.navigation has run, Streamlit
 # stops offering the legacy pages/ auto-discovery even if we stop below.
-chosen = st.navigation({section: entries for section, entries in pages.items() if entries})
+chosen = navigation.route(pages)
 
 frame.render_connection(*describe_connection())
 # Opens and migrates the database once per process; an unreachable one stops here with one message.
