@@ -176,6 +176,17 @@ BETA_FAILED_WITHDRAWAL = 1.8  # a withdrawal was declined in the last 30 days
 BETA_EMPTY = 1.0         # balance below 10 USD
 DRIVER_NAMES = ("losses", "low_engagement", "inactivity", "failed_withdrawal", "empty_balance")
 
+# Traders size positions on their own money: at most this many times their approved deposits is
+# put at risk, so a lucky streak does not compound into positions a retail client never takes.
+RISK_DEPOSITS = 3.0
+
+# Account managers (traders.owner): named managers look after funded traders, the biggest
+# (VIP tiers) with the two senior ones; registered traders without a deposit go to a desk.
+ACCOUNT_MANAGERS = ("Hannah Weber", "Omar Haddad", "Lucia Romano", "Daniel Okoye", "Priya Nair",
+                    "Marek Zielinski")
+SENIOR_MANAGERS = ACCOUNT_MANAGERS[:2]
+RETENTION_DESK = "Retention desk"
+
 
 @dataclass
 class SimulatedBroker:
@@ -273,10 +284,16 @@ def _people(rng: np.random.Generator, config: SimulationConfig, start_s: int, en
     is_lead_only = rng.random(n) < 0.15
     lead_s = np.where(rng.random(n) < 0.45, reg_s - rng.exponential(2 * DAY, n).astype(np.int64), reg_s)
     lead_s = np.maximum(lead_s, start_s)
+    # The platform and the live account's leverage are known before the first trade: a position's
+    # size is bounded by equity x leverage, and cTrader's commission is part of the client's equity.
+    plat_p = np.array([p.platforms for p in PERSONAS])[persona]
+    platform = np.minimum((rng.random(n)[:, None] > np.cumsum(plat_p, axis=1)).sum(axis=1), 2)
+    esma = np.array([c[5] for c in COUNTRIES])[country]
+    leverage = np.where(esma, 30, rng.choice([100, 200, 300, 500], n, p=(0.3, 0.3, 0.2, 0.2)))
     return {
         "n": n, "reg_s": reg_s, "lead_s": lead_s, "registered": ~is_lead_only, "country": country,
         "offset_h": offset_h, "channel": channel, "affiliate": affiliate, "aff_quality": aff_quality,
-        "persona": persona,
+        "persona": persona, "platform": platform, "leverage": leverage,
     }
 
 
@@ -394,11 +411,20 @@ def _trading_lives(rng: np.random.Generator, config: SimulationConfig, people: d
     never_trades = rng.random(m) < 0.06
     ftd_s = funnel["ftd_s"][dep]
     ftd_day = (ftd_s - start_s) // DAY
-    ftd_amt = np.round(np.clip(par["ftd_median_usd"] * rng.lognormal(0, 0.7, m), 50, 250_000), 2)
+    usd_per = _usd_per(people["country"][dep])
+    ftd_amt = _cents(np.clip(par["ftd_median_usd"] * rng.lognormal(0, 0.7, m), 50, 250_000), usd_per)
     bonus_hunter = PERSONA_NAMES.index("bonus_hunter") == P
+    raw_spread = people["platform"][dep] == 2  # cTrader raw-spread accounts pay a commission
+    acc_leverage = people["leverage"][dep].astype(float)
 
+    # ``balance`` is what a trader may put at risk: approved money in and out, the P&L of closed
+    # positions from the day after the close, and the loss of every position from the moment it
+    # opens. It never exceeds the ledger's equity (approved deposits + bonuses - withdrawals - bonus
+    # cancellations + the client P&L of positions closed so far), so a position sized within
+    # balance x the account's leverage is within equity x leverage whenever it opens.
     balance = ftd_amt.copy()
     cum_dep = ftd_amt.copy()
+    gains: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}  # day -> (trader, gain) settled that day
     realised = np.zeros(m)  # client P&L incl. costs
     sess30 = np.zeros(m, dtype=np.int64)
     last_session_day = ftd_day.copy()
@@ -413,7 +439,7 @@ def _trading_lives(rng: np.random.Generator, config: SimulationConfig, people: d
     ev.add("txn", trader=dep, ts=ftd_s, kind=np.full(m, "deposit", dtype=object),
            status=np.full(m, "approved", dtype=object), usd=ftd_amt)
     gets_bonus = bonus_hunter | (rng.random(m) < 0.08)
-    bonus_amt = np.round(ftd_amt * np.where(bonus_hunter, 1.0, 0.3), 2)
+    bonus_amt = _cents(ftd_amt * np.where(bonus_hunter, 1.0, 0.3), usd_per)
     ev.add("txn", trader=dep[gets_bonus], ts=ftd_s[gets_bonus] + 5,
            kind=np.full(gets_bonus.sum(), "bonus", dtype=object),
            status=np.full(gets_bonus.sum(), "approved", dtype=object), usd=bonus_amt[gets_bonus])
@@ -432,6 +458,9 @@ def _trading_lives(rng: np.random.Generator, config: SimulationConfig, people: d
     for d in range(config.days):
         if d % 20 == 0:
             progress("trading lives", 0.15 + 0.7 * d / config.days)
+        if settled := gains.pop(d, None):
+            balance += np.bincount(np.concatenate([w for w, _ in settled]),
+                                   weights=np.concatenate([g for _, g in settled]), minlength=m)
         started = (ftd_day <= d)
         idx = np.flatnonzero(started & alive)
         # Reactivation: churned traders come back with a small hazard for half a year.
@@ -460,118 +489,23 @@ def _trading_lives(rng: np.random.Generator, config: SimulationConfig, people: d
         sess30[idx] += np.where(tenure < 30, n_sess, 0)
         s_tr = np.repeat(idx, n_sess)
         local_h = np.mod(rng.normal(np.where(rng.random(len(s_tr)) < 0.55, 20.5, 9.5), 2.2), 24)
-        s_start = day_s + ((local_h - offset_h[s_tr]) * 3600).astype(np.int64)
+        # Wrapped into the UTC day, so a day's trades and money all fall inside it: the balance a
+        # position is sized on is then the ledger's at some moment of that day.
+        s_start = day_s + np.mod(((local_h - offset_h[s_tr]) * 3600).astype(np.int64), DAY)
         s_start = np.where(s_start <= ftd_s[s_tr], ftd_s[s_tr] + rng.integers(60, 3600, len(s_tr)), s_start)
         s_dur = _lognormal_delay(rng, 900, 0.9, len(s_tr)) + 30
         surface = (rng.random(len(s_tr))[:, None] > np.cumsum(surf_p[s_tr], axis=1)).sum(axis=1)
         ev.add("session", trader=dep[s_tr], ts=s_start, duration=s_dur, surface=np.minimum(surface, 2))
 
-        # Trades: during sessions (expert advisors trade on their own on weekdays).
-        tps = par["trades_per_session"][idx] * engagement[idx] ** 0.5
-        # At the weekend only crypto trades; personas trade it as much as it is in their mix.
-        n_tr = rng.poisson(tps * n_sess * (mix[idx, 1] if weekend else 1.0))
-        expert = par["expert"][idx].astype(bool)
-        if not weekend:
-            n_tr = np.where(expert, rng.poisson(ALGO_TRADES_PER_DAY * engagement[idx] ** 0.5), n_tr)
-        n_tr = np.where(never_trades[idx] | (balance[idx] < 5), 0, n_tr)
-        t_loc = np.repeat(np.arange(len(idx)), n_tr)
-        t_tr = idx[t_loc]
-        k = len(t_tr)
-        if k:
-            # Anchor each trade in one of that trader's sessions of the day.
-            first_sess = np.concatenate(([0], np.cumsum(n_sess)[:-1]))
-            pick = first_sess[t_loc] + (rng.random(k) * np.maximum(n_sess[t_loc], 1)).astype(np.int64)
-            pick = np.minimum(pick, max(len(s_start) - 1, 0))
-            anchor = np.where(n_sess[t_loc] > 0, s_start[pick] if len(s_start) else day_s, day_s)
-            anchor = np.where(expert[t_loc], day_s + rng.integers(0, DAY, k), anchor)
-            t_open = np.maximum(anchor + rng.integers(5, 600, k), ftd_s[t_tr] + 30)
-            asset = (rng.random(k)[:, None] > np.cumsum(mix[t_tr], axis=1)).sum(axis=1)
-            asset = np.minimum(asset, 4)
-            if weekend:  # only crypto trades at the weekend
-                asset[:] = 1
-            sym = np.empty(k, dtype=np.int64)
-            for a in range(5):
-                sel = asset == a
-                if sel.any():
-                    sym[sel] = rng.choice(by_asset[a], sel.sum())
-            hold = np.maximum(
-                (par["hold_median_s"][t_tr] * np.exp(par["hold_sigma"][t_tr] * rng.standard_normal(k))),
-                3).astype(np.int64)
-            # Size: notional as a multiple of balance (effective leverage), capped for ESMA clients.
-            lev = lev_med[t_tr] * np.exp(lev_sig[t_tr] * rng.standard_normal(k))
-            lev = np.where(esma[t_tr], np.minimum(lev, 25.0), lev)
-            day_frac = (t_open - day_s) / DAY
-            price = paths[sym, d] * (1 + sym_vol[sym] * np.sqrt(np.clip(day_frac, 0, 1)) * 0.3
-                                     * rng.standard_normal(k))
-            unit_usd = sym_contract[sym] * price * sym_quote_usd[sym]
-            lots = np.maximum(np.round(balance[t_tr] * lev / unit_usd, 2), 0.01)
-            notional = lots * unit_usd
-            ret = (par["edge"][t_tr] - sym_spread[sym]
-                   + sym_vol[sym] * np.sqrt(hold / DAY) * rng.standard_normal(k))
-            side = np.where(rng.random(k) < 0.58, 1, -1)
-            profit = np.round(notional * ret, 2)
-            nights = hold // DAY
-            swap = -np.round(notional * 0.00008 * nights, 2)
-            commission = np.zeros(k)
-            # Stop-out: a trader cannot lose more than the balance (negative balance protection).
-            day_pnl = np.bincount(t_loc, weights=profit + swap + commission, minlength=len(idx))
-            short = balance[idx] + day_pnl < 0
-            stop = np.zeros(k, dtype=bool)
-            if short.any():
-                order = np.lexsort((profit, t_loc))  # worst trade first within each trader
-                first_of = np.concatenate(([True], t_loc[order][1:] != t_loc[order][:-1]))
-                worst = order[first_of]
-                worst = worst[short[t_loc[worst]]]
-                stop[worst] = True
-                excess = balance[idx] + day_pnl
-                profit[worst] = np.round(profit[worst] - excess[t_loc[worst]], 2)
-                day_pnl = np.bincount(t_loc, weights=profit + swap + commission, minlength=len(idx))
-            realised[idx] += day_pnl
-            balance[idx] = np.maximum(balance[idx] + day_pnl, 0)
-            reason = np.where(stop, 3, np.where(
-                ret < -sym_vol[sym] * 0.5 * np.sqrt(hold / DAY),
-                np.where(rng.random(k) < 0.45, 1, 0),
-                np.where(ret > sym_vol[sym] * 0.5 * np.sqrt(hold / DAY), np.where(rng.random(k) < 0.4, 2, 0), 0)))
-            channel = np.where(expert[t_loc], 3, rng.choice(3, k, p=(0.5, 0.2, 0.3)))
-            t_close = t_open + hold
-            close_price = price * (1 + side * ret)
-            ok = t_close < end_s
-            ev.add("trade", trader=dep[t_tr][ok], opened=t_open[ok], closed=t_close[ok], sym=sym[ok],
-                   side=side[ok], lots=lots[ok], notional=np.round(notional[ok], 2),
-                   open_price=np.round(price[ok], 5), close_price=np.round(close_price[ok], 5),
-                   profit=profit[ok], swap=swap[ok], commission=commission[ok],
-                   lev=np.round(notional[ok] / np.maximum(balance[t_tr][ok] + 1e-9, 1.0), 2),
-                   reason=reason[ok], channel=channel[ok])
-
-        # Redeposits: more likely after the balance has been eaten by losses.
-        low = balance[idx] < 0.2 * cum_dep[idx]
-        p_dep = par["redeposit_per_day"][idx] * engagement[idx] ** 0.5 * np.where(low, 3.0, 1.0) * has
-        dep_now = rng.random(len(idx)) < p_dep
-        di = idx[dep_now]
-        if len(di):
-            amt = np.round(np.clip(par["ftd_median_usd"][di] * 0.8 * rng.lognormal(0, 0.6, len(di)), 20, 250_000), 2)
-            ts = day_s + rng.integers(0, DAY, len(di))
-            ts = np.maximum(ts, ftd_s[di] + 600)
-            ev.add("portal", trader=dep[di], ts=ts - rng.integers(60, 900, len(di)),
-                   event=np.full(len(di), "deposit_page_view", dtype=object),
-                   props=np.full(len(di), json.dumps({"step": "cashier"}), dtype=object))
-            declined = rng.random(len(di)) < 0.08
-            ev.add("txn", trader=dep[di][declined], ts=ts[declined] - 120,
-                   kind=np.full(declined.sum(), "deposit", dtype=object),
-                   status=np.full(declined.sum(), "declined", dtype=object), usd=amt[declined])
-            ev.add("txn", trader=dep[di], ts=ts, kind=np.full(len(di), "deposit", dtype=object),
-                   status=np.full(len(di), "approved", dtype=object), usd=amt)
-            balance[di] += amt
-            cum_dep[di] += amt
-
-        # Withdrawals: cash out profits; bonus hunters cash out early. Some requests fail.
+        # Withdrawals: cash out profits; bonus hunters cash out early. Some requests fail. They come
+        # before the day's trading, which then has only what is left.
         in_profit = balance[idx] > 1.3 * cum_dep[idx]
         p_wd = par["withdraw_per_day"][idx] * np.where(in_profit, 4.0, 0.4) * has
         p_wd = np.where(bonus_hunter[idx] & (tenure < 14), 0.15, p_wd)
         wd_now = (rng.random(len(idx)) < p_wd) & (balance[idx] > 20)
         wi = idx[wd_now]
         if len(wi):
-            amt = np.round(balance[wi] * rng.uniform(0.3, 0.95, len(wi)), 2)
+            amt = _cents(balance[wi] * rng.uniform(0.3, 0.95, len(wi)), usd_per[wi])
             ts = np.maximum(day_s + rng.integers(0, DAY, len(wi)), ftd_s[wi] + 900)
             failed = rng.random(len(wi)) < np.where(bonus_hunter[wi], 0.3, 0.07)
             ev.add("portal", trader=dep[wi], ts=ts - rng.integers(60, 600, len(wi)),
@@ -585,12 +519,140 @@ def _trading_lives(rng: np.random.Generator, config: SimulationConfig, people: d
             forfeit = wi[~failed & gets_bonus[wi] & ~bonus_cancelled[wi] & (tenure[wd_now] < 30)]
             if len(forfeit):
                 bonus_cancelled[forfeit] = True
-                take = np.minimum(bonus_amt[forfeit], balance[forfeit])
+                take = _cents(np.minimum(bonus_amt[forfeit], np.floor(balance[forfeit] * 100) / 100),
+                              usd_per[forfeit])
                 ev.add("txn", trader=dep[forfeit], ts=np.maximum(day_s + rng.integers(0, DAY, len(forfeit)),
                                                                  ftd_s[forfeit] + 900),
                        kind=np.full(len(forfeit), "bonus_cancel", dtype=object),
-                       status=np.full(len(forfeit), "approved", dtype=object), usd=np.round(take, 2))
+                       status=np.full(len(forfeit), "approved", dtype=object), usd=take)
                 balance[forfeit] -= take
+
+        # Trades: during sessions (expert advisors trade on their own on weekdays).
+        tps = par["trades_per_session"][idx] * engagement[idx] ** 0.5
+        # At the weekend only crypto trades; personas trade it as much as it is in their mix.
+        n_tr = rng.poisson(tps * n_sess * (mix[idx, 1] if weekend else 1.0))
+        expert = par["expert"][idx].astype(bool)
+        if not weekend:
+            n_tr = np.where(expert, rng.poisson(ALGO_TRADES_PER_DAY * engagement[idx] ** 0.5), n_tr)
+        n_tr = np.where(never_trades[idx] | (balance[idx] < 5), 0, n_tr)
+        last_open = np.zeros(len(idx), dtype=np.int64)  # the day's latest opening per trader
+        if n_tr.sum():
+            t_loc = np.repeat(np.arange(len(idx)), n_tr)
+            k = len(t_loc)
+            # Anchor each trade in one of that trader's sessions of the day.
+            first_sess = np.concatenate(([0], np.cumsum(n_sess)[:-1]))
+            pick = first_sess[t_loc] + (rng.random(k) * np.maximum(n_sess[t_loc], 1)).astype(np.int64)
+            pick = np.minimum(pick, max(len(s_start) - 1, 0))
+            anchor = np.where(n_sess[t_loc] > 0, s_start[pick] if len(s_start) else day_s, day_s)
+            anchor = np.where(expert[t_loc], day_s + rng.integers(0, DAY, k), anchor)
+            t_open = np.minimum(np.maximum(anchor + rng.integers(5, 600, k), ftd_s[idx[t_loc]] + 30),
+                                day_s + DAY - 1)
+            # Each trader's positions in the order they open: each is sized on what the ones before left.
+            order = np.lexsort((t_open, t_loc))
+            t_loc, t_open = t_loc[order], t_open[order]
+            t_tr = idx[t_loc]
+            asset = (rng.random(k)[:, None] > np.cumsum(mix[t_tr], axis=1)).sum(axis=1)
+            asset = np.minimum(asset, 4)
+            if weekend:  # only crypto trades at the weekend
+                asset[:] = 1
+            sym = np.empty(k, dtype=np.int64)
+            for a in range(5):
+                sel = asset == a
+                if sel.any():
+                    sym[sel] = rng.choice(by_asset[a], sel.sum())
+            hold = np.maximum(
+                (par["hold_median_s"][t_tr] * np.exp(par["hold_sigma"][t_tr] * rng.standard_normal(k))),
+                3).astype(np.int64)
+            # Effective leverage (notional / what the trader puts at risk), capped for ESMA clients
+            # and never above the account's leverage.
+            lev = lev_med[t_tr] * np.exp(lev_sig[t_tr] * rng.standard_normal(k))
+            lev = np.minimum(np.where(esma[t_tr], np.minimum(lev, 25.0), lev), acc_leverage[t_tr])
+            day_frac = (t_open - day_s) / DAY
+            price = paths[sym, d] * (1 + sym_vol[sym] * np.sqrt(np.clip(day_frac, 0, 1)) * 0.3
+                                     * rng.standard_normal(k))
+            unit_usd = sym_contract[sym] * price * sym_quote_usd[sym]
+            ret = (par["edge"][t_tr] - sym_spread[sym]
+                   + sym_vol[sym] * np.sqrt(hold / DAY) * rng.standard_normal(k))
+            side = np.where(rng.random(k) < 0.58, 1, -1)
+            nights = hold // DAY
+            # Raw-spread cTrader accounts pay 7 USD per lot round turn on FX and metals.
+            costed = raw_spread[t_tr] & np.isin(sym_asset[sym], [0, 3])
+            lots, profit, swap, commission, at_risk = (np.zeros(k) for _ in range(5))
+            stop = np.zeros(k, dtype=bool)
+            starts = np.flatnonzero(np.concatenate(([True], t_loc[1:] != t_loc[:-1])))
+            sizes = np.diff(np.append(starts, k))
+            for r in range(int(sizes.max())):
+                sel = starts[sizes > r] + r  # every trader's r-th position of the day
+                g = t_tr[sel]
+                # Traders size on their own money: winnings beyond RISK_DEPOSITS x their deposits are
+                # not put at risk. A cent of headroom keeps rounding inside the limit.
+                risk = np.maximum(np.minimum(balance[g], RISK_DEPOSITS * cum_dep[g]) - 0.01, 0)
+                size = np.floor(risk * lev[sel] / unit_usd[sel] * 100) / 100  # whole hundredths of a lot, down
+                size = np.where(size >= 0.01, size, 0.0)  # too little equity for the smallest position
+                notional = size * unit_usd[sel]
+                p = np.round(notional * ret[sel], 2)
+                sw = -np.round(notional * 0.00008 * nights[sel], 2)
+                cm = np.where(costed[sel], -np.round(7.0 * size, 2), 0.0)
+                # Stop-out: a position is closed before it loses more than the balance (negative
+                # balance protection).
+                out = (size > 0) & (balance[g] + p + sw + cm < 0)
+                p = np.where(out, np.ceil((-balance[g] - sw - cm) * 100) / 100, p)
+                balance[g] += np.minimum(p + sw + cm, 0)
+                lots[sel], profit[sel], swap[sel], commission[sel], stop[sel], at_risk[sel] = size, p, sw, cm, out, risk
+            traded = lots > 0
+            pnl = profit + swap + commission
+            realised[idx] += np.bincount(t_loc, weights=pnl, minlength=len(idx))
+            t_close = t_open + hold
+            # A gain reaches the balance on the day after the position closes.
+            settle = (t_close - start_s) // DAY + 1
+            won = np.flatnonzero((pnl > 0) & (settle < config.days))
+            if len(won):
+                won = won[np.argsort(settle[won], kind="stable")]
+                days_, first_of = np.unique(settle[won], return_index=True)
+                for day_, part in zip(days_, np.split(won, first_of[1:]), strict=True):
+                    gains.setdefault(int(day_), []).append((t_tr[part], pnl[part]))
+            np.maximum.at(last_open, t_loc[traded], t_open[traded])
+            notional = lots * unit_usd
+            reason = np.where(stop, 3, np.where(
+                ret < -sym_vol[sym] * 0.5 * np.sqrt(hold / DAY),
+                np.where(rng.random(k) < 0.45, 1, 0),
+                np.where(ret > sym_vol[sym] * 0.5 * np.sqrt(hold / DAY), np.where(rng.random(k) < 0.4, 2, 0), 0)))
+            channel = np.where(expert[t_loc], 3, rng.choice(3, k, p=(0.5, 0.2, 0.3)))
+            close_price = price * (1 + side * ret)
+            ok = traded & (t_close < end_s)
+            ev.add("trade", trader=dep[t_tr][ok], opened=t_open[ok], closed=t_close[ok], sym=sym[ok],
+                   side=side[ok], lots=lots[ok], notional=np.round(notional[ok], 2),
+                   open_price=np.round(price[ok], 5), close_price=np.round(close_price[ok], 5),
+                   profit=profit[ok], swap=swap[ok], commission=commission[ok],
+                   lev=np.round(notional[ok] / np.maximum(at_risk[ok], 1.0), 2),
+                   reason=reason[ok], channel=channel[ok])
+
+        # Redeposits: more likely after the balance has been eaten by losses.
+        low = balance[idx] < 0.2 * cum_dep[idx]
+        p_dep = par["redeposit_per_day"][idx] * engagement[idx] ** 0.5 * np.where(low, 3.0, 1.0) * has
+        dep_now = rng.random(len(idx)) < p_dep
+        di = idx[dep_now]
+        if len(di):
+            amt = _cents(np.clip(par["ftd_median_usd"][di] * 0.8 * rng.lognormal(0, 0.6, len(di)), 20, 250_000),
+                         usd_per[di])
+            ts = day_s + rng.integers(0, DAY, len(di))
+            ts = np.minimum(np.maximum(ts, ftd_s[di] + 600), day_s + DAY - 1)  # credited from tomorrow on
+            ev.add("portal", trader=dep[di], ts=ts - rng.integers(60, 900, len(di)),
+                   event=np.full(len(di), "deposit_page_view", dtype=object),
+                   props=np.full(len(di), json.dumps({"step": "cashier"}), dtype=object))
+            declined = rng.random(len(di)) < 0.08
+            ev.add("txn", trader=dep[di][declined], ts=ts[declined] - 120,
+                   kind=np.full(declined.sum(), "deposit", dtype=object),
+                   status=np.full(declined.sum(), "declined", dtype=object), usd=amt[declined])
+            # A few deposits of the last two hours are still pending at the PSP, and a few are
+            # charged back; neither ever reaches the balance.
+            status = np.where((ts > end_s - 2 * 3600) & (rng.random(len(di)) < 0.5), "pending",
+                              np.where(rng.random(len(di)) < 0.004, "reversed", "approved")).astype(object)
+            ev.add("txn", trader=dep[di], ts=ts, kind=np.full(len(di), "deposit", dtype=object),
+                   status=status, usd=amt)
+            credited = status == "approved"
+            balance[di[credited]] += amt[credited]
+            cum_dep[di[credited]] += amt[credited]
 
         # Engagement content: education and promotions seen in sessions.
         edu = has & (rng.random(len(idx)) < 0.04)
@@ -628,16 +690,31 @@ def _trading_lives(rng: np.random.Generator, config: SimulationConfig, people: d
             # Some leavers take their money with them on the way out.
             out = gi[(balance[gi] > 50) & (rng.random(len(gi)) < 0.45)]
             if len(out):
-                ts = np.maximum(day_s + rng.integers(0, DAY, len(out)), ftd_s[out] + 900)
+                # After the day's last opening: the positions opened that day had the money.
+                ts = np.maximum(np.maximum(day_s + rng.integers(0, DAY, len(out)), ftd_s[out] + 900),
+                                last_open[np.searchsorted(idx, out)] + 60)
+                amt = _cents(np.floor(balance[out] * 100) / 100, usd_per[out])
                 ev.add("txn", trader=dep[out], ts=ts, kind=np.full(len(out), "withdrawal", dtype=object),
-                       status=np.full(len(out), "approved", dtype=object), usd=np.round(balance[out], 2))
-                balance[out] = 0
+                       status=np.full(len(out), "approved", dtype=object), usd=amt)
+                balance[out] -= amt
 
     progress("trading lives", 0.85)
     return {"dep": dep, "engagement": engagement, "sess30": sess30, "churned_day": churned_day,
             "driver": driver, "driver_terms": driver_terms, "reactivated_day": reactivated_day,
             "cum_dep": cum_dep, "balance": balance, "realised": realised, "ftd_amt": ftd_amt,
             "alive": alive, "start_s": start_s}
+
+
+def _usd_per(country: np.ndarray) -> np.ndarray:
+    """USD per unit of each trader's account currency (their country's)."""
+    return np.array([USD_PER[c[4]] for c in COUNTRIES])[country]
+
+
+def _cents(usd: np.ndarray, usd_per: np.ndarray) -> np.ndarray:
+    """The USD amount the ledger records for ``usd``: whole cents of the account currency, then
+    whole cents of USD (as :func:`_assemble` writes them), so the balance the simulation keeps is
+    the ledger's to the cent."""
+    return np.round(np.round(usd / usd_per, 2) * usd_per, 2)
 
 
 def _to_ts(seconds: np.ndarray) -> np.ndarray:
@@ -664,6 +741,13 @@ def _assemble(rng: np.random.Generator, config: SimulationConfig, people: dict, 
     net = np.bincount(t_trader, weights=signed, minlength=n)
     vip = np.select([net >= 100_000, net >= 20_000, net >= 5_000], ["platinum", "gold", "silver"], "")
     vip = np.where(vip == "", None, vip).astype(object)
+    # Account managers: funded traders get a named one (VIPs a senior one), registered traders who
+    # never deposited the retention desk, leads nobody.
+    funded = funnel["ftd"]
+    managers = np.array(ACCOUNT_MANAGERS, dtype=object)
+    owner = np.where(vip != None, managers[rng.integers(0, len(SENIOR_MANAGERS), n)],  # noqa: E711
+                     managers[rng.integers(len(SENIOR_MANAGERS), len(ACCOUNT_MANAGERS), n)])
+    owner = np.where(funded, owner, np.where(reg, RETENTION_DESK, None)).astype(object)
 
     first = np.array(FIRST_NAMES, dtype=object)[rng.integers(0, len(FIRST_NAMES), n)]
     last = np.array(LAST_NAMES, dtype=object)[rng.integers(0, len(LAST_NAMES), n)]
@@ -700,6 +784,7 @@ def _assemble(rng: np.random.Generator, config: SimulationConfig, people: dict, 
         "kyc_status": np.where(reg, kyc_status, "none").astype(object),
         "kyc_approved_at": pd.Series(_to_ts(funnel["approved_s"])).where(funnel["approved"]),
         "vip_tier": vip,
+        "owner": owner,
         "is_test": is_test,
         "is_blocked": rng.random(n) < 0.005,
         "consent_email": rng.random(n) < 0.85,
@@ -710,10 +795,7 @@ def _assemble(rng: np.random.Generator, config: SimulationConfig, people: dict, 
     })
 
     # Accounts: an optional demo at registration, a live account at KYC approval.
-    plat_p = np.array([p.platforms for p in PERSONAS])[persona]
-    platform = np.minimum((rng.random(n)[:, None] > np.cumsum(plat_p, axis=1)).sum(axis=1), 2)
-    esma = np.array([c[5] for c in COUNTRIES])[people["country"]]
-    leverage = np.where(esma, 30, rng.choice([100, 200, 300, 500], n, p=(0.3, 0.3, 0.2, 0.2)))
+    platform, leverage = people["platform"], people["leverage"]
     demo = reg & (rng.random(n) < 0.5)
     live = funnel["approved"]
     acc_owner = np.concatenate([ids[live], ids[demo]])
@@ -766,16 +848,6 @@ def _assemble(rng: np.random.Generator, config: SimulationConfig, people: dict, 
     t_trader, t_ts, t_kind, t_status, t_usd = (a[keep] for a in (t_trader, t_ts, t_kind, t_status, t_usd))
     order = np.lexsort((t_ts, t_trader))
     t_trader, t_ts, t_kind, t_status, t_usd = (a[order] for a in (t_trader, t_ts, t_kind, t_status, t_usd))
-    # A few recent redeposits are still pending at the PSP and a few were charged back. The FTD
-    # keeps its status: the trader traded on it, and the funnel stays in order.
-    approved_dep = (t_kind == "deposit") & (t_status == "approved")
-    dep_pos = np.flatnonzero(approved_dep)
-    is_ftd = np.zeros(len(t_ts), dtype=bool)
-    is_ftd[dep_pos[np.unique(t_trader[dep_pos], return_index=True)[1]]] = True
-    later = approved_dep & ~is_ftd
-    t_status = np.where(later & (t_ts > end_s - 2 * 3600) & (rng.random(len(t_ts)) < 0.5), "pending",
-                        t_status).astype(object)
-    t_status = np.where(later & (rng.random(len(t_ts)) < 0.004), "reversed", t_status).astype(object)
     txn_id = np.arange(1, len(order) + 1)
     t_ccy = currency[t_trader]
     t_amount = np.round(t_usd / usd_per[t_trader], 2)
@@ -803,10 +875,6 @@ def _assemble(rng: np.random.Generator, config: SimulationConfig, people: dict, 
     sym = tr["sym"][order]
     owner = tr["trader"][order]
     lots = tr["lots"][order]
-    plat_owner = platform[owner]
-    # Raw-spread cTrader accounts pay 7 USD per lot round turn on FX and metals.
-    commission = np.where((plat_owner == 2) & np.isin(np.array([s[1] for s in SYMBOLS])[sym], [0, 3]),
-                          -np.round(7.0 * lots, 2), 0.0)
     trades = pd.DataFrame({
         "trade_id": trade_id,
         "account_id": live_account[owner],
@@ -822,7 +890,7 @@ def _assemble(rng: np.random.Generator, config: SimulationConfig, people: dict, 
         "open_price": tr["open_price"][order],
         "close_price": tr["close_price"][order],
         "profit_usd": tr["profit"][order],
-        "commission_usd": commission,
+        "commission_usd": tr["commission"][order],
         "swap_usd": tr["swap"][order],
         "leverage_used": tr["lev"][order],
         "close_reason": pd.Categorical.from_codes(tr["reason"][order], ["client", "sl", "tp", "stop_out"]),

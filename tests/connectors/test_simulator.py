@@ -14,7 +14,16 @@ import sqlalchemy as sa
 from connectors import schema
 from connectors.database import table_counts
 from connectors.errors import DatabaseNotEmpty
-from connectors.simulator import PERSONA_NAMES, SimulationConfig, seed_database, simulate, truth_traders
+from connectors.simulator import (
+    ACCOUNT_MANAGERS,
+    PERSONA_NAMES,
+    RETENTION_DESK,
+    SENIOR_MANAGERS,
+    SimulationConfig,
+    seed_database,
+    simulate,
+    truth_traders,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 END = date(2026, 12, 1)
@@ -144,6 +153,65 @@ def test_churn_follows_its_true_drivers(broker, facts):
     churned = depositors.churned_at.notna()
     assert churned[depositors.index.isin(failed)].mean() > churned.mean()
     assert depositors.reactivated_at.notna().sum() > 0
+
+
+def _equity_at_openings(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Every trade with the ledger's equity when it opened and its account's leverage.
+
+    Equity = approved deposits + bonuses - approved withdrawals - bonus cancellations (up to the
+    opening, inclusive) + client P&L (profit + commission + swap) of the trades closed by then.
+    """
+    txn = tables["transactions"].query("status == 'approved'")
+    sign = txn.kind.map({"deposit": 1, "bonus": 1, "withdrawal": -1, "bonus_cancel": -1}).fillna(0)
+    trades = tables["trades"]
+    moves = pd.concat([
+        pd.DataFrame({"trader_id": txn.trader_id, "at": txn.created_at, "delta": sign * txn.amount_usd.abs()}),
+        pd.DataFrame({"trader_id": trades.trader_id, "at": trades.closed_at,
+                      "delta": trades.profit_usd + trades.commission_usd + trades.swap_usd}),
+    ]).sort_values("at", kind="stable")
+    moves["equity"] = moves.groupby("trader_id").delta.cumsum()
+    moves = moves.groupby(["trader_id", "at"], as_index=False).equity.last().sort_values("at")
+    opened = trades[["trade_id", "trader_id", "account_id", "opened_at", "notional_usd"]].sort_values("opened_at")
+    opened = pd.merge_asof(opened, moves, left_on="opened_at", right_on="at", by="trader_id")
+    leverage = tables["accounts"].set_index("account_id").leverage
+    return opened.assign(equity=opened.equity.fillna(0.0), leverage=opened.account_id.map(leverage))
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_no_position_opens_beyond_equity_times_leverage(seed):
+    tables = simulate(SimulationConfig(traders=4_000, days=548, seed=seed, end=END)).tables
+    opened = _equity_at_openings(tables)
+
+    assert len(opened) > 100_000 and opened.leverage.notna().all()
+    over = opened[opened.notional_usd > opened.equity * opened.leverage]
+    assert over.empty, over.head()
+
+
+def test_a_depositor_is_never_most_of_the_volume_and_losses_stop_out(broker):
+    trades = broker.tables["trades"]
+    deposits = (broker.tables["transactions"].query("kind == 'deposit' and status == 'approved'")
+                .groupby("trader_id").amount_usd.sum())
+    volume = trades.groupby("trader_id").notional_usd.sum()
+    assert volume.max() / volume.sum() < 0.05
+    # Positions are sized on at most 3x the trader's deposits, at most 1:500.
+    assert (volume / deposits.reindex(volume.index)).max() < 100_000
+    stopped = trades[trades.close_reason == "stop_out"]
+    assert 0 < len(stopped) < 0.02 * len(trades)
+    assert (stopped.profit_usd < 0).all()
+
+
+def test_owners_are_account_managers_for_the_funded_a_desk_for_the_others_and_none_for_leads(broker, facts):
+    traders = broker.tables["traders"].set_index("trader_id")
+    funded = traders.index.isin(facts["ftd"].index)
+    leads = traders.registered_at.isna()
+    assert traders.owner[leads].isna().all()
+    assert (traders.owner[~leads & ~funded] == RETENTION_DESK).all()
+    managed = traders.owner[funded]
+    assert set(managed) == set(ACCOUNT_MANAGERS)
+    loads = managed.value_counts()
+    assert loads.min() > 0.02 * len(managed)  # each manager has a real book (seniors: the VIPs)
+    vip = traders.vip_tier[funded].notna()
+    assert vip.any() and managed[vip.to_numpy()].isin(SENIOR_MANAGERS).all()
 
 
 def test_most_retail_accounts_lose_money(broker):
