@@ -26,6 +26,8 @@ MUTED = "#8a97a6"
 ACCENT = "#e69f00"
 COHORT_LINE = "rgba(11, 110, 121, 0.22)"
 SIZE_FILL = "#f2f5f8"
+UNFINISHED_OPACITY = 0.4  # an unfinished cell, drawn pale as Overview and Lifecycle draw partial periods
+UNFINISHED_MARK = "*"  # after an unfinished cell's number, in the heatmap and the table
 # The theme's sequential teal, lightest first; an unobserved cell stays blank.
 SEQUENTIAL = ["#e6f4f3", "#c7e6e4", "#a2d4d2", "#78bfbf", "#4fa8aa", "#2e9096", "#157882", "#0b6e79",
               "#0a5563", "#0b3c4d"]
@@ -65,25 +67,50 @@ def _cells(result: RetentionResult) -> tuple[np.ndarray, np.ndarray]:
     return counts, percent
 
 
+def _included(result: RetentionResult, include_unfinished: bool) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_cells` with unfinished cells blanked too, unless ``include_unfinished``: what the curves
+    draw, as :meth:`RetentionResult.average` averages."""
+    counts, percent = _cells(result)
+    if include_unfinished:
+        return counts, percent
+    final = result.complete().to_numpy()
+    return np.where(final, counts, np.nan), np.where(final, percent, np.nan)
+
+
+def unfinished_note(result: RetentionResult) -> str:
+    """Why a cell is unfinished, for a tooltip: '… the week is not over (data to 06 Dec 2026)'."""
+    end = f" (data to {result.data_end:%d %b %Y})" if result.data_end is not None else ""
+    return f"Unfinished: the {PERIOD_NAMES[result.spec.period].lower()} is not over{end}, so it can still rise"
+
+
 @memoised_figure
 def retention_heatmap(result: RetentionResult, *, show: Show = "percent") -> alt.LayerChart:
-    """Cohort sizes in a first column, then % retained per period (colour) with counts or % as text."""
+    """Cohort sizes in a first column, then % retained per period (colour) with counts or % as text.
+    Unfinished cells (a period not over at the data's end) are pale, marked * and say so in the tooltip."""
     period = result.spec.period
     labels = cohort_labels(result)
     names = [column_label(period, k) for k in result.columns]
     counts, percent = _cells(result)
     sizes = result.counts["size"].to_numpy()
+    unfinished = result.unfinished().to_numpy()
     n_rows, n_cols = percent.shape
     observed = ~np.isnan(percent)
     rows, cols = np.nonzero(observed)
+    note = unfinished_note(result)
     cells = pd.DataFrame({
         "cohort": np.asarray(labels, dtype=object)[rows], "column": np.asarray(names, dtype=object)[cols],
         "percent": percent[rows, cols], "count": counts[rows, cols], "size": sizes[rows],
+        "unfinished": unfinished[rows, cols],
     })
-    cells["text"] = ([f"{p:.1f}%" for p in cells["percent"]] if show == "percent"
-                     else [f"{c:,.0f}" for c in cells["count"]])
+    cells["status"] = np.where(cells["unfinished"], note, "Final")
+    mark = np.where(cells["unfinished"], UNFINISHED_MARK, "")
+    cells["text"] = ([f"{p:.1f}%{m}" for p, m in zip(cells["percent"], mark, strict=True)] if show == "percent"
+                     else [f"{c:,.0f}{m}" for c, m in zip(cells["count"], mark, strict=True)])
+    growing = unfinished[:, 0]  # the cohort's own period is not over: its size can still grow
     size_cells = pd.DataFrame({"cohort": labels, "column": "Traders", "size": sizes,
-                               "text": [f"{v:,}" for v in sizes]})
+                               "status": np.where(growing, note, "Final"),
+                               "text": [f"{v:,}{UNFINISHED_MARK if g else ''}" for v, g in
+                                        zip(sizes, growing, strict=True)]})
     # Column 0 is always 100%: scale the colours to the later columns or they all look pale.
     later = percent[:, 1:]
     top = float(np.nanmax(later)) if later.size and observed[:, 1:].any() else 100.0
@@ -99,13 +126,16 @@ def retention_heatmap(result: RetentionResult, *, show: Show = "percent") -> alt
     gap = 2 if row_px >= 12 else 0
     size_layer = alt.Chart(size_cells).encode(
         x=x, y=y, tooltip=[alt.Tooltip("cohort:N", title="Cohort"),
-                           alt.Tooltip("size:Q", title="Traders in the cohort", format=",")])
+                           alt.Tooltip("size:Q", title="Traders in the cohort", format=","),
+                           alt.Tooltip("status:N", title="Status")])
     layers = [size_layer.mark_rect(color=SIZE_FILL, stroke="white", strokeWidth=gap)]
     cell_layer = alt.Chart(cells).encode(
         x=x, y=y, tooltip=[alt.Tooltip("cohort:N", title="Cohort"), alt.Tooltip("size:Q", title="Traders", format=","),
                            alt.Tooltip("column:N", title="Period"), alt.Tooltip("count:Q", title="Back", format=","),
-                           alt.Tooltip("percent:Q", title="% of cohort", format=".1f")])
+                           alt.Tooltip("percent:Q", title="% of cohort", format=".1f"),
+                           alt.Tooltip("status:N", title="Status")])
     layers.append(cell_layer.mark_rect(stroke="white", strokeWidth=gap).encode(
+        opacity=alt.condition("datum.unfinished", alt.value(UNFINISHED_OPACITY), alt.value(1.0)),
         color=alt.Color("percent:Q", title="% of cohort",
                         scale=alt.Scale(domain=[0, top], range=SEQUENTIAL, clamp=True),
                         legend=alt.Legend(orient="right", gradientLength=160, labelExpr="datum.label + '%'"))))
@@ -118,10 +148,11 @@ def retention_heatmap(result: RetentionResult, *, show: Show = "percent") -> alt
     return styled(alt.layer(*layers), height=row_px * n_rows)
 
 
-def render_retention_metrics(result: RetentionResult) -> None:
-    """Traders and cohorts in the matrix, and the average retention one period later and at the last column."""
+def render_retention_metrics(result: RetentionResult, *, include_unfinished: bool = False) -> None:
+    """Traders and cohorts in the matrix, and the average retention one period later and at the last column
+    (unfinished cells left out unless ``include_unfinished``)."""
     sizes = result.counts["size"]
-    average = result.average()
+    average = result.average(include_unfinished=include_unfinished)
     unit = PERIOD_NAMES[result.spec.period].lower()
     cols = st.columns(4)
     cols[0].metric("Traders in cohorts", f"{int(sizes.sum()):,}", border=True,
@@ -131,7 +162,8 @@ def render_retention_metrics(result: RetentionResult) -> None:
         rate = average.loc[k, "rate"]
         col.metric(f"Back in {unit} {k}", "—" if math.isnan(rate) else f"{rate:.1%}", border=True,
                    help=f"Size-weighted average over the {int(average.loc[k, 'cohorts'])} cohorts old enough to "
-                        f"have a {unit} {k}.")
+                        f"have a {unit} {k}" + (", unfinished ones included." if include_unfinished else
+                                                 f" that is over (unfinished {unit}s are left out)."))
 
 
 def render_retention_heatmap(result: RetentionResult, *, show: Show, key: str) -> None:
@@ -140,22 +172,30 @@ def render_retention_heatmap(result: RetentionResult, *, show: Show, key: str) -
 
 def retention_table(result: RetentionResult, *, show: Show) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(shown frame, CSV frame): cohort, size and one column per period as "61.3%" or "1,234" text (blank
-    where the period lies after the range or has not happened: st.dataframe would print "None"); the CSV
-    carries counts and fractions as numbers, unobserved cells empty."""
+    where the period lies after the range or has not happened: st.dataframe would print "None"; "61.3%*"
+    where it is unfinished); the CSV carries counts and fractions as numbers, unobserved cells empty, and
+    whether each cell is final (``cohort_complete``: the cohort's size; ``<period>_<k>_complete``)."""
     period = result.spec.period
     counts, percent = _cells(result)
+    unfinished = result.unfinished().to_numpy()
     names = [column_label(period, k) for k in result.columns]
     values = percent if show == "percent" else counts
     fmt = "{:.1f}%" if show == "percent" else "{:,.0f}"
-    shown = pd.DataFrame([["" if np.isnan(v) else fmt.format(v) for v in row] for row in values], columns=names,
-                         dtype=object)
+    shown = pd.DataFrame([["" if np.isnan(v) else fmt.format(v) + (UNFINISHED_MARK if u else "")
+                           for v, u in zip(row, marks, strict=True)]
+                          for row, marks in zip(values, unfinished, strict=True)], columns=names, dtype=object)
     shown.insert(0, "Traders", result.counts["size"].to_numpy())
     shown.insert(0, "Cohort", result.counts["cohort_start"].dt.date)
-    export = pd.DataFrame({"cohort_start": result.counts["cohort_start"].dt.date, "size": result.counts["size"]})
+    complete = result.complete().to_numpy()
+    export = pd.DataFrame({"cohort_start": result.counts["cohort_start"].dt.date, "size": result.counts["size"],
+                           "cohort_complete": complete[:, 0]})
     for k, name in zip(result.columns, names, strict=True):
         export[f"{name.lower().replace(' ', '_')}_count"] = pd.array(counts[:, k], dtype="Int64")
     for k, name in zip(result.columns, names, strict=True):
         export[f"{name.lower().replace(' ', '_')}_rate"] = percent[:, k] / 100
+    for k, name in zip(result.columns, names, strict=True):
+        export[f"{name.lower().replace(' ', '_')}_complete"] = pd.array(
+            np.where(np.isnan(counts[:, k]), None, complete[:, k]), dtype="boolean")
     return shown, export
 
 
@@ -195,14 +235,15 @@ def _curves(thin: pd.DataFrame, bold: pd.DataFrame, *, thin_name: str, x_title: 
 
 
 @memoised_figure
-def retention_curves(result: RetentionResult) -> alt.LayerChart:
-    """% of each cohort back per period (thin lines) and the size-weighted average (bold)."""
+def retention_curves(result: RetentionResult, *, include_unfinished: bool = False) -> alt.LayerChart:
+    """% of each cohort back per period (thin lines) and the size-weighted average (bold), over final
+    cells only unless ``include_unfinished``."""
     period = result.spec.period
-    _, percent = _cells(result)
+    _, percent = _included(result, include_unfinished)
     rows, cols = np.nonzero(~np.isnan(percent))
     thin = pd.DataFrame({"cohort": np.asarray(cohort_labels(result), dtype=object)[rows],
                          "x": np.asarray(result.columns)[cols], "y": percent[rows, cols] / 100})
-    avg = result.average()
+    avg = result.average(include_unfinished=include_unfinished)
     avg = avg[avg["cohorts"] > 0]  # a period no cohort has reached yet has no average, not 0
     bold = pd.DataFrame({"series": "Average (size-weighted)", "x": avg["interval"], "y": avg["rate"],
                          "traders": avg["size"]})
@@ -211,8 +252,8 @@ def retention_curves(result: RetentionResult) -> alt.LayerChart:
                    y_title="% of cohort", y_format="%", tooltip_format=".1%")
 
 
-def render_retention_curves(result: RetentionResult, *, key: str) -> None:
-    render_chart(retention_curves(result), key=key)
+def render_retention_curves(result: RetentionResult, *, key: str, include_unfinished: bool = False) -> None:
+    render_chart(retention_curves(result, include_unfinished=include_unfinished), key=key)
 
 
 @memoised_figure

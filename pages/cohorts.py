@@ -50,7 +50,7 @@ def retention_and_ltv() -> None:
         intervals = params.number_input(c4, "Periods shown", min_value=2, max_value=60, value=8, step=1,
                                     key="cohorts.intervals",
                                     help="Columns of the matrix: period 0 (the cohort) and the next ones.")
-        c5, c6, c7 = st.columns([4, 2, 2], vertical_alignment="bottom")
+        c5, c6, c7, c8 = st.columns([4, 2, 2, 2], vertical_alignment="bottom")
         mode = params.segmented_control(c5, "Cohorts", list(MODES), default="recurring", format_func=MODES.get,
                                     required=True, key="cohorts.mode",
                                     help="Every period: a trader joins the cohort of each period with the event. "
@@ -60,6 +60,10 @@ def retention_and_ltv() -> None:
                                     key="cohorts.show")
         cumulative = params.toggle(c7, "Cumulative", key="cohorts.cumulative",
                                help="Rolling retention: a trader counts in period k if they came back in k or later.")
+        include_unfinished = params.toggle(
+            c8, "Include unfinished periods", key="cohorts.unfinished",
+            help="A period not over at the newest day with data is unfinished: its cells can still rise. They "
+                 "are marked * either way; on, the averages and curves count them too.")
 
     spec = RetentionSpec(start_event=start, return_event=back, period=period, intervals=int(intervals), mode=mode,
                          cumulative=cumulative)
@@ -72,12 +76,18 @@ def retention_and_ltv() -> None:
                 "Choose a longer period in the sidebar, loosen the filters or pick another cohort event.",
                 icon=":material/filter_alt_off:")
     else:
-        charts.render_retention_metrics(result)
+        charts.render_retention_metrics(result, include_unfinished=include_unfinished)
         charts.render_retention_heatmap(result, show=show, key="cohorts.heatmap")
-        st.caption("Blank cells lie after the end of the range. A return in the cohort's own period does not count.")
+        unit = charts.PERIOD_NAMES[period].lower()
+        unfinished = (f"Pale cells marked * are unfinished: their {unit} is not over on "
+                      f"{result.data_end:%d %b %Y}, the newest day with data, so they can still rise; "
+                      + ("the averages and curves include them. " if include_unfinished else
+                         "the averages and curves leave them out. ")) if result.unfinished().to_numpy().any() else ""
+        st.caption(f"{unfinished}Blank cells lie after the end of the range. A return in the cohort's own period "
+                   "does not count.")
         charts.render_retention_table(result, show=show, key="cohorts.table")
         st.markdown("**Retention curves**")
-        charts.render_retention_curves(result, key="cohorts.curves")
+        charts.render_retention_curves(result, key="cohorts.curves", include_unfinished=include_unfinished)
 
     st.subheader("Lifetime value by FTD cohort", divider="gray", anchor=False)
     st.caption(f"Cumulative money per trader by {charts.PERIOD_NAMES[period].lower()}s since their first deposit, "
