@@ -1,7 +1,12 @@
-"""What is loaded and whether it can be trusted: table summaries, data-quality checks, imports.
+"""What is loaded and whether it can be trusted: table summaries, data-quality checks, outliers, imports.
 
 Every number is aggregated in the database (one small query per table or per check), so the Data
 page stays fast on a broker with millions of deals. Times are naive UTC like the schema.
+
+Two outlier checks look at figures rather than rows (docs/semantics.md, "Data quality"): traders
+whose positions are larger than their equity and leverage allow (:func:`compute_volume_outliers`),
+and periods whose net deposits or volume one trader decides (:func:`compute_period_drivers`,
+:func:`compute_range_drivers`).
 """
 
 from __future__ import annotations
@@ -16,11 +21,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from analytics.events import first_deposits
+from analytics.filters import DEFAULT_FILTER, TraderFilter
+from analytics.periods import DateRange, Period, period_index, start_of_index
 from analytics.reading import reading
 from connectors.schema import (
     DATA_TABLES,
     TIME_COLUMNS,
+    Money,
     accounts,
+    daily_activity,
+    daily_trading,
     imports,
     sessions,
     trader_events,
@@ -249,6 +259,277 @@ def compute_quality_checks(engine: Engine, now: datetime | None = None) -> pd.Da
     frame = pd.DataFrame.from_records(records, columns=CHECK_COLUMNS)
     frame["problem_rows"] = frame["problem_rows"].astype("int64")
     return frame
+
+
+# --- Outliers -------------------------------------------------------------------------------------
+
+# Where a trade's account or its leverage is unknown: the most retail brokers offer (1:500).
+FALLBACK_LEVERAGE = 500
+# A position may exceed the equity bound by this fraction before it counts (USD conversions of
+# notional and of money at different rates, prices moving between opening and booking).
+MARGIN_TOLERANCE = 0.01
+VOLUME_OUTLIER_LIMIT = 10
+VOLUME_OUTLIER_COLUMNS = ["trader_id", "external_id", "days_over", "worst_day", "largest_position_usd",
+                          "margin_usd", "equity_usd", "multiple", "deposits_usd", "volume_usd"]
+
+# Ledger kinds in a trader's equity, by sign; an adjustment counts as stored (either sign).
+EQUITY_CREDITS = ("deposit", "bonus", "ib_commission")
+EQUITY_DEBITS = ("withdrawal", "bonus_cancel", "fee")
+
+
+@dataclass(frozen=True)
+class VolumeOutliers:
+    """Traders with a position larger than their equity and leverage allowed on that day.
+
+    ``flagged`` counts them all; ``traders`` holds the worst (by ``multiple``), one row each:
+    ``trader_id`` (int), ``external_id`` (str), ``days_over`` (int: days with such a position),
+    ``worst_day`` (date, the reporting time zone's), ``largest_position_usd`` (the largest notional
+    opened that day), ``margin_usd`` (the most margin one position of that day needed: notional ÷
+    its account's leverage), ``equity_usd`` (the most equity the trader can have had that day),
+    ``multiple`` (margin ÷ equity, equity floored at 1 USD), ``deposits_usd`` (approved deposits,
+    all time), ``volume_usd`` (notional opened, all time).
+    """
+
+    traders: pd.DataFrame
+    flagged: int
+
+
+def _equity_days() -> sa.Subquery:
+    """Per trader and day (period_index "day"): money in and out, closed gains and losses, the most
+    margin one opened position needed, the largest notional and the notional opened that day."""
+    x, t = transactions.c, trades.c
+    zero = sa.cast(sa.literal(0), Money)
+    amount = sa.func.abs(x.amount_usd)
+    signed = sa.case((x.kind.in_(EQUITY_CREDITS), amount), (x.kind.in_(EQUITY_DEBITS), -amount),
+                     (x.kind == "adjustment", x.amount_usd), else_=zero)
+    money_day = period_index(x.created_at, "day")
+    money = (sa.select(x.trader_id, money_day.label("day"),
+                       sa.func.sum(sa.func.greatest(signed, zero)).label("money_in"),
+                       sa.func.sum(sa.func.least(signed, zero)).label("money_out"),
+                       sa.func.sum(sa.case((x.kind == "deposit", amount), else_=zero)).label("deposits"),
+                       zero.label("gains"), zero.label("losses"), zero.label("margin"), zero.label("position"),
+                       zero.label("opened"))
+             .where(x.status == "approved").group_by(x.trader_id, money_day))
+    pnl = t.profit_usd + sa.func.coalesce(t.commission_usd, 0) + sa.func.coalesce(t.swap_usd, 0)
+    close_day = period_index(t.closed_at, "day")
+    closes = (sa.select(t.trader_id, close_day.label("day"), zero, zero, zero,
+                        sa.func.sum(sa.func.greatest(pnl, zero)), sa.func.sum(sa.func.least(pnl, zero)),
+                        zero, zero, zero)
+              .group_by(t.trader_id, close_day))
+    leverage = sa.case((accounts.c.leverage > 0, accounts.c.leverage), else_=FALLBACK_LEVERAGE)
+    open_day = period_index(t.opened_at, "day")
+    opens = (sa.select(t.trader_id, open_day.label("day"), zero, zero, zero, zero, zero,
+                       sa.cast(sa.func.max(t.notional_usd / leverage), Money), sa.func.max(t.notional_usd),
+                       sa.func.sum(t.notional_usd))
+             .select_from(trades.outerjoin(accounts, accounts.c.account_id == t.account_id))
+             .group_by(t.trader_id, open_day))
+    moves = sa.union_all(money, closes, opens).subquery("moves")
+    m = moves.c
+    return (sa.select(m.trader_id, m.day, *(sa.func.sum(m[c]).label(c) for c in (
+                "money_in", "money_out", "deposits", "gains", "losses", "opened")),
+                      sa.func.max(m.margin).label("margin"), sa.func.max(m.position).label("position"))
+            .group_by(m.trader_id, m.day).subquery("equity_days"))
+
+
+def compute_volume_outliers(engine: Engine, limit: int = VOLUME_OUTLIER_LIMIT) -> VolumeOutliers:
+    """Traders who opened a position needing more margin than their equity could have been that day.
+
+    A day's equity is at most the equity at its start (all approved money in and out and the client
+    P&L of every position closed before it) plus that day's money in and closed gains; a position
+    needs its notional ÷ its account's leverage (:data:`FALLBACK_LEVERAGE` when unknown). A day
+    counts when that margin exceeds the bound by more than :data:`MARGIN_TOLERANCE`. Test
+    accounts included: this checks the data, not a report.
+    """
+    days = _equity_days()
+    d = days.c
+    flow = d.money_in + d.money_out + d.gains + d.losses
+    before = sa.func.sum(flow).over(partition_by=d.trader_id, order_by=d.day, rows=(None, -1))
+    bounded = sa.select(d.trader_id, d.day, d.margin, d.position,
+                        (sa.func.coalesce(before, 0) + d.money_in + d.gains).label("equity")).subquery("bounded")
+    b = bounded.c
+    floor = sa.func.greatest(b.equity, 1)
+    over = (sa.select(b.trader_id, b.day, b.position, b.margin, b.equity,
+                      (b.margin / floor).label("multiple"),
+                      sa.func.row_number().over(partition_by=b.trader_id,
+                                                order_by=((b.margin / floor).desc(), b.day)).label("rank"),
+                      sa.func.count().over(partition_by=b.trader_id).label("days_over"))
+            .where(b.margin > sa.func.greatest(b.equity, 0) * (1 + MARGIN_TOLERANCE))
+            .subquery("over"))
+    o = over.c
+    lifetime = (sa.select(d.trader_id, sa.func.sum(d.deposits).label("deposits"), sa.func.sum(d.opened).label("volume"))
+                .group_by(d.trader_id).subquery("lifetime"))
+    query = (sa.select(o.trader_id, traders.c.external_id, o.days_over, o.day, o.position, o.margin, o.equity,
+                       o.multiple, lifetime.c.deposits, lifetime.c.volume, sa.func.count().over().label("flagged"))
+             .select_from(over.join(lifetime, lifetime.c.trader_id == o.trader_id)
+                          .outerjoin(traders, traders.c.trader_id == o.trader_id))
+             .where(o.rank == 1)
+             .order_by(o.multiple.desc(), o.trader_id)
+             .limit(limit))
+    with reading(engine) as conn:
+        rows = conn.execute(query).all()
+    frame = pd.DataFrame.from_records([r[:-1] for r in rows], columns=VOLUME_OUTLIER_COLUMNS)
+    frame["worst_day"] = [start_of_index(int(i), "day") for i in frame["worst_day"]]
+    for column in ("largest_position_usd", "margin_usd", "equity_usd", "multiple", "deposits_usd", "volume_usd"):
+        frame[column] = frame[column].astype("float64")
+    frame = frame.astype({"trader_id": "int64", "days_over": "int64"})
+    return VolumeOutliers(traders=frame, flagged=int(rows[0].flagged) if rows else 0)
+
+
+# A period is driven by one trader when that trader accounts for more than DRIVER_SHARE of its
+# change against the period before (a change of at least DRIVER_MIN_CHANGE of the previous
+# figure) or of its total, in a period with at least DRIVER_MIN_TRADERS contributing traders.
+DRIVER_SHARE = 0.5
+DRIVER_MIN_CHANGE = 0.2
+DRIVER_MIN_TRADERS = 20
+DRIVER_METRICS: dict[str, str] = {"net_deposits": "Net deposits", "volume_usd": "Volume (notional)"}
+DRIVER_PERIODS: tuple[Period, ...] = ("month", "week")
+DRIVER_COLUMNS = ["metric", "period", "period_start", "basis", "share", "total", "previous", "trader_id",
+                  "external_id", "trader_value", "trader_previous"]
+
+
+@dataclass(frozen=True)
+class RangeDriver:
+    """One trader who decides a figure of a date range: ``basis`` "change" (their part of the
+    change against the previous range) or "total" (their part of the range's figure), as ``share``
+    (a fraction); ``total``/``previous`` are the figure for the range and the one before, USD."""
+
+    metric: str
+    label: str
+    basis: Literal["change", "total"]
+    share: float
+    total: float
+    previous: float
+    trader_id: int
+    external_id: str | None
+
+
+def _metric_days(metric: str) -> tuple[sa.ColumnElement, sa.ColumnElement, sa.ColumnElement, sa.ColumnElement]:
+    """(trader_id, day, value, where) of a metric per trader and rollup day, as the KPIs count it:
+    net deposits are approved deposits minus approved withdrawals (the event stream's ``deposit``
+    and ``withdrawal``), volume the notional of positions closed that day."""
+    if metric == "net_deposits":
+        da = daily_activity.c
+        value = sa.case((da.event == "deposit", da.amount_usd), else_=-da.amount_usd)
+        return da.trader_id, da.day, value, da.event.in_(("deposit", "withdrawal"))
+    if metric == "volume_usd":
+        dt = daily_trading.c
+        return dt.trader_id, dt.day, dt.notional_usd, sa.true()
+    raise ValueError(f"unknown metric {metric!r}; use one of {', '.join(DRIVER_METRICS)}")
+
+
+def _top_contributors(metric: str, key: Callable[[sa.ColumnElement], sa.ColumnElement],
+                      where: sa.ColumnElement, trader_filter: TraderFilter) -> sa.Select:
+    """Per period key ``p`` (an integer; ``key`` maps a rollup day to it): the figure (``total``), the
+    previous period's (``previous``), contributing traders, and the two traders who weigh most,
+    one for the change (``change_*``: the largest move in the direction of the period's change)
+    and one for the total (``total_*``: the largest value of the total's sign)."""
+    trader_id, day, value, is_metric = _metric_days(metric)
+    p = key(day)
+    per_trader = (sa.select(trader_id.label("trader_id"), p.label("p"), sa.func.sum(value).label("v"))
+                  .where(is_metric, where, trader_filter.restrict(trader_id))
+                  .group_by(trader_id, p).cte("per_trader"))
+    pt = per_trader.c
+    zero = sa.cast(sa.literal(0), Money)
+    paired = sa.union_all(
+        sa.select(pt.trader_id, pt.p, pt.v.label("cur"), zero.label("prev")),
+        sa.select(pt.trader_id, pt.p + 1, zero, pt.v),
+    ).subquery("paired")
+    pa = paired.c
+    both = (sa.select(pa.trader_id, pa.p, sa.func.sum(pa.cur).label("cur"), sa.func.sum(pa.prev).label("prev"))
+            .group_by(pa.trader_id, pa.p).subquery("both"))
+    b = both.c
+    totals = sa.select(
+        b.trader_id, b.p, b.cur, b.prev, sa.func.sum(b.cur).over(partition_by=b.p).label("total"),
+        sa.func.sum(b.prev).over(partition_by=b.p).label("previous"),
+        sa.func.count().filter(b.cur != 0).over(partition_by=b.p).label("traders"),
+        sa.func.count().filter(b.prev != 0).over(partition_by=b.p).label("previous_traders"),
+    ).subquery("totals")
+    t = totals.c
+    with_change = ((t.cur - t.prev) * sa.func.sign(t.total - t.previous)).desc()
+    with_total = (t.cur * sa.func.sign(t.total)).desc()
+    ranked = sa.select(
+        *t, sa.func.row_number().over(partition_by=t.p, order_by=with_change).label("change_rank"),
+        sa.func.row_number().over(partition_by=t.p, order_by=with_total).label("total_rank"),
+    ).subquery("ranked")
+    r = ranked.c
+    return (sa.select(r.p, r.total, r.previous, r.traders, r.previous_traders, r.trader_id, r.cur, r.prev,
+                      r.change_rank, r.total_rank, traders.c.external_id)
+            .select_from(ranked.outerjoin(traders, traders.c.trader_id == r.trader_id))
+            .where(sa.or_(r.change_rank == 1, r.total_rank == 1)))
+
+
+def _drivers(rows: pd.DataFrame) -> pd.DataFrame:
+    """The periods a trader drives, from :func:`_top_contributors`' rows: one row per finding with
+    ``p``, ``basis``, ``share``, ``total``, ``previous``, ``trader_id``, ``external_id``,
+    ``trader_value``, ``trader_previous``. A period after one without data has no change to explain."""
+    out = []
+    for row in rows.itertuples(index=False):
+        total, previous, cur, prev = (float(v or 0) for v in (row.total, row.previous, row.cur, row.prev))
+        if row.traders < DRIVER_MIN_TRADERS:
+            continue
+        change = total - previous
+        found = {"p": int(row.p), "total": total, "previous": previous, "trader_id": int(row.trader_id),
+                 "external_id": row.external_id, "trader_value": cur, "trader_previous": prev}
+        if (row.change_rank == 1 and row.previous_traders and change
+                and abs(change) >= DRIVER_MIN_CHANGE * abs(previous) and (cur - prev) / change > DRIVER_SHARE):
+            out.append({**found, "basis": "change", "share": (cur - prev) / change})
+        if row.total_rank == 1 and total and cur / total > DRIVER_SHARE:
+            out.append({**found, "basis": "total", "share": cur / total})
+    return pd.DataFrame(out, columns=["p", "basis", "share", "total", "previous", "trader_id", "external_id",
+                                      "trader_value", "trader_previous"])
+
+
+def compute_period_drivers(engine: Engine, trader_filter: TraderFilter = DEFAULT_FILTER) -> pd.DataFrame:
+    """Months and weeks whose net deposits or notional volume one trader decides (see
+    :data:`DRIVER_SHARE` and the constants beside it), newest first.
+
+    Columns: ``metric`` (a key of :data:`DRIVER_METRICS`), ``period`` ("month" or "week"),
+    ``period_start`` (date), ``basis`` ("change": the trader's part of the change against the
+    period before; "total": of the period's figure), ``share`` (fraction), ``total`` and
+    ``previous`` (the figure and the period before's, USD), ``trader_id``, ``external_id``,
+    ``trader_value`` and ``trader_previous`` (the trader's part of each, USD).
+    """
+    frames = []
+    with reading(engine) as conn:
+        for metric in DRIVER_METRICS:
+            for period in DRIVER_PERIODS:
+                query = _top_contributors(metric, lambda day, period=period: period_index(day, period), sa.true(),
+                                          trader_filter)
+                rows = pd.DataFrame(conn.execute(query).mappings().all())
+                if rows.empty:
+                    continue
+                # Drop the period after the last, which holds only the last period's values shifted.
+                found = _drivers(rows[rows["p"] <= rows.loc[rows["traders"] > 0, "p"].max()])
+                found["period_start"] = [start_of_index(int(p), period) for p in found["p"]]
+                frames.append(found.assign(metric=metric, period=period))
+    if not frames:
+        return pd.DataFrame(columns=DRIVER_COLUMNS)
+    result = pd.concat(frames, ignore_index=True)[DRIVER_COLUMNS]
+    return result.sort_values(["period_start", "metric", "period"], ascending=[False, True, True],
+                              ignore_index=True)
+
+
+def compute_range_drivers(engine: Engine, *, date_range: DateRange,
+                          trader_filter: TraderFilter = DEFAULT_FILTER) -> list[RangeDriver]:
+    """The traders who decide the net deposits or volume of ``date_range`` against
+    ``date_range.previous()`` (the Overview's comparison), by the rule of :func:`compute_period_drivers`."""
+    previous = date_range.previous()
+
+    def key(day: sa.ColumnElement) -> sa.ColumnElement:
+        return sa.case((date_range.contains(day), 1), else_=0)
+
+    drivers = []
+    with reading(engine) as conn:
+        for metric, label in DRIVER_METRICS.items():
+            _, day, _, _ = _metric_days(metric)
+            rows = pd.DataFrame(conn.execute(_top_contributors(
+                metric, key, sa.or_(previous.contains(day), date_range.contains(day)), trader_filter)).mappings().all())
+            if rows.empty:
+                continue
+            for f in _drivers(rows[rows["p"] == 1]).itertuples(index=False):
+                drivers.append(RangeDriver(metric, label, f.basis, float(f.share), f.total, f.previous,
+                                           f.trader_id, f.external_id))
+    return drivers
 
 
 def compute_recent_imports(engine: Engine, limit: int = 20) -> pd.DataFrame:

@@ -9,11 +9,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 
 from analytics import data_health
+from analytics.periods import DateRange
 from connectors import schema
 from connectors.schema import (
     accounts,
@@ -302,3 +304,169 @@ def test_recent_imports_of_an_empty_database_is_an_empty_frame(engine):
 
     assert recent.empty
     assert recent.columns.tolist() == data_health.IMPORT_COLUMNS
+
+
+# --- Outliers: positions beyond equity x leverage, periods driven by one trader -------------------
+
+
+def levered_account(account_id: int, trader_id: int, leverage: int | None) -> dict:
+    return {**account(account_id, trader_id, D(2026, 1, 1)), "leverage": leverage}
+
+
+def position(trade_id: int, trader_id: int, opened_at: datetime, notional: float, *, account_id: int | None,
+             profit: float = 0.0, hours: int = 1) -> dict:
+    return {**trade(trade_id, trader_id, opened_at, opened_at + pd.Timedelta(hours=hours), account_id=account_id),
+            "notional_usd": notional, "profit_usd": profit}
+
+
+OUTLIER_ROWS: dict[sa.Table, list[dict]] = {
+    traders: [trader(i, D(2026, 1, 1)) for i in range(1, 6)],
+    accounts: [levered_account(10 + i, i, 100) for i in range(1, 5)],  # trader 5 trades without an account
+    transactions: [
+        txn(100 + i, i, "deposit", D(2026, 1, 2, 9), 1_000, account_id=10 + i if i < 5 else None)
+        for i in range(1, 6)
+    ] + [
+        txn(200, 4, "withdrawal", D(2026, 1, 3, 9), 900, account_id=14),
+        txn(201, 2, "deposit", D(2026, 1, 9), 5_000, status="declined", account_id=12),  # not money
+    ],
+    trades: [
+        # 1: $500,000 at 1:100 needs $5,000 of margin on $1,000 of equity (5x).
+        position(1000, 1, D(2026, 1, 3, 10), 500_000, account_id=11),
+        position(1001, 1, D(2026, 1, 6, 10), 400_000, account_id=11),  # 4x on another day
+        # 2: exactly equity x leverage; a later position on the day's deposit-free equity is fine too.
+        position(1002, 2, D(2026, 1, 3, 10), 100_000, account_id=12, profit=4_000),
+        position(1003, 2, D(2026, 1, 5, 10), 500_000, account_id=12),  # equity 1,000 + 4,000 closed gain
+        # 3: a deposit and a position on the same day: the day's money counts.
+        position(1004, 3, D(2026, 1, 2, 12), 100_000, account_id=13),
+        # 4: $1,000 in, $900 out, then $25,000 at 1:100 ($250 of margin on $100 of equity: 2.5x).
+        position(1005, 4, D(2026, 1, 4, 10), 25_000, account_id=14),
+        # 5: no account, so at most 1:500: $500,000 needs $1,000 = its equity.
+        position(1006, 5, D(2026, 1, 4, 10), 500_000, account_id=None),
+    ],
+}
+
+
+def test_volume_outliers_name_the_traders_whose_positions_exceed_equity_times_leverage(engine):
+    insert(engine, OUTLIER_ROWS)
+
+    outliers = data_health.compute_volume_outliers(engine)
+
+    assert outliers.flagged == 2
+    found = outliers.traders
+    assert found.columns.tolist() == data_health.VOLUME_OUTLIER_COLUMNS
+    assert found["trader_id"].tolist() == [1, 4]  # the worst first
+    first = found.iloc[0]
+    assert (first["external_id"], first["days_over"], first["worst_day"]) == ("T1", 2, D(2026, 1, 3).date())
+    assert first["largest_position_usd"] == pytest.approx(500_000)
+    assert first["margin_usd"] == pytest.approx(5_000)
+    assert first["equity_usd"] == pytest.approx(1_000)
+    assert first["multiple"] == pytest.approx(5.0)
+    assert first["deposits_usd"] == pytest.approx(1_000)
+    assert first["volume_usd"] == pytest.approx(900_000)
+    second = found.iloc[1]
+    assert (second["equity_usd"], second["multiple"], second["worst_day"]) == (
+        pytest.approx(100), pytest.approx(2.5), D(2026, 1, 4).date())
+
+
+def test_volume_outliers_stop_at_the_limit_but_count_every_trader(engine):
+    insert(engine, OUTLIER_ROWS)
+
+    outliers = data_health.compute_volume_outliers(engine, limit=1)
+
+    assert outliers.flagged == 2 and outliers.traders["trader_id"].tolist() == [1]
+
+
+def test_no_volume_outliers_without_trades(engine):
+    insert(engine, CLEAN_ROWS)  # trader 1: $500 deposited, one $100,000 position at the fallback 1:500
+
+    outliers = data_health.compute_volume_outliers(engine)
+
+    assert outliers.flagged == 0 and outliers.traders.empty
+
+
+def refreshed(engine: sa.Engine, rows: dict[sa.Table, list[dict]]) -> None:
+    from connectors.rollups import refresh_rollups
+
+    insert(engine, rows)
+    with engine.begin() as conn:
+        refresh_rollups(conn)
+
+
+CROWD = 30  # traders depositing 100 USD each week: more than DRIVER_MIN_TRADERS
+WHALE = 99
+
+
+def _weekly_deposits() -> dict[sa.Table, list[dict]]:
+    people = [trader(i, D(2025, 12, 1)) for i in (*range(1, CROWD + 1), WHALE)]
+    money = []
+    for week, monday in enumerate((D(2026, 1, 5), D(2026, 1, 12))):
+        money += [txn(1000 * (week + 1) + i, i, "deposit", monday + pd.Timedelta(hours=i), 100)
+                  for i in range(1, CROWD + 1)]
+    money.append(txn(9000, WHALE, "deposit", D(2026, 1, 14, 12), 10_000))
+    # The week of 19 January: only six depositors, one of them large - too few to name anyone.
+    money += [txn(9100 + i, i, "deposit", D(2026, 1, 20, i), 100) for i in range(1, 6)]
+    money.append(txn(9200, WHALE, "withdrawal", D(2026, 1, 21), 1_000))
+    return {traders: people, transactions: money}
+
+
+def test_a_week_and_a_month_driven_by_one_trader_are_named_with_the_share(engine):
+    refreshed(engine, _weekly_deposits())
+
+    found = data_health.compute_period_drivers(engine)
+
+    assert found.columns.tolist() == data_health.DRIVER_COLUMNS
+    rows = {(r.metric, r.period, r.period_start.isoformat(), r.basis): r for r in found.itertuples()}
+    assert set(rows) == {
+        ("net_deposits", "week", "2026-01-12", "change"),  # 3,000 -> 13,000: the whale is all of it
+        ("net_deposits", "week", "2026-01-12", "total"),  # 10,000 of 13,000
+        ("net_deposits", "month", "2026-01-01", "total"),  # 10,000 - 1,000 of 3,000 + 13,000 + 500 - 1,000
+    }
+    week = rows[("net_deposits", "week", "2026-01-12", "change")]
+    assert (week.trader_id, week.external_id) == (WHALE, f"T{WHALE}")
+    assert (week.total, week.previous, week.trader_value, week.trader_previous) == (13_000, 3_000, 10_000, 0)
+    assert week.share == pytest.approx(1.0)
+    assert rows[("net_deposits", "week", "2026-01-12", "total")].share == pytest.approx(10_000 / 13_000)
+    month = rows[("net_deposits", "month", "2026-01-01", "total")]
+    assert month.total == pytest.approx(15_500) and month.share == pytest.approx(9_000 / 15_500)
+
+
+def test_the_range_against_the_previous_one_names_the_trader_who_drives_it(engine):
+    refreshed(engine, _weekly_deposits())
+    week = DateRange(D(2026, 1, 12).date(), D(2026, 1, 18).date())
+
+    drivers = data_health.compute_range_drivers(engine, date_range=week)
+
+    assert [(d.metric, d.basis, d.trader_id) for d in drivers] == [
+        ("net_deposits", "change", WHALE), ("net_deposits", "total", WHALE)]
+    assert drivers[0].share == pytest.approx(1.0) and drivers[0].total == pytest.approx(13_000)
+    assert drivers[0].previous == pytest.approx(3_000) and drivers[0].label == "Net deposits"
+    first_week = DateRange(D(2026, 1, 5).date(), D(2026, 1, 11).date())
+    assert data_health.compute_range_drivers(engine, date_range=first_week) == []
+
+
+def test_a_clean_simulated_broker_has_no_volume_outliers_and_every_driver_is_true(engine):
+    from analytics.periods import index_of_times
+    from connectors.simulator import SimulationConfig, seed_database
+
+    seed_database(engine, SimulationConfig(traders=1_500, days=200, seed=21, end=D(2026, 12, 1).date()))
+
+    assert data_health.compute_volume_outliers(engine).flagged == 0
+    found = data_health.compute_period_drivers(engine)
+    with engine.connect() as conn:
+        x = transactions.c
+        money = pd.read_sql(sa.select(x.trader_id, x.kind, x.amount_usd, x.created_at)
+                            .join(traders, traders.c.trader_id == x.trader_id)
+                            .where(x.status == "approved", x.kind.in_(("deposit", "withdrawal")),
+                                   traders.c.is_test.is_(False)), conn)
+    amount = money["amount_usd"].astype(float)
+    money["net"] = amount.where(money["kind"] == "deposit", -amount)
+    for r in found[found["metric"] == "net_deposits"].itertuples():
+        p = index_of_times(money["created_at"].to_numpy("datetime64[us]").astype("int64"), r.period)
+        mine = index_of_times(np.array([pd.Timestamp(r.period_start).value // 1000]), r.period)[0]
+        now, before = money[p == mine], money[p == mine - 1]
+        assert now["net"].sum() == pytest.approx(r.total) and before["net"].sum() == pytest.approx(r.previous)
+        own = now.loc[now["trader_id"] == r.trader_id, "net"].sum()
+        own_before = before.loc[before["trader_id"] == r.trader_id, "net"].sum()
+        share = own / r.total if r.basis == "total" else (own - own_before) / (r.total - r.previous)
+        assert share == pytest.approx(r.share) and share > data_health.DRIVER_SHARE
+        assert now["trader_id"].nunique() >= data_health.DRIVER_MIN_TRADERS
