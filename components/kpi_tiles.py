@@ -77,6 +77,34 @@ div[class*="st-key-{key}"] [data-testid="stMetricLabel"] p {{ font-size: 0.85rem
 </style>"""
 
 
+# On a phone Streamlit stacks columns one per row: 23 Overview tiles filled 3,400 px before the first
+# chart. Below 640 px (Streamlit's own stacking width) tiles go three to a row, smaller, and a row's
+# empty columns collapse: any row of columns holding metrics directly, on every page.
+_ROW = ('[data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"] > [data-testid="stVerticalBlock"]'
+        ' > [data-testid="stElementContainer"] > [data-testid="stMetric"])')
+_THIRD = "calc(33.3% - 0.3rem)"
+_PHONE_CSS = f"""<style>
+@media (max-width: 640px) {{
+  {_ROW} {{ gap: 0.4rem; }}
+  {_ROW} > [data-testid="stColumn"] {{ min-width: {_THIRD} !important; flex: 1 1 {_THIRD} !important; }}
+  {_ROW} > [data-testid="stColumn"]:not(:has([data-testid="stMetric"])) {{ display: none; }}
+  [data-testid="stMetric"] {{ padding: 0 !important; }}
+  [data-testid="stMetric"] > div {{ padding: 0.4rem 0.45rem !important; }}
+  /* Labels wrap instead of ending in "…": a third of a phone is too narrow for "Net deposits". */
+  [data-testid="stMetricLabel"] [data-testid="stMarkdownContainer"],
+  [data-testid="stMetricLabel"] p {{ white-space: normal !important; line-height: 1.15; }}
+  [data-testid="stMetricLabel"] p {{ font-size: 0.72rem !important; }}
+  [data-testid="stMetricValue"] {{ font-size: 1.15rem !important; }}
+  [data-testid="stMetricDelta"] {{ font-size: 0.7rem !important; }}
+}}
+</style>"""
+
+
+def render_phone_style() -> None:
+    """Condensed metric tiles on narrow screens, for the whole app (a style only: it takes no space)."""
+    st.html(_PHONE_CSS)
+
+
 def render_kpi_tile(kpi: Kpi, *, previous_label: str) -> None:
     delta = format_delta(kpi)
     # A grey "no comparison" keeps every tile the same height and says why there is no arrow.
