@@ -1,4 +1,4 @@
-"""Data health panels: load counts, per-table freshness, import history and quality checks."""
+"""Data health panels: load counts, per-table freshness, import history, quality checks and outliers."""
 
 from __future__ import annotations
 
@@ -7,6 +7,11 @@ import math
 import pandas as pd
 import streamlit as st
 
+from analytics import data_health
+from analytics.data_health import DRIVER_METRICS, DRIVER_SHARE, RangeDriver, VolumeOutliers
+from analytics.filters import TraderFilter
+from analytics.periods import DateRange
+from components import page
 from components.tables import fit_height, render_table
 
 # Freshness bands for the newest row of a table. A broker's feeds land at least daily, so older
@@ -184,3 +189,102 @@ def render_quality_checks(checks: pd.DataFrame, *, key: str) -> None:
             render_table(view, key=f"{key}.passed", file_name="", downloadable=False,
                          height=fit_height(len(view)),
                          column_config={"What it checks": st.column_config.TextColumn(width="large")})
+
+
+def render_volume_outliers(outliers: VolumeOutliers, *, key: str) -> None:
+    """compute_volume_outliers' result: one green line, or how many traders and the worst of them."""
+    if not outliers.flagged:
+        st.success("No trader opened a position larger than their equity and leverage allowed.",
+                   icon=":material/verified:")
+        return
+    shown = outliers.traders
+    st.warning(
+        f"{_plural(outliers.flagged, 'trader')} opened positions larger than their equity and leverage "
+        f"allowed (the worst {len(shown)} below): a missing deposit, a wrong leverage or currency, or a "
+        "broken import.", icon=":material/warning:")
+    view = pd.DataFrame({
+        "Trader": shown["external_id"].fillna(shown["trader_id"].astype(str)),
+        "Days over": shown["days_over"],
+        "Worst day": shown["worst_day"],
+        "Largest position": shown["largest_position_usd"],
+        "Margin needed": shown["margin_usd"],
+        "Equity at most": shown["equity_usd"],
+        "× equity": shown["multiple"],
+        "Deposits": shown["deposits_usd"],
+        "Volume": shown["volume_usd"],
+    })
+    usd = st.column_config.NumberColumn(format="dollar")
+    render_table(
+        view, key=key, file_name="traderlens_volume_outliers.csv", download=shown,
+        height=fit_height(len(view)),
+        column_config={
+            "Days over": st.column_config.NumberColumn(help="Days with at least one such position"),
+            "Worst day": st.column_config.DateColumn(format="YYYY-MM-DD"),
+            "Largest position": st.column_config.NumberColumn(
+                format="dollar", help="The largest notional opened on the worst day"),
+            "Margin needed": st.column_config.NumberColumn(
+                format="dollar", help="The most margin one position of that day needed: notional ÷ the account's "
+                                      f"leverage (1:{data_health.FALLBACK_LEVERAGE} when unknown)"),
+            "Equity at most": st.column_config.NumberColumn(
+                format="dollar", help="Equity at the day's start plus the day's money in and closed gains"),
+            "× equity": st.column_config.NumberColumn(format="%.1f×", help="Margin needed ÷ equity at most"),
+            "Deposits": usd, "Volume": st.column_config.NumberColumn(format="dollar", help="Notional opened, all time"),
+        },
+    )
+
+
+def _period_label(period: str, start) -> str:
+    return f"{start:%b %Y}" if period == "month" else f"Week of {start:%d %b %Y}"
+
+
+def render_period_drivers(drivers: pd.DataFrame, *, key: str) -> None:
+    """compute_period_drivers' frame: one green line, or each month and week one trader decides."""
+    if drivers.empty:
+        st.success("No month or week of net deposits or volume is decided by one trader.",
+                   icon=":material/verified:")
+        return
+    st.warning(
+        f"{_plural(len(drivers), 'finding')}: one trader decides a month's or week's figure. Read these "
+        "periods' changes as that trader's, not the business's.", icon=":material/warning:")
+    view = pd.DataFrame({
+        "Figure": drivers["metric"].map(DRIVER_METRICS),
+        "Period": [_period_label(p, s) for p, s in zip(drivers["period"], drivers["period_start"], strict=True)],
+        "Of the": drivers["basis"],
+        "Share": drivers["share"] * 100,
+        "Trader": drivers["external_id"].fillna(drivers["trader_id"].astype(str)),
+        "Trader's part": drivers["trader_value"] - drivers["basis"].eq("change") * drivers["trader_previous"],
+        "Figure (USD)": drivers["total"],
+        "Period before": drivers["previous"],
+    })
+    render_table(
+        view, key=key, file_name="traderlens_period_drivers.csv", download=drivers,
+        height=fit_height(len(view)),
+        column_config={
+            "Of the": st.column_config.TextColumn(help="change: the trader's part of the change against the period "
+                                                       "before; total: their part of the period's figure"),
+            "Share": st.column_config.NumberColumn(format="%.0f%%"),
+            "Trader's part": st.column_config.NumberColumn(format="dollar"),
+            "Figure (USD)": st.column_config.NumberColumn(format="dollar"),
+            "Period before": st.column_config.NumberColumn(format="dollar"),
+        },
+    )
+
+
+load_range_drivers = page.loader(data_health.compute_range_drivers)
+
+
+def range_driver_note(driver: RangeDriver) -> str:
+    """"Net deposits: one trader accounts for 97% of the change against the previous period." """
+    what = "the change against the previous period" if driver.basis == "change" else "the period's total"
+    return f"**{driver.label}**: one trader accounts for {driver.share:.0%} of {what}."
+
+
+def render_range_drivers(date_range: DateRange, trader_filter: TraderFilter) -> None:
+    """A short warning when one trader decides the shown range's net deposits or volume (the
+    Overview's call); names no trader, which the Data page's data-quality section does."""
+    drivers = load_range_drivers(date_range=date_range, trader_filter=trader_filter)
+    if not drivers:
+        return
+    notes = " ".join(range_driver_note(d) for d in drivers)
+    st.warning(f"{notes} Read these figures as that trader's, not the business's (more than "
+               f"{DRIVER_SHARE:.0%} is one trader's; the Data page names them).", icon=":material/person_alert:")

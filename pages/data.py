@@ -25,12 +25,16 @@ UPLOAD_TYPES = ["csv", "html", "htm", "xlsx"]
 OUTCOME = "data.import_outcome"  # session-state slot for the last import's result or rejection
 UPLOAD_GENERATION = "data.upload_generation"  # part of the uploader's key, bumped by each import
 COPY_BYTES = 1 << 20
+IMPORTED_BY = "app"  # who the change history names for an upload here, until sign-in names the user
 
 
 load_summary = page.loader(data_health.compute_table_summary, ttl="1m", max_entries=8)
 load_recent_imports = page.loader(data_health.compute_recent_imports, ttl="1m", max_entries=8)
 load_quality_checks = page.loader(data_health.compute_quality_checks, ttl="5m", max_entries=8,
                                   spinner="Checking data quality…")
+load_volume_outliers = page.loader(data_health.compute_volume_outliers, ttl="5m", max_entries=8,
+                                   spinner="Checking volume against equity…")
+load_period_drivers = page.loader(data_health.compute_period_drivers, ttl="5m", max_entries=8)
 
 
 @contextmanager
@@ -145,5 +149,9 @@ with st.container(border=True):
 st.subheader("Data quality", divider="gray", anchor=False)
 if has_data:
     health.render_quality_checks(load_quality_checks(), key="data.checks")
+    st.markdown("**Volume against equity**")
+    health.render_volume_outliers(load_volume_outliers(), key="data.volume_outliers")
+    st.markdown("**Periods decided by one trader**")
+    health.render_period_drivers(load_period_drivers(), key="data.period_drivers")
 else:
     st.caption("Checks run once there is data.")

@@ -15,7 +15,7 @@ from analytics import kpis as kpi_analytics
 from analytics.filters import TraderFilter
 from analytics.kpis import DIMENSION_LABELS, DIMENSIONS, GROUPS, SPECS, TREND_METRICS
 from analytics.periods import DateRange, Period, comparison_range, step_period
-from components import kpi_tiles, outage, overview_charts, page, params
+from components import health, kpi_tiles, outage, overview_charts, page, params
 from components.filters import View
 from components.text import escape_markdown
 
@@ -133,6 +133,7 @@ if all(not k.value and not k.previous for k in kpis):
 
 kpi_tiles.render_kpi_groups(kpis, GROUPS, key="overview.kpis",
                             previous_label=f"Previous period ({span_label(date_range.previous())})")
+health.render_range_drivers(date_range, trader_filter)  # net deposits or volume decided by one trader
 
 trends_panel(date_range, trader_filter)
 breakdown_panel(date_range, trader_filter)
