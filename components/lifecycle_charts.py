@@ -16,18 +16,14 @@ import streamlit as st
 
 from analytics.lifecycle import NOT_CAPTURED, STAGE_LABELS, STAGES, STATUSES, compute_active, compute_quick_ratio
 from analytics.periods import step_period
+from components import labels
 from components.figures import TEXT, memoised_figure, period_ends, period_x, render_chart, styled
 from components.tables import fit_height, render_table
 
 # The conventional lifecycle colours, in the theme's muted family (.streamlit/config.toml).
 STATUS_COLORS = {"new": "#1f8a5b", "returning": "#1f4e8c", "resurrecting": "#c8771a", "dormant": "#b4232f"}
 STATUS_LABELS = {"new": "New", "returning": "Returning", "resurrecting": "Resurrecting", "dormant": "Dormant"}
-STATUS_HELP = {
-    "new": "first-ever activity in this period",
-    "returning": "active in the previous period too",
-    "resurrecting": "active again after at least one quiet period",
-    "dormant": "active in the previous period, not in this one",
-}
+STATUS_HELP = labels.LIFECYCLE_STATUSES
 # Funnel stages in teal (darker = further down the funnel), then the trading states.
 STAGE_COLORS = {
     NOT_CAPTURED: "#c3ccd6", "lead": "#a2d4d2", "registered": "#78bfbf", "kyc_approved": "#4fa8aa",
@@ -120,7 +116,7 @@ def render_lifecycle_metrics(frame: pd.DataFrame, *, period: str, week_start: st
                    delta_color="inverse" if status == "dormant" else "normal",
                    help=f"Traders {STATUS_HELP[status]}.")
     cols[4].metric("Quick ratio", "—" if math.isnan(quick_ratio) else f"{quick_ratio:.2f}", border=True,
-                   help="(New + resurrecting) ÷ dormant over the whole range: above 1 the active base grows.")
+                   help=f"{labels.QUICK_RATIO} Over the whole range.")
 
 
 def render_lifecycle_table(frame: pd.DataFrame, *, period: str, key: str, file_name: str) -> None:

@@ -10,8 +10,8 @@ import streamlit as st
 from analytics import lifecycle
 from analytics.events import list_event_names
 from analytics.periods import PERIODS
+from components import labels, page, params
 from components import lifecycle_charts as charts
-from components import page, params
 from components.cohort_charts import event_label
 from components.text import escape_markdown
 
@@ -58,8 +58,9 @@ else:
     charts.render_lifecycle_metrics(result, period=period, week_start=week_start, date_to=rng.end)
     charts.render_lifecycle_chart(result, period=period, week_start=week_start, date_to=rng.end,
                                   key="lifecycle.chart")
-    st.caption("Each period counts distinct traders. Dormant traders (below zero) were active in the previous "
-               "period but not in this one; they are counted once per gap. The range snaps to whole "
+    st.caption("Each period counts distinct traders. "
+               + " ".join(f"**{charts.STATUS_LABELS[s]}**: {labels.LIFECYCLE_STATUSES[s]}." for s in lifecycle.STATUSES)
+               + " The range snaps to whole "
                f"{charts.PERIOD_NOUNS[period]}s, and the {charts.PERIOD_NOUNS[period]} before it is read too, so "
                "its first period can show returning and dormant traders. A pale last period runs past the range's "
                "end: its traders may still come back, so its dormant count is not final.")

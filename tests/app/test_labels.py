@@ -1,0 +1,57 @@
+"""Display labels (components/labels.py): countries by name, channels as words, codes left as they are
+where there is no name; and the pages show them where a user sees countries and channels."""
+
+from __future__ import annotations
+
+import pytest
+
+from components import labels
+
+
+@pytest.mark.parametrize(("code", "name"), [
+    ("DE", "Germany"), ("GB", "United Kingdom"), ("KR", "South Korea"), ("TW", "Taiwan"), ("de", "Germany"),
+])
+def test_a_country_code_is_shown_by_its_name(code, name):
+    assert labels.country_name(code) == name
+
+
+@pytest.mark.parametrize("value", ["XK", "ZZ", "Unknown", "Other", "", "DEU", None])
+def test_a_value_without_a_country_name_is_shown_as_it_is(value):
+    assert labels.country_name(value) == ("" if value is None else value)
+
+
+@pytest.mark.parametrize(("code", "name"), [
+    ("paid_search", "Paid search"), ("organic", "Organic"), ("social", "Social"), ("affiliate", "Affiliate"),
+    ("referral", "Referral"), ("tv_ads", "Tv ads"), ("Unknown", "Unknown"),
+])
+def test_a_channel_is_shown_as_words(code, name):
+    assert labels.channel_name(code) == name
+
+
+def test_only_countries_and_channels_are_renamed():
+    assert labels.display_value("country", "FR") == "France"
+    assert labels.display_value("acquisition_channel", "paid_search") == "Paid search"
+    assert labels.display_value("affiliate_id", "IB-7") == "IB-7"
+    assert labels.display_value("platform", "MT5") == "MT5"
+    assert labels.display_value(None, "paid_search") == "paid_search"
+
+
+@pytest.fixture
+def broker(seeded_broker, use_broker) -> str:
+    """A simulated broker (400 traders over 200 days ending today) as the app's database."""
+    from connectors.simulator import SimulationConfig
+
+    return use_broker(seeded_broker(SimulationConfig(traders=400, days=200, seed=5)))
+
+
+def _metric_help(at, label: str) -> str:
+    return next(m.help for m in at.metric if m.label == label)
+
+
+def test_the_lifecycle_page_explains_the_quick_ratio_and_every_status(broker, open_page):
+    at = open_page("pages/lifecycle.py")
+    assert "Traders gained for every trader lost" in _metric_help(at, "Quick ratio")
+    assert "came back" in _metric_help(at, "Resurrecting, last week")
+    chart_caption = next(c.value for c in at.caption if c.value.startswith("Each period counts"))
+    for status in ("New", "Returning", "Resurrecting", "Dormant"):
+        assert f"**{status}**: " in chart_caption
