@@ -32,7 +32,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from analytics.events import compute_data_span, event_select, first_deposits
+from analytics.events import activity_select, compute_data_span, event_select, first_deposits
 from analytics.filters import DEFAULT_FILTER, TraderFilter
 from analytics.periods import (
     PERIODS,
@@ -225,7 +225,8 @@ def compute_retention(engine: Engine, spec: RetentionSpec, *, date_from: date | 
     lo = midnight(start_of_index(first, period, week_start))
     hi = midnight(start_of_index(last + 1, period, week_start))  # date_to snapped up to its period's end
 
-    starts_src = event_select(spec.start_event).subquery("start_events")
+    # "Did the trader do it in period P": for trade, every day a position was opened, closed or held.
+    starts_src = activity_select(spec.start_event).subquery("start_events")
     if spec.mode == "recurring":
         cohort = period_index(starts_src.c.occurred_at, period, week_start)
         starts = (sa.select(starts_src.c.trader_id, cohort.label("cohort"))
@@ -249,7 +250,7 @@ def compute_retention(engine: Engine, spec: RetentionSpec, *, date_from: date | 
             # "Did X again": the return pairs are the start pairs, already grouped once.
             returns = sa.select(starts.c.trader_id, starts.c.cohort.label("p")).subquery("returns")
         else:
-            ret_src = event_select(spec.return_event).subquery("return_events")
+            ret_src = activity_select(spec.return_event).subquery("return_events")
             ret_period = period_index(ret_src.c.occurred_at, period, week_start)
             # A return only counts after some cohort's period, so nothing before the second period
             # matters; only cohort members' returns are grouped.

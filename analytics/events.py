@@ -18,6 +18,7 @@ indexes and range conditions on, where the view is a UNION ALL of twelve branche
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,7 +31,7 @@ from analytics.periods import DateRange, local_date
 from analytics.reading import reading
 from connectors import schema
 from connectors.errors import TraderLensError
-from connectors.schema import CORE_EVENTS, portal_events, transactions
+from connectors.schema import CORE_EVENTS, daily_activity, portal_events, trading_days, transactions
 
 
 def event_select(name: str, *, amount: bool = False) -> sa.Select:
@@ -61,6 +62,82 @@ def first_deposits(trader_filter: TraderFilter = EVERYONE, *, form: schema.First
     if trader_filter.is_everyone():
         return schema.first_deposits(form=form)
     return schema.first_deposits(trader_filter.restrict(transactions.c.trader_id), form=form)
+
+
+# ---------------------------------------------------------------------------------------------
+# Activity: "did this trader do it in this period"
+
+# Trading activity. As an instant (a funnel step, "first trade") a ``trade`` is the opening of a
+# position; as activity in a period (KPIs, retention, lifecycle) a trader traded on every day they
+# opened, closed or held a position.
+TRADING = "trade"
+
+
+def _trading_days() -> sa.Select:
+    td = trading_days.c
+    return sa.select(td.trader_id, td.day.label("occurred_at"))
+
+
+def activity_select(name: str) -> sa.Select:
+    """SELECT ``trader_id``, ``occurred_at``: what "did the trader do ``name`` in period P" asks of.
+
+    For :data:`TRADING`: one row per trader and day (reporting time zone) on which they opened,
+    closed or held a position (open at some moment of the day), at the day's start (the UTC instant
+    of its local midnight; the ``trading_days`` rollup), so a position held for three weeks is
+    trading on each of those days. Every other event: its own rows (:func:`event_select`).
+    """
+    return _trading_days() if name == TRADING else event_select(name)
+
+
+def activity_days(name: str) -> sa.Select:
+    """SELECT ``trader_id``, ``occurred_at``: one row per trader and day (reporting time zone) with
+    ``name`` activity, at the day's start (a UTC instant): for :data:`TRADING` the days of
+    :func:`activity_select`, for every other event the days of the ``daily_activity`` rollup."""
+    if name == TRADING:
+        return _trading_days()
+    da = daily_activity.c
+    return sa.select(da.trader_id, da.day.label("occurred_at")).where(da.event == name)
+
+
+CHURN_ACTIVITY_ENV = "TRADERLENS_CHURN_ACTIVITY"
+
+
+@dataclass(frozen=True)
+class ChurnActivity:
+    """What keeps a trader from counting as churned, besides trading activity.
+
+    ``name`` is the setting's value; ``events`` the other events that count (event names);
+    ``description`` says it in words for tiles, reports and docs.
+    """
+
+    name: str
+    events: tuple[str, ...]
+    description: str
+
+
+CHURN_ACTIVITIES: dict[str, ChurnActivity] = {
+    "trading_funding": ChurnActivity("trading_funding", ("deposit",),
+                                     "trading (a position opened, closed or held) or an approved deposit"),
+    "any": ChurnActivity("any", ("deposit", "login"),
+                         "trading (a position opened, closed or held), an approved deposit or a login"),
+}
+DEFAULT_CHURN_ACTIVITY = "trading_funding"
+
+
+class BadChurnActivity(TraderLensError):
+    """``TRADERLENS_CHURN_ACTIVITY`` names no known setting."""
+
+
+def churn_activity() -> ChurnActivity:
+    """The configured :class:`ChurnActivity` (``TRADERLENS_CHURN_ACTIVITY``; ``trading_funding`` when
+    unset or empty); :class:`BadChurnActivity` naming the choices for any other value."""
+    raw = os.environ.get(CHURN_ACTIVITY_ENV, "")
+    value = raw.strip().lower() or DEFAULT_CHURN_ACTIVITY
+    if value not in CHURN_ACTIVITIES:
+        choices = "; ".join(f"{a.name} ({a.description})" for a in CHURN_ACTIVITIES.values())
+        raise BadChurnActivity(f"{CHURN_ACTIVITY_ENV}={raw[:40]!r} is not a churn activity setting; use one "
+                               f"of: {choices}")
+    return CHURN_ACTIVITIES[value]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 Every figure is aggregated in the database, for both periods at once. :func:`compute_kpis` runs
 three statements: the data's time span (indexed min/max), one over traders and the payment ledger,
 and one for trading, which reads the rollups kept current by seeding and imports
-(connectors/rollups.py): trader-days from ``trading_days``, deposit and login days from
+(connectors/rollups.py): trader-days from ``trading_days`` (every day a trader opened, closed or
+held a position: the one meaning of trading, analytics.events.activity_select), deposit and login days from
 ``daily_activity``, and closed positions per trader and day from ``daily_trading`` (volume, P&L,
 costs and the ESMA loss share), never the raw trades.
 Every trading window is made of whole UTC days, so the daily grain is exact. The definitions are
@@ -25,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
-from analytics.events import first_deposits, read_event_span
+from analytics.events import TRADING, ChurnActivity, activity_select, churn_activity, first_deposits, read_event_span
 from analytics.filters import DEFAULT_FILTER, EVERYONE, STANDARD_TIER, TraderFilter
 from analytics.periods import (
     DateRange,
@@ -44,14 +45,16 @@ from connectors.schema import (
     daily_activity,
     daily_trading,
     traders,
-    trading_days,
     transactions,
 )
 
-Unit = Literal["count", "usd", "pct", "hours", "lots"]
+Unit = Literal["count", "usd", "pct", "hours"]
+# Lots are no trend and no headline: a crypto lot is one coin, an FX lot 100,000 units, so a sum of
+# lots across asset classes measures nothing. They are shown per asset class only
+# (compute_volume_by_asset_class); the headline volume is notional.
 TrendMetric = Literal[
     "registrations", "kyc_approvals", "ftds", "deposits", "withdrawals", "net_deposits", "depositors",
-    "active_traders", "trades", "volume_usd", "volume_lots", "client_pnl",
+    "active_traders", "trades", "volume_usd", "client_pnl",
 ]
 Dimension = Literal["country", "acquisition_channel", "affiliate_id", "platform", "vip_tier"]
 
@@ -129,22 +132,24 @@ SPECS: dict[str, KpiSpec] = {
                               f"{REDEPOSIT_DAYS} days of their FTD. Only FTDs at least {REDEPOSIT_DAYS} days before "
                               f"the end of the data count."),
     "active_traders": KpiSpec("Active traders", "count",
-                              "Traders who opened or closed at least one trade in the period."),
+                              "Traders who traded in the period: opened, closed or held a position (held: open at "
+                              "some moment of it)."),
     "dau": KpiSpec("Daily active (avg)", "count",
-                   "DAU: traders who opened or closed a trade on a day, averaged over every day of the period "
-                   "(days without trading count as zero)."),
+                   "DAU: traders who opened, closed or held a position on a day, averaged over every day of the "
+                   "period (days without trading count as zero)."),
     "wau": KpiSpec("Weekly active", "count",
-                   "WAU as of the period end: traders who opened or closed a trade in the last 7 days of the period."),
+                   "WAU as of the period end: traders who opened, closed or held a position in the last 7 days of "
+                   "the period."),
     "mau": KpiSpec("Monthly active", "count",
-                   "MAU as of the period end: traders who opened or closed a trade in the last 30 days of the period."),
+                   "MAU as of the period end: traders who opened, closed or held a position in the last 30 days of "
+                   "the period."),
     "trades": KpiSpec("Trades closed", "count", "Positions closed in the period."),
-    "churn_rate": KpiSpec("Churn rate", "pct",
-                          f"Of the traders active (a trade opened or closed) in the {CHURN_DAYS} days before the "
-                          f"period starts, the share with no trade, no approved deposit and no login in the last "
-                          f"{CHURN_DAYS} days of the period (churned by its end).", higher_is_better=False),
+    # The definition names the configured churn activity: churn_definition() fills it in.
+    "churn_rate": KpiSpec("Churn rate", "pct", "", higher_is_better=False),
     "volume_usd": KpiSpec("Volume (notional)", "usd",
-                          "USD notional of the positions closed in the period, one side counted."),
-    "volume_lots": KpiSpec("Volume (lots)", "lots", "Lots of the positions closed in the period, one side counted."),
+                          "USD notional of the positions closed in the period, one side counted. Lots are shown per "
+                          "asset class only: a lot is 100,000 units of an FX pair but one coin of a crypto, so lots "
+                          "of different classes do not add up."),
     "client_pnl": KpiSpec("Client P&L", "usd",
                           "Closed client P&L: clients' realised result on positions closed in the period, profit + "
                           "commission + swap (commission and swap are negative when they cost the client). Up means "
@@ -166,8 +171,17 @@ GROUPS: dict[str, tuple[str, ...]] = {
                     "time_to_ftd"),
     "Money": ("deposits", "withdrawals", "net_deposits", "depositors", "avg_deposit", "redeposit_rate"),
     "Activity": ("active_traders", "dau", "wau", "mau", "trades", "churn_rate"),
-    "Trading and risk": ("volume_usd", "volume_lots", "client_pnl", "broker_revenue", "esma_loss_share"),
+    "Trading and risk": ("volume_usd", "client_pnl", "broker_revenue", "esma_loss_share"),
 }
+
+
+def churn_definition(activity: ChurnActivity | None = None) -> str:
+    """The churn rate's definition with the activity that keeps a trader (``activity``, default: the
+    configured :func:`analytics.events.churn_activity`)."""
+    activity = activity or churn_activity()
+    return (f"Of the traders who traded (opened, closed or held a position) in the {CHURN_DAYS} days before the "
+            f"period starts, the share with no activity in the last {CHURN_DAYS} days of the period (churned by "
+            f"its end). Activity here is {activity.description} (TRADERLENS_CHURN_ACTIVITY={activity.name}).")
 
 
 def _in(column: ColumnElement, start: datetime | date, end: datetime | date) -> ColumnElement[bool]:
@@ -261,10 +275,11 @@ def _ledger_query(periods: Mapping[str, DateRange], trader_filter: TraderFilter,
     return sa.select(people, money).select_from(people.join(money, sa.true()))
 
 
-def _trading_query(periods: Mapping[str, DateRange], trader_filter: TraderFilter) -> sa.Select:
+def _trading_query(periods: Mapping[str, DateRange], trader_filter: TraderFilter,
+                   churn: ChurnActivity) -> sa.Select:
     """One row: activity, churn, closed-position and ESMA figures per period (``<name>_<period>``),
-    from the rollups only."""
-    activity = _activity_totals(periods, trader_filter)
+    from the rollups only; ``churn`` says which activity besides trading keeps a trader."""
+    activity = _activity_totals(periods, trader_filter, churn)
     closed = _closed_totals(periods, trader_filter)
     esma = _esma_totals(periods, trader_filter)
     return sa.select(activity, closed, esma).select_from(
@@ -272,19 +287,21 @@ def _trading_query(periods: Mapping[str, DateRange], trader_filter: TraderFilter
 
 
 def _trader_days(start: datetime, until: datetime, trader_filter: TraderFilter) -> sa.Subquery:
-    """(``trader_id``, ``day``): each UTC day from ``start`` to ``until`` (midnights, exclusive)
-    on which a trader opened or closed a trade, once (the ``trading_days`` rollup).
+    """(``trader_id``, ``day``): each day from ``start`` to ``until`` (midnights, exclusive) on which a
+    trader traded, once: opened, closed or held a position (the ``trading_days`` rollup, read as
+    :func:`analytics.events.activity_select` defines trading).
 
     The filter is applied here only when it keeps a minority (:meth:`TraderFilter.restrict_early`);
     callers apply ``restrict_late`` once per trader.
     """
-    td = trading_days.c
-    return (sa.select(td.trader_id, td.day)
-            .where(_in(td.day, start, until), trader_filter.restrict_early(td.trader_id))
+    days = activity_select(TRADING).subquery("trading_activity")
+    return (sa.select(days.c.trader_id, days.c.occurred_at.label("day"))
+            .where(_in(days.c.occurred_at, start, until), trader_filter.restrict_early(days.c.trader_id))
             .subquery("trader_days"))
 
 
-def _activity_totals(periods: Mapping[str, DateRange], trader_filter: TraderFilter) -> sa.Subquery:
+def _activity_totals(periods: Mapping[str, DateRange], trader_filter: TraderFilter,
+                     churn: ChurnActivity) -> sa.Subquery:
     """Active traders, trader-days, WAU, MAU and churn per period (trader-days: :func:`_trader_days`)."""
     until = max(r.end_ts for r in periods.values())
     active_from = midnight(min(r.start for r in periods.values()) - timedelta(days=CHURN_DAYS))
@@ -307,8 +324,9 @@ def _activity_totals(periods: Mapping[str, DateRange], trader_filter: TraderFilt
                 .subquery("activity"))
     act = activity.c
 
-    # An approved deposit or a login in the last 30 days of a period keeps a trader who stopped
-    # trading from counting as churned (rollup days are whole UTC days, like the windows).
+    # The churn activity besides trading (an approved deposit; with "any" a login too) in the last
+    # 30 days of a period keeps a trader who stopped trading from counting as churned (rollup days
+    # are whole reporting days, like the windows).
     def last_days(rng: DateRange) -> datetime:  # the first instant of the period's last CHURN_DAYS days
         return midnight(rng.end - timedelta(days=CHURN_DAYS - 1))
 
@@ -316,7 +334,7 @@ def _activity_totals(periods: Mapping[str, DateRange], trader_filter: TraderFilt
     recent = (
         sa.select(da.trader_id, *(sa.func.max(_flag(_in(da.day, last_days(rng), rng.end_ts)))
                                   .label(f"recent_{name}") for name, rng in periods.items()))
-        .where(da.event.in_(("deposit", "login")), _in(da.day, recent_from, until))
+        .where(da.event.in_(churn.events), _in(da.day, recent_from, until))
         .group_by(da.trader_id)
         .subquery("recent")
     )
@@ -390,18 +408,19 @@ def compute_kpis(engine: Engine, *, date_range: DateRange, trader_filter: Trader
     bonuses alone). See each Kpi's ``definition``.
     """
     periods = {"cur": date_range, "prev": date_range.previous()}
+    churn = churn_activity()
     with reading(engine) as conn:
         span = read_event_span(conn)
         data_start, data_end = (span.first_at, span.last_at) if span else (None, None)
         ledger = conn.execute(_ledger_query(periods, trader_filter, data_end)).one()._mapping
-        trading = conn.execute(_trading_query(periods, trader_filter)).one()._mapping
+        trading = conn.execute(_trading_query(periods, trader_filter, churn)).one()._mapping
     values = {name: _period_values(ledger, trading, name, rng.days) for name, rng in periods.items()}
     if data_start is None or periods["prev"].end_ts <= data_start:
         values["prev"] = dict.fromkeys(values["prev"])
     has_costs = any(trading[f"costed_{name}"] for name in periods)
     return [
-        Kpi(key, spec.label, values["cur"][key], values["prev"][key], spec.unit, spec.definition,
-            spec.higher_is_better)
+        Kpi(key, spec.label, values["cur"][key], values["prev"][key], spec.unit,
+            churn_definition(churn) if key == "churn_rate" else spec.definition, spec.higher_is_better)
         for key, spec in SPECS.items()
         if key != "broker_revenue" or has_costs
     ]
@@ -439,7 +458,6 @@ def _period_values(ledger: Mapping[str, Any], trading: Mapping[str, Any], name: 
         "mau": get(trading, "mau"),
         "trades": get(trading, "closed"),
         "volume_usd": usd("notional"),
-        "volume_lots": usd("lots"),
         "client_pnl": usd("pnl"),
         # Commission and swap are signed from the client's side: negative is what the broker earns.
         "broker_revenue": (-usd("commission") - usd("swap") - bonuses) if costed else None,
@@ -451,7 +469,7 @@ def _period_values(ledger: Mapping[str, Any], trading: Mapping[str, Any], name: 
 def _trend_query(metric: str, date_range: DateRange, period: Period, trader_filter: TraderFilter) -> sa.Select:
     """Rows (``period_start``, ``value``) of a trend metric, for the periods with anything in them."""
     if metric == "active_traders":
-        # Opened or closed in the period: each trader once per bucket of their trading days.
+        # Traded in the period (opened, closed or held): each trader once per bucket of their trading days.
         days = _trader_days(date_range.start_ts, date_range.end_ts, trader_filter)
         bucket = period_start(days.c.day, period).label("period_start")
         pairs = (sa.select(bucket, days.c.trader_id).group_by(bucket, days.c.trader_id)
@@ -490,7 +508,6 @@ def _trend_source(metric: str, trader_filter: TraderFilter
     aggregate = {
         "trades": sa.func.sum(dt.closed),
         "volume_usd": sa.func.sum(dt.notional_usd),
-        "volume_lots": sa.func.sum(dt.lots),
         "client_pnl": sa.func.sum(dt.client_pnl_usd),
     }.get(metric)
     if aggregate is None:
@@ -507,7 +524,7 @@ def compute_kpi_trend(engine: Engine, *, metric: str, date_range: DateRange, per
     later), ``value`` (float; 0 for periods without events), ``partial`` (bool: the period reaches
     outside the range, so it only counts the part inside). Metrics are :data:`TREND_METRICS`;
     flows are timed like the KPIs (money by transaction time, volume/P&L/trades by close time,
-    active traders by open or close).
+    active traders by the days they opened, closed or held a position).
     """
     query = _trend_query(metric, date_range, period, trader_filter)
     with reading(engine) as conn:
@@ -571,7 +588,7 @@ def compute_breakdown(engine: Engine, *, dimension: str, date_range: DateRange,
     ``cohort_ftds`` (registrations at least 7 days before the data end, and those of them with an
     FTD within 7 days), ``ftd_conversion`` (cohort_ftds / cohort_registrations, NaN without a
     mature cohort), ``deposits``, ``withdrawals``, ``net_deposits`` (USD), ``active_traders``
-    (opened or closed a trade), ``volume_usd`` (notional of trades closed in the range). Sorted by
+    (opened, closed or held a position), ``volume_usd`` (notional of trades closed in the range). Sorted by
     ``rank_by`` descending, "Other" last.
     """
     dim = _dimension(dimension, trader_filter)
@@ -585,7 +602,7 @@ def compute_breakdown(engine: Engine, *, dimension: str, date_range: DateRange,
                transactions.c.kind.in_(("deposit", "withdrawal")))
         .group_by(transactions.c.trader_id).subquery("money")
     )
-    # Active: opened or closed a trade in the range (trader-days), volume: closed in the range.
+    # Active: traded in the range (opened, closed or held: trader-days), volume: closed in the range.
     days = _trader_days(date_range.start_ts, date_range.end_ts, EVERYONE)
     volume = (sa.select(daily_trading.c.trader_id, daily_trading.c.notional_usd)
               .where(date_range.contains(daily_trading.c.day)))

@@ -15,7 +15,8 @@ Lifecycle rules, as built (one rule per bullet):
 
 - Events are read from one period before ``date_from``'s period up to the end of ``date_to``'s
   period; each trader's events become the sorted list of their active periods. They come from the
-  ``daily_activity`` rollup (one row per trader, event and UTC day): periods are whole UTC days,
+  ``daily_activity`` rollup (one row per trader, event and UTC day; for ``trade`` the
+  ``trading_days`` rollup: every day a position was opened, closed or held): periods are whole UTC days,
   weeks or months, so "active in P" is the same question asked of a few rows per trader instead of
   every raw event.
 - For the first active period found, ``prev`` is the trader's "created" period; later periods use
@@ -45,7 +46,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
-from analytics.events import compute_data_span
+from analytics.events import activity_days, compute_data_span
 from analytics.filters import DEFAULT_FILTER, TraderFilter
 from analytics.periods import (
     Period,
@@ -193,9 +194,9 @@ def compute_lifecycle(
 
 
 def _active_days(event: str) -> sa.Select:
-    """``trader_id`` and ``occurred_at`` (a UTC midnight) of every day a trader did ``event``."""
-    da = daily_activity.c
-    return sa.select(da.trader_id, da.day.label("occurred_at")).where(da.event == event)
+    """``trader_id`` and ``occurred_at`` (a day's start) of every day a trader did ``event``: for
+    ``trade``, every day they opened, closed or held a position (:func:`analytics.events.activity_days`)."""
+    return activity_days(event)
 
 
 def _check_thresholds(dormant_days: int, churn_days: int) -> None:

@@ -32,6 +32,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from connectors.clock import ReportingZone, reporting_zone
 from connectors.errors import TraderLensError
@@ -51,7 +54,10 @@ PARTIAL_LIMIT = 5_000
 # The version of the rollup definitions below. Raise it whenever a rollup's rows change meaning:
 # a database whose rollups were built by another version (or in another reporting time zone) has
 # them rebuilt (ensure_rollups) before anything reads them.
-ROLLUP_VERSION = 1
+# 2: the FTD includes deposits reversed or charged back later (migration 0008);
+# 3: trading_days holds the days a position was held (open through the whole day) besides those it
+#    was opened or closed on.
+ROLLUP_VERSION = 3
 
 
 class RollupsStale(TraderLensError):
@@ -95,16 +101,55 @@ def _trading_select(zone: ReportingZone) -> sa.Select:
             .group_by(t.trader_id, day, t.asset_class))
 
 
+class _DaysBetween(FunctionElement):
+    """Every day from the first to the second argument (naive TIMESTAMPs, both included), one row
+    each, in a select list: PostgreSQL's set-returning ``generate_series``; DuckDB's returns a
+    list, which ``unnest`` turns into rows."""
+
+    type = sa.DateTime()
+    inherit_cache = True
+
+
+@compiles(_DaysBetween)
+def _days_between(element: _DaysBetween, compiler: SQLCompiler, **kw: object) -> str:
+    return f"generate_series({compiler.process(element.clauses, **kw)}, INTERVAL '1 day')"
+
+
+@compiles(_DaysBetween, "duckdb")
+def _days_between_duckdb(element: _DaysBetween, compiler: SQLCompiler, **kw: object) -> str:
+    return f"unnest(generate_series({compiler.process(element.clauses, **kw)}, INTERVAL '1 day'))"
+
+
 def _trading_days_select(zone: ReportingZone) -> sa.Select:
+    """A row per trader and reporting day on which they traded: opened or closed a position (how
+    many of each), or held one, open at some moment of the day: the days strictly between a
+    position's opening day and its closing day, which carry opened = closed = 0."""
     t = trades.c
-    one, zero = sa.literal(1), sa.literal(0)
+    one, zero, a_day = sa.literal(1), sa.literal(0), sa.text("INTERVAL '1 day'")
+
+    def local_day(column: sa.ColumnElement) -> sa.ColumnElement:
+        return sa.cast(sa.func.date_trunc("day", zone.local(column)), sa.DateTime)
+
+    # Everything is counted in local wall time and turned into the UTC instants of the local
+    # midnights once, at the end: held days step one calendar day at a time (stepping 24 hours in
+    # UTC would drift by an hour across a daylight-saving change), and each conversion is written
+    # once in the SQL. Positions opened and closed on one day or the next hold none.
+    positions = sa.select(t.trader_id, local_day(t.opened_at).label("opened_day"),
+                          local_day(t.closed_at).label("closed_day")).subquery("positions")
+    p = positions.c
     moves = sa.union_all(
-        sa.select(t.trader_id, _day(t.opened_at, zone).label("day"), one.label("opened"), zero.label("closed")),
-        sa.select(t.trader_id, _day(t.closed_at, zone).label("day"), zero.label("opened"), one.label("closed")),
+        sa.select(p.trader_id, p.opened_day.label("day"), one.label("opened"), zero.label("closed")),
+        sa.select(p.trader_id, p.closed_day.label("day"), zero.label("opened"), one.label("closed")),
+        sa.select(p.trader_id, _DaysBetween(p.opened_day + a_day, p.closed_day - a_day).label("day"),
+                  zero.label("opened"), zero.label("closed"))
+        .where(p.closed_day > p.opened_day + a_day),
     ).subquery("moves")
     m = moves.c
-    return (sa.select(m.trader_id, m.day, sa.func.sum(m.opened).label("opened"), sa.func.sum(m.closed).label("closed"))
-            .group_by(m.trader_id, m.day))
+    local_days = (sa.select(m.trader_id, m.day, sa.func.sum(m.opened).label("opened"),
+                            sa.func.sum(m.closed).label("closed"))
+                  .group_by(m.trader_id, m.day).subquery("local_days"))
+    d = local_days.c
+    return sa.select(d.trader_id, zone.utc(d.day).label("day"), d.opened, d.closed)
 
 
 def _firsts_select() -> sa.Select:

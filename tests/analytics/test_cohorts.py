@@ -29,6 +29,7 @@ from analytics.events import UnknownEvent, check_event_names, list_event_names
 from analytics.filters import TraderFilter
 from analytics.periods import ReportTooLarge
 from connectors import database, schema
+from connectors.rollups import refresh_rollups
 
 W0 = date(2026, 6, 1)  # a Monday
 N = None  # a cell whose period has not happened yet
@@ -95,6 +96,7 @@ class Broker:
                                 (schema.transactions, self.txns)):
                 if rows:
                     database.bulk_insert(conn, table, pd.DataFrame(rows))
+            refresh_rollups(conn)  # trading activity (days a position was opened, closed or held) is a rollup
 
 
 def matrix(result) -> list[list[int]]:

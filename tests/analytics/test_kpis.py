@@ -128,14 +128,17 @@ EXPECTED: dict[str, tuple[float | None, float | None]] = {
     "depositors": (3, 1),               # T1, T2, T8 | T5
     "avg_deposit": (3800 / 3, 400),
     "redeposit_rate": (1 / 2, 0.0),     # T1 yes, T2 only a reversed one | T5 after 49 days
-    "active_traders": (4, 5),           # T1, T2, T6, T12 | T5, T6, T7, T8, T12
-    "dau": (7 / 31, 5 / 31),            # T1: 6, 10, 12 Mar; T2: 26, 27; T6: 20; T12: 1 Mar | one day each
+    "active_traders": (4, 5),           # T1, T2, T6, T12 | T5, T6, T7, T8, T12 (opened, closed or held)
+    # Trader-days: T1: 6, 10, 11 (held), 12 Mar; T2: 26, 27; T6: 20; T12: 1 Mar | one day each, and T12's
+    # commodities position, opened on 27 Feb, was held on the 28th
+    "dau": (8 / 31, 6 / 31),
     "wau": (1, 2),                      # 25-31 Mar: T2 | 22-28 Feb: T8, T12
     "mau": (3, 5),                      # 2-31 Mar: T1, T2, T6 (T12 closed on 1 Mar) | 30 Jan-28 Feb
     "trades": (5, 4),
-    "churn_rate": (2 / 5, 1 / 5),       # T5, T12 of T5-T8, T12 | T10 of T6-T8, T10, T11
+    # Default churn activity (trading or an approved deposit): T5, T7, T12 of T5-T8, T12 (T7's login on
+    # 15 Mar does not keep them) | T10, T11 of T6-T8, T10, T11 (T11's login on 10 Feb does not either)
+    "churn_rate": (3 / 5, 2 / 5),
     "volume_usd": (205_000, 35_000),
-    "volume_lots": (4.0, 1.3),
     "client_pnl": (-125.5, -15),        # 43 - 302.5 + 119 + 10 + 5 | -20 + 10 - 5 + 0
     "broker_revenue": (7 + 3.5 - 150, None),  # commission 7 + swap 3.5 - (bonus 200 - cancel 50) | no costs
     "esma_loss_share": (4 / 9, 4 / 6),  # T1, T5, T7, T10 of 9 | T5, T6 (incl. Mar 2025), T7, T10 of 6
@@ -202,7 +205,7 @@ def test_kpis_carry_units_definitions_and_direction(broker):
     kpis = {k.key: k for k in compute_kpis(broker, date_range=MARCH)}
 
     assert kpis["deposits"].unit == "usd" and kpis["ftd_conversion_7d"].unit == "pct"
-    assert kpis["time_to_ftd"].unit == "hours" and kpis["volume_lots"].unit == "lots"
+    assert kpis["time_to_ftd"].unit == "hours" and kpis["volume_usd"].unit == "usd"
     assert "cohort" in kpis["ftd_conversion_30d"].definition.lower()
     assert "at least 30 days before the end of the data" in kpis["ftd_conversion_30d"].definition
     assert "excludes spread" in kpis["broker_revenue"].definition.lower()

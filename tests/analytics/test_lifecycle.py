@@ -324,6 +324,17 @@ def test_a_simulated_broker_matches_a_plain_pandas_reading_of_the_spec(engine):
             .where(tr.c.is_test.is_(False))).all(), columns=["trader_id", "event", "occurred_at"])
         people = pd.DataFrame(conn.execute(sa.select(tr.c.trader_id, tr.c.registered_at, tr.c.lead_at)).all(),
                               columns=["trader_id", "registered_at", "lead_at"]).set_index("trader_id")
+        positions = pd.DataFrame(conn.execute(
+            sa.select(schema.trades.c.trader_id, schema.trades.c.opened_at, schema.trades.c.closed_at)
+            .join(tr, tr.c.trader_id == schema.trades.c.trader_id).where(tr.c.is_test.is_(False))).all(),
+            columns=["trader_id", "opened_at", "closed_at"])
+    # Trading activity is every day a position was opened, closed or held (open at some moment of it):
+    # each position's days from its opening day to its closing day.
+    held = [(trader_id, day) for trader_id, opened, closed in positions.itertuples(index=False)
+            for day in pd.date_range(opened.floor("D"), closed.floor("D"), freq="D")]
+    trading = pd.DataFrame(held, columns=["trader_id", "occurred_at"]).assign(event="trade")
+    assert len(trading) > len(positions)  # some positions were held over a day
+    events = pd.concat([events[events["event"] != "trade"], trading], ignore_index=True)
     date_from, date_to = date(2026, 7, 9), date(2026, 10, 20)
 
     for event, period, new_basis, week_start in CASES:

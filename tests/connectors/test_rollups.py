@@ -11,7 +11,7 @@ from alembic import command
 
 from connectors import database
 from connectors.importers import import_file
-from connectors.rollups import rollup_queries
+from connectors.rollups import ensure_rollups, rollup_queries
 from connectors.schema import daily_activity, daily_trading, sessions, trader_firsts, trades, trading_days, transactions
 from connectors.simulator import SimulationConfig, seed_database
 
@@ -43,10 +43,16 @@ def _trading_in_pandas(conn) -> pd.DataFrame:
 
 
 def _trading_days_in_pandas(conn) -> list[tuple]:
+    """trading_days from the raw trades: openings and closes per day, and the days strictly between a
+    position's opening and closing day (held), as rows with nothing opened or closed."""
     raw = pd.read_sql(sa.select(trades.c.trader_id, trades.c.opened_at, trades.c.closed_at), conn)
+    held = [(trader_id, day) for trader_id, opened, closed in raw.itertuples(index=False)
+            for day in pd.date_range(opened.floor("D"), closed.floor("D"), freq="D")[1:-1]]
+    assert held  # the simulated positions include some held over a day
     moves = pd.concat([
         pd.DataFrame({"trader_id": raw["trader_id"], "day": raw["opened_at"].dt.floor("D"), "opened": 1, "closed": 0}),
         pd.DataFrame({"trader_id": raw["trader_id"], "day": raw["closed_at"].dt.floor("D"), "opened": 0, "closed": 1}),
+        pd.DataFrame(held, columns=["trader_id", "day"]).assign(opened=0, closed=0),
     ])
     days = moves.groupby(["trader_id", "day"], as_index=False)[["opened", "closed"]].sum()
     return sorted((int(r.trader_id), r.day.to_pydatetime(), int(r.opened), int(r.closed)) for r in days.itertuples())
@@ -138,5 +144,9 @@ def test_migration_0003_fills_the_trading_rollups_from_existing_trades(engine):
     assert all(before)
     command.downgrade(config, "0002")
     command.upgrade(config, "head")
+    # 0003 fills the rollups as version 1 defined them (trading_days without held days); every process
+    # rebuilds rollups of another version before reading (database.upgrade_schema -> ensure_rollups).
+    with engine.begin() as conn:
+        assert "built by version" in ensure_rollups(conn)
     with engine.connect() as conn:
         assert [_rows(conn, daily_trading), _rows(conn, trading_days), _rows(conn, trader_firsts)] == before
