@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
+# Empty: .streamlit/config.toml's server.address (127.0.0.1) or STREAMLIT_SERVER_ADDRESS; 0.0.0.0 serves every interface.
+ADDRESS ?=
 
 .PHONY: run test lint bench bench-simulator bench-analytics bench-pages services clean-db
 
@@ -18,7 +20,7 @@ $(VENV)/.dev.stamp: $(VENV)/.requirements.stamp requirements-dev.txt
 	touch $@
 
 run: $(VENV)/.requirements.stamp
-	$(PY) cli.py serve --server.port $(PORT) --server.headless true
+	$(PY) cli.py serve --server.port $(PORT) --server.headless true $(if $(ADDRESS),--server.address $(ADDRESS))
 
 # Browser tests need Debian's Chromium (never a Playwright browser download).
 /usr/bin/chromium:
