@@ -494,8 +494,8 @@ def compare_time_to_convert(real: pd.DataFrame, naive_hist: pd.DataFrame) -> Non
         assert _close(real.attrs[key], naive_hist.attrs[key]), f"{key}: {real.attrs[key]} != {naive_hist.attrs[key]}"
 
 
-def compare_dropoffs(real: pd.DataFrame, naive_frame: pd.DataFrame) -> None:
-    assert_frames_close(real[["trader_id", "reached_at"]], naive_frame)
+def compare_dropoffs(real, naive_frame: pd.DataFrame) -> None:
+    assert_frames_close(real.people[["trader_id", "reached_at"]], naive_frame)
 
 
 compare_trend = compare_breakdown = compare_asset_classes = compare_ltv = compare_funnel_trends = compare_frames

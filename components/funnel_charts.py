@@ -174,12 +174,30 @@ def render_trends(trends: pd.DataFrame, *, period: str, key: str) -> None:
     render_chart(trends_figure(trends, period=period), key=key)
 
 
+STATUS_LABELS = {"dropped": "Dropped", "in_window": "Still in window"}
+
+
 def render_dropoffs(frame: pd.DataFrame, *, key: str, file_name: str, preview_rows: int = 200) -> None:
-    """The first rows of the drop-off list on screen; the CSV has every trader."""
-    shown = frame.head(preview_rows).rename(columns={
-        "trader_id": "Trader id", "external_id": "External id", "country": "Country",
-        "acquisition_channel": "Channel", "reached_at": "Reached the step at", "breakdown_value": "Breakdown",
+    """The first rows of a drop-off list (analytics.funnels.Dropoffs.people or a part of it) on screen: who,
+    how to reach them and whether they may be contacted; the CSV has every trader, every column."""
+    head = frame.head(preview_rows)
+    names = (head["first_name"].fillna("") + " " + head["last_name"].fillna("")).str.strip()
+    shown = pd.DataFrame({
+        "Trader id": head["trader_id"], "Name": names, "Email": head["email"], "Phone": head["phone"],
+        "Country": head["country"], "Channel": head["acquisition_channel"], "Owner": head["owner"],
+        "Email ok": head["consent_email"], "SMS ok": head["consent_sms"], "Push ok": head["consent_push"],
+        "WhatsApp ok": head["consent_whatsapp"], "Status": head["status"].map(STATUS_LABELS),
+        "Reached the step at": head["reached_at"], "Window ends": head["window_ends_at"],
+        "External id": head["external_id"],
     })
+    if "breakdown_value" in head.columns:
+        shown["Breakdown"] = head["breakdown_value"].to_numpy()
+    consent = "Consented to be contacted on this channel"
     render_table(shown, key=key, file_name=file_name, download=frame, height=fit_height(len(shown), max_rows=10),
                  column_config={"Reached the step at": st.column_config.DatetimeColumn(format="D MMM YYYY, HH:mm"),
-                                "Trader id": st.column_config.NumberColumn(format="%d")})
+                                "Window ends": st.column_config.DatetimeColumn(
+                                    format="D MMM YYYY, HH:mm",
+                                    help="The last moment the next step counts for their newest attempt"),
+                                "Trader id": st.column_config.NumberColumn(format="%d"),
+                                **{c: st.column_config.CheckboxColumn(help=consent)
+                                   for c in ("Email ok", "SMS ok", "Push ok", "WhatsApp ok")}})

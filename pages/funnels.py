@@ -3,6 +3,8 @@ long it takes, whether it is getting better, and who dropped off where."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pandas as pd
 import streamlit as st
 from sqlalchemy.engine import Engine
@@ -22,6 +24,7 @@ UNITS = {"minute": "minutes", "hour": "hours", "day": "days", "week": "weeks", "
 BREAKDOWNS = {"none": "No breakdown", "trader": "Trader attribute", "event": "Event property"}
 ATTRIBUTIONS = {"first_touch": "First touch", "last_touch": "Last touch"}
 NO_EXCLUSION = ""
+DROPOFF_VIEWS = {funnels.DROPPED: "Dropped", funnels.IN_WINDOW: "Still in window", "all": "Both"}
 
 load_event_names = page.loader(list_event_names)
 load_funnel = page.loader(funnels.compute_funnel, spinner="Following traders through the funnel…")
@@ -38,9 +41,10 @@ def load_time_to_convert(engine: Engine, spec: FunnelSpec, date_range: DateRange
 
 @page.loader
 def load_dropoffs(engine: Engine, spec: FunnelSpec, step: int, date_range: DateRange,
-                  trader_filter: TraderFilter) -> pd.DataFrame:
+                  trader_filter: TraderFilter) -> funnels.Dropoffs:
     result = load_funnel(spec, date_range=date_range, trader_filter=trader_filter)
-    return funnels.dropoffs_of(engine, result, step=step, trader_filter=trader_filter)
+    return funnels.dropoffs_of(engine, result, step=step, trader_filter=trader_filter, date_range=date_range,
+                               data_end=page.load_data_span().end)  # cached: no second read of the span
 
 
 view = page.header("Funnels & conversion", lambda view: (
@@ -164,14 +168,28 @@ with right:
                    "worse until their window has passed.")
 
 st.subheader("Who dropped off", divider="gray", anchor=False)
-d1, _ = st.columns([3, 5])
+d1, d2, _ = st.columns([3, 3, 2], vertical_alignment="bottom")
 drop_step = params.selectbox(d1, "Reached step, but not the next", list(range(1, n)),
                          format_func=lambda k: f"{k}. {charts.event_label(steps[k - 1])} → {k + 1}. "
                                                f"{charts.event_label(steps[k])}",
                          key="funnels.dropoff_step")
-dropped = load_dropoffs(spec, int(drop_step), rng, trader_filter)
-if dropped.empty:
+dropoffs = load_dropoffs(spec, int(drop_step), rng, trader_filter)
+if dropoffs.people.empty:
     st.success("Nobody dropped off at this step.", icon=":material/check_circle:")
 else:
-    st.caption(f"{len(dropped):,} traders, most recent first. The CSV has all of them.")
-    charts.render_dropoffs(dropped, key="funnels.dropoffs", file_name=f"funnel_dropoffs_step{int(drop_step)}.csv")
+    counts = dropoffs.counts
+    shown_status = params.segmented_control(
+        d2, "Show", list(DROPOFF_VIEWS), default=funnels.DROPPED, required=True, key="funnels.dropoff_status",
+        format_func=DROPOFF_VIEWS.get,  # the URL holds the label: no counts in it, they change with the data
+        help="Dropped: their conversion window closed before the end of the period (or of the data), without "
+             "the next step. Still in window: it had not closed yet, so they can still convert.")
+    listed = dropoffs.of_status(None if shown_status == "all" else shown_status)
+    seen_to = f"{dropoffs.observed_until - timedelta(days=1):%d %b %Y}" if dropoffs.observed_until else "the end"
+    st.caption(f"{counts[funnels.DROPPED]:,} dropped (window over by {seen_to}, the last day the funnel looks at) "
+               f"and {counts[funnels.IN_WINDOW]:,} still in their window, who can still convert; "
+               "most recent first. The CSV has every trader of the list shown, with contact details and consents.")
+    if listed.empty:
+        st.info(f"Nobody is {DROPOFF_VIEWS[shown_status].lower()} at this step.", icon=":material/hourglass_empty:")
+    else:
+        charts.render_dropoffs(listed, key="funnels.dropoffs",
+                               file_name=f"funnel_dropoffs_step{int(drop_step)}_{shown_status}.csv")

@@ -3,7 +3,7 @@ product-analytics tools (docs/semantics.md, "Funnels"): ordered, strict and unor
 conversion window runs from each attempt's step-1 event (inclusive); a repeated step 1 restarts the
 attempt; one event advances an attempt by at most one step; ties at one timestamp resolve by step
 order; exclusions; breakdowns with first/last-touch attribution; mean and median time to convert;
-conversion trends by entry period; who dropped off where.
+conversion trends by entry period; who dropped off where, and who can still convert.
 
 How a call runs, one module each:
 
@@ -21,7 +21,6 @@ How a call runs, one module each:
 
 from analytics.funnels.aggregates import (
     DEFAULT_FILTER,
-    DROPOFF_COLUMNS,
     HISTOGRAM_COLUMNS,
     STEP_COLUMNS,
     TREND_COLUMNS,
@@ -34,6 +33,7 @@ from analytics.funnels.aggregates import (
     time_to_convert_of,
 )
 from analytics.funnels.kernels import warm_kernels
+from analytics.funnels.people import DROPOFF_COLUMNS, DROPOFF_STATUSES, DROPPED, IN_WINDOW, Dropoffs
 from analytics.funnels.sources import BULK_EVENTS
 from analytics.funnels.spec import (
     DEFAULT_BREAKDOWN_LIMIT,
@@ -59,9 +59,10 @@ from analytics.funnels.spec import (
 
 __all__ = [
     "BULK_EVENTS", "DEFAULT_BREAKDOWN_LIMIT", "DEFAULT_FILTER", "DEFAULT_WINDOW_S", "DROPOFF_COLUMNS",
-    "HISTOGRAM_COLUMNS", "MAX_STEPS", "MAX_WINDOW_DAYS", "MAX_WINDOW_S", "NONE_VALUE", "ORDERS", "OTHER",
-    "STEP_COLUMNS", "TRADER_BREAKDOWNS", "TREND_COLUMNS", "WINDOW_UNITS", "Attribution", "BreakdownKind",
-    "Exclusion", "FunnelRejected", "FunnelResult", "FunnelSpec", "Order", "StepFilter", "compute_dropoffs",
+    "DROPOFF_STATUSES", "DROPPED", "HISTOGRAM_COLUMNS", "IN_WINDOW", "MAX_STEPS", "MAX_WINDOW_DAYS", "MAX_WINDOW_S",
+    "NONE_VALUE", "ORDERS", "OTHER", "STEP_COLUMNS", "TRADER_BREAKDOWNS", "TREND_COLUMNS", "WINDOW_UNITS",
+    "Attribution", "BreakdownKind", "Dropoffs", "Exclusion", "FunnelRejected", "FunnelResult", "FunnelSpec",
+    "Order", "StepFilter", "compute_dropoffs",
     "compute_funnel", "compute_funnel_trends", "compute_time_to_convert", "dropoffs_of", "time_to_convert_of",
     "validate_spec", "warm_kernels", "window_seconds",
 ]

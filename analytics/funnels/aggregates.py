@@ -4,15 +4,16 @@ convert, who dropped off where, and conversion by entry period. Rates are fracti
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
+from analytics.events import compute_data_span
 from analytics.filters import DEFAULT_FILTER, TraderFilter
 from analytics.funnels.kernels import trends_pass
-from analytics.funnels.people import People, follow_people, lookup
+from analytics.funnels.people import Dropoffs, People, follow_people, list_dropoffs
 from analytics.funnels.spec import OTHER, US, FunnelRejected, FunnelSpec, validate_spec
 from analytics.funnels.stream import load_events
 from analytics.periods import (
@@ -27,13 +28,11 @@ from analytics.periods import (
     period_starts,
 )
 from analytics.reading import reading
-from connectors.schema import traders
 
 STEP_COLUMNS = ["step", "event", "count", "conversion_rate", "conversion_from_previous", "drop_off",
                 "average_time_to_convert_s", "median_time_to_convert_s"]
 HISTOGRAM_COLUMNS = ["bin_start_s", "bin_end_s", "traders"]
 TREND_COLUMNS = ["period_start", "reached_from_step_count", "reached_to_step_count", "conversion_rate"]
-DROPOFF_COLUMNS = ["trader_id", "external_id", "country", "acquisition_channel", "reached_at"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -187,49 +186,40 @@ def time_to_convert_of(result: FunnelResult, *, from_step: int = 1, to_step: int
     return _histogram(_conversion_seconds(result.spec, result._people, from_step, to_step), bins)
 
 
-def _dropoff_frame(conn: Connection, spec: FunnelSpec, people: People, step: int,
-                   trader_filter: TraderFilter) -> pd.DataFrame:
-    n = len(spec.steps)
-    if not 1 <= step < n:
-        raise FunnelRejected(f"Drop-offs are between steps: pick a step from 1 to {n - 1}.")
-    at = people.reached == step
-    ids = people.trader_id[at]
-    reached_at = pd.to_datetime(people.times[at, step - 1], unit="us")
-    frame = pd.DataFrame({"trader_id": ids, "reached_at": reached_at})
-    if spec.breakdown:
-        assert people.labels is not None
-        frame["breakdown_value"] = people.labels[at]
-    # Bounded by the droppers' id range: ids follow capture order, so the droppers of a recent
-    # range are a narrow band of the table (exact either way; lookup matches by id).
-    bounds = [traders.c.trader_id.between(int(ids.min()), int(ids.max()))] if len(ids) else [sa.false()]
-    external_id, country, channel = lookup(conn, sa.select(
-        traders.c.trader_id, traders.c.external_id, traders.c.country, traders.c.acquisition_channel,
-    ).where(trader_filter.restrict(traders.c.trader_id), *bounds), ids)
-    frame = frame.assign(external_id=external_id, country=country, acquisition_channel=channel)
-    extra = ["breakdown_value"] if spec.breakdown else []
-    frame = frame[[*DROPOFF_COLUMNS, *extra]]
-    return frame.sort_values(["reached_at", "trader_id"], ascending=[False, True], ignore_index=True)
+def _observed_until(engine: Engine, date_range: DateRange | None, data_end: date | None) -> datetime | None:
+    """The first instant a funnel over ``date_range`` does not look at: the end of the range or of the
+    newest day with data (``data_end``, read when not given), whichever is earlier; None without data."""
+    if data_end is None:
+        span = compute_data_span(engine)
+        data_end = span.end if span else None
+    if data_end is None:
+        return None
+    end = data_end if date_range is None else min(date_range.end, data_end)
+    return DateRange(end, end).end_ts
 
 
 def compute_dropoffs(engine: Engine, spec: FunnelSpec, *, step: int, date_range: DateRange | None = None,
-                     trader_filter: TraderFilter = DEFAULT_FILTER) -> pd.DataFrame:
-    """Traders whose kept attempt reached ``step`` (1-based) but not the next one, most recent first.
+                     trader_filter: TraderFilter = DEFAULT_FILTER, data_end: date | None = None) -> Dropoffs:
+    """Traders whose kept attempt reached ``step`` (1-based) but not the next one, most recent first, each
+    "dropped" (their window closed within what the funnel saw) or "in_window" (it had not: they can still
+    convert), with their contact details and consents (:class:`analytics.funnels.people.Dropoffs`).
 
-    Columns ``trader_id`` (int), ``external_id``, ``country``, ``acquisition_channel`` (str),
-    ``reached_at`` (naive UTC datetime of their step-``step`` event), plus ``breakdown_value`` when the
-    spec has a breakdown.
+    ``data_end`` is the newest day with data; read from the database unless the caller has it.
     """
     people = follow_people(engine, spec, date_range, trader_filter)
+    until = _observed_until(engine, date_range, data_end)
     with reading(engine) as conn:
-        return _dropoff_frame(conn, spec, people, step, trader_filter)
+        return list_dropoffs(conn, spec, people, step, trader_filter, date_range, until)
 
 
-def dropoffs_of(engine: Engine, result: FunnelResult, *, step: int,
-                trader_filter: TraderFilter = DEFAULT_FILTER) -> pd.DataFrame:
-    """:func:`compute_dropoffs` from a computed funnel (only the trader details are queried)."""
+def dropoffs_of(engine: Engine, result: FunnelResult, *, step: int, trader_filter: TraderFilter = DEFAULT_FILTER,
+                date_range: DateRange | None = None, data_end: date | None = None) -> Dropoffs:
+    """:func:`compute_dropoffs` from a computed funnel (only the trader details are queried); ``date_range``
+    must be the funnel's."""
     assert result._people is not None
+    until = _observed_until(engine, date_range, data_end)
     with reading(engine) as conn:
-        return _dropoff_frame(conn, result.spec, result._people, step, trader_filter)
+        return list_dropoffs(conn, result.spec, result._people, step, trader_filter, date_range, until)
 
 
 def compute_funnel_trends(engine: Engine, spec: FunnelSpec, *, period: Period = "week",

@@ -264,7 +264,7 @@ def test_times_keep_their_microseconds_on_either_side_of_2000(engine, monkeypatc
         assert counts(ordered) == [4, 3]
         assert ordered["average_time_to_convert_s"].iloc[1] == pytest.approx((0.75 + 2e-6 + 1e-6) / 3, abs=1e-9)
         assert counts(run(engine, "A", "B", order="strict", window_s=60)) == [4, 2]
-        reached = funnels.compute_dropoffs(engine, strict, step=1).set_index("trader_id")["reached_at"]
+        reached = funnels.compute_dropoffs(engine, strict, step=1).people.set_index("trader_id")["reached_at"]
         assert reached.to_dict() == {2: pd.Timestamp(us(1)), 4: pd.Timestamp(1999, 12, 31, 23, 59, 59, 999_999)}
 
     check()

@@ -81,7 +81,7 @@ def _everything(engine: sa.Engine, spec: FunnelSpec, date_range, trader_filter) 
     kwargs = {"date_range": date_range, "trader_filter": trader_filter}
     frames = [compute_funnel(engine, spec, **kwargs).steps,
               compute_time_to_convert(engine, spec, **kwargs),
-              *[compute_dropoffs(engine, spec, step=k, **kwargs) for k in range(1, n)]]
+              *[compute_dropoffs(engine, spec, step=k, **kwargs).people for k in range(1, n)]]
     if spec.order != "unordered":
         frames.append(compute_funnel_trends(engine, spec, period="week", **kwargs))
     return frames

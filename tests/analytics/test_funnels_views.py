@@ -181,8 +181,8 @@ def test_dropoffs_list_who_reached_a_step_but_not_the_next(engine):
          people={1: {"country": "GB", "acquisition_channel": "affiliate"}})
     spec = FunnelSpec(("A", "B", "C"))
 
-    at_one = compute_dropoffs(engine, spec, step=1)
-    at_two = compute_dropoffs(engine, spec, step=2)
+    at_one = compute_dropoffs(engine, spec, step=1).people
+    at_two = compute_dropoffs(engine, spec, step=2).people
 
     assert list(at_one.columns) == DROPOFF_COLUMNS
     assert at_one["trader_id"].tolist() == [4, 1]  # most recent first
@@ -191,7 +191,7 @@ def test_dropoffs_list_who_reached_a_step_but_not_the_next(engine):
     assert at_one["acquisition_channel"].tolist() == ["organic", "affiliate"]
     assert at_one["reached_at"].tolist() == [at(2 * HOUR), at(0)]
     assert at_two[["trader_id", "reached_at"]].values.tolist() == [[2, at(HOUR)]]
-    pd.testing.assert_frame_equal(dropoffs_of(engine, compute_funnel(engine, spec), step=2), at_two)
+    pd.testing.assert_frame_equal(dropoffs_of(engine, compute_funnel(engine, spec), step=2).people, at_two)
     with pytest.raises(FunnelRejected, match="from 1 to 2"):
         compute_dropoffs(engine, spec, step=3)
 
@@ -199,13 +199,13 @@ def test_dropoffs_list_who_reached_a_step_but_not_the_next(engine):
 def test_dropoffs_carry_the_breakdown_value(engine):
     load(engine, {1: [("A", 0)], 2: [("A", 0)]}, people={2: {"country": "GB"}})
 
-    frame = compute_dropoffs(engine, FunnelSpec(("A", "B"), breakdown="country"), step=1)
+    frame = compute_dropoffs(engine, FunnelSpec(("A", "B"), breakdown="country"), step=1).people
 
     assert dict(zip(frame["trader_id"], frame["breakdown_value"], strict=True)) == {1: "DE", 2: "GB"}
 
 
 def test_no_dropoffs_is_an_empty_frame_with_the_columns(engine):
-    frame = compute_dropoffs(engine, FunnelSpec(("A", "B")), step=1)
+    frame = compute_dropoffs(engine, FunnelSpec(("A", "B")), step=1).people
 
     assert frame.empty
     assert list(frame.columns) == DROPOFF_COLUMNS

@@ -97,6 +97,8 @@ def test_funnels_page_shows_event_names_as_text_and_neutralises_its_downloads(ho
     table = csv_rows(downloaded(at, "funnels.table.download"))
     assert [r["event"] for r in table] == [IMAGE, LINK, "'" + FORMULA]
     assert [r["count"] for r in table] == ["2", "1", "1"]
+    # Trader 2 did IMAGE two days before the data ends: still in the 14-day window, listed under that status.
+    at.segmented_control(key="funnels.dropoff_status").set_value("in_window").run()
     dropped = csv_rows(downloaded(at, "funnels.dropoffs.download"))
     assert [r["external_id"] for r in dropped] == ["'" + TRADER]
 
