@@ -22,8 +22,8 @@ LOSS_COLOR = "#b4232f"
 PARTIAL_OPACITY = 0.4  # a period only partly inside the range
 
 # d3 number formats per KPI unit, for axes and tooltips.
-AXIS_FORMATS = {"usd": "$~s", "count": "~s", "lots": "~s", "pct": ".0%", "hours": ",.0f"}
-TOOLTIP_FORMATS = {"usd": "$,.0f", "count": ",.0f", "lots": ",.2f", "pct": ".1%", "hours": ",.1f"}
+AXIS_FORMATS = {"usd": "$~s", "count": "~s", "pct": ".0%", "hours": ",.0f"}
+TOOLTIP_FORMATS = {"usd": "$,.0f", "count": ",.0f", "pct": ".1%", "hours": ",.1f"}
 PERIOD_FORMATS = {"day": "%a %d %b %Y", "week": "week of %d %b %Y", "month": "%B %Y"}
 
 
@@ -115,16 +115,18 @@ BREAKDOWN_TABLE = {
 }
 
 
-def render_breakdown(frame: pd.DataFrame, *, metric: str, metric_label: str, unit: str, dimension_label: str,
-                     file_name: str, key: str) -> None:
-    """Bar chart of one metric above a table of every metric, with a CSV download of the frame."""
+def render_breakdown(frame: pd.DataFrame, *, metric: str, metric_label: str, unit: str, dimension: str,
+                     dimension_label: str, file_name: str, key: str) -> None:
+    """Bar chart of one metric above a table of every metric, with a CSV download of the frame (its ``value``
+    column named after the ``dimension``: country, acquisition_channel…)."""
     st.altair_chart(breakdown_chart(frame, metric=metric, label=metric_label, unit=unit), width="stretch",
                     key=f"{key}.chart")
     view = frame[["value", *BREAKDOWN_TABLE]].rename(
         columns={"value": dimension_label, **{c: name for c, (name, _) in BREAKDOWN_TABLE.items()}})
     view["FTD conv. 7d"] = view["FTD conv. 7d"] * 100  # shown as 12.3%, the CSV keeps the fraction
     render_table(
-        view, key=f"{key}.table", file_name=file_name, download=frame, height=fit_height(len(view)),
+        view, key=f"{key}.table", file_name=file_name, download=frame.rename(columns={"value": dimension}),
+        height=fit_height(len(view)),
         column_config={
             name: st.column_config.NumberColumn(
                 format="%.1f%%" if fmt == "percent" else fmt,

@@ -115,7 +115,8 @@ def breakdown_panel(date_range: DateRange, trader_filter: TraderFilter) -> None:
         return
     overview_charts.render_breakdown(
         breakdown, metric=ranked_by, metric_label=SPECS[ranked_by].label, unit=SPECS[ranked_by].unit,
-        dimension_label=DIMENSION_LABELS[dimension], file_name=f"traderlens_breakdown_{dimension}.csv",
+        dimension=dimension, dimension_label=DIMENSION_LABELS[dimension],
+        file_name=f"traderlens_breakdown_{dimension}.csv",
         key="overview.breakdown_view")
     st.caption("Top 10 by the ranking metric, the rest as Other. A trader's platform is that of their first live "
                "account. FTD conversion is cohort-based: registrations at least 7 days before the data end.")
@@ -144,5 +145,6 @@ if asset_classes.empty:
     st.info("No positions were closed in this period.", icon=":material/candlestick_chart:")
 else:
     overview_charts.render_asset_classes(asset_classes, key="overview.assets")
-    st.caption("Positions closed in the period; notional in USD, one side counted. Lots are not comparable "
-               "across asset classes (contract sizes differ).")
+    st.caption("Positions closed in the period; notional in USD, one side counted: the headline volume. Lots are "
+               "per asset class only: a lot is 100,000 units of an FX pair but one coin of a crypto, so lots of "
+               "different classes are never added up.")
