@@ -14,6 +14,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from components import labels
 from components.cohort_charts import event_label
 from components.figures import memoised_figure, period_ends, period_x, render_chart, styled
 from components.tables import fit_height, render_table
@@ -45,20 +46,21 @@ def _step_labels(steps: pd.DataFrame) -> list[str]:
 def funnel_figure(steps: pd.DataFrame) -> alt.LayerChart:
     """Bars per step: traders who got there (solid) on top of those lost since step 1 (light); one
     colour per breakdown value, bars side by side, when the table has ``breakdown_value``."""
-    labels = _step_labels(steps)
+    step_names = _step_labels(steps)
     tooltip = [alt.Tooltip("label:N", title="Step"), alt.Tooltip("count:Q", title="Traders", format=","),
                alt.Tooltip("conversion_rate:Q", title="Of step 1", format=".1%"),
                alt.Tooltip("conversion_from_previous:Q", title="Of the previous step", format=".1%"),
                alt.Tooltip("drop_off:Q", title="Dropped off just before", format=",")]
-    x = alt.X("label:N", sort=_unique(labels), title=None, axis=alt.Axis(labelAngle=0, labelLimit=160))
-    data = steps.assign(label=labels)
+    x = alt.X("label:N", sort=_unique(step_names), title=None, axis=alt.Axis(labelAngle=0, labelLimit=160))
+    data = steps.assign(label=step_names)
     if "breakdown_value" in steps.columns:
         values = [str(v) for v in _unique(steps["breakdown_value"])]
         data = data.assign(breakdown_value=steps["breakdown_value"].astype(str))
         colors = alt.Color("breakdown_value:N", sort=values, title=None,
                            scale=alt.Scale(domain=values, range=[SERIES[i % len(SERIES)] for i in range(len(values))]))
+        codes = [alt.Tooltip("breakdown_value_code:N", title="Code")] if "breakdown_value_code" in data else []
         base = alt.Chart(data).encode(x=x, xOffset=alt.XOffset("breakdown_value:N", sort=values),
-                                      tooltip=[alt.Tooltip("breakdown_value:N", title="Breakdown"), *tooltip])
+                                      tooltip=[alt.Tooltip("breakdown_value:N", title="Breakdown"), *codes, *tooltip])
         bars = base.mark_bar().encode(y=alt.Y("count:Q", title="Traders", axis=alt.Axis(format=",d")), color=colors)
         if len(values) > 4:  # more labels than fit above narrow bars: the tooltip and table carry the rates
             return styled(bars, height=420)
@@ -83,12 +85,14 @@ def _unique(values) -> list:
     return list(dict.fromkeys(values))
 
 
-def render_funnel_chart(steps: pd.DataFrame, *, key: str) -> None:
-    render_chart(funnel_figure(steps), key=key)
+def render_funnel_chart(steps: pd.DataFrame, *, key: str, attribute: str | None = None) -> None:
+    """The funnel's bars; a breakdown by the trader ``attribute`` country or channel shows names (codes on hover)."""
+    render_chart(funnel_figure(labels.with_names(steps, "breakdown_value", attribute)), key=key)
 
 
-def render_conversion_table(steps: pd.DataFrame, *, key: str, file_name: str) -> None:
-    """The step table with rates as percentages and times for people; the CSV keeps raw numbers."""
+def render_conversion_table(steps: pd.DataFrame, *, key: str, file_name: str, attribute: str | None = None) -> None:
+    """The step table with rates as percentages and times for people (breakdown values by name for the trader
+    ``attribute`` country or channel); the CSV keeps raw numbers and codes."""
     shown = pd.DataFrame({
         "Step": _step_labels(steps),
         "Traders": steps["count"],
@@ -99,7 +103,7 @@ def render_conversion_table(steps: pd.DataFrame, *, key: str, file_name: str) ->
         "Median time": [format_duration(v) for v in steps["median_time_to_convert_s"]],
     })
     if "breakdown_value" in steps.columns:
-        shown.insert(0, "Breakdown", steps["breakdown_value"].to_numpy())
+        shown.insert(0, "Breakdown", [labels.display_value(attribute, v) for v in steps["breakdown_value"]])
     render_table(shown, key=key, file_name=file_name, download=steps, height=fit_height(len(shown), max_rows=20),
                  column_config={
                      "Traders": st.column_config.NumberColumn(format="localized"),
@@ -184,7 +188,8 @@ def render_dropoffs(frame: pd.DataFrame, *, key: str, file_name: str, preview_ro
     names = (head["first_name"].fillna("") + " " + head["last_name"].fillna("")).str.strip()
     shown = pd.DataFrame({
         "Trader id": head["trader_id"], "Name": names, "Email": head["email"], "Phone": head["phone"],
-        "Country": head["country"], "Channel": head["acquisition_channel"], "Owner": head["owner"],
+        "Country": head["country"].map(labels.country_name),
+        "Channel": head["acquisition_channel"].map(labels.channel_name), "Owner": head["owner"],
         "Email ok": head["consent_email"], "SMS ok": head["consent_sms"], "Push ok": head["consent_push"],
         "WhatsApp ok": head["consent_whatsapp"], "Status": head["status"].map(STATUS_LABELS),
         "Reached the step at": head["reached_at"], "Window ends": head["window_ends_at"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import cache
 
+import pandas as pd
 import pycountry
 
 # Display names of the acquisition channels brokers use; any other code is shown as words ("tv_ads" ->
@@ -52,6 +53,15 @@ def display_value(attribute: str | None, value: object) -> str:
 def has_names(attribute: str | None) -> bool:
     """Whether the pages show ``attribute``'s values by name (and its code on hover)."""
     return (attribute or "") in _NAMERS
+
+
+def with_names(frame: pd.DataFrame, column: str, attribute: str | None) -> pd.DataFrame:
+    """``frame`` with ``column``'s values shown by name when ``attribute`` has names (countries, channels),
+    the stored codes kept beside them in ``<column>_code`` for a tooltip; otherwise ``frame`` itself."""
+    if not has_names(attribute) or column not in frame.columns:
+        return frame
+    return frame.assign(**{f"{column}_code": frame[column].to_numpy(),
+                           column: [display_value(attribute, v) for v in frame[column]]})
 
 
 # Plain-language explanations shown beside the terms (``help=`` tooltips and captions).

@@ -15,7 +15,7 @@ from analytics.filters import TraderFilter
 from analytics.funnels import Exclusion, FunnelRejected, FunnelSpec
 from analytics.periods import PERIODS, DateRange
 from components import funnel_charts as charts
-from components import page, params
+from components import labels, page, params
 from components.text import escape_markdown
 
 DEFAULT_STEPS = ["registered", "kyc_submitted", "kyc_approved", "ftd", "trade"]
@@ -96,7 +96,7 @@ with st.container(border=True):
                                       help="A key of the portal events' properties.").strip() or None
         attribution = params.radio(b3, "Attribution", list(ATTRIBUTIONS), format_func=ATTRIBUTIONS.get, horizontal=True,
                                key="funnels.attribution", disabled=breakdown is None,
-                               help="Which value counts when a trader has several: their first or their last.")
+                               help=" ".join(labels.ATTRIBUTION[a] for a in ATTRIBUTIONS))
 
 if len(steps) < 2:
     st.info("Pick at least two steps to see a funnel, for example *Registered → First deposit (FTD)*.",
@@ -138,10 +138,11 @@ m4.metric("Median time to convert", charts.format_duration(histogram.attrs.get("
           help="From step 1 to the last step of each trader's kept attempt, same-instant conversions included.")
 
 st.subheader("Conversion by step", divider="gray", anchor=False)
-charts.render_funnel_chart(table, key="funnels.chart")
+named = spec.breakdown if spec.breakdown_kind == "trader" else None  # countries and channels by name
+charts.render_funnel_chart(table, key="funnels.chart", attribute=named)
 if spec.breakdown is not None and funnels.OTHER in result.breakdown_values:
     st.caption(f"The {spec.breakdown_limit} values with the most traders are shown; the rest are under “Other”.")
-charts.render_conversion_table(table, key="funnels.table", file_name="funnel_conversion.csv")
+charts.render_conversion_table(table, key="funnels.table", file_name="funnel_conversion.csv", attribute=named)
 st.caption("Times are between consecutive steps of each trader's kept attempt; conversions within the same "
            "second count as converted but are left out of the times.")
 

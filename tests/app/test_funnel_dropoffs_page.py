@@ -66,7 +66,7 @@ def test_dropped_and_still_in_window_are_listed_apart_with_contact_details(db_ur
     table = at.get_by_key("funnels.dropoffs").dataframe[0].value
     assert table["Name"].tolist() == ["Ana Lima"] and table["Status"].tolist() == ["Dropped"]
     assert table[["Email", "Phone", "Country", "Channel", "Owner"]].values.tolist() == [
-        ["ana@example.com", "+351 900 000 001", "PT", "affiliate", "Rui"]]
+        ["ana@example.com", "+351 900 000 001", "Portugal", "Affiliate", "Rui"]]  # names; the CSV keeps codes
     assert table[["Email ok", "SMS ok", "Push ok", "WhatsApp ok"]].values.tolist() == [[True, False, False, True]]
 
     status.set_value("in_window").run()

@@ -12,6 +12,7 @@ from analytics.events import compute_data_span
 from analytics.filters import TraderFilter
 from analytics.funnels import FunnelSpec, compute_dropoffs, compute_funnel
 from analytics.periods import DateRange
+from components.labels import channel_name
 from connectors import database
 from connectors.simulator import SimulationConfig
 
@@ -95,7 +96,7 @@ def test_a_breakdown_shows_one_block_per_value(db_url, broker, open_page):
     result = compute_funnel(database.get_engine(db_url), FunnelSpec(("registered", "ftd"),
                                                                      breakdown="acquisition_channel"),
                             date_range=broker, trader_filter=TraderFilter())
-    assert table["Breakdown"].tolist() == result.steps["breakdown_value"].tolist()
+    assert table["Breakdown"].tolist() == [channel_name(v) for v in result.steps["breakdown_value"]]  # "Paid search"
     assert table["Traders"].tolist() == result.steps["count"].tolist()
 
 

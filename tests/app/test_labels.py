@@ -3,6 +3,8 @@ where there is no name; and the pages show them where a user sees countries and 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from components import labels
@@ -55,3 +57,17 @@ def test_the_lifecycle_page_explains_the_quick_ratio_and_every_status(broker, op
     chart_caption = next(c.value for c in at.caption if c.value.startswith("Each period counts"))
     for status in ("New", "Returning", "Resurrecting", "Dormant"):
         assert f"**{status}**: " in chart_caption
+
+
+def test_a_funnel_broken_down_by_country_shows_names_with_the_code_on_hover(broker, open_page):
+    at = open_page("pages/funnels.py")
+    at.multiselect(key="funnels.steps").set_value(["registered", "ftd"]).run()
+    at.segmented_control(key="funnels.breakdown_kind").set_value("trader").run()
+    at.selectbox(key="funnels.breakdown").select("country").run()
+    shown = at.get_by_key("funnels.table").dataframe[0].value["Breakdown"].tolist()
+    assert "Germany" in shown and "DE" not in shown
+    spec = next(c.proto.spec for c in at.get("vega_lite_chart") if "breakdown_value" in c.proto.spec)
+    encoding = json.loads(spec).get("encoding") or json.loads(spec)["layer"][0]["encoding"]
+    assert {"field": "breakdown_value_code", "title": "Code", "type": "nominal"} in encoding["tooltip"]
+    assert "First touch: a trader counts under the value on their earliest" in \
+        at.radio(key="funnels.attribution").help
