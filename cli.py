@@ -48,15 +48,18 @@ def _progress_bar(stream=sys.stderr):
     return show
 
 
-def _engine():
-    """The configured engine with the schema brought up to date (every command starts here)."""
-    from connectors.database import get_engine, upgrade_schema
+def _engine(*, write: bool = False):
+    """The configured engine with the schema brought up to date (every command starts here).
 
-    engine = get_engine()
-    rebuilt = upgrade_schema(engine)
+    Read-only unless the command ``write``s: on the embedded DuckDB file, reports and ``info`` then
+    run beside the app, and a writer waits for the app to let go of the file (TRADERLENS_DUCKDB_WAIT_S).
+    """
+    from connectors.database import get_engine, prepare
+
+    rebuilt = prepare()
     if rebuilt:
         _note(f"rebuilt the daily rollups: {rebuilt}")
-    return engine
+    return get_engine(read_only=not write)
 
 
 def _config(args: argparse.Namespace):
@@ -68,7 +71,7 @@ def _config(args: argparse.Namespace):
 def cmd_seed(args: argparse.Namespace) -> int:
     from connectors.simulator import seed_database
 
-    engine = _engine()
+    engine = _engine(write=True)
     cfg = _config(args)
     progress = _progress_bar()
     progress(f"seeding {cfg.traders} traders, {cfg.days} days to {cfg.end_date()}, seed {cfg.seed}", 0.0)
@@ -96,7 +99,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
     elif demo_allowed:
         print("First start: creating the demo broker (20,000 simulated traders over 18 months).",
               file=sys.stderr)
-        summary = seed_database(engine, _config(args), progress=_progress_bar())
+        summary = seed_database(_engine(write=True), _config(args), progress=_progress_bar())
         print(f"Demo database ready in {summary.simulate_s + summary.write_s:.0f}s.")
     else:
         print(f"{redact(str(engine.url))} is empty. Import your data (python cli.py import ...) or "
@@ -111,6 +114,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     status = cmd_setup(args)
     if status:
         return status
+    from connectors.database import dispose_engines
+
+    dispose_engines()  # the app opens the file read-only; keep no read-write engine of setup's
     from server.warmup import preload, start_page_warmer
 
     timings = preload()
@@ -130,7 +136,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     path = Path(args.path)
     if not path.is_file():
         raise TraderLensError(f"{path}: no such file")
-    result = import_file(_engine(), path, kind=args.kind, trader=args.trader,
+    result = import_file(_engine(write=True), path, kind=args.kind, trader=args.trader,
                          create_missing_traders=args.create_missing_traders,
                          server_utc_offset_hours=args.server_utc_offset)
     written = ", ".join(f"{table} {n:,}" for table, n in result.inserted.items() if n) or "nothing new"
@@ -474,6 +480,9 @@ def main(argv: list[str] | None = None) -> int:
         args.streamlit_options = unknown
     elif unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    from connectors.database import set_wait_notice
+
+    set_wait_notice(lambda text: print(text, file=sys.stderr, flush=True))
     try:
         return args.func(args)
     except TraderLensError as exc:

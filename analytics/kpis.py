@@ -112,15 +112,18 @@ SPECS: dict[str, KpiSpec] = {
     "registrations": KpiSpec("Registrations", "count", "Traders who registered in the period."),
     "kyc_approvals": KpiSpec("KYC approvals", "count", "Traders whose KYC was first approved in the period."),
     "ftds": KpiSpec("FTDs", "count", "First-time depositors: traders whose first approved deposit (across all "
-                                      "their accounts) fell in the period."),
+                                      "their accounts) fell in the period. A first deposit reversed or charged back "
+                                      "later still counts, as affiliate and CPA reporting pays on it; the line under "
+                                      "the tile says how many were."),
     "ftd_conversion_7d": KpiSpec("FTD conv. 7d", "pct", _cohort_definition(7)),
     "ftd_conversion_30d": KpiSpec("FTD conv. 30d", "pct", _cohort_definition(30)),
     "time_to_ftd": KpiSpec("Time to FTD", "hours",
                            "Median time from registration to the first approved deposit, over the traders whose "
                            "FTD fell in the period.", higher_is_better=False),
     "deposits": KpiSpec("Deposits", "usd", "Sum of approved deposits in the period, USD at transaction time. "
-                                           "Declined, pending and reversed deposits are excluded."),
-    "withdrawals": KpiSpec("Withdrawals", "usd", "Sum of approved withdrawals in the period, USD.",
+                                           "Declined, pending, reversed and charged-back deposits are excluded."),
+    "withdrawals": KpiSpec("Withdrawals", "usd", "Sum of approved withdrawals in the period, USD. Declined, "
+                                                 "pending and reversed withdrawals are excluded.",
                            higher_is_better=False),
     "net_deposits": KpiSpec("Net deposits", "usd",
                             "Approved deposits minus approved withdrawals in the period. Bonuses, bonus "
@@ -163,7 +166,17 @@ SPECS: dict[str, KpiSpec] = {
                                f"ESMA disclosure figure: of the traders with trades closed in the {ESMA_DAYS} days to "
                                f"the period end, the share whose realised profit + commission + swap is below zero.",
                                higher_is_better=False),
+    # Shown as a line under the FTD tile (NOTES), not as tiles of their own.
+    "ftds_charged_back": KpiSpec("FTDs charged back", "count",
+                                 "Of the period's FTDs, those whose first deposit was reversed or charged back since. "
+                                 "They still count as FTDs; their money is out of deposits and net deposits.",
+                                 higher_is_better=False),
+    "ftds_charged_back_usd": KpiSpec("FTD amount charged back", "usd",
+                                     "USD of the period's first deposits that were reversed or charged back since.",
+                                     higher_is_better=False),
 }
+# KPIs shown as a line under another KPI's tile rather than as tiles: tile key -> (count, amount).
+NOTES: dict[str, tuple[str, ...]] = {"ftds": ("ftds_charged_back", "ftds_charged_back_usd")}
 
 # Tile groups of the Overview, six tiles at most so each fits one row.
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -206,15 +219,18 @@ def _ratio(num: Any, den: Any) -> float | None:
 
 
 def _first_deposits(trader_filter: TraderFilter) -> sa.Subquery:
-    """Per trader with an FTD (:func:`analytics.events.first_deposits`): ``ftd_at`` and ``deposits_30d``,
-    the approved deposits within 30 days of the FTD (the FTD included), over the whole ledger."""
+    """Per trader with an FTD (:func:`analytics.events.first_deposits`): ``ftd_at``, ``deposits_30d``,
+    the approved deposits within 30 days of the FTD (the FTD included, even taken back), over the whole
+    ledger, and ``taken_back_usd``, the FTD's amount when it was reversed or charged back (else NULL)."""
     # Each deposit beside its trader's FTD time, from one window: a join of the grouped FTDs back to the
     # ledger took over twice as long on PostgreSQL (0.22 s against 0.09 s, 200,000 traders).
     ranked = first_deposits(trader_filter, form="deposits").subquery("ranked_deposits")
     return (
         sa.select(ranked.c.trader_id, ranked.c.occurred_at.label("ftd_at"),
                   sa.func.count().filter(ranked.c.created_at <= ranked.c.occurred_at + interval(REDEPOSIT_DAYS))
-                  .label("deposits_30d"))
+                  .label("deposits_30d"),
+                  sa.func.sum(ranked.c.amount_usd).filter(ranked.c.is_ftd, ranked.c.status != "approved")
+                  .label("taken_back_usd"))
         .group_by(ranked.c.trader_id, ranked.c.occurred_at)
         .subquery("first_deposits")
     )
@@ -235,6 +251,8 @@ def _ledger_query(periods: Mapping[str, DateRange], trader_filter: TraderFilter,
             sa.func.count().filter(in_reg).label(f"registrations_{name}"),
             sa.func.count().filter(rng.contains(traders.c.kyc_approved_at)).label(f"kyc_approvals_{name}"),
             sa.func.count().filter(in_ftd).label(f"ftds_{name}"),
+            sa.func.count().filter(in_ftd, dep.c.taken_back_usd.is_not(None)).label(f"ftds_charged_back_{name}"),
+            sa.func.sum(dep.c.taken_back_usd).filter(in_ftd).label(f"ftds_charged_back_usd_{name}"),
             sa.func.percentile_cont(0.5).within_group(
                 sa.case((in_ftd, epoch_seconds(ftd_at) - epoch_seconds(reg)))).label(f"ttf_s_{name}"),
         ]
@@ -443,6 +461,8 @@ def _period_values(ledger: Mapping[str, Any], trading: Mapping[str, Any], name: 
         "registrations": get(ledger, "registrations"),
         "kyc_approvals": get(ledger, "kyc_approvals"),
         "ftds": get(ledger, "ftds"),
+        "ftds_charged_back": get(ledger, "ftds_charged_back"),
+        "ftds_charged_back_usd": round(get(ledger, "ftds_charged_back_usd"), 2),
         **{f"ftd_conversion_{w}d": _ratio(ledger[f"converted{w}_{name}"], ledger[f"cohort{w}_{name}"])
            for w in FTD_WINDOWS},
         "time_to_ftd": float(ttf) / 3600 if ttf is not None else None,

@@ -47,14 +47,21 @@ def render_import_outcome(outcome: ImportResult | TraderLensError) -> None:
         render_error(outcome)
         return
     inserted = {table: n for table, n in outcome.inserted.items() if n}
-    total = sum(inserted.values())
+    updated = {table: n for table, n in outcome.updated.items() if n}
+    total, changed = sum(inserted.values()), sum(updated.values())
     details = ", ".join(f"{n:,} {table}" for table, n in inserted.items())
+    repeats = outcome.skipped - outcome.unchanged
     message = (
         f"Read {outcome.rows_read:,} rows as `{outcome.kind}`; inserted {total:,} "
-        f"({details or 'nothing new'}); skipped {outcome.skipped:,}."
+        f"({details or 'nothing new'}); updated {changed:,}; unchanged {outcome.unchanged:,}"
+        + (f"; skipped {repeats:,} repeated in the file" if repeats else "") + "."
     )
+    if outcome.changed_fields:
+        fields = ", ".join(f"{field} ({n:,})" for field, n in sorted(outcome.changed_fields.items()))
+        message += (f" Changed: {fields}; the previous values are in the change history "
+                    f"(`cli.py changes --import {outcome.import_id}`).")
     file = escape_markdown(outcome.file)  # the uploaded file's name, chosen outside
-    if total == 0 and outcome.rows_read:
+    if total == 0 and changed == 0 and outcome.rows_read:
         st.info(message + " Every row was already loaded.", title=f"{file}: nothing new",
                 icon=":material/info:")
     else:

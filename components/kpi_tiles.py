@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import streamlit as st
 
-from analytics.kpis import Kpi
+from analytics.kpis import NOTES, Kpi
 
 # Values are kept to about eight characters so none is cut off in a tile.
 NO_VALUE = "—"
@@ -116,10 +116,20 @@ def render_kpi_tile(kpi: Kpi, *, previous_label: str) -> None:
     )
 
 
+def note_line(count: Kpi | None, amount: Kpi | None) -> str | None:
+    """The line under the FTD tile: how many of the period's FTDs were charged back or reversed since
+    (None when none were, or the figures are absent)."""
+    if count is None or not count.value:
+        return None
+    money = f" ({format_value(amount.value, amount.unit)})" if amount is not None and amount.value else ""
+    return f"{format_value(count.value, count.unit)} charged back or reversed since{money}"
+
+
 def render_kpi_groups(kpis: Sequence[Kpi], groups: Mapping[str, Sequence[str]], *, key: str,
-                      previous_label: str) -> None:
+                      previous_label: str, notes: Mapping[str, Sequence[str]] = NOTES) -> None:
     """One labelled row of tiles per group, on a six-column grid; groups without any of ``kpis``
-    are skipped. ``previous_label`` names the comparison period in the hover text."""
+    are skipped. ``previous_label`` names the comparison period in the hover text. ``notes`` maps a
+    tile to the KPIs (count, amount) shown as a line under it (the FTDs charged back)."""
     by_key = {k.key: k for k in kpis}
     st.html(_TILE_CSS.format(key=key))
     with st.container(key=key, gap="small"):
@@ -133,3 +143,7 @@ def render_kpi_groups(kpis: Sequence[Kpi], groups: Mapping[str, Sequence[str]], 
                 for column, kpi in zip(columns, present[start:start + TILES_PER_ROW], strict=False):
                     with column:
                         render_kpi_tile(kpi, previous_label=previous_label)
+                        line = note_line(*(by_key.get(k) for k in notes.get(kpi.key, ())[:2])) \
+                            if kpi.key in notes else None
+                        if line:
+                            st.caption(line, help=by_key[notes[kpi.key][0]].definition)

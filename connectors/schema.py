@@ -34,7 +34,13 @@ CORE_EVENTS: tuple[str, ...] = (
 PLATFORMS = ("MT4", "MT5", "cTrader")
 ASSET_CLASSES = ("fx", "crypto", "indices", "commodities", "stocks")
 TXN_KINDS = ("deposit", "withdrawal", "bonus", "bonus_cancel", "adjustment", "fee", "ib_commission")
-TXN_STATUSES = ("approved", "declined", "pending", "reversed")
+TXN_STATUSES = ("approved", "declined", "pending", "reversed", "chargeback")
+# Statuses of a deposit that was approved when it was made: "reversed" (taken back by the broker or
+# the payment provider) and "chargeback" (disputed by the card holder) were approved first and
+# taken back later. The FTD is the first of them (affiliates are paid on it); deposits, withdrawals
+# and net deposits count "approved" ones only (docs/semantics.md, "Ledger").
+TAKEN_BACK_STATUSES = ("reversed", "chargeback")
+FTD_STATUSES = ("approved", *TAKEN_BACK_STATUSES)
 KYC_STATUSES = ("submitted", "approved", "rejected", "resubmission")
 SURFACES = ("web", "mobile", "desktop")
 CLOSE_REASONS = ("client", "sl", "tp", "stop_out")
@@ -182,7 +188,31 @@ imports = sa.Table(
     sa.Column("rows_inserted", sa.Integer, nullable=False),
     sa.Column("rows_skipped", sa.Integer, nullable=False),
     sa.Column("imported_at", sa.DateTime, nullable=False),
+    # Rows already present that the file changed, and rows already present with the same values.
+    sa.Column("rows_updated", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("rows_unchanged", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("imported_by", sa.String(80)),
 )
+
+# The change history of imported rows: one row per column a re-import changed (an import that
+# updates a row already present, e.g. a deposit going from pending to approved), written in the
+# import's own transaction. Values are text as the import compared them (NULL for an empty value).
+row_changes = sa.Table(
+    "row_changes", metadata,
+    sa.Column("change_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("import_id", sa.BigInteger, nullable=False),
+    sa.Column("table_name", sa.String(32), nullable=False),
+    sa.Column("row_id", sa.BigInteger, nullable=False),
+    sa.Column("external_id", sa.String(64), nullable=False),
+    sa.Column("column_name", sa.String(64), nullable=False),
+    sa.Column("old_value", sa.Text),
+    sa.Column("new_value", sa.Text),
+    sa.Column("file_name", sa.String(255), nullable=False),
+    sa.Column("changed_by", sa.String(80), nullable=False),
+    sa.Column("changed_at", sa.DateTime, nullable=False),
+)
+sa.Index("ix_row_changes_row", row_changes.c.table_name, row_changes.c.external_id)
+sa.Index("ix_row_changes_import", row_changes.c.import_id)
 
 # Rollup of trader_events per trader, event and UTC day (see connectors/rollups.py). Derived:
 # rebuilt by seeding and refreshed by imports in their own transaction, never written by hand.
@@ -288,35 +318,40 @@ FirstDepositForm = Literal["time", "detail", "deposits"]
 
 
 def first_deposits(*conditions: sa.ColumnElement[bool], form: FirstDepositForm = "time") -> sa.Select:
-    """Each trader's first deposit (the FTD): their first approved deposit across all their accounts,
-    the earliest ``created_at``; of deposits at that same instant, the one with the lowest ``txn_id``.
+    """Each trader's first deposit (the FTD): their first deposit that was approved when it was made
+    (status approved, or reversed or charged back later: :data:`FTD_STATUSES`) across all their
+    accounts, the earliest ``created_at``; of deposits at that same instant, the one with the lowest
+    ``txn_id``. A deposit taken back later stays the FTD (affiliates and CPA deals are paid on it).
 
     ``form`` "time": one row per trader, ``trader_id`` and ``occurred_at``, the MIN(created_at):
     tied deposits share their instant, so the tie-break cannot change it, and a grouped minimum is
     cheaper than ranking every deposit. "detail": the same plus the chosen deposit's ``txn_id`` and
-    ``amount_usd``. "deposits": every approved deposit (``trader_id``, ``created_at``) with its
-    trader's FTD time as ``occurred_at``, from one window over the ledger, for questions about the
-    deposits after the FTD.
+    ``amount_usd``. "deposits": every approved deposit and the FTD itself (``trader_id``,
+    ``created_at``, ``status``, ``amount_usd``, ``is_ftd``) with its trader's FTD time as
+    ``occurred_at``, from one window over the ledger, for questions about the deposits after the FTD
+    and about FTDs taken back.
 
     ``conditions`` on ``transactions`` restrict the ledger read first; they must keep or drop whole
     traders (a condition on ``trader_id``), or the first would be of what is left.
     """
     t = transactions.c
-    kind, status = _LEDGER_EVENTS["deposit"]  # of the deposit events
-    approved = (t.kind == kind, t.status == status, *conditions)
+    once_approved = (t.kind == "deposit", t.status.in_(FTD_STATUSES), *conditions)
     if form == "time":
-        return sa.select(t.trader_id, sa.func.min(t.created_at).label("occurred_at")).where(*approved).group_by(
-            t.trader_id)
-    if form == "deposits":
-        first_at = sa.func.min(t.created_at).over(partition_by=t.trader_id)
-        return sa.select(t.trader_id, t.created_at, first_at.label("occurred_at")).where(*approved)
-    if form != "detail":
+        return sa.select(t.trader_id, sa.func.min(t.created_at).label("occurred_at")).where(
+            *once_approved).group_by(t.trader_id)
+    if form not in ("detail", "deposits"):
         raise ValueError(f"unknown form {form!r}; use time, detail or deposits")
-    ranked = (sa.select(t.trader_id, t.txn_id, t.created_at, t.amount_usd,
-                        sa.func.row_number().over(partition_by=t.trader_id, order_by=(t.created_at, t.txn_id))
-                        .label("rn"))
-              .where(*approved).subquery("ranked_deposits"))
+    # One window (the FTD first): its first row's time is every row's FTD time.
+    window = {"partition_by": t.trader_id, "order_by": (t.created_at, t.txn_id)}
+    columns = [t.trader_id, t.txn_id, t.created_at, t.amount_usd, sa.func.row_number().over(**window).label("rn")]
+    if form == "deposits":
+        columns += [t.status, sa.func.first_value(t.created_at).over(**window).label("first_at")]
+    ranked = sa.select(*columns).where(*once_approved).subquery("ranked_deposits")
     r = ranked.c
+    if form == "deposits":
+        return (sa.select(r.trader_id, r.created_at, r.status, r.amount_usd, (r.rn == 1).label("is_ftd"),
+                          r.first_at.label("occurred_at"))
+                .where(sa.or_(r.status == "approved", r.rn == 1)))
     return sa.select(r.trader_id, r.created_at.label("occurred_at"), r.txn_id, r.amount_usd).where(r.rn == 1)
 
 

@@ -90,7 +90,7 @@ def run_import() -> None:
     try:
         with saved_upload(upload) as path:
             result = import_file(
-                db.get_engine(), path, kind=st.session_state.get("data.kind", "auto"), trader=trader,
+                db.get_writer_engine(), path, kind=st.session_state.get("data.kind", "auto"), trader=trader,
                 create_missing_traders=st.session_state.get("data.create_traders", False),
                 file_name=upload.name,
             )

@@ -77,6 +77,7 @@ def _empty_pg(url: str) -> sa.Engine:
         conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {_truth_schema()} CASCADE"))
         database.reset_data(conn)
         conn.execute(sa.text("DELETE FROM imports"))
+        conn.execute(sa.text("DELETE FROM row_changes"))
     return engine
 
 

@@ -5,8 +5,9 @@ Public API (the CLI and the Data page code against it):
 - :data:`KINDS` - the file kinds understood;
 - :func:`detect_kind` - which kind a file is;
 - :func:`preview_file` - parse and validate a file without touching the database;
-- :func:`import_file` - load a file in one transaction, skipping rows already present; CSV
-  tables are read in chunks, so a file of any size needs about the same memory.
+- :func:`import_file` - load a file in one transaction, updating rows already present where the
+  file changes them (with a change history); CSV tables are read in chunks, so a file of any
+  size needs about the same memory.
 
 Every refusal is an :class:`~connectors.errors.ImportRejected` naming the file and, where it
 applies, the row (the line of the file, header = line 1; the worksheet row for XLSX) and column.
@@ -37,6 +38,7 @@ from connectors.importers.source import (
     sniff_text,
     xlsx_grid,
 )
+from connectors.importers.updates import os_user
 
 KINDS = ("mt4-statement", "mt5-report", "mt5-deals", "traders", "accounts", "trades",
          "transactions", "kyc_events", "sessions", "portal_events")
@@ -164,11 +166,15 @@ def preview_file(path: Path, kind: str = "auto", *, file_name: str | None = None
 
 def import_file(engine: sa.Engine, path: Path, *, kind: str = "auto", trader: str | None = None,
                 create_missing_traders: bool = False, file_name: str | None = None,
-                server_utc_offset_hours: float = 0.0) -> ImportResult:
+                server_utc_offset_hours: float = 0.0, changed_by: str | None = None) -> ImportResult:
     """Load one file in a single transaction: everything or nothing.
 
-    Rows whose external_id is already in their table are skipped, so re-importing a file writes
-    nothing. ``trader`` is the external_id of the client a terminal report belongs to;
+    A row whose external_id is already in its table is compared with it: changed mutable fields
+    (a status, an amount, a consent; :data:`connectors.importers.updates.MUTABLE`) are updated and
+    kept in the change history (``row_changes``) under ``changed_by`` (who imports: "cli:<user>",
+    "app", later the signed-in user; default "python:<os user>"); a changed identity field (trader,
+    account, kind, time) refuses the file. Re-importing the same file writes nothing. ``trader``
+    is the external_id of the client a terminal report belongs to;
     ``create_missing_traders`` creates minimal traders for unknown references;
     ``server_utc_offset_hours`` is the trade server's offset from UTC for MT4/MT5 times
     (server time is taken as UTC by default).
@@ -182,20 +188,21 @@ def import_file(engine: sa.Engine, path: Path, *, kind: str = "auto", trader: st
     from connectors.importers.loader import load, load_csv
 
     name = _display_name(path, file_name)
+    who = changed_by or f"python:{os_user()}"
     kind, stream = _open(path, name, kind, server_utc_offset_hours)
     if stream is not None:
         with stream:
             staged = stage_csv_kind(kind, stream, name)
         try:
             with _import_transaction(engine) as conn:
-                return load_csv(conn, staged, create_missing_traders=create_missing_traders)
+                return load_csv(conn, staged, create_missing_traders=create_missing_traders, changed_by=who)
         finally:
             staged.close()
     data = read_bytes(path, name)
     batch = _parse_whole(data, name, kind, server_utc_offset_hours)
     with _import_transaction(engine) as conn:
         return load(conn, batch, sha256=hashlib.sha256(data).hexdigest(), trader=trader,
-                    create_missing_traders=create_missing_traders)
+                    create_missing_traders=create_missing_traders, changed_by=who)
 
 
 # Settings of an import's PostgreSQL transaction (SET LOCAL: they end with it).
@@ -234,4 +241,4 @@ def _import_transaction(engine: sa.Engine) -> Iterator[Connection]:
 
 
 __all__ = ["KINDS", "LOCK_WAIT_S", "ImportBusy", "ImportRejected", "ImportResult", "detect_kind",
-           "import_file", "preview_file"]
+           "import_file", "os_user", "preview_file"]

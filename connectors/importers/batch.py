@@ -38,13 +38,22 @@ class AccountHeader:
 
 @dataclass(frozen=True)
 class ImportResult:
-    """What one import wrote: rows read, rows written per table, rows already present."""
+    """What one import wrote: rows read, rows inserted and updated per table, rows not written.
+
+    ``skipped`` counts every row not written: rows already present with the same values
+    (``unchanged``) and identical repeats inside the file. ``changed_fields`` counts, per
+    "table.column", the rows whose column the import changed (the change history has each one).
+    """
 
     file: str
     kind: str
     rows_read: int
     inserted: dict[str, int]   # table name -> rows written
-    skipped: int               # rows already present (same external_id), not written again
+    skipped: int               # rows not written: unchanged rows already present, repeats in the file
+    updated: dict[str, int] = field(default_factory=dict)  # table name -> rows already present, changed
+    unchanged: int = 0         # rows already present (same external_id) with the same values
+    changed_fields: dict[str, int] = field(default_factory=dict)  # "table.column" -> rows changed
+    import_id: int | None = field(default=None, compare=False)  # its imports row (and row_changes.import_id)
 
 
 @dataclass
@@ -90,6 +99,7 @@ class StagedCsv:
     rows_read: int = 0
     skipped: int = 0
     sha256: str = ""
+    columns: frozenset[str] = frozenset()  # the kind's columns the file's header has
     _count: int = 0
     _spill: BinaryIO = field(default_factory=_spill_file, repr=False)
     _traders: list[pd.DataFrame] = field(default_factory=list, repr=False)

@@ -433,6 +433,7 @@ def stage_csv_kind(kind: str, stream: CsvStream, name: str) -> StagedCsv:
         if conflict is not None:
             raise conflict
         staged.sha256 = stream.sha256
+        staged.columns = frozenset(header_columns(stream.header(), name)) & {f.name for f in spec.fields}
     except BaseException:
         staged.close()
         raise

@@ -1,5 +1,6 @@
-"""Writing a parsed file inside one transaction: resolve traders and accounts, drop rows already
-present, assign ids, bulk-insert, refresh the rollups and record the import. A terminal report
+"""Writing a parsed file inside one transaction: resolve traders and accounts, compare rows already
+present (connectors.importers.updates), assign ids, bulk-insert the new rows, update the changed
+ones and keep their history, refresh the rollups and record the import. A terminal report
 arrives whole (a Batch), a CSV file staged in chunks (a StagedCsv)."""
 
 from __future__ import annotations
@@ -10,13 +11,13 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from connectors import database, schema
 from connectors.errors import ImportRejected
+from connectors.importers import updates
 from connectors.importers.batch import ROW, AccountHeader, Batch, ImportResult, StagedCsv, typed
 from connectors.importers.terminal import convert_to_usd
 from connectors.rollups import refresh_rollups
@@ -24,97 +25,149 @@ from connectors.rollups import refresh_rollups
 _CHUNK = 5_000  # keys per IN (...) lookup; keeps statements small on both backends
 
 
+class _Tally:
+    """What an import has written so far, and the traders whose rollups it touched."""
+
+    def __init__(self, conn: Connection, file: str, changed_by: str, skipped: int = 0) -> None:
+        self.file, self.changed_by = file, changed_by
+        self.import_id = database.next_id(conn, schema.imports)  # nobody else writes while we hold the lock
+        self.at = datetime.now(UTC).replace(tzinfo=None)
+        self.inserted: dict[str, int] = {}
+        self.updated: dict[str, int] = {}
+        self.fields: dict[str, int] = {}
+        self.unchanged = 0
+        self.skipped = skipped
+        self.touched: set[int] = set()
+
+    def created(self, table: str, count: int) -> None:
+        self.inserted[table] = self.inserted.get(table, 0) + count
+
+    def write(self, conn: Connection, table: sa.Table, frame: pd.DataFrame, comparison: updates.Comparison,
+              start: int) -> int:
+        """Insert the rows of ``frame`` not stored yet (ids from ``start``) and apply the updates;
+        returns the number inserted."""
+        new = frame[~comparison.known]
+        if len(new):
+            _insert_rows(conn, self.file, table, new, start)
+            ids = range(start, start + len(new)) if table is schema.traders else new["trader_id"].dropna()
+            self.touched.update(int(t) for t in ids)
+        self.created(table.name, len(new))
+        self.change(conn, table, comparison.updates)
+        unchanged = int(comparison.known.sum()) - len(comparison.updates)
+        self.unchanged += unchanged
+        self.skipped += unchanged
+        return len(new)
+
+    def change(self, conn: Connection, table: sa.Table, changes: tuple[updates.RowUpdate, ...]) -> None:
+        self.updated[table.name] = self.updated.get(table.name, 0) + len(changes)
+        if not changes:
+            return
+        with _database_refusal(self.file):
+            updates.apply(conn, table, changes)
+            updates.record(conn, table, changes, import_id=self.import_id, file=self.file,
+                           changed_by=self.changed_by, changed_at=self.at)
+        for change in changes:
+            self.touched.add(change.trader_id)
+            for column in change.changes:
+                key = f"{table.name}.{column}"
+                self.fields[key] = self.fields.get(key, 0) + 1
+
+    def finish(self, conn: Connection, kind: str, sha256: str, rows_read: int) -> ImportResult:
+        """Refresh the rollups of the traders whose rows were inserted or updated, log the import."""
+        if sum(self.inserted.values()) or sum(self.updated.values()):
+            _rollup_test_pause(conn)
+            # Keep the daily rollups in step with what this import wrote, in the same transaction.
+            refresh_rollups(conn, sorted(self.touched))
+        imports = schema.imports
+        conn.execute(imports.insert().values(
+            import_id=self.import_id, file_name=self.file[:255], kind=kind, sha256=sha256, rows_read=rows_read,
+            rows_inserted=sum(self.inserted.values()), rows_skipped=self.skipped,
+            rows_updated=sum(self.updated.values()), rows_unchanged=self.unchanged,
+            imported_by=self.changed_by[:80], imported_at=self.at))
+        return ImportResult(file=self.file, kind=kind, rows_read=rows_read, inserted=self.inserted,
+                            skipped=self.skipped, updated=self.updated, unchanged=self.unchanged,
+                            changed_fields=self.fields, import_id=self.import_id)
+
+
 def load(conn: Connection, batch: Batch, *, sha256: str, trader: str | None,
-         create_missing_traders: bool) -> ImportResult:
+         create_missing_traders: bool, changed_by: str) -> ImportResult:
     """Write a terminal report's ``batch`` through ``conn`` (inside the caller's transaction and
-    write lock)."""
+    write lock); rows already present are updated where the report changes them."""
     assert batch.account is not None, "CSV files are loaded by load_csv"
     frames = {name: frame.copy() for name, frame in batch.tables.items()}
-    trader_id, account_id, created, account_new, currency = _resolve_account(
+    tally = _Tally(conn, batch.file, changed_by, batch.skipped)
+    trader_id, account_id, created, account_new, currency, account_change = _resolve_account(
         conn, batch.file, batch.account, trader, create_missing_traders)
     if batch.account.currency is None:
         # The export did not state the currency: amounts are in the known account's.
         convert_to_usd(frames, currency, batch.file)
-    inserted = {"traders": created, "accounts": int(account_new)}
-    skipped = batch.skipped + int(not account_new)
+    tally.created("traders", created)
+    tally.created("accounts", int(account_new))
+    if account_change is not None:
+        tally.change(conn, schema.accounts, (account_change,))
+    elif not account_new:
+        tally.unchanged += 1
+        tally.skipped += 1
     for frame in frames.values():
         frame["trader_id"] = trader_id
         frame["account_id"] = account_id
     for table in schema.DATA_TABLES:
         if table.name in frames:
-            written, present = _insert_new(conn, batch.file, table, frames[table.name])
-            inserted[table.name] = inserted.get(table.name, 0) + written
-            skipped += present
-    touched = {trader_id} if any(len(frame) for frame in frames.values()) else set()
-    _finish(conn, batch.file, batch.kind, sha256, touched, batch.rows_read, inserted, skipped)
-    return ImportResult(file=batch.file, kind=batch.kind, rows_read=batch.rows_read,
-                        inserted=inserted, skipped=skipped)
+            frame = frames[table.name]
+            comparison = updates.compare(conn, batch.file, table, frame, frame.columns, empty_keeps=True)
+            tally.write(conn, table, frame, comparison, database.next_id(conn, table))
+    return tally.finish(conn, batch.kind, sha256, batch.rows_read)
 
 
-def load_csv(conn: Connection, staged: StagedCsv, *, create_missing_traders: bool) -> ImportResult:
+def load_csv(conn: Connection, staged: StagedCsv, *, create_missing_traders: bool, changed_by: str) -> ImportResult:
     """Write a staged CSV file through ``conn`` (inside the caller's transaction and write lock),
-    one chunk at a time.
+    one chunk at a time: new rows are inserted, rows already present updated where the file
+    changes them (connectors.importers.updates).
 
     Every check a whole-file load made before its first write still comes first, in the same
     order: the traders the file names, then (reading the chunks once without writing) the
-    accounts it names or the logins it adds; then the chunks are written.
+    accounts it names or the logins it adds, and the rows already present, compared; then the
+    chunks are written.
     """
     file, table = staged.file, staged.table
-    inserted: dict[str, int] = {}
-    skipped = staged.skipped
+    tally = _Tally(conn, file, changed_by, staged.skipped)
     trader_ids: dict[str, int] = {}
     if staged.traders is not None:
         trader_ids, created = _resolve_traders(conn, file, staged.traders, create_missing_traders)
         if created:
-            inserted["traders"] = created
+            tally.created("traders", created)
+            tally.touched.update(trader_ids.values())
     accounts: dict[str, tuple[int, int]] = {}  # account external_id -> (account_id, trader_id)
     logins = _Logins() if table is schema.accounts else None
     names_accounts = table is not schema.accounts and "account_id" in table.c  # trades, transactions
+    # The file's columns as the table names them: only those are compared with stored rows.
+    references = {"trader_external_id": "trader_id", "account_external_id": "account_id"}
+    columns = {references.get(c, c) for c in staged.columns}
+
+    def resolved(chunk: pd.DataFrame) -> pd.DataFrame:
+        if "trader_external_id" in chunk:
+            chunk = chunk.assign(trader_id=chunk["trader_external_id"].map(trader_ids))
+        if names_accounts:
+            ids = {ref: ids[0] for ref, ids in accounts.items()}
+            chunk = chunk.assign(account_id=chunk["account_external_id"].map(ids).astype("Int64"))
+        return chunk
+
     # Every check and every look-up of rows already present runs before the first write: later
     # chunks would otherwise be looked up against the rows this import has just added (which
     # DuckDB scans slowly inside the transaction) and a refusal would come after writes.
-    present: list[np.ndarray] = []
+    comparisons: list[updates.Comparison] = []
     for chunk in staged.chunks():
         if names_accounts:
-            chunk["trader_id"] = chunk["trader_external_id"].map(trader_ids)
-            _check_accounts(conn, file, chunk, accounts)
+            _check_accounts(conn, file, chunk.assign(trader_id=chunk["trader_external_id"].map(trader_ids)),
+                            accounts)
         if logins is not None:
             logins.check(conn, file, chunk)
-        ids = chunk["external_id"]
-        present.append(ids.isin(_existing_external_ids(conn, table, ids.tolist())).to_numpy())
-    account_ids = {ref: ids[0] for ref, ids in accounts.items()}
+        comparisons.append(updates.compare(conn, file, table, resolved(chunk), columns))
     next_id = database.next_id(conn, table)  # nobody else assigns ids while we hold the lock
     written = 0
-    for chunk, known in zip(staged.chunks(), present, strict=True):
-        skipped += int(known.sum())
-        new = chunk[~known]
-        if new.empty:
-            continue
-        if "trader_external_id" in new:
-            new = new.assign(trader_id=new["trader_external_id"].map(trader_ids))
-        if names_accounts:
-            new = new.assign(account_id=new["account_external_id"].map(account_ids).astype("Int64"))
-        _insert_rows(conn, file, table, new, next_id + written)
-        written += len(new)
-    inserted[table.name] = inserted.get(table.name, 0) + written
-    _finish(conn, file, staged.kind, staged.sha256, set(trader_ids.values()), staged.rows_read, inserted,
-            skipped)
-    return ImportResult(file=file, kind=staged.kind, rows_read=staged.rows_read, inserted=inserted,
-                        skipped=skipped)
-
-
-def _finish(conn: Connection, file: str, kind: str, sha256: str, touched: set[int], rows_read: int,
-            inserted: dict[str, int], skipped: int) -> None:
-    """Refresh the rollups for the traders the file touched, and log the import."""
-    if sum(inserted.values()):
-        _rollup_test_pause(conn)
-        # Keep the daily rollups in step with what this import wrote, in the same transaction.
-        refresh_rollups(conn, sorted(touched))
-    imports = schema.imports
-    conn.execute(imports.insert().values(
-        import_id=database.next_id(conn, imports), file_name=file[:255], kind=kind,
-        sha256=sha256, rows_read=rows_read, rows_inserted=sum(inserted.values()), rows_skipped=skipped,
-        imported_at=datetime.now(UTC).replace(tzinfo=None)))
+    for chunk, comparison in zip(staged.chunks(), comparisons, strict=True):
+        written += tally.write(conn, table, resolved(chunk), comparison, next_id + written)
+    return tally.finish(conn, staged.kind, staged.sha256, staged.rows_read)
 
 
 ROLLUP_PAUSE_ENV = "TRADERLENS_TEST_ROLLUP_PAUSE_S"
@@ -248,10 +301,10 @@ class _Logins:
 
 
 def _resolve_account(conn: Connection, file: str, header: AccountHeader, trader: str | None,
-                     create: bool) -> tuple[int, int, int, bool, str]:
+                     create: bool) -> tuple[int, int, int, bool, str, updates.RowUpdate | None]:
     """The (trader_id, account_id) a terminal report belongs to, creating or refreshing the
-    account. Returns also the number of traders created, whether the account is new and the
-    account currency."""
+    account. Returns also the number of traders created, whether the account is new, the
+    account currency and the change the report makes to a stored account (None: none)."""
     acc = schema.accounts
     candidates = conn.execute(sa.select(acc).where(
         acc.c.platform == header.platform, acc.c.login == header.login)).all()
@@ -307,7 +360,7 @@ def _resolve_account(conn: Connection, file: str, header: AccountHeader, trader:
             "is_demo": bool(header.is_demo), "opened_at": first_time,
         }])
         _bulk(conn, file, acc, typed(acc, frame))
-        return trader_id, account_id, created, True, str(header.currency)
+        return trader_id, account_id, created, True, str(header.currency), None
 
     if header.currency is not None and existing.currency != header.currency:
         raise ImportRejected(file, f"{header.platform} account {header.login} is in "
@@ -323,26 +376,15 @@ def _resolve_account(conn: Connection, file: str, header: AccountHeader, trader:
         changes["is_demo"] = header.is_demo
     if first_time < existing.opened_at:
         changes["opened_at"] = first_time
-    if changes:
-        conn.execute(acc.update().where(acc.c.account_id == existing.account_id).values(**changes))
-    return trader_id, existing.account_id, created, False, existing.currency
+    change = None
+    if changes:  # written and recorded by the caller, like any other update
+        change = updates.RowUpdate(row_id=existing.account_id, external_id=existing.external_id,
+                                   trader_id=trader_id,
+                                   changes={c: (getattr(existing, c), v) for c, v in changes.items()})
+    return trader_id, existing.account_id, created, False, existing.currency, change
 
 
 # ---- writing -------------------------------------------------------------------------------
-
-
-def _existing_external_ids(conn: Connection, table: sa.Table, keys: list[str]) -> set[str]:
-    return {r.external_id for r in _rows_by(conn, table, "external_id", keys, "external_id")}
-
-
-def _insert_new(conn: Connection, file: str, table: sa.Table, frame: pd.DataFrame) -> tuple[int, int]:
-    """Insert the rows whose external_id the table does not hold yet; (written, skipped)."""
-    present = _existing_external_ids(conn, table, frame["external_id"].tolist())
-    new = frame[~frame["external_id"].isin(present)]
-    if new.empty:
-        return 0, len(frame)
-    _insert_rows(conn, file, table, new, database.next_id(conn, table))
-    return len(new), len(frame) - len(new)
 
 
 def _insert_rows(conn: Connection, file: str, table: sa.Table, frame: pd.DataFrame, start: int) -> None:

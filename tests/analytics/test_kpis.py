@@ -35,6 +35,7 @@ import pytest
 from analytics.filters import TraderFilter
 from analytics.kpis import (
     GROUPS,
+    NOTES,
     SPECS,
     Kpi,
     compute_breakdown,
@@ -142,6 +143,8 @@ EXPECTED: dict[str, tuple[float | None, float | None]] = {
     "client_pnl": (-125.5, -15),        # 43 - 302.5 + 119 + 10 + 5 | -20 + 10 - 5 + 0
     "broker_revenue": (7 + 3.5 - 150, None),  # commission 7 + swap 3.5 - (bonus 200 - cancel 50) | no costs
     "esma_loss_share": (4 / 9, 4 / 6),  # T1, T5, T7, T10 of 9 | T5, T6 (incl. Mar 2025), T7, T10 of 6
+    "ftds_charged_back": (0, 0),        # T2's reversed $700 came after the FTD
+    "ftds_charged_back_usd": (0, 0),
 }
 
 
@@ -198,7 +201,8 @@ def test_every_kpi_matches_the_hand_computed_value(broker):
 
     assert_close(as_dict(kpis), EXPECTED)
     assert [k.key for k in kpis] == list(SPECS)  # display order
-    assert [k for g in GROUPS.values() for k in g] == list(SPECS)
+    # Every KPI is a tile of one group or a line under a tile (the FTDs charged back).
+    assert [k for g in GROUPS.values() for k in g] + [k for n in NOTES.values() for k in n] == list(SPECS)
 
 
 def test_kpis_carry_units_definitions_and_direction(broker):

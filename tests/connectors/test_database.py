@@ -188,7 +188,8 @@ def test_unsupported_or_malformed_urls_are_refused_clearly():
         database.get_engine("this is not a url")
 
 
-def test_a_duckdb_file_held_by_another_process_raises_database_busy(tmp_path):
+def test_a_duckdb_file_held_by_another_process_raises_database_busy(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRADERLENS_DUCKDB_WAIT_S", "1")  # a writer waits this long for the holder (default 30 s)
     path = tmp_path / "held.duckdb"
     holder = subprocess.Popen([sys.executable, "-c", (
         "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); c.execute('create table t(x int)');"
