@@ -33,8 +33,9 @@ def render_outage(outage: DatabaseUnavailable, *, cached_before: datetime | None
     """The banner: what failed, where, what to check, and whether the page shows cached figures."""
     where = database.location(database.database_url()).replace("`", "")  # shown in a code span
     reason = escape_markdown(outage.reason)  # a driver's message may quote a host name or a path
-    if isinstance(outage, DatabaseBusy):
-        st.error(f"`{where}`\n\n{reason}", title="The database file is in use", icon=":material/lock:")
+    if isinstance(outage, DatabaseBusy):  # an import (CLI or another process) has the DuckDB file
+        st.warning(f"{reason[:1].upper()}{reason[1:]}.\n\n**Database:** `{where}`", title="The database is busy",
+                   icon=":material/lock:")
         return
     lines = [f"**Database:** `{where}`", f"**Reason:** {reason}",
              "Check that the database server is running and reachable from this app, and that "

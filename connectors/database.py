@@ -7,25 +7,34 @@ brings the schema up to date on either, and ``bulk_insert`` uses each backend's 
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import NullPool
 
 from connectors.deadlines import WATCHDOG, cut_socket
 from connectors.errors import DatabaseBusy, DatabaseTimeout, DatabaseUnavailable, ImportBusy, TraderLensError
 from connectors.schema import DATA_TABLES, metadata
+
+try:  # the writer mark of a DuckDB file (see _DuckFile); Windows has no flock
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DUCKDB_PATH = ROOT / "data" / "traderlens.duckdb"
@@ -117,24 +126,353 @@ def is_duckdb(bind: Engine | Connection) -> bool:
     return bind.dialect.name == "duckdb"
 
 
-_ENGINES: dict[str, Engine] = {}
+# --- The embedded DuckDB file, shared with other processes ------------------------------------------
+#
+# A DuckDB file opened read-write is locked against every other process; opened read-only, other
+# processes may read it too but none may write. So the app and the CLI's reports open it read-only,
+# writers (imports, seeding, migrations) read-write, and no process keeps it open while idle: the
+# file is closed IDLE_RELEASE_S after its last connection went back. A writer first takes the writer
+# mark (an flock on ``<file>.writer.lock``, which the kernel releases when its process dies): readers
+# then open the file no more, and the writer waits until those that have it open let go. A reader
+# meeting a marked or write-locked file waits for the writer, then says an import is running.
+
+WAIT_ENV = "TRADERLENS_DUCKDB_WAIT_S"
+DEFAULT_WAIT_S = 30.0  # how long a writer waits for readers to let go (and a CLI reader for a writer)
+IDLE_RELEASE_S = 1.0  # a page run's reads come closer together than this
+_POLL_S = 0.2
+_notice: list[Callable[[str], None] | None] = [None]
+
+
+def set_wait_notice(notice: Callable[[str], None] | None) -> None:
+    """Call ``notice(text)`` once whenever this process starts waiting for another one to let go of
+    a DuckDB file (the CLI prints it; ``None`` waits silently)."""
+    _notice[0] = notice
+
+
+def wait_seconds() -> float:
+    """How long to wait for another process to let go of a DuckDB file: TRADERLENS_DUCKDB_WAIT_S, else 30."""
+    try:
+        return max(0.0, float(os.environ.get(WAIT_ENV, "").strip() or DEFAULT_WAIT_S))
+    except ValueError:
+        return DEFAULT_WAIT_S
+
+
+@dataclass(frozen=True)
+class _Blocker:
+    """What keeps a connection from opening: "import" (a writer's mark), "process" (DuckDB's lock held
+    by another process) or "self" (this process's own connections in the other mode)."""
+
+    kind: str
+    who: str
+    started: datetime | None = None
+
+
+def _mark_path(path: Path) -> Path:
+    return path.with_name(path.name + ".writer.lock")
+
+
+def _describe(pid: int) -> str:
+    """"the app (PID 12)" or "PID 12: cli.py import deposits.csv", from /proc where there is one."""
+    try:
+        argv = [a for a in Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", "replace").split("\0") if a]
+    except OSError:
+        return f"PID {pid}"
+    while argv and (Path(argv[0]).name.startswith("python") or argv[0] in {"-m", "-u"}):
+        argv.pop(0)
+    # The program and its first two words ("cli.py import deposits.csv"): a message shown in the app
+    # must not carry another process's arguments at length (a URL, a token).
+    argv = ["python -c …"] if argv[:1] == ["-c"] else argv[:3]
+    command = scrub(" ".join(" ".join(Path(a).name if i == 0 else a for i, a in enumerate(argv)).split()))
+    if "streamlit" in command or command.startswith("cli.py serve"):
+        return f"the app (PID {pid})"
+    return f"PID {pid}: {command[:80]}" if command else f"PID {pid}"
+
+
+def _marked_writer(path: Path) -> _Blocker | None:
+    """The writer holding the mark of ``path`` in another process, or None when nobody does."""
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(_mark_path(path), os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            who, _, started = os.read(fd, 1000).decode("utf-8", "replace").partition("\n")
+            try:
+                since = datetime.fromisoformat(started.strip()).replace(tzinfo=None)
+            except ValueError:
+                since = None
+            return _Blocker("import", who.strip() or "another process", since)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def _take_mark(path: Path) -> int | None:
+    """The writer mark of ``path`` (a descriptor; closing it releases the mark), or None when another
+    process holds it. -1 where there is no flock (Windows): DuckDB's own lock then serialises alone."""
+    if fcntl is None:
+        return -1
+    fd = os.open(_mark_path(path), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    os.ftruncate(fd, 0)
+    now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    os.write(fd, f"{_describe(os.getpid())}, since {now:%H:%M:%S} UTC\n{now.isoformat()}".encode())
+    return fd
+
+
+def _lock_holder(exc: BaseException) -> _Blocker | None:
+    """Who holds the file, from DuckDB's "Could not set lock on file ... (PID 12)" error; None for other errors."""
+    text = str(exc)
+    if "Could not set lock" not in text and "Conflicting lock" not in text:
+        return None
+    pid = re.search(r"\(PID (\d+)\)", text)
+    return _Blocker("process", _describe(int(pid.group(1))) if pid else "another process")
+
+
+class _DuckFile:
+    """One DuckDB file as this process holds it: closed, open read-only ("r") or read-write ("w").
+
+    Every engine on the file, reader or writer, goes through it. A keeper connection holds the open
+    database while connections come and go; it is closed when the file has been idle IDLE_RELEASE_S,
+    or as soon as it is idle while a writer waits. A reader joins a file this process holds
+    read-write; a writer waits until this process's readers are done.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.cond = threading.Condition()
+        self.mode: str | None = None
+        self.keeper: Any = None
+        self.mark: int | None = None  # the writer mark's descriptor while this process writes
+        self.active = 0  # connections out
+        self.writers = 0  # of which a writer engine's
+        self.writers_waiting = 0
+        self.close_when_idle = False
+        self.idle_since = time.monotonic()
+        self.reaper: threading.Thread | None = None
+
+    def acquire(self, pool: _DuckPool) -> None:
+        """Wait until ``pool``'s engine may open a connection, opening the file in its mode as needed.
+        Raises DatabaseBusy (ImportBusy for a writer behind another import) after ``pool.wait_s``."""
+        write = pool.writer
+        deadline = time.monotonic() + pool.wait_s
+        noticed = False
+        with self.cond:
+            self.writers_waiting += write
+            try:
+                while True:
+                    blocker = self._try(pool, write)
+                    if blocker is None:
+                        self.active += 1
+                        self.writers += write
+                        return
+                    if time.monotonic() >= deadline:
+                        if write and self.mode is None:
+                            self._drop_mark()
+                        raise self._busy(write, blocker, pool.wait_s)
+                    if not noticed and _notice[0] is not None and blocker.kind != "self":
+                        noticed = True
+                        _notice[0](f"waiting up to {pool.wait_s:.0f} s for " + (
+                            f"the import of {blocker.who} to finish …" if blocker.kind == "import"
+                            else f"{blocker.who} to release the database …"))
+                    self.cond.wait(min(_POLL_S, max(0.0, deadline - time.monotonic())))
+            finally:
+                self.writers_waiting -= write
+
+    def _try(self, pool: _DuckPool, write: bool) -> _Blocker | None:
+        """None when a connection may be opened now (the file is open in a fitting mode), else what blocks it."""
+        if self.mode == "w":
+            if write or self.active:
+                return None
+            self._close()  # idle, and only a reader asks: read-only again, so other processes may read
+        if self.mode == "r":
+            if write:
+                if self.active:
+                    return _Blocker("self", "this process's readers")
+                self._close()
+            elif self.writers_waiting:
+                return _Blocker("import", _describe(os.getpid()))  # its writer goes first
+            else:
+                marked = _marked_writer(self.path)
+                if marked is None:
+                    return None
+                if not self.active:
+                    self._close()
+                return marked
+        # Closed: open it in the mode asked for.
+        if write:
+            if self.mark is None:
+                self.mark = _take_mark(self.path)
+                if self.mark is None:
+                    return _marked_writer(self.path) or _Blocker("import", "another process")
+        elif self.writers_waiting:
+            return _Blocker("import", _describe(os.getpid()))
+        elif (marked := _marked_writer(self.path)) is not None:
+            return marked
+        self.mode = "w" if write else "r"  # read by the engine's do_connect listener
+        try:
+            self.keeper = pool.open_keeper()
+        except Exception as exc:
+            self.mode = None
+            holder = _lock_holder(exc)
+            if holder is None:
+                self._drop_mark()
+                raise
+            return holder
+        if self.reaper is None:
+            self.reaper = threading.Thread(target=self._reap, name=f"duckdb-idle:{self.path.name}", daemon=True)
+            self.reaper.start()
+        return None
+
+    def release(self, pool: _DuckPool) -> None:
+        with self.cond:
+            self.active -= 1
+            self.writers -= pool.writer
+            if not self.active:
+                self.idle_since = time.monotonic()
+                if self.close_when_idle or self.writers_waiting or (
+                        self.mode == "r" and _marked_writer(self.path) is not None):
+                    self._close()  # someone waits for the file: let go now, not after the idle delay
+            self.cond.notify_all()
+
+    def close_if_idle(self) -> None:
+        """Close the file now if no connection is out, else as soon as the last one is back."""
+        with self.cond:
+            if self.active:
+                self.close_when_idle = True
+            else:
+                self._close()
+            self.cond.notify_all()
+
+    def _close(self) -> None:
+        keeper, self.keeper, self.mode, self.close_when_idle = self.keeper, None, None, False
+        try:
+            if keeper is not None:
+                keeper.close()  # the last connection: DuckDB checkpoints and lets go of the file
+        finally:
+            self._drop_mark()
+
+    def _drop_mark(self) -> None:
+        if self.mark is not None and self.mark >= 0:
+            os.close(self.mark)
+        self.mark = None
+
+    def _reap(self) -> None:
+        """Close the file once it has been idle IDLE_RELEASE_S (a thread per open spell)."""
+        with self.cond:
+            while self.keeper is not None:
+                left = self.idle_since + IDLE_RELEASE_S - time.monotonic()
+                if self.active:
+                    self.cond.wait()
+                elif left > 0:
+                    self.cond.wait(left)
+                else:
+                    self._close()
+            self.reaper = None
+
+    def _busy(self, write: bool, blocker: _Blocker, wait_s: float) -> TraderLensError:
+        where = redact(f"duckdb:///{self.path}")
+        if blocker.kind == "import":
+            if write:
+                return ImportBusy(blocker.started)
+            return DatabaseBusy(where, f"an import is running ({blocker.who}); figures are back when it finishes")
+        if blocker.kind == "self":
+            return DatabaseBusy(where, "this process was still reading the DuckDB file after "
+                                       f"{wait_s:.0f} s; nothing was written")
+        if write:
+            return DatabaseBusy(where, f"another process still had the DuckDB file open after {wait_s:.0f} s: "
+                                       f"{blocker.who}; nothing was written. The app closes the file "
+                                       f"{IDLE_RELEASE_S:.0f} s after its last read: try again, or wait longer "
+                                       f"with {WAIT_ENV}")
+        return DatabaseBusy(where, f"another process is writing to the DuckDB file ({blocker.who}); "
+                                   "figures are back when it finishes")
+
+
+_FILES: dict[Path, _DuckFile] = {}
+
+
+class _DuckPool(NullPool):
+    """A connection per checkout, each through the process's :class:`_DuckFile` for the engine's
+    file: a reader engine's open it read-only, a writer's read-write."""
+
+    # Not keyword-only: create_engine() hands a pool class the keywords its __init__ names positionally.
+    def __init__(self, creator: Any, duck_file: _DuckFile, writer: bool = True, wait_s: float = DEFAULT_WAIT_S,
+                 **kwargs: Any) -> None:
+        super().__init__(creator, **kwargs)
+        self.duck_file, self.writer, self.wait_s = duck_file, writer, wait_s
+
+    def _do_get(self) -> Any:
+        self.duck_file.acquire(self)
+        try:
+            return super()._do_get()
+        except BaseException:
+            self.duck_file.release(self)
+            raise
+
+    def _do_return_conn(self, record: Any) -> None:
+        try:
+            super()._do_return_conn(record)
+        finally:
+            self.duck_file.release(self)
+
+    def open_keeper(self) -> Any:
+        return self._invoke_creator(None)  # type: ignore[arg-type]  # the creator ignores the record
+
+    def recreate(self) -> _DuckPool:
+        return _DuckPool(self._creator, duck_file=self.duck_file, writer=self.writer, wait_s=self.wait_s,
+                         recycle=self._recycle, echo=self.echo, logging_name=self._orig_logging_name,
+                         reset_on_return=self._reset_on_return, pre_ping=self._pre_ping,
+                         _dispatch=self.dispatch, dialect=self._dialect)
+
+    def dispose(self) -> None:
+        self.duck_file.close_if_idle()  # engine.dispose() releases the file, as the QueuePool did
+
+
+_ENGINES: dict[tuple[str, bool, float], Engine] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
-def get_engine(url: str | None = None) -> Engine:
+def get_engine(url: str | None = None, *, read_only: bool = False, wait_s: float | None = None) -> Engine:
     """A process-wide engine for ``url`` (default: :func:`database_url`), checked to connect.
 
-    Raises DatabaseUnavailable (or DatabaseBusy for a DuckDB file locked by another process)
-    with the URL and the driver's reason, never the driver's stack trace.
+    On a DuckDB file, a ``read_only`` engine opens the file read-only (other processes may read it
+    at the same time), any other read-write; neither keeps it open while idle, and each waits up to
+    ``wait_s`` (default :func:`wait_seconds`) for another process to let go of it (see _DuckFile).
+    PostgreSQL has one engine per URL whatever ``read_only`` says.
+
+    Raises DatabaseUnavailable (DatabaseBusy for a DuckDB file another process keeps) with the URL
+    and the reason, never the driver's stack trace.
     """
     url = url or database_url()
+    wait_s = wait_seconds() if wait_s is None else wait_s
+    key = (url, read_only, wait_s) if _duckdb_file(url) is not None else (url, False, 0.0)
     with _ENGINES_LOCK:
-        if url not in _ENGINES:
-            _ENGINES[url] = _create_engine(url)
-        return _ENGINES[url]
+        if key not in _ENGINES:
+            _ENGINES[key] = _create_engine(url, writer=not read_only, wait_s=wait_s)
+        return _ENGINES[key]
 
 
-def _create_engine(url: str) -> Engine:
+def _duckdb_file(url: str) -> Path | None:
+    """The file of a ``duckdb:///PATH`` URL (None for other URLs and in-memory databases)."""
+    try:
+        parsed = sa.make_url(url)
+    except (sa.exc.ArgumentError, ValueError):
+        return None
+    if parsed.get_backend_name() != "duckdb" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database).resolve()
+
+
+def _create_engine(url: str, *, writer: bool = True, wait_s: float = DEFAULT_WAIT_S) -> Engine:
     try:
         parsed = sa.make_url(url)
     except (sa.exc.ArgumentError, ValueError):
@@ -148,10 +486,13 @@ def _create_engine(url: str) -> Engine:
         raise DatabaseUnavailable(redact(url), "an '@' in the user name or password of TRADERLENS_DB_URL must "
                                   "be written as %40")
     kwargs: dict = {}
+    duck_file = None
     if parsed.get_backend_name() == "duckdb":
-        db_path = parsed.database
-        if db_path and db_path != ":memory:":
-            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        path = _duckdb_file(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            duck_file = _FILES.setdefault(path, _DuckFile(path))
+            kwargs.update(poolclass=_DuckPool, duck_file=duck_file, writer=writer, wait_s=wait_s)
     elif parsed.get_backend_name() == "postgresql":
         kwargs.update(pool_pre_ping=True, pool_recycle=1800)
         if parsed.get_driver_name() == "psycopg2":
@@ -162,9 +503,19 @@ def _create_engine(url: str) -> Engine:
     engine = sa.create_engine(url, **kwargs)
     if engine.dialect.name == "postgresql":
         _install_deadlines(engine)
+    if duck_file is not None:
+        def open_in_mode(dialect, record, cargs, cparams, file=duck_file) -> None:
+            # Every connection opens the file in the mode the process holds it in; DuckDB refuses a
+            # second connection to a file that this process has open in another mode.
+            cparams["read_only"] = file.mode == "r"
+
+        sa.event.listen(engine, "do_connect", open_in_mode)
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
+    except TraderLensError:
+        engine.dispose()
+        raise
     except Exception as exc:  # each driver raises its own exception types
         engine.dispose()
         raise _unavailable(url, exc) from None
@@ -237,6 +588,7 @@ except ImportError:  # pragma: no cover - psycopg2 is a requirement
     pass
 
 _BREAKER_S = 10.0  # after a failure, reads fail at once for this long instead of waiting again
+_BUSY_BREAKER_S = 2.0  # the same after a DuckDB file was found busy (each read has waited already)
 _down: dict[str, tuple[float, DatabaseUnavailable]] = {}
 _answered: dict[str, datetime] = {}
 
@@ -263,7 +615,9 @@ def note_outage(engine: Engine, outage: DatabaseUnavailable) -> None:
 
     A cancelled slow query is no outage: the server answered, other reads may go on."""
     if not isinstance(outage, DatabaseTimeout):
-        _down[str(engine.url)] = (time.monotonic() + _BREAKER_S, outage)
+        # A busy DuckDB file is back as soon as the import ends: ask again after a moment.
+        pause = _BUSY_BREAKER_S if isinstance(outage, DatabaseBusy) else _BREAKER_S
+        _down[str(engine.url)] = (time.monotonic() + pause, outage)
 
 
 def check_breaker(engine: Engine) -> None:
@@ -295,20 +649,45 @@ def last_answer(engine: Engine) -> datetime | None:
 def _unavailable(url: str, exc: Exception) -> DatabaseUnavailable:
     reason = scrub((str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0], url)
     if "lock" in reason.lower() and url.startswith("duckdb"):
-        return DatabaseBusy(
-            redact(url),
-            "another process (probably the running app) holds the DuckDB file; stop it or "
-            f"point TRADERLENS_DB_URL at PostgreSQL ({reason})",
-        )
+        return DatabaseBusy(redact(url), f"another process holds the DuckDB file ({reason})")
     return DatabaseUnavailable(redact(url), reason)
 
 
 def dispose_engines() -> None:
-    """Close and forget every engine (so a DuckDB file is released for another process)."""
+    """Close and forget every engine (so a DuckDB file is released for another process at once)."""
     with _ENGINES_LOCK:
         for engine in _ENGINES.values():
             engine.dispose()
         _ENGINES.clear()
+        for duck_file in _FILES.values():
+            duck_file.close_if_idle()
+
+
+def prepare(url: str | None = None) -> str | None:
+    """Make the database fit this version of TraderLens before anything reads it
+    (:func:`upgrade_schema`: migrations, and the rollups for the running reporting time zone); this
+    is the place for any other write a process must make at start. Returns why the rollups were
+    rebuilt, or None.
+
+    It looks first, read-only: a DuckDB file is opened read-write (waiting for other processes as
+    any writer does) only when there is something to write, so starting the app or running a
+    report beside a running app writes nothing and waits for nobody.
+    """
+    url = url or database_url()
+    path = _duckdb_file(url)
+    if (path is None or path.exists()) and not _needs_writing(get_engine(url, read_only=True)):
+        return None
+    return upgrade_schema(get_engine(url))
+
+
+def _needs_writing(engine: Engine) -> bool:
+    """Whether :func:`prepare` has something to write: a migration to apply or rollups to rebuild."""
+    from connectors.rollups import stale_reason
+
+    with engine.connect() as conn:
+        if _revision(conn) != _head_revision():
+            return True
+        return stale_reason(conn) is not None
 
 
 def alembic_config(engine: Engine):
@@ -349,12 +728,29 @@ def upgrade_schema(engine: Engine) -> str | None:
         return ensure_rollups(conn)  # None when another process rebuilt them meanwhile
 
 
+@functools.cache
+def _head_revision() -> str | None:
+    """The newest migration of this checkout."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return ScriptDirectory.from_config(cfg).get_current_head()
+
+
 def schema_revision(engine: Engine) -> str | None:
     """The Alembic revision the database is at, or None for an empty database."""
-    from alembic.runtime.migration import MigrationContext
-
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        return _revision(conn)
+
+
+def _revision(conn: Connection) -> str | None:
+    # Alembic's own reader needs the DuckDB dialect registered by the migrations' env.py, which a
+    # process that only reads never loads.
+    if not sa.inspect(conn).has_table("alembic_version"):
+        return None
+    return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def table_counts(conn: Connection) -> dict[str, int]:
@@ -508,6 +904,6 @@ def reset_data_per_table(engine: Engine) -> None:
 
 __all__ = [
     "DEFAULT_DUCKDB_PATH", "bulk_insert", "database_url", "describe", "dispose_engines", "get_engine",
-    "is_duckdb", "location", "metadata", "next_id", "redact", "reset_data", "reset_data_per_table",
-    "schema_revision", "scrub", "table_counts", "upgrade_schema", "write_lock",
+    "is_duckdb", "location", "metadata", "next_id", "prepare", "redact", "reset_data", "reset_data_per_table",
+    "schema_revision", "scrub", "set_wait_notice", "table_counts", "upgrade_schema", "wait_seconds", "write_lock",
 ]

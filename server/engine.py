@@ -10,19 +10,33 @@ from analytics.reading import reading
 from connectors import database
 from connectors.errors import DatabaseUnavailable
 
+# A page read meeting the embedded database busy with another process's import waits this long,
+# then the page says an import is running (components/outage.py) instead of hanging.
+READ_WAIT_S = 3.0
+
 
 @st.cache_resource(show_spinner="Opening the database…")
 def _opened(url: str) -> tuple[Engine, str]:
     # Keyed by URL so pointing TRADERLENS_DB_URL elsewhere opens a new engine. A failure raises
     # and is not cached, so the next rerun retries (a database that comes back is picked up).
-    engine = database.get_engine(url)
-    database.upgrade_schema(engine)  # an empty database becomes usable on first start
+    database.prepare(url)  # an empty database becomes usable on first start; writes only when needed
+    # Read-only: on DuckDB the CLI's reports read the file beside the app, and the file is closed
+    # while no page reads, so an import (CLI or Data page) can open it read-write.
+    engine = database.get_engine(url, read_only=True, wait_s=READ_WAIT_S)
     return engine, engine.url.render_as_string()  # the password hidden: it is part of cache keys
 
 
 def get_engine() -> Engine:
-    """The engine for the configured URL, schema up to date. Raises DatabaseUnavailable."""
+    """The engine the pages read with (read-only on DuckDB), schema up to date. Raises DatabaseUnavailable."""
     return _opened(database.database_url())[0]
+
+
+def get_writer_engine() -> Engine:
+    """The engine for the app's own writes (the Data page's import): on DuckDB it opens the file
+    read-write for the write, after other processes' readers let go (database.get_engine)."""
+    url = database.database_url()
+    _opened(url)  # the schema up to date first
+    return database.get_engine(url)
 
 
 def open_database() -> tuple[Engine, str]:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import sqlalchemy as sa
-
 from connectors import database
 from connectors.schema import accounts, sessions, traders, trades, transactions
 
@@ -61,10 +59,7 @@ def fill_sample_database(url: str, *, closed_before_opened: bool = False) -> Non
 
 
 def row_counts(url: str) -> dict[str, int]:
-    """Rows per data table at ``url``."""
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return database.table_counts(conn)
-    finally:
-        engine.dispose()
+    """Rows per data table at ``url`` (read through the process's engines: the app under test may have
+    the DuckDB file open read-only, and DuckDB refuses a second connection in another mode)."""
+    with database.get_engine(url, read_only=True).connect() as conn:
+        return database.table_counts(conn)
