@@ -6,6 +6,7 @@
     python cli.py import PATH [--kind K] [--trader EXTERNAL_ID] [--create-missing-traders]
                               [--server-utc-offset HOURS]
     python cli.py info
+    python cli.py changes [--external-id X] [--import N] [--table T] [--format json|csv]
     python cli.py report funnel|retention|lifecycle|kpis ... --format json|csv
 
 Every command reads TRADERLENS_DB_URL (default: the embedded DuckDB file data/traderlens.duckdb),
@@ -136,12 +137,27 @@ def cmd_import(args: argparse.Namespace) -> int:
     path = Path(args.path)
     if not path.is_file():
         raise TraderLensError(f"{path}: no such file")
+    from connectors.importers import os_user
+
     result = import_file(_engine(write=True), path, kind=args.kind, trader=args.trader,
                          create_missing_traders=args.create_missing_traders,
-                         server_utc_offset_hours=args.server_utc_offset)
+                         server_utc_offset_hours=args.server_utc_offset, changed_by=f"cli:{os_user()}")
     written = ", ".join(f"{table} {n:,}" for table, n in result.inserted.items() if n) or "nothing new"
-    print(f"{result.file} ({result.kind}): read {result.rows_read:,} rows; wrote {written}; "
-          f"skipped {result.skipped:,} already present")
+    updated = ", ".join(f"{table} {n:,}" for table, n in result.updated.items() if n) or "nothing"
+    print(f"{result.file} ({result.kind}): read {result.rows_read:,} rows; wrote {written}; updated {updated}; "
+          f"{result.unchanged:,} unchanged; skipped {result.skipped:,} already present or repeated"
+          + (f" (import {result.import_id})" if sum(result.updated.values()) else ""))
+    if result.changed_fields:
+        print("changed: " + ", ".join(f"{field} {n:,}" for field, n in sorted(result.changed_fields.items())))
+    return 0
+
+
+def cmd_changes(args: argparse.Namespace) -> int:
+    from analytics.changes import compute_row_changes
+
+    frame = compute_row_changes(_engine(), external_id=args.external_id, import_id=args.import_id,
+                                table=args.table, limit=args.limit)
+    _emit(frame.to_dict("records"), args.format)
     return 0
 
 
@@ -152,7 +168,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     from connectors.database import redact, schema_revision
 
     engine = _engine()
+    from connectors.clock import reporting_zone
+
     print(f"database  {redact(str(engine.url))} (schema revision {schema_revision(engine)})")
+    print(f"reporting time zone  {reporting_zone().describe()} (TRADERLENS_REPORTING_TZ; newest times below are UTC)")
     print(f"{'table':<15}{'rows':>12}  newest")
     with engine.connect() as conn:
         for table in schema.DATA_TABLES:
@@ -427,6 +446,12 @@ def _intervals(text: str) -> int:
     return value
 
 
+def _data_tables():
+    from connectors.schema import DATA_TABLES
+
+    return DATA_TABLES
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cli.py", description="TraderLens command line")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -464,6 +489,16 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--server-utc-offset", type=float, default=0.0, metavar="HOURS",
                      help="UTC offset of an MT4/MT5 server clock (terminal reports carry no zone; default 0)")
     imp.set_defaults(func=cmd_import)
+
+    changes = sub.add_parser("changes", help="what re-imports changed in rows already loaded (old -> new, who, "
+                                             "which file), newest first")
+    changes.add_argument("--external-id", default=None, help="one row's external id")
+    changes.add_argument("--import", dest="import_id", type=int, default=None, metavar="N",
+                         help="one import (its number from the import summary or the Data page)")
+    changes.add_argument("--table", default=None, choices=[t.name for t in _data_tables()])
+    changes.add_argument("--limit", type=_positive, default=1000, help="at most this many changes (default 1000)")
+    changes.add_argument("--format", choices=("json", "csv"), default="json")
+    changes.set_defaults(func=cmd_changes)
 
     info = sub.add_parser("info", help="row counts and the newest timestamp per table")
     info.set_defaults(func=cmd_info)

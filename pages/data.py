@@ -92,7 +92,7 @@ def run_import() -> None:
             result = import_file(
                 db.get_writer_engine(), path, kind=st.session_state.get("data.kind", "auto"), trader=trader,
                 create_missing_traders=st.session_state.get("data.create_traders", False),
-                file_name=upload.name,
+                file_name=upload.name, changed_by=IMPORTED_BY,
             )
     except TraderLensError as exc:
         st.session_state[OUTCOME] = exc
