@@ -68,7 +68,7 @@ class RollupsStale(TraderLensError):
 def _day(column: sa.ColumnElement, zone: ReportingZone) -> sa.ColumnElement:
     """The start of the reporting day ``column`` falls in, as a UTC instant like every stored time
     (the local midnight; in UTC simply the day)."""
-    return zone.utc(sa.cast(sa.func.date_trunc("day", zone.local(column)), sa.DateTime))
+    return zone.day_start(column)
 
 
 def _activity_select(zone: ReportingZone) -> sa.Select:

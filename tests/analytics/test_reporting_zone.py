@@ -238,3 +238,26 @@ def test_day_boundaries_follow_daylight_saving(zone):
     assert midnight(date(2026, 11, 2)) == datetime(2026, 11, 2, 5)
     assert DateRange(date(2026, 11, 1), date(2026, 11, 1)).end_ts - DateRange(
         date(2026, 11, 1), date(2026, 11, 1)).start_ts == timedelta(hours=25)
+
+
+@pytest.mark.parametrize("name", [NEW_YORK, "Europe/Nicosia", "America/New_York+07:00", "Asia/Kolkata", FIXED])
+def test_sql_conversions_agree_with_python_around_every_kind_of_instant(engine, name):
+    """local() and utc() read offsets from a table of transitions inside 1990-2060 and use the
+    database's time zone functions outside; both must agree with Python's zoneinfo, at daylight-saving
+    changes (the skipped and the repeated hour) and far from them."""
+    z = parse_zone(name)
+    instants = [datetime(1985, 7, 1, 12), datetime(2070, 1, 5, 3, 15), datetime(2026, 11, 30, 23, 59, 59)]
+    for change in (datetime(2026, 3, 8, 7), datetime(2026, 11, 1, 6), datetime(2026, 3, 29, 1),
+                   datetime(2026, 10, 25, 1)):
+        instants += [change + timedelta(minutes=m) for m in (-61, -60, -1, 0, 1, 59, 60)]
+    walls = [datetime(2026, 3, 8, 2, 30), datetime(2026, 11, 1, 1, 30), datetime(2026, 3, 29, 3, 30),
+             datetime(2026, 10, 25, 3, 30), datetime(2026, 12, 1), datetime(1980, 1, 1), datetime(2080, 6, 1)]
+    values = sa.values(sa.column("i", sa.Integer), sa.column("instant", sa.DateTime), name="v").data(
+        list(enumerate(instants + walls)))
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(values.c.i, z.local(values.c.instant), z.utc(values.c.instant)).order_by(values.c.i)).all()
+    for (i, local, utc), at in zip(rows, instants + walls, strict=True):
+        if i < len(instants):
+            assert local == z.to_local(at), (name, at)
+        else:
+            assert utc == z.to_utc(at), (name, at)
