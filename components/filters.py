@@ -15,7 +15,7 @@ import streamlit as st
 
 from analytics.filters import FilterOptions, TraderFilter
 from analytics.periods import DateRange
-from components import params
+from components import labels, params
 from connectors.clock import reporting_zone
 
 VIEW_KEY = "global.view"
@@ -62,10 +62,13 @@ def render_global_filters(options: FilterOptions, span: DateRange | None) -> Vie
             start = max(first, end - timedelta(days=PRESETS[preset] - 1))
         st.caption(f"{start:%d %b %Y} – {end:%d %b %Y} ({reporting_zone().name})")
         trader_filter = TraderFilter(
+            # By name; the URL holds the name too, and a link's ISO code or channel code still works.
             countries=tuple(params.multiselect(st, "Country", options.countries, key="country",
-                                           placeholder="All countries")),
+                                           format_func=labels.country_name, placeholder="All countries",
+                                           aliases={c: labels.country_name(c) for c in options.countries})),
             channels=tuple(params.multiselect(st, "Acquisition channel", options.channels, key="channel",
-                                              placeholder="All channels")),
+                                              format_func=labels.channel_name, placeholder="All channels",
+                                              aliases={c: labels.channel_name(c) for c in options.channels})),
             affiliates=tuple(params.multiselect(st, "Affiliate (IB)", options.affiliates, key="affiliate",
                                                 placeholder="All affiliates")),
             platforms=tuple(params.multiselect(st, "Platform", options.platforms, key="platform",

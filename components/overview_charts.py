@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from analytics.periods import Period
+from components import labels
 from components.figures import memoised_figure, period_ends, period_x
 from components.tables import fit_height, render_table
 
@@ -96,9 +97,10 @@ def _by_sign(field: str, positive: str) -> alt.Color:
 @memoised_figure
 def breakdown_chart(frame: pd.DataFrame, *, metric: str, label: str, unit: str) -> alt.Chart:
     """Horizontal bars of ``metric`` per ``value``, largest first, "Other" last (the frame's order)."""
+    codes = [alt.Tooltip("value_code:N", title="Code")] if "value_code" in frame else []  # a country's ISO code
     return _hbar(frame, category="value", value=metric, title=label, unit=unit,
                  color=_by_sign(metric, CURRENT_COLOR),
-                 tooltip=[alt.Tooltip("value:N", title=" "),
+                 tooltip=[alt.Tooltip("value:N", title=" "), *codes,
                           alt.Tooltip(f"{metric}:Q", title=label, format=TOOLTIP_FORMATS.get(unit, ",.2f"))])
 
 
@@ -118,10 +120,12 @@ BREAKDOWN_TABLE = {
 def render_breakdown(frame: pd.DataFrame, *, metric: str, metric_label: str, unit: str, dimension: str,
                      dimension_label: str, file_name: str, key: str) -> None:
     """Bar chart of one metric above a table of every metric, with a CSV download of the frame (its ``value``
-    column named after the ``dimension``: country, acquisition_channel…)."""
-    st.altair_chart(breakdown_chart(frame, metric=metric, label=metric_label, unit=unit), width="stretch",
+    column named after the ``dimension``: country, acquisition_channel…). Countries and channels are shown by
+    name (the chart's tooltip and the CSV keep the code)."""
+    named = labels.with_names(frame, "value", dimension)
+    st.altair_chart(breakdown_chart(named, metric=metric, label=metric_label, unit=unit), width="stretch",
                     key=f"{key}.chart")
-    view = frame[["value", *BREAKDOWN_TABLE]].rename(
+    view = named[["value", *BREAKDOWN_TABLE]].rename(
         columns={"value": dimension_label, **{c: name for c, (name, _) in BREAKDOWN_TABLE.items()}})
     view["FTD conv. 7d"] = view["FTD conv. 7d"] * 100  # shown as 12.3%, the CSV keeps the fraction
     render_table(

@@ -13,7 +13,7 @@ column.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any, TypeVar
 
@@ -101,9 +101,16 @@ def radio(where: Any, label: str, options: Sequence[T], *, key: str, format_func
 
 
 def multiselect(where: Any, label: str, options: Sequence[T], *, key: str, format_func: Callable[[T], Any] = str,
-                max_selections: int | None = None, **kwargs: Any) -> list[T]:
-    """``where.multiselect`` bound to ``?key=a&key=b``; unknown values are dropped, the known ones kept."""
+                max_selections: int | None = None, aliases: Mapping[str, str] | None = None,
+                **kwargs: Any) -> list[T]:
+    """``where.multiselect`` bound to ``?key=a&key=b``; unknown values are dropped, the known ones kept.
+
+    ``aliases`` maps other spellings a link may carry to labels (a country's ISO code, as links said before
+    the filter showed names, to its name); they are rewritten in the URL."""
     values = _values(key)
+    if aliases and any(v in aliases for v in values):
+        values = list(dict.fromkeys(aliases.get(v, v) for v in values))
+        _replace(key, values)
     labels = {str(format_func(o)) for o in options}
     known = [v for v in values if v in labels]
     if len(known) < len(values):

@@ -15,7 +15,7 @@ from analytics import kpis as kpi_analytics
 from analytics.filters import TraderFilter
 from analytics.kpis import DIMENSION_LABELS, DIMENSIONS, GROUPS, SPECS, TREND_METRICS
 from analytics.periods import DateRange, Period, comparison_range, step_period
-from components import health, kpi_tiles, outage, overview_charts, page, params
+from components import health, kpi_tiles, labels, outage, overview_charts, page, params
 from components.filters import View
 from components.text import escape_markdown
 
@@ -43,9 +43,11 @@ def span_label(rng: DateRange) -> str:
 def filter_label(flt: TraderFilter) -> str:
     """"Country: DE, GB · Platform: MT5", or "all traders"; says whether test accounts count. Markdown: the
     values (affiliate ids, countries …) come from the data and the URL."""
-    parts = [f"{name}: {', '.join(escape_markdown(v) for v in values)}" for name, values in (
-        ("Country", flt.countries), ("Channel", flt.channels), ("Affiliate", flt.affiliates),
-        ("Platform", flt.platforms), ("VIP tier", flt.vip_tiers)) if values]
+    parts = [f"{name}: {', '.join(escape_markdown(labels.display_value(attribute, v)) for v in values)}"
+             for name, attribute, values in (
+                 ("Country", "country", flt.countries), ("Channel", "acquisition_channel", flt.channels),
+                 ("Affiliate", "affiliate_id", flt.affiliates), ("Platform", "platform", flt.platforms),
+                 ("VIP tier", "vip_tier", flt.vip_tiers)) if values]
     who = " · ".join(parts) if parts else "All traders"
     return f"{who} ({'test accounts included' if flt.include_test else 'test accounts excluded'})"
 

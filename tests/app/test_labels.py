@@ -71,3 +71,22 @@ def test_a_funnel_broken_down_by_country_shows_names_with_the_code_on_hover(brok
     assert {"field": "breakdown_value_code", "title": "Code", "type": "nominal"} in encoding["tooltip"]
     assert "First touch: a trader counts under the value on their earliest" in \
         at.radio(key="funnels.attribution").help
+
+
+def test_the_overview_breakdown_and_filters_show_countries_and_channels_by_name(broker, open_page):
+    at = open_page()
+    assert "Germany" in at.multiselect(key="country").options and "DE" not in at.multiselect(key="country").options
+    assert "Paid search" in at.multiselect(key="channel").options
+    table = at.get_by_key("overview.breakdown_view.table").dataframe[0].value  # by country, the default
+    assert "Germany" in table["Country"].tolist() and "DE" not in table["Country"].tolist()
+    spec = next(c.proto.spec for c in at.get("vega_lite_chart") if '"value_code"' in c.proto.spec)
+    assert {"field": "value_code", "title": "Code", "type": "nominal"} in json.loads(spec)["encoding"]["tooltip"]
+
+
+def test_a_link_with_codes_still_filters_and_names_them(broker, open_linked):
+    at = open_linked("pages/overview.py", {"country": ["DE"], "channel": ["paid_search"]})
+    assert not at.exception
+    assert at.multiselect(key="country").value == ["DE"] and at.multiselect(key="channel").value == ["paid_search"]
+    assert at.query_params["country"] in ("Germany", ["Germany"]) and "Paid search" in at.query_params["channel"]
+    assert "Country: Germany · Channel: Paid search" in at.caption[0].value
+    assert not [w for w in at.warning if "ignored" in w.value]

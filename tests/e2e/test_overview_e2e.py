@@ -56,11 +56,11 @@ def test_overview_shows_kpis_and_follows_the_filters(page: Page, demo_app_url: s
 
     # A sidebar filter changes the tiles: one country deposits less than every country.
     page.get_by_test_id("stSidebar").get_by_test_id("stMultiSelect").filter(has_text="Country").click()
-    page.get_by_role("option", name="DE", exact=True).click()
+    page.get_by_role("option", name="Germany", exact=True).click()  # countries by name
     page.keyboard.press("Escape")
     expect(metric(page, "Deposits")).not_to_have_text(deposits)
     settled(page)
-    assert "country=DE" in page.url
+    assert "country=Germany" in page.url.replace("%20", "+")
     germany = metric(page, "Registrations").inner_text()
 
     # Page controls: the breakdown by platform (computed), then by country again (from the cache).
