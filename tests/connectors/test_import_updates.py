@@ -228,3 +228,46 @@ def test_cli_import_reports_updates_and_changes_shows_the_history(cli_url, tmp_p
     assert fields[7] == "psp.csv" and fields[8].startswith("cli:")
     none = run_cli("changes", "--external-id", "nobody", url=cli_url)
     assert none.returncode == 0 and none.stdout.strip() == "[]"
+
+
+def test_updates_and_a_refusal_in_later_chunks_behave_as_in_one_chunk(broker, tmp_path, monkeypatch, query_rows):
+    from connectors.importers import csv_tables
+
+    monkeypatch.setattr(csv_tables, "CHUNK_ROWS", 2)
+    rows = [f"D{i},T{1 + i % 2},deposit,pending,{10 + i},USD,{10 + i},2026-03-{1 + i:02d}T10:00:00," for i in range(7)]
+    import_file(broker, _ledger(tmp_path, *rows))
+    # The last row (line 8, the fourth chunk) moves its time: refused after three chunks compared.
+    moved = [r.replace("pending", "approved") for r in rows[:6]] + [rows[6].replace("03-07", "03-08")]
+    with pytest.raises(ImportRejected) as refused:
+        import_file(broker, _ledger(tmp_path, *moved))
+    assert (refused.value.row, refused.value.column) == (8, "created_at")
+    assert query_rows(broker, "SELECT count(*) FROM transactions WHERE status = 'approved'") == [(0,)]
+
+    result = import_file(broker, _ledger(tmp_path, *moved[:6], rows[6]))
+
+    assert (result.updated, result.unchanged) == ({"transactions": 6}, 1)
+    assert query_rows(broker, "SELECT count(*) FROM transactions WHERE status = 'approved'") == [(6,)]
+    assert len(_history(broker)) == 6
+
+
+def test_a_terminal_report_updates_its_account_and_positions_and_keeps_what_it_does_not_carry(engine, query_rows):
+    from pathlib import Path
+
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures"
+    for kind in ("traders", "accounts"):
+        import_file(engine, fixtures / "csv" / f"{kind}.csv")
+    statement = fixtures / "mt4" / "Statement_2109876.htm"
+    import_file(engine, statement, trader="T-1001", server_utc_offset_hours=2)
+    with engine.begin() as conn:  # as if an earlier report had said otherwise
+        conn.execute(sa.text("UPDATE accounts SET leverage = 50 WHERE external_id = 'A-5001'"))
+        conn.execute(sa.text("UPDATE trades SET close_reason = 'client', channel = 'mobile' "
+                             "WHERE external_id = (SELECT min(external_id) FROM trades WHERE close_reason = 'tp')"))
+
+    again = import_file(engine, statement, trader="T-1001", server_utc_offset_hours=2, changed_by="test:bob")
+
+    assert again.updated == {"accounts": 1, "transactions": 0, "trades": 1}
+    assert again.changed_fields == {"accounts.leverage": 1, "trades.close_reason": 1}  # channel: not in the report
+    assert query_rows(engine, "SELECT table_name, column_name, old_value, new_value, changed_by FROM row_changes "
+                              "ORDER BY change_id") == [("accounts", "leverage", "50", "100", "test:bob"),
+                                                        ("trades", "close_reason", "client", "tp", "test:bob")]
+    assert query_rows(engine, "SELECT count(*) FROM trades WHERE channel = 'mobile'") == [(1,)]
