@@ -287,7 +287,7 @@ class VolumeOutliers:
     opened that day), ``margin_usd`` (the most margin one position of that day needed: notional ÷
     its account's leverage), ``equity_usd`` (the most equity the trader can have had that day),
     ``multiple`` (margin ÷ equity, equity floored at 1 USD), ``deposits_usd`` (approved deposits,
-    all time), ``volume_usd`` (notional opened, all time).
+    all time), ``volume_usd`` (notional of positions closed, all time).
     """
 
     traders: pd.DataFrame
@@ -295,9 +295,10 @@ class VolumeOutliers:
 
 
 def _equity_days() -> sa.Subquery:
-    """Per trader and day (period_index "day"): money in and out, closed gains and losses, the most
-    margin one opened position needed, the largest notional and the notional opened that day."""
-    x, t = transactions.c, trades.c
+    """Per trader and day (period_index "day"): money in and out, approved deposits, the gains and
+    losses of positions closed (per asset class, as the ``daily_trading`` rollup holds them) and
+    their notional, the most margin one position opened that day needed and the largest notional."""
+    x, t, dt = transactions.c, trades.c, daily_trading.c
     zero = sa.cast(sa.literal(0), Money)
     amount = sa.func.abs(x.amount_usd)
     signed = sa.case((x.kind.in_(EQUITY_CREDITS), amount), (x.kind.in_(EQUITY_DEBITS), -amount),
@@ -307,26 +308,27 @@ def _equity_days() -> sa.Subquery:
                        sa.func.sum(sa.func.greatest(signed, zero)).label("money_in"),
                        sa.func.sum(sa.func.least(signed, zero)).label("money_out"),
                        sa.func.sum(sa.case((x.kind == "deposit", amount), else_=zero)).label("deposits"),
-                       zero.label("gains"), zero.label("losses"), zero.label("margin"), zero.label("position"),
-                       zero.label("opened"))
+                       zero.label("gains"), zero.label("losses"), zero.label("volume"), zero.label("margin"),
+                       zero.label("position"))
              .where(x.status == "approved").group_by(x.trader_id, money_day))
-    pnl = t.profit_usd + sa.func.coalesce(t.commission_usd, 0) + sa.func.coalesce(t.swap_usd, 0)
-    close_day = period_index(t.closed_at, "day")
-    closes = (sa.select(t.trader_id, close_day.label("day"), zero, zero, zero,
-                        sa.func.sum(sa.func.greatest(pnl, zero)), sa.func.sum(sa.func.least(pnl, zero)),
-                        zero, zero, zero)
-              .group_by(t.trader_id, close_day))
+    # Closed P&L from the rollup (a tenth of the trades' rows): a day's gains are then netted per
+    # asset class, which only ever lowers the bound by what one class won and lost the same day.
+    close_day = period_index(dt.day, "day")
+    closes = (sa.select(dt.trader_id, close_day, zero, zero, zero,
+                        sa.func.sum(sa.func.greatest(dt.client_pnl_usd, zero)),
+                        sa.func.sum(sa.func.least(dt.client_pnl_usd, zero)),
+                        sa.func.sum(dt.notional_usd), zero, zero)
+              .group_by(dt.trader_id, close_day))
     leverage = sa.case((accounts.c.leverage > 0, accounts.c.leverage), else_=FALLBACK_LEVERAGE)
     open_day = period_index(t.opened_at, "day")
-    opens = (sa.select(t.trader_id, open_day.label("day"), zero, zero, zero, zero, zero,
-                       sa.cast(sa.func.max(t.notional_usd / leverage), Money), sa.func.max(t.notional_usd),
-                       sa.func.sum(t.notional_usd))
+    opens = (sa.select(t.trader_id, open_day, zero, zero, zero, zero, zero, zero,
+                       sa.cast(sa.func.max(t.notional_usd / leverage), Money), sa.func.max(t.notional_usd))
              .select_from(trades.outerjoin(accounts, accounts.c.account_id == t.account_id))
              .group_by(t.trader_id, open_day))
     moves = sa.union_all(money, closes, opens).subquery("moves")
     m = moves.c
     return (sa.select(m.trader_id, m.day, *(sa.func.sum(m[c]).label(c) for c in (
-                "money_in", "money_out", "deposits", "gains", "losses", "opened")),
+                "money_in", "money_out", "deposits", "gains", "losses", "volume")),
                       sa.func.max(m.margin).label("margin"), sa.func.max(m.position).label("position"))
             .group_by(m.trader_id, m.day).subquery("equity_days"))
 
@@ -338,17 +340,20 @@ def compute_volume_outliers(engine: Engine, limit: int = VOLUME_OUTLIER_LIMIT) -
     P&L of every position closed before it) plus that day's money in and closed gains; a position
     needs its notional ÷ its account's leverage (:data:`FALLBACK_LEVERAGE` when unknown). A day
     counts when that margin exceeds the bound by more than :data:`MARGIN_TOLERANCE`. Test
-    accounts included: this checks the data, not a report.
+    accounts included: this checks the data, not a report. One pass over the trades (openings);
+    closed P&L comes from the ``daily_trading`` rollup.
     """
     days = _equity_days()
     d = days.c
     flow = d.money_in + d.money_out + d.gains + d.losses
     before = sa.func.sum(flow).over(partition_by=d.trader_id, order_by=d.day, rows=(None, -1))
     bounded = sa.select(d.trader_id, d.day, d.margin, d.position,
-                        (sa.func.coalesce(before, 0) + d.money_in + d.gains).label("equity")).subquery("bounded")
+                        (sa.func.coalesce(before, 0) + d.money_in + d.gains).label("equity"),
+                        sa.func.sum(d.deposits).over(partition_by=d.trader_id).label("deposits"),
+                        sa.func.sum(d.volume).over(partition_by=d.trader_id).label("volume")).subquery("bounded")
     b = bounded.c
     floor = sa.func.greatest(b.equity, 1)
-    over = (sa.select(b.trader_id, b.day, b.position, b.margin, b.equity,
+    over = (sa.select(b.trader_id, b.day, b.position, b.margin, b.equity, b.deposits, b.volume,
                       (b.margin / floor).label("multiple"),
                       sa.func.row_number().over(partition_by=b.trader_id,
                                                 order_by=((b.margin / floor).desc(), b.day)).label("rank"),
@@ -356,12 +361,9 @@ def compute_volume_outliers(engine: Engine, limit: int = VOLUME_OUTLIER_LIMIT) -
             .where(b.margin > sa.func.greatest(b.equity, 0) * (1 + MARGIN_TOLERANCE))
             .subquery("over"))
     o = over.c
-    lifetime = (sa.select(d.trader_id, sa.func.sum(d.deposits).label("deposits"), sa.func.sum(d.opened).label("volume"))
-                .group_by(d.trader_id).subquery("lifetime"))
     query = (sa.select(o.trader_id, traders.c.external_id, o.days_over, o.day, o.position, o.margin, o.equity,
-                       o.multiple, lifetime.c.deposits, lifetime.c.volume, sa.func.count().over().label("flagged"))
-             .select_from(over.join(lifetime, lifetime.c.trader_id == o.trader_id)
-                          .outerjoin(traders, traders.c.trader_id == o.trader_id))
+                       o.multiple, o.deposits, o.volume, sa.func.count().over().label("flagged"))
+             .select_from(over.outerjoin(traders, traders.c.trader_id == o.trader_id))
              .where(o.rank == 1)
              .order_by(o.multiple.desc(), o.trader_id)
              .limit(limit))

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from analytics import data_health
 from analytics.periods import DateRange
 from connectors import schema
+from connectors.rollups import refresh_rollups
 from connectors.schema import (
     accounts,
     imports,
@@ -309,6 +310,13 @@ def test_recent_imports_of_an_empty_database_is_an_empty_frame(engine):
 # --- Outliers: positions beyond equity x leverage, periods driven by one trader -------------------
 
 
+def refreshed(engine: sa.Engine, rows: dict[sa.Table, list[dict]]) -> None:
+    """Write ``rows`` and rebuild the rollups, as an import does (closed P&L and net deposits read them)."""
+    insert(engine, rows)
+    with engine.begin() as conn:
+        refresh_rollups(conn)
+
+
 def levered_account(account_id: int, trader_id: int, leverage: int | None) -> dict:
     return {**account(account_id, trader_id, D(2026, 1, 1)), "leverage": leverage}
 
@@ -347,7 +355,7 @@ OUTLIER_ROWS: dict[sa.Table, list[dict]] = {
 
 
 def test_volume_outliers_name_the_traders_whose_positions_exceed_equity_times_leverage(engine):
-    insert(engine, OUTLIER_ROWS)
+    refreshed(engine, OUTLIER_ROWS)
 
     outliers = data_health.compute_volume_outliers(engine)
 
@@ -369,27 +377,19 @@ def test_volume_outliers_name_the_traders_whose_positions_exceed_equity_times_le
 
 
 def test_volume_outliers_stop_at_the_limit_but_count_every_trader(engine):
-    insert(engine, OUTLIER_ROWS)
+    refreshed(engine, OUTLIER_ROWS)
 
     outliers = data_health.compute_volume_outliers(engine, limit=1)
 
     assert outliers.flagged == 2 and outliers.traders["trader_id"].tolist() == [1]
 
 
-def test_no_volume_outliers_without_trades(engine):
-    insert(engine, CLEAN_ROWS)  # trader 1: $500 deposited, one $100,000 position at the fallback 1:500
+def test_no_volume_outliers_in_plausible_trading(engine):
+    refreshed(engine, CLEAN_ROWS)  # trader 1: $500 deposited, one $100,000 position at the fallback 1:500
 
     outliers = data_health.compute_volume_outliers(engine)
 
     assert outliers.flagged == 0 and outliers.traders.empty
-
-
-def refreshed(engine: sa.Engine, rows: dict[sa.Table, list[dict]]) -> None:
-    from connectors.rollups import refresh_rollups
-
-    insert(engine, rows)
-    with engine.begin() as conn:
-        refresh_rollups(conn)
 
 
 CROWD = 30  # traders depositing 100 USD each week: more than DRIVER_MIN_TRADERS
