@@ -186,14 +186,14 @@ def render_dropoffs(frame: pd.DataFrame, *, key: str, file_name: str, preview_ro
     how to reach them and whether they may be contacted; the CSV has every trader, every column."""
     head = frame.head(preview_rows)
     names = (head["first_name"].fillna("") + " " + head["last_name"].fillna("")).str.strip()
+    blank = lambda column: head[column].fillna("")  # noqa: E731 - st.dataframe would print "None"
     shown = pd.DataFrame({
-        "Trader id": head["trader_id"], "Name": names, "Email": head["email"], "Phone": head["phone"],
-        "Country": head["country"].map(labels.country_name),
-        "Channel": head["acquisition_channel"].map(labels.channel_name), "Owner": head["owner"],
+        "Trader id": head["trader_id"], "Name": names, "Status": head["status"].map(STATUS_LABELS),
+        "Email": blank("email"), "Phone": blank("phone"), "Country": head["country"].map(labels.country_name),
+        "Channel": head["acquisition_channel"].map(labels.channel_name), "Owner": blank("owner"),
         "Email ok": head["consent_email"], "SMS ok": head["consent_sms"], "Push ok": head["consent_push"],
-        "WhatsApp ok": head["consent_whatsapp"], "Status": head["status"].map(STATUS_LABELS),
-        "Reached the step at": head["reached_at"], "Window ends": head["window_ends_at"],
-        "External id": head["external_id"],
+        "WhatsApp ok": head["consent_whatsapp"], "Reached the step at": head["reached_at"],
+        "Window ends": head["window_ends_at"], "External id": head["external_id"],
     })
     if "breakdown_value" in head.columns:
         shown["Breakdown"] = head["breakdown_value"].to_numpy()

@@ -50,7 +50,7 @@ def retention_and_ltv() -> None:
         intervals = params.number_input(c4, "Periods shown", min_value=2, max_value=60, value=8, step=1,
                                     key="cohorts.intervals",
                                     help="Columns of the matrix: period 0 (the cohort) and the next ones.")
-        c5, c6, c7, c8 = st.columns([4, 2, 2, 2], vertical_alignment="bottom")
+        c5, c6, c7, c8 = st.columns([3, 2, 2, 3], vertical_alignment="bottom")
         mode = params.segmented_control(c5, "Cohorts", list(MODES), default="recurring", format_func=MODES.get,
                                     required=True, key="cohorts.mode",
                                     help="Every period: a trader joins the cohort of each period with the event. "
