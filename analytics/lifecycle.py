@@ -46,7 +46,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
-from analytics.events import activity_days, compute_data_span
+from analytics.events import activity_days, churn_activity, compute_data_span
 from analytics.filters import DEFAULT_FILTER, TraderFilter
 from analytics.periods import (
     Period,
@@ -212,11 +212,12 @@ def _partials(days: list[date], churn_days: int, trader_filter: TraderFilter) ->
     """Per-trader facts behind the stage, stacked from the firsts and one GROUP BY per source
     (MIN/MAX over a trader's rows gives the facts over all sources).
 
-    What keeps a trader alive: trades (the interval a position was open), approved deposits and
-    logins (instants). Columns: trader_id; first_trade, first_deposit, first_any (all history);
-    and per day i, from recent rows only: last_any_i, last_trade_i (latest activity by the end of
-    the day), before_i (latest activity before the day's active window), back_i (first activity
-    inside it).
+    What keeps a trader alive: trades (the interval a position was open) and the instants of the
+    churn activity setting (:func:`analytics.events.churn_activity`: approved deposits, and with
+    "any" logins too), the activity the churn KPI counts. Columns: trader_id; first_trade,
+    first_deposit, first_any (all history); and per day i, from recent rows only: last_any_i,
+    last_trade_i (latest activity by the end of the day), before_i (latest activity before the
+    day's active window), back_i (first activity inside it).
 
     Read from the rollups, exactly: the firsts from ``trader_firsts``; for the recent facts every
     bound is a UTC midnight, so a ``daily_activity``
@@ -243,7 +244,7 @@ def _partials(days: list[date], churn_days: int, trader_filter: TraderFilter) ->
                          sa.func.least(tf.first_trade_at, tf.first_deposit_at, tf.first_login_at).label("first_any"),
                          *(_no_time().label(c) for c in per_day))
                .where(trader_filter.restrict_early(tf.trader_id))]
-    for kind in ("trade", "deposit", "login"):
+    for kind in ("trade", *churn_activity().events):
         if kind == "trade":
             trader_id, day, where = dt.trader_id, dt.day, sa.true()
             first_at, last_at = dt.first_opened_at, dt.last_closed_at
@@ -354,7 +355,8 @@ def compute_stage_distribution(
     Precedence, first match wins (a trader not yet a lead by ``as_of`` is not counted):
 
     1. has traded (a trade opened by then):
-       churned - no trade, approved deposit or login for >= ``churn_days``;
+       churned - no activity for >= ``churn_days``: trading (a position opened, closed or held) or the
+       configured churn activity (an approved deposit; with TRADERLENS_CHURN_ACTIVITY=any a login too);
        dormant - none for >= ``dormant_days``, or no trade in the last 30 days;
        reactivated - came back within the last 30 days after a churn-length gap that followed a trade;
        active - otherwise (traded in the last 30 days and seen in the last ``dormant_days``);

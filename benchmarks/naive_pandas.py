@@ -25,6 +25,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from analytics.events import churn_activity
 from analytics.filters import TraderFilter
 
 EVERYONE_BUT_TEST = TraderFilter()
@@ -138,8 +139,7 @@ def lifecycle(src: Source, *, event: str, period: str, date_from: date, date_to:
     look_back = _step(pd.Timestamp(first), period, -1)
     end = _step(pd.Timestamp(last), period, 1)
     keep = kept_traders(src, trader_filter)
-    ev = src.read(f"SELECT trader_id, occurred_at FROM trader_events WHERE event = '{event}' "
-                  f"AND occurred_at < {_lit(end.to_pydatetime())}")
+    ev = activity(src, event, until=end.to_pydatetime())
     ev = ev[ev["trader_id"].isin(keep)]
     ev["p"] = floor_period(ev["occurred_at"], period, week_start)
     if new_basis == "registration":
@@ -187,6 +187,37 @@ def events(src: Source, event: str, *, since: date | datetime | None = None,
     return src.read(f"SELECT trader_id, occurred_at FROM trader_events WHERE {' AND '.join(where)}")
 
 
+def trading_days(src: Source, *, since: date | datetime | None = None,
+                 until: date | datetime | None = None) -> pd.DataFrame:
+    """trader_id, occurred_at (a UTC midnight): every day a trader opened, closed or held a position
+    (analytics.events.activity_select), each position expanded to the days from its opening to its close."""
+    where = ["TRUE"]
+    if since is not None:
+        where.append(f"closed_at >= {_lit(since)}")
+    if until is not None:
+        where.append(f"opened_at < {_lit(until)}")
+    trd = src.read(f"SELECT trader_id, opened_at, closed_at FROM trades WHERE {' AND '.join(where)}")
+    first, last = trd["opened_at"].dt.normalize(), trd["closed_at"].dt.normalize()
+    lengths = (last - first).dt.days.to_numpy() + 1
+    which = np.repeat(np.arange(len(trd)), lengths)
+    step = np.arange(len(which)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    days = pd.DataFrame({"trader_id": trd["trader_id"].to_numpy()[which],
+                         "occurred_at": first.to_numpy()[which] + step.astype("timedelta64[D]")})
+    if since is not None:
+        days = days[days["occurred_at"] >= _ts(since)]
+    if until is not None:
+        days = days[days["occurred_at"] < _ts(until)]
+    return days.drop_duplicates().reset_index(drop=True)
+
+
+def activity(src: Source, event: str, *, since: date | datetime | None = None,
+             until: date | datetime | None = None) -> pd.DataFrame:
+    """What "did the trader do ``event`` in period P" reads: :func:`trading_days` for trade, else the events."""
+    if event == "trade":
+        return trading_days(src, since=since, until=until)
+    return events(src, event, since=since, until=until)
+
+
 def ledger(src: Source) -> pd.DataFrame:
     """The whole payment ledger (it is small next to trades): kind, status, USD amount, time."""
     return src.read("SELECT trader_id, kind, status, CAST(amount_usd AS DOUBLE) AS amount_usd, created_at "
@@ -228,8 +259,8 @@ def kpis(src: Source, *, date_range, trader_filter: TraderFilter = EVERYONE_BUT_
         "SELECT trader_id, opened_at, closed_at, CAST(lots AS DOUBLE) AS lots, "
         "CAST(notional_usd AS DOUBLE) AS notional, CAST(profit_usd AS DOUBLE) AS profit, "
         "CAST(commission_usd AS DOUBLE) AS commission, CAST(swap_usd AS DOUBLE) AS swap FROM trades "
-        f"WHERE (opened_at >= {_lit(open_from)} AND opened_at < {_lit(until)}) "
-        f"OR (closed_at >= {_lit(close_from)} AND closed_at < {_lit(until)})")
+        # Every position open at some moment of the windows: opened, closed or held in them.
+        f"WHERE opened_at < {_lit(until)} AND closed_at >= {_lit(min(open_from, close_from))}")
     data_end = max(tr_all_max(src, tx), trd["opened_at"].max())
     recent_from = min(r.end for r in periods.values()) + timedelta(days=1) - timedelta(days=30)
     logins = events(src, "login", since=recent_from, until=until)
@@ -242,7 +273,16 @@ def kpis(src: Source, *, date_range, trader_filter: TraderFilter = EVERYONE_BUT_
     close_rows = pd.DataFrame({"trader_id": closed["trader_id"], "d": closed["closed_at"].dt.normalize(),
                                **{c: closed[c] for c in ("lots", "notional", "pnl", "commission", "swap", "costed")}})
     close_rows["closed"] = 1
-    trader_days = pd.concat([open_days, close_rows], ignore_index=True)
+    # Trading is opening, closing or holding a position: the days strictly between its opening day and
+    # its closing day are trading days too.
+    first_held, last_held = trd["opened_at"].dt.normalize() + _days(1), trd["closed_at"].dt.normalize() - _days(1)
+    lengths = np.maximum((last_held - first_held).dt.days.to_numpy() + 1, 0)
+    which = np.repeat(np.arange(len(trd)), lengths)
+    step = np.arange(len(which)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    held_days = pd.DataFrame({"trader_id": trd["trader_id"].to_numpy()[which],
+                              "d": first_held.to_numpy()[which] + step.astype("timedelta64[D]")})
+    held_days = held_days[(held_days["d"] >= _ts(open_from)) & (held_days["d"] < _ts(until))]
+    trader_days = pd.concat([open_days, close_rows, held_days], ignore_index=True)
     trader_days = trader_days.groupby(["trader_id", "d"], as_index=False).sum(min_count=0)
     out: dict[str, dict] = {}
     dep = tx[(tx["kind"] == "deposit") & (tx["status"] == "approved")].merge(
@@ -289,7 +329,8 @@ def kpis(src: Source, *, date_range, trader_filter: TraderFilter = EVERYONE_BUT_
             active=("active", "max"), wau=("wau", "max"), mau=("mau", "max"), before=("before", "max"),
             pnl12=("pnl12", "sum"), closed12=("closed12", "sum"))
         recent_lo = _ts(rng.end + timedelta(days=1)) - _days(30)
-        recent_ids = set(logins.loc[(logins["occurred_at"] >= recent_lo) & (logins["occurred_at"] < hi), "trader_id"])
+        recent_ids = set(logins.loc[(logins["occurred_at"] >= recent_lo) & (logins["occurred_at"] < hi), "trader_id"]
+                         ) if "login" in churn_activity().events else set()
         recent_dep = dep_after[(dep_after["created_at"] >= recent_lo) & (dep_after["created_at"] < hi)]
         recent_ids |= set(recent_dep["trader_id"])
         traded12 = per_trader["closed12"] > 0
@@ -300,7 +341,7 @@ def kpis(src: Source, *, date_range, trader_filter: TraderFilter = EVERYONE_BUT_
         v |= {"active_traders": float(per_trader["active"].sum()),
               "dau": float(in_rng.sum()) / rng.days, "wau": float(per_trader["wau"].sum()),
               "mau": float(per_trader["mau"].sum()), "trades": float(sums["closed"]),
-              "volume_usd": float(sums["notional"]), "volume_lots": float(sums["lots"]),
+              "volume_usd": float(sums["notional"]),
               "client_pnl": float(sums["pnl"]),
               "broker_revenue": (-float(sums["commission"]) - float(sums["swap"]) - float(bonuses))
               if sums["costed"] else None,
@@ -336,12 +377,8 @@ def kpi_trend(src: Source, *, metric: str, date_range, period: str,
         signed = rows["amount"].abs().where(rows["kind"] == "deposit", -rows["amount"].abs())
         values = signed.groupby(floor_period(rows["at"], period)).sum()
     elif metric == "active_traders":
-        rows = src.read(f"SELECT trader_id, opened_at, closed_at FROM trades WHERE (opened_at >= {_lit(lo)} "
-                        f"AND opened_at < {_lit(hi)}) OR (closed_at >= {_lit(lo)} AND closed_at < {_lit(hi)})")
-        rows = rows[rows["trader_id"].isin(keep)]
-        both = pd.concat([rows[["trader_id", "opened_at"]].set_axis(["trader_id", "at"], axis=1),
-                          rows[["trader_id", "closed_at"]].set_axis(["trader_id", "at"], axis=1)])
-        both = both[(both["at"] >= _ts(lo)) & (both["at"] < _ts(hi))]
+        both = trading_days(src, since=lo, until=hi).rename(columns={"occurred_at": "at"})
+        both = both[both["trader_id"].isin(keep)]
         values = both.groupby(floor_period(both["at"], period))["trader_id"].nunique().astype("float64")
     elif metric == "volume_usd":
         rows = src.read("SELECT trader_id, CAST(notional_usd AS DOUBLE) AS notional, closed_at AS at FROM trades "
@@ -383,7 +420,8 @@ def breakdown(src: Source, *, dimension: str, date_range, trader_filter: TraderF
         "cohort_registrations": mature, "cohort_ftds": mature & (ftd_at <= reg + _days(7)),
         "deposits": per_trader.get("deposit", pd.Series(dtype=float)).reindex(tr.index),
         "withdrawals": per_trader.get("withdrawal", pd.Series(dtype=float)).reindex(tr.index),
-        "active_traders": tr.index.isin(trd["trader_id"]), "volume_usd": volume.reindex(tr.index)})
+        "active_traders": tr.index.isin(trading_days(src, since=lo, until=hi)["trader_id"]),
+        "volume_usd": volume.reindex(tr.index)})
     frame = frame.groupby("value", as_index=False).sum(min_count=0)
     numeric = [c for c in frame.columns if c != "value"]
     frame[numeric] = frame[numeric].astype("float64").fillna(0.0)
@@ -437,11 +475,11 @@ def retention(src: Source, *, start_event: str, return_event: str, period: str, 
     first = last - n + 1
     lo, hi = WEEK_ORIGIN + pd.Timedelta(weeks=first), WEEK_ORIGIN + pd.Timedelta(weeks=last + 1)
     keep = kept_traders(src, trader_filter)
-    starts = events(src, start_event, since=lo.to_pydatetime(), until=hi.to_pydatetime())
+    starts = activity(src, start_event, since=lo.to_pydatetime(), until=hi.to_pydatetime())
     starts = starts[starts["trader_id"].isin(keep)]
     starts = pd.DataFrame({"trader_id": starts["trader_id"], "cohort": week_index(starts["occurred_at"])})
     starts = starts.drop_duplicates()
-    rets = events(src, return_event, since=(lo + pd.Timedelta(weeks=1)).to_pydatetime(), until=hi.to_pydatetime())
+    rets = activity(src, return_event, since=(lo + pd.Timedelta(weeks=1)).to_pydatetime(), until=hi.to_pydatetime())
     rets = pd.DataFrame({"trader_id": rets["trader_id"], "p": week_index(rets["occurred_at"])}).drop_duplicates()
     pairs = starts.merge(rets, on="trader_id")
     pairs = pairs[(pairs["p"] > pairs["cohort"]) & (pairs["p"] < pairs["cohort"] + n)]

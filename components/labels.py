@@ -79,9 +79,11 @@ STAGES = {
     "registered": "opened a client account, KYC not approved yet",
     "kyc_approved": "identity checked, no deposit yet",
     "ftd": "made a first deposit, never traded",
-    "active": "traded in the last 30 days and seen (trade, deposit or login) in the last 7",
+    "active": "traded in the last 30 days and active (trading or an approved deposit; logins too with "
+              "TRADERLENS_CHURN_ACTIVITY=any) in the last 7",
     "dormant": "quiet for 7 days or more (or no trade in 30), not yet churned",
-    "churned": "no trade, deposit or login for the churn days (30 by default)",
+    "churned": "no trading or approved deposit (logins too with TRADERLENS_CHURN_ACTIVITY=any) for the churn "
+               "days (30 by default)",
     "reactivated": "came back in the last 30 days after a churn-length gap",
 }
 ATTRIBUTION = {

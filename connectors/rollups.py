@@ -11,9 +11,11 @@
   earliest opening and the latest close. Volume, client P&L, the ESMA loss share and the
   lifecycle stages read it instead of every trade (8.4 M trades become 2.6 M rows). Every
   window these features use is made of whole UTC days, so the daily grain loses nothing.
-- ``trading_days``: one row per trader and UTC day on which they opened or closed a position,
-  with how many of each: active traders, DAU/WAU/MAU and churn count rows instead of
-  de-duplicating openings and closes of every trade.
+- ``trading_days``: one row per trader and UTC day on which they traded: opened or closed a
+  position (with how many of each) or held one (open at some moment of the day: the days strictly
+  between its opening and closing day, with opened = closed = 0). The one meaning of trading
+  activity (analytics.events.activity_select): active traders, DAU/WAU/MAU, churn, lifecycle and
+  retention by trade count rows instead of de-duplicating or expanding every trade.
 - ``trader_firsts``: each trader's first position opening, first deposit (the ``ftd`` event) and first
   login, read from ``daily_activity`` (so it is refreshed after it): the lifecycle stages need
   these all-history facts for every trader, which otherwise cost a pass over every login day.

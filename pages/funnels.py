@@ -58,7 +58,9 @@ with st.container(border=True):
         "Steps, in order", events, default=[e for e in DEFAULT_STEPS if e in events], format_func=charts.event_label,
         key="funnels.steps", max_selections=funnels.MAX_STEPS,
         placeholder="Pick the events traders should do, first step first",
-        help="The order you pick them in is the order of the funnel. Portal events appear by name.")
+        help="The order you pick them in is the order of the funnel. Portal events appear by name. A step is "
+             "an instant: Trade is the opening of a position (Cohorts, Lifecycle and the Overview count a trader "
+             "as trading on every day a position is open).")
     c1, c2, c3 = st.columns([4, 2, 2], vertical_alignment="bottom")
     order = params.segmented_control(c1,
         "Step order", list(ORDERS), default="ordered", format_func=ORDERS.get, required=True, key="funnels.order",

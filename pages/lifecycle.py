@@ -8,7 +8,7 @@ from datetime import timedelta
 import streamlit as st
 
 from analytics import lifecycle
-from analytics.events import list_event_names
+from analytics.events import churn_activity, list_event_names
 from analytics.periods import PERIODS
 from components import labels, page, params
 from components import lifecycle_charts as charts
@@ -68,13 +68,14 @@ else:
                                   file_name=f"lifecycle_{event}_{period}_{rng.start}_{rng.end}.csv")
 
 st.subheader(f"Stages on {rng.end:%d %b %Y}", divider="gray", anchor=False)
+alive = churn_activity().description  # what keeps a trader from going dormant or churning (a setting)
 s1, s2, _ = st.columns([2, 3, 5], vertical_alignment="bottom")
 churn_days = params.segmented_control(s2, "Churned after (days)", lifecycle.CHURN_DAY_CHOICES,
                                   default=lifecycle.DEFAULT_CHURN_DAYS, required=True, key="lifecycle.churn_days",
-                                  help="No trade, approved deposit or login for this long.")
+                                  help=f"No {alive} for this long.")
 dormant_days = params.number_input(s1, "Dormant after (days)", min_value=1, max_value=lifecycle.ACTIVE_WINDOW_DAYS - 1,
                                value=lifecycle.DEFAULT_DORMANT_DAYS, step=1, key="lifecycle.dormant_days",
-                               help="No trade, approved deposit or login for this long.")
+                               help=f"No {alive} for this long.")
 stages = load_stages(as_of=rng.end, dormant_days=int(dormant_days), churn_days=int(churn_days),
                      trader_filter=trader_filter)
 if not stages["traders"].any():
@@ -82,7 +83,8 @@ if not stages["traders"].any():
 else:
     charts.render_stage_chart(stages, key="lifecycle.stages")
     st.caption(
-        f"Traders who traded: **churned** after {int(churn_days)} days without a trade, approved deposit or login; "
+        f"Traders who traded: **churned** after {int(churn_days)} days without {alive} "
+        "(TRADERLENS_CHURN_ACTIVITY); "
         f"**dormant** after {int(dormant_days)} such days or with no trade in the last "
         f"{lifecycle.ACTIVE_WINDOW_DAYS} days; **reactivated** when back in the last {lifecycle.ACTIVE_WINDOW_DAYS} "
         f"days after a churn; otherwise **active** (an open position counts as activity). Traders who never "

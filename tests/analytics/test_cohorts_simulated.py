@@ -13,10 +13,10 @@ import pytest
 import sqlalchemy as sa
 
 from analytics.cohorts import RetentionSpec, compute_retention
-from analytics.events import event_select, list_event_names
+from analytics.events import TRADING, event_select, list_event_names
 from analytics.filters import TraderFilter
 from analytics.periods import step_period, truncate_date
-from connectors.schema import CORE_EVENTS, trader_events, traders
+from connectors.schema import CORE_EVENTS, trader_events, traders, trades
 from connectors.simulator import SimulationConfig, seed_database
 
 END = date(2026, 6, 1)
@@ -32,7 +32,15 @@ def _events(engine) -> pd.DataFrame:
     with engine.connect() as conn:
         rows = conn.execute(sa.select(trader_events.c.trader_id, trader_events.c.event,
                                       trader_events.c.occurred_at)).all()
-    return pd.DataFrame(rows, columns=["trader_id", "event", "occurred_at"])
+        positions = conn.execute(sa.select(trades.c.trader_id, trades.c.opened_at, trades.c.closed_at)).all()
+    events = pd.DataFrame(rows, columns=["trader_id", "event", "occurred_at"])
+    # "Did the trader trade in period P" asks of trading activity: every day from a position's opening
+    # day to its closing day (opened, held, closed). Trading rows come after the stream's own rows.
+    days = [(t, day) for t, opened, closed in positions
+            for day in pd.date_range(pd.Timestamp(opened).floor("D"), pd.Timestamp(closed).floor("D"), freq="D")]
+    trading = pd.DataFrame(days, columns=["trader_id", "occurred_at"]).assign(event=TRADING)
+    return pd.concat([events.assign(event=events["event"].where(events["event"] != "trade", "trade_opened")),
+                      trading], ignore_index=True)
 
 
 def _kept(engine, flt: TraderFilter) -> set[int]:
@@ -53,7 +61,8 @@ def reference_retention(events: pd.DataFrame, kept: set[int], spec: RetentionSpe
         cohorts.append(p)
         p = step_period(p, period, 1, ws)
     end = step_period(last, period, 1, ws)  # date_to snapped up to the end of its period
-    data_end = events["occurred_at"].max().date()  # the newest day with data, whoever's
+    # The newest day with data, whoever's (trading days after the newest event are no data of their own).
+    data_end = events.loc[events["event"] != TRADING, "occurred_at"].max().date()
     ev = events[events["trader_id"].isin(kept)]
     in_range = lambda frame: frame[(frame["occurred_at"].dt.date >= first) & (frame["occurred_at"].dt.date < end)]  # noqa: E731
 

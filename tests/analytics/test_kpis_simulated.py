@@ -44,10 +44,11 @@ def test_kpis_agree_with_pandas_on_a_simulated_broker(engine):
     withdrawals = approved.loc[approved["kind"] == "withdrawal", "usd"].sum()
     first = txn[(txn["kind"] == "deposit") & (txn["status"] == "approved")].groupby("trader_id")["created_at"].min()
     closed = trd[in_range(trd["closed_at"], RANGE)]
-    days = pd.concat([
-        trd.loc[in_range(trd["opened_at"], RANGE), ["trader_id"]].assign(d=trd["opened_at"].dt.normalize()),
-        trd.loc[in_range(trd["closed_at"], RANGE), ["trader_id"]].assign(d=trd["closed_at"].dt.normalize()),
-    ]).drop_duplicates()
+    # Trading days: every day from a position's opening day to its closing day (opened, held, closed).
+    days = pd.DataFrame([(t, d) for t, opened, closed in trd[["trader_id", "opened_at", "closed_at"]].itertuples(
+        index=False) for d in pd.date_range(opened.normalize(), closed.normalize(), freq="D")],
+        columns=["trader_id", "d"])
+    days = days[in_range(days["d"], RANGE)].drop_duplicates()
     esma_from = pd.Timestamp(RANGE.end_ts - timedelta(days=365))
     year = trd[(trd["closed_at"] >= esma_from) & (trd["closed_at"] < pd.Timestamp(RANGE.end_ts))]
     per_trader = year.groupby("trader_id")["pnl"].sum()

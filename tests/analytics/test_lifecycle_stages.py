@@ -2,6 +2,10 @@
 DuckDB and PostgreSQL. Every trader below is one rule of the precedence in
 analytics.lifecycle.compute_stage_distribution; the stages are read as of 2026-03-31 (D), whose
 30-day active window starts on 03-02.
+
+What keeps a trader alive is trading and the churn activity setting (TRADERLENS_CHURN_ACTIVITY): the
+hand-made broker's rules are read with "any" (logins count, as traders 9, 10 and 24 need), and
+test_by_default_logins_keep_no_trader_alive reads it with the default, trading or funding.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from analytics.events import compute_data_span
+from analytics.events import CHURN_ACTIVITY_ENV, compute_data_span
 from analytics.filters import EVERYONE, TraderFilter
 from analytics.lifecycle import (
     FLOW_COLUMNS,
@@ -110,6 +114,12 @@ def broker() -> Broker:
     return b
 
 
+@pytest.fixture(autouse=True)
+def logins_count(monkeypatch):
+    """Logins keep a trader alive, unless a test says otherwise."""
+    monkeypatch.setenv(CHURN_ACTIVITY_ENV, "any")
+
+
 def counts(frame: pd.DataFrame, column: str = "traders") -> dict[str, int]:
     return {s: n for s, n in zip(frame["stage"], frame[column], strict=True) if n}
 
@@ -126,6 +136,21 @@ def test_each_trader_gets_the_stage_of_the_first_matching_rule(engine):
     assert counts(frame, "vip_traders") == {"active": 1}
     assert frame["share"].sum() == pytest.approx(1.0)
     assert frame.set_index("stage").loc["active", "share"] == pytest.approx(7 / 22)
+
+
+def test_by_default_logins_keep_no_trader_alive(engine, monkeypatch):
+    monkeypatch.delenv(CHURN_ACTIVITY_ENV)  # trading or an approved deposit
+    broker().write(engine)
+
+    frame = compute_stage_distribution(engine, as_of=D)
+
+    # Trader 9 (last trade 03-10, logs in daily) is dormant; 10 (last trade 02-20) and 24 (01-05), who
+    # logged in on 03-30, are churned. Trader 4's deposit still makes them an FTD, and 15's counts.
+    assert counts(frame) == {"lead": 1, "registered": 2, "kyc_approved": 1, "ftd": 1, "active": 6,
+                             "dormant": 4, "churned": 5, "reactivated": 2}
+    flows = {(a, b): n for a, b, n in compute_stage_flows(engine, from_date=date(2026, 3, 1), to_date=D)
+             .itertuples(index=False)}
+    assert flows[("churned", "churned")] == 2 and ("churned", "dormant") not in flows  # 23, and 24
 
 
 @pytest.mark.parametrize("dormant_days, churn_days, expected", [
@@ -214,7 +239,8 @@ def test_nonsense_thresholds_and_spans_are_refused(engine):
 def stages_in_python(people: pd.DataFrame, acts: pd.DataFrame, day: date, dormant_days: int,
                      churn_days: int) -> dict[str, int]:
     """The precedence trader by trader, walking each trader's activity in time order. ``acts``:
-    trader_id, kind, start, stop (a trade's stop is its close; instants have stop == start)."""
+    trader_id, kind, start, stop (a trade's stop is its close; instants have stop == start), alive (the
+    activity keeps a trader from churning; every row captures one)."""
     end = datetime.combine(day + timedelta(days=1), datetime.min.time())
     window = end - timedelta(days=30)
     found: dict[str, int] = {}
@@ -227,6 +253,7 @@ def stages_in_python(people: pd.DataFrame, acts: pd.DataFrame, day: date, dorman
             continue
         tr = rows[rows["kind"] == "trade"] if seen else None
         if seen and len(tr):
+            rows = rows[rows["alive"]]
             last_any = rows["stop"].clip(upper=end).max()
             last_trade = tr["stop"].clip(upper=end).max()
             first_trade = tr["start"].min()
@@ -255,8 +282,11 @@ def stages_in_python(people: pd.DataFrame, acts: pd.DataFrame, day: date, dorman
     return found
 
 
-def test_a_simulated_broker_matches_a_plain_reading_of_the_stage_rules(engine):
+@pytest.mark.parametrize("setting", ["trading_funding", "any"])
+def test_a_simulated_broker_matches_a_plain_reading_of_the_stage_rules(engine, setting, monkeypatch):
     from connectors.simulator import SimulationConfig, seed_database
+
+    monkeypatch.setenv(CHURN_ACTIVITY_ENV, setting)
 
     seed_database(engine, SimulationConfig(traders=300, days=200, seed=13, end=date(2026, 11, 1)))
     t, tx, s = schema.traders, schema.transactions, schema.sessions
@@ -270,11 +300,14 @@ def test_a_simulated_broker_matches_a_plain_reading_of_the_stage_rules(engine):
         logins = pd.read_sql(sa.select(s.c.trader_id, s.c.started_at.label("start")), conn).assign(kind="login")
     instants = pd.concat([deposits, logins])
     acts = pd.concat([trades, instants.assign(stop=instants["start"])], ignore_index=True)
+    # Any event captures a trader; only trading and the setting's activity keep one alive.
+    acts["alive"] = acts["kind"].isin(["trade", "deposit"] + (["login"] if setting == "any" else []))
     acts["stop"] = acts[["start", "stop"]].max(axis=1)
 
     seen: set[str] = set()
+    # 1 October: the simulator (equity-bounded since f7275ff) has a reactivated trader then.
     for day, dormant_days, churn_days in [(date(2026, 10, 31), 7, 30), (date(2026, 9, 15), 14, 60),
-                                          (date(2026, 7, 1), 3, 90)]:
+                                          (date(2026, 7, 1), 3, 90), (date(2026, 10, 1), 7, 30)]:
         got = compute_stage_distribution(engine, as_of=day, dormant_days=dormant_days, churn_days=churn_days)
         expected = stages_in_python(people, acts, day, dormant_days, churn_days)
         assert counts(got) == expected, (day, dormant_days, churn_days)
