@@ -55,6 +55,7 @@ elif role == "hold":
     time.sleep(120)
 """
 
+PLAIN_WRITER = "import duckdb, sys; duckdb.connect(sys.argv[1].removeprefix('duckdb:///')).close(); print('opened')"
 NEW_TRADER_CSV = "external_id,registered_at,country,email\nNEW1,2026-02-01T10:00:00Z,DE,new1@example.com\n"
 
 
@@ -183,14 +184,25 @@ def test_a_writer_killed_mid_write_leaves_nothing_half_written_and_nothing_locke
     assert _traders(url) == sample_data.TRADERS + 1
 
 
-def test_an_idle_process_lets_go_of_the_file_and_opens_it_again(url, children):
-    assert _traders(url) == sample_data.TRADERS  # this process has read (and not disposed anything)
-    time.sleep(database.IDLE_RELEASE_S + 0.5)
-    # Let go: a writer in another process gets the file without waiting.
+def test_an_idle_reader_lets_another_process_s_writer_in_at_once(url, children):
+    assert _traders(url) == sample_data.TRADERS  # this process has the file open, idle
+    started = time.monotonic()
     writer = _child(children, url, "write", "0", ready="committed")
+    assert time.monotonic() - started < 5  # the child's start-up included; idle readers close on its mark
     assert writer.wait(timeout=30) == 0
-    assert "notice" not in writer.stdout.read()
     assert _traders(url) == sample_data.TRADERS + 1  # opened again, and sees the other process's write
+
+
+def test_an_idle_file_is_closed_for_any_other_program(url, children, monkeypatch):
+    monkeypatch.setattr(database, "IDLE_RELEASE_S", 0.5)
+    with database.get_engine(url, read_only=True).connect():
+        # A program that knows nothing of the writer mark (a DuckDB shell) cannot write while we read...
+        shell = subprocess.run([sys.executable, "-c", PLAIN_WRITER, url], capture_output=True, text=True, timeout=60)
+        assert "Could not set lock" in shell.stderr
+    time.sleep(1.5)
+    # ...but can once this process has been idle a while.
+    shell = subprocess.run([sys.executable, "-c", PLAIN_WRITER, url], capture_output=True, text=True, timeout=60)
+    assert shell.returncode == 0 and shell.stdout.strip() == "opened", shell.stderr
 
 
 def test_a_reader_joins_this_process_s_own_writer_and_the_file_goes_back_to_read_only(url, children):
