@@ -51,7 +51,7 @@ IN_PROCESS_MB = 1_000  # peak RSS above the RSS before one in-process report (me
 CHILD_MB = 1_500  # peak RSS of one `python cli.py report` process (measured: 260 MB for kpis, at most ~500 MB)
 FIELDS = {
     "funnel": {"step", "event", "count", "conversion_rate", "average_time_to_convert_s", "median_time_to_convert_s"},
-    "retention": {"cohort_start", "size", "values"},
+    "retention": {"cohort_start", "size", "values", "complete"},
     "lifecycle": {"period_start", "new", "returning", "resurrecting", "dormant", "active", "quick_ratio"},
     "kpis": {"key", "label", "value", "previous", "change", "unit", "from", "to", "definition"},
 }
