@@ -160,7 +160,7 @@ def test_overview_names_the_affiliate_filter_as_text_and_neutralises_the_breakdo
     assert not at.exception, at.exception
     shown = at.get_by_key("overview.breakdown_view.table").dataframe[0].value["Affiliate (IB)"].tolist()
     assert AFFILIATE in shown  # raw in the table
-    values = [r["value"] for r in csv_rows(downloaded(at, "overview.breakdown_view.table.download"))]
+    values = [r["affiliate_id"] for r in csv_rows(downloaded(at, "overview.breakdown_view.table.download"))]
     assert "'" + AFFILIATE in values and AFFILIATE not in values
 
 
