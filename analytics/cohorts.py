@@ -96,6 +96,16 @@ class RetentionSpec:
 
 
 @dataclass(frozen=True)
+class CohortRate:
+    """One cohort's figure in one column: ``retained`` of ``size`` traders, ``rate`` = retained / size."""
+
+    cohort_start: date
+    size: int
+    retained: int
+    rate: float
+
+
+@dataclass(frozen=True)
 class RetentionResult:
     """A retention matrix.
 
@@ -179,6 +189,22 @@ class RetentionResult:
         """Bool frame: True where the cell is observed (:meth:`observed`) but not yet final (:meth:`complete`)."""
         return self.observed() & ~self.complete()
 
+    def _counted(self, include_unfinished: bool) -> pd.DataFrame:
+        """Bool frame: cells of a non-empty cohort that are observed and, unless ``include_unfinished``, final."""
+        counted = self.observed() & (self.counts["size"] > 0).to_numpy()[:, None]
+        return counted if include_unfinished else counted & self.complete()
+
+    def extremes(self, k: int, *, include_unfinished: bool = False) -> tuple[CohortRate, CohortRate] | None:
+        """(best, worst) cohort by its rate in column ``k``, over the cohorts :meth:`average` counts there
+        (final cells only unless ``include_unfinished``); of equal rates the older cohort; None when no
+        cohort has such a cell."""
+        rows = np.flatnonzero(self._counted(include_unfinished)[k].to_numpy())
+        if not len(rows):
+            return None
+        found = [CohortRate(self.counts["cohort_start"].iloc[i].date(), int(self.counts["size"].iloc[i]),
+                            int(self.counts[k].iloc[i]), float(self.percentages[k].iloc[i])) for i in rows]
+        return max(found, key=lambda c: c.rate), min(found, key=lambda c: c.rate)
+
     def average(self, *, include_unfinished: bool = False) -> pd.DataFrame:
         """The size-weighted average curve over cohorts whose cell is observed and, unless
         ``include_unfinished``, final (:meth:`complete`).
@@ -186,9 +212,7 @@ class RetentionResult:
         Columns: ``interval`` (int), ``cohorts`` (int, cohorts contributing), ``size`` (int, their
         traders), ``retained`` (int), ``rate`` (float, retained / size; NaN without data).
         """
-        observed = self.observed() & (self.counts["size"] > 0).to_numpy()[:, None]
-        if not include_unfinished:
-            observed &= self.complete()
+        observed = self._counted(include_unfinished)
         rows = []
         for k in self.columns:
             mask = observed[k]

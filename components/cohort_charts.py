@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from analytics.cohorts import ALL_COHORTS, EngagementResult, RetentionResult
+from analytics.cohorts import ALL_COHORTS, CohortRate, EngagementResult, RetentionResult
 from components.figures import TEXT, memoised_figure, render_chart, styled
 from components.tables import fit_height, render_table
 from components.text import escape_markdown
@@ -164,6 +164,25 @@ def render_retention_metrics(result: RetentionResult, *, include_unfinished: boo
                    help=f"Size-weighted average over the {int(average.loc[k, 'cohorts'])} cohorts old enough to "
                         f"have a {unit} {k}" + (", unfinished ones included." if include_unfinished else
                                                  f" that is over (unfinished {unit}s are left out)."))
+
+
+def render_cohort_extremes(result: RetentionResult, *, include_unfinished: bool = False) -> None:
+    """The best and the worst cohort at the latest period two or more cohorts have (finished cells only
+    unless ``include_unfinished``), as a caption; nothing when no period has two."""
+    average = result.average(include_unfinished=include_unfinished)
+    columns = [k for k in result.columns[1:] if average.loc[k, "cohorts"] >= 2]
+    found = result.extremes(columns[-1], include_unfinished=include_unfinished) if columns else None
+    if found is None:
+        return
+    period = result.spec.period
+    prefix = "week of " if period == "week" else ""
+
+    def cohort(c: CohortRate) -> str:
+        return f"{prefix}{c.cohort_start:{COHORT_FORMATS[period]}} ({c.rate:.1%} of {c.size:,})"
+
+    best, worst = found
+    st.caption(f"{column_label(period, columns[-1])}: best cohort {cohort(best)}, worst {cohort(worst)}; "
+               + ("unfinished periods included." if include_unfinished else "finished periods only."))
 
 
 def render_retention_heatmap(result: RetentionResult, *, show: Show, key: str) -> None:

@@ -77,6 +77,7 @@ def retention_and_ltv() -> None:
                 icon=":material/filter_alt_off:")
     else:
         charts.render_retention_metrics(result, include_unfinished=include_unfinished)
+        charts.render_cohort_extremes(result, include_unfinished=include_unfinished)
         charts.render_retention_heatmap(result, show=show, key="cohorts.heatmap")
         unit = charts.PERIOD_NAMES[period].lower()
         unfinished = (f"Pale cells marked * are unfinished: their {unit} is not over on "

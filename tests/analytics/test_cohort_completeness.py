@@ -68,3 +68,16 @@ def test_a_cumulative_cell_is_final_once_its_last_counted_period_is_over(engine)
     assert [r["complete"] for r in full.records()] == [[T, T, T], [T, F, F], [T, F, N], [F, N, N]]
     plain = compute_retention(engine, spec(intervals=3), date_from=week(0), date_to=week(3))
     assert [r["complete"] for r in plain.records()] == [[T, T, T], [T, T, F], [T, F, N], [F, N, N]]
+
+
+def test_best_and_worst_cohorts_are_picked_from_finished_cells(engine):
+    _broker(engine, last_day=2)
+    result = compute_retention(engine, spec(), date_from=week(0), date_to=week(2))
+
+    # Week 1: W1's 1 of 3 so far would be the "worst cohort"; its week is not over, so only W0 counts.
+    best, worst = result.extremes(1)
+    assert best == worst and (best.cohort_start, best.retained, best.size, best.rate) == (week(0), 1, 2, 0.5)
+    best, worst = result.extremes(1, include_unfinished=True)
+    assert (best.cohort_start, worst.cohort_start) == (week(0), week(1))
+    assert worst.rate == pytest.approx(1 / 3)
+    assert result.extremes(2) is None  # no cohort has a finished week 2 yet

@@ -55,6 +55,13 @@ def test_unfinished_cells_are_marked_everywhere_and_left_out_of_the_averages(db_
     marked = table[names].apply(lambda col: col.str.endswith("*")).to_numpy()
     assert (marked == unfinished.to_numpy()).all()
     assert any("unfinished: their week is not over on 17 Nov 2026" in c.value for c in at.caption)
+    # Best and worst cohort at the latest week two finished cohorts have.
+    k = max(int(k) for k in final.loc[final["cohorts"] >= 2, "interval"] if k >= 1)
+    best, worst = want.extremes(k)
+    summary = next(c.value for c in at.caption if "best cohort" in c.value)
+    assert summary.startswith(f"Week {k}: best cohort week of {best.cohort_start:%d %b %Y} ({best.rate:.1%} of "
+                              f"{best.size:,}), worst week of {worst.cohort_start:%d %b %Y} ({worst.rate:.1%}")
+    assert summary.endswith("finished periods only.")
     rows = list(csv.DictReader(io.StringIO(downloaded(at, "cohorts.table.download"))))
     complete = want.complete()
     assert [r["cohort_complete"] for r in rows] == [str(v) for v in complete[0]]
