@@ -294,42 +294,50 @@ class VolumeOutliers:
     flagged: int
 
 
-def _equity_days() -> sa.Subquery:
-    """Per trader and day (period_index "day"): money in and out, approved deposits, the gains and
-    losses of positions closed (per asset class, as the ``daily_trading`` rollup holds them) and
-    their notional, the most margin one position opened that day needed and the largest notional."""
-    x, t, dt = transactions.c, trades.c, daily_trading.c
-    zero = sa.cast(sa.literal(0), Money)
+def _signed_money() -> sa.ColumnElement:
+    """An approved ledger entry's effect on equity, USD (see EQUITY_CREDITS / EQUITY_DEBITS)."""
+    x = transactions.c
     amount = sa.func.abs(x.amount_usd)
-    signed = sa.case((x.kind.in_(EQUITY_CREDITS), amount), (x.kind.in_(EQUITY_DEBITS), -amount),
-                     (x.kind == "adjustment", x.amount_usd), else_=zero)
+    return sa.case((x.kind.in_(EQUITY_CREDITS), amount), (x.kind.in_(EQUITY_DEBITS), -amount),
+                   (x.kind == "adjustment", x.amount_usd), else_=0)
+
+
+def _equity_days() -> sa.Subquery:
+    """Per trader and day (period_index "day"): ``flow`` (money in and out and the client P&L of the
+    positions closed that day), ``up`` (the day's money in and closed gains) and ``margin`` (the
+    most margin one position opened that day needed).
+
+    Sums are doubles (a 1% tolerance needs no cents, and PostgreSQL adds doubles several times
+    faster than NUMERIC). Closed P&L comes from the ``daily_trading`` rollup, netted per asset class
+    and day; the trades are read once, grouped by account before the leverage is applied.
+    """
+    x, t, dt = transactions.c, trades.c, daily_trading.c
+
+    def double(column: sa.ColumnElement) -> sa.ColumnElement:
+        return sa.cast(column, sa.Double)
+
+    signed = double(_signed_money())
     money_day = period_index(x.created_at, "day")
-    money = (sa.select(x.trader_id, money_day.label("day"),
-                       sa.func.sum(sa.func.greatest(signed, zero)).label("money_in"),
-                       sa.func.sum(sa.func.least(signed, zero)).label("money_out"),
-                       sa.func.sum(sa.case((x.kind == "deposit", amount), else_=zero)).label("deposits"),
-                       zero.label("gains"), zero.label("losses"), zero.label("volume"), zero.label("margin"),
-                       zero.label("position"))
+    no_margin = sa.cast(sa.null(), sa.Double)
+    money = (sa.select(x.trader_id, money_day.label("day"), sa.func.sum(signed).label("flow"),
+                       sa.func.sum(sa.func.greatest(signed, 0)).label("up"), no_margin.label("margin"))
              .where(x.status == "approved").group_by(x.trader_id, money_day))
-    # Closed P&L from the rollup (a tenth of the trades' rows): a day's gains are then netted per
-    # asset class, which only ever lowers the bound by what one class won and lost the same day.
+    pnl = double(dt.client_pnl_usd)
     close_day = period_index(dt.day, "day")
-    closes = (sa.select(dt.trader_id, close_day, zero, zero, zero,
-                        sa.func.sum(sa.func.greatest(dt.client_pnl_usd, zero)),
-                        sa.func.sum(sa.func.least(dt.client_pnl_usd, zero)),
-                        sa.func.sum(dt.notional_usd), zero, zero)
+    closes = (sa.select(dt.trader_id, close_day, sa.func.sum(pnl), sa.func.sum(sa.func.greatest(pnl, 0)), no_margin)
               .group_by(dt.trader_id, close_day))
-    leverage = sa.case((accounts.c.leverage > 0, accounts.c.leverage), else_=FALLBACK_LEVERAGE)
     open_day = period_index(t.opened_at, "day")
-    opens = (sa.select(t.trader_id, open_day, zero, zero, zero, zero, zero, zero,
-                       sa.cast(sa.func.max(t.notional_usd / leverage), Money), sa.func.max(t.notional_usd))
-             .select_from(trades.outerjoin(accounts, accounts.c.account_id == t.account_id))
-             .group_by(t.trader_id, open_day))
+    largest = (sa.select(t.trader_id, open_day.label("day"), t.account_id,
+                         sa.func.max(t.notional_usd).label("notional"))
+               .group_by(t.trader_id, open_day, t.account_id).subquery("largest"))
+    leverage = sa.case((accounts.c.leverage > 0, accounts.c.leverage), else_=FALLBACK_LEVERAGE)
+    opens = (sa.select(largest.c.trader_id, largest.c.day, sa.cast(sa.literal(0), sa.Double),
+                       sa.cast(sa.literal(0), sa.Double), double(largest.c.notional) / leverage)
+             .select_from(largest.outerjoin(accounts, accounts.c.account_id == largest.c.account_id)))
     moves = sa.union_all(money, closes, opens).subquery("moves")
     m = moves.c
-    return (sa.select(m.trader_id, m.day, *(sa.func.sum(m[c]).label(c) for c in (
-                "money_in", "money_out", "deposits", "gains", "losses", "volume")),
-                      sa.func.max(m.margin).label("margin"), sa.func.max(m.position).label("position"))
+    return (sa.select(m.trader_id, m.day, sa.func.sum(m.flow).label("flow"), sa.func.sum(m.up).label("up"),
+                      sa.func.max(m.margin).label("margin"))
             .group_by(m.trader_id, m.day).subquery("equity_days"))
 
 
@@ -341,40 +349,61 @@ def compute_volume_outliers(engine: Engine, limit: int = VOLUME_OUTLIER_LIMIT) -
     needs its notional ÷ its account's leverage (:data:`FALLBACK_LEVERAGE` when unknown). A day
     counts when that margin exceeds the bound by more than :data:`MARGIN_TOLERANCE`. Test
     accounts included: this checks the data, not a report. One pass over the trades (openings);
-    closed P&L comes from the ``daily_trading`` rollup.
+    closed P&L comes from the ``daily_trading`` rollup. The listed traders' deposits, volume and
+    largest position are read for them alone.
     """
     days = _equity_days()
     d = days.c
-    flow = d.money_in + d.money_out + d.gains + d.losses
-    before = sa.func.sum(flow).over(partition_by=d.trader_id, order_by=d.day, rows=(None, -1))
-    bounded = sa.select(d.trader_id, d.day, d.margin, d.position,
-                        (sa.func.coalesce(before, 0) + d.money_in + d.gains).label("equity"),
-                        sa.func.sum(d.deposits).over(partition_by=d.trader_id).label("deposits"),
-                        sa.func.sum(d.volume).over(partition_by=d.trader_id).label("volume")).subquery("bounded")
+    before = sa.func.sum(d.flow).over(partition_by=d.trader_id, order_by=d.day, rows=(None, -1))
+    bounded = sa.select(d.trader_id, d.day, d.margin,
+                        (sa.func.coalesce(before, 0) + d.up).label("equity")).subquery("bounded")
     b = bounded.c
-    floor = sa.func.greatest(b.equity, 1)
-    over = (sa.select(b.trader_id, b.day, b.position, b.margin, b.equity, b.deposits, b.volume,
-                      (b.margin / floor).label("multiple"),
-                      sa.func.row_number().over(partition_by=b.trader_id,
-                                                order_by=((b.margin / floor).desc(), b.day)).label("rank"),
+    multiple = b.margin / sa.func.greatest(b.equity, 1)
+    over = (sa.select(b.trader_id, b.day, b.margin, b.equity, multiple.label("multiple"),
+                      sa.func.row_number().over(partition_by=b.trader_id, order_by=(multiple.desc(), b.day))
+                      .label("rank"),
                       sa.func.count().over(partition_by=b.trader_id).label("days_over"))
             .where(b.margin > sa.func.greatest(b.equity, 0) * (1 + MARGIN_TOLERANCE))
             .subquery("over"))
     o = over.c
-    query = (sa.select(o.trader_id, traders.c.external_id, o.days_over, o.day, o.position, o.margin, o.equity,
-                       o.multiple, o.deposits, o.volume, sa.func.count().over().label("flagged"))
+    query = (sa.select(o.trader_id, traders.c.external_id, o.days_over, o.day, o.margin, o.equity, o.multiple,
+                       sa.func.count().over().label("flagged"))
              .select_from(over.outerjoin(traders, traders.c.trader_id == o.trader_id))
              .where(o.rank == 1)
              .order_by(o.multiple.desc(), o.trader_id)
              .limit(limit))
     with reading(engine) as conn:
         rows = conn.execute(query).all()
-    frame = pd.DataFrame.from_records([r[:-1] for r in rows], columns=VOLUME_OUTLIER_COLUMNS)
-    frame["worst_day"] = [start_of_index(int(i), "day") for i in frame["worst_day"]]
-    for column in ("largest_position_usd", "margin_usd", "equity_usd", "multiple", "deposits_usd", "volume_usd"):
-        frame[column] = frame[column].astype("float64")
-    frame = frame.astype({"trader_id": "int64", "days_over": "int64"})
+        ids = [int(r.trader_id) for r in rows]
+        details = _outlier_details(conn, {int(r.trader_id): int(r.day) for r in rows}) if ids else {}
+    frame = pd.DataFrame.from_records(
+        [{"trader_id": int(r.trader_id), "external_id": r.external_id, "days_over": int(r.days_over),
+          "worst_day": start_of_index(int(r.day), "day"), "margin_usd": float(r.margin),
+          "equity_usd": float(r.equity), "multiple": float(r.multiple), **details[int(r.trader_id)]}
+         for r in rows], columns=VOLUME_OUTLIER_COLUMNS)
+    frame = frame.astype({"trader_id": "int64", "days_over": "int64", **dict.fromkeys(
+        ("largest_position_usd", "margin_usd", "equity_usd", "multiple", "deposits_usd", "volume_usd"), "float64")})
     return VolumeOutliers(traders=frame, flagged=int(rows[0].flagged) if rows else 0)
+
+
+def _outlier_details(conn: Connection, worst_days: dict[int, int]) -> dict[int, dict[str, float]]:
+    """Per listed trader: the largest notional opened on their worst day, their approved deposits
+    and their volume (notional of positions closed), all time."""
+    x, t, dt = transactions.c, trades.c, daily_trading.c
+    ids = list(worst_days)
+    deposits = dict(conn.execute(
+        sa.select(x.trader_id, sa.func.sum(sa.func.abs(x.amount_usd)))
+        .where(x.trader_id.in_(ids), x.kind == "deposit", x.status == "approved").group_by(x.trader_id)).all())
+    volume = dict(conn.execute(
+        sa.select(dt.trader_id, sa.func.sum(dt.notional_usd)).where(dt.trader_id.in_(ids))
+        .group_by(dt.trader_id)).all())
+    open_day = period_index(t.opened_at, "day")
+    largest = {(int(tid), int(day)): value for tid, day, value in conn.execute(
+        sa.select(t.trader_id, open_day, sa.func.max(t.notional_usd)).where(t.trader_id.in_(ids))
+        .group_by(t.trader_id, open_day)).all()}
+    return {tid: {"largest_position_usd": float(largest.get((tid, day)) or 0),
+                  "deposits_usd": float(deposits.get(tid) or 0), "volume_usd": float(volume.get(tid) or 0)}
+            for tid, day in worst_days.items()}
 
 
 # A period is driven by one trader when that trader accounts for more than DRIVER_SHARE of its
