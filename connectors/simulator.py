@@ -13,9 +13,14 @@ How a trader's life is generated:
    sessions, trades with P&L on a per-symbol price path, redeposits, withdrawals (some fail), and
    a churn hazard driven by what happened: realised losses relative to deposits, first-month
    engagement, recent inactivity, failed withdrawals and an empty balance. A few churned traders
-   come back (reactivation).
+   come back (reactivation). Every position is sized within the trader's equity at its opening x
+   the account's leverage (the ledger's equity: approved money and the client P&L of the
+   positions closed by then), on at most RISK_DEPOSITS x the trader's deposits; a position that
+   would take the balance below zero is stopped out, and with no equity left trading stops.
 4. Hidden behavioural personas set the parameters. Personas, churn dates and drivers go to a
    truth table in the separate ``simulator_truth`` schema, which application code never reads.
+5. Each trader has an owner (``traders.owner``): a named account manager once funded, the
+   retention desk before, nobody for a lead.
 """
 
 from __future__ import annotations
