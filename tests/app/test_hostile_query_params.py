@@ -46,10 +46,14 @@ TOTAL_MB = 400  # peak RSS growth over the whole property run (measured: 38-44 M
 # --- what there is to test, read from the source ------------------------------------------------
 
 def _pages() -> dict[str, str]:
-    """app.py's pages: script path -> title (every ``st.Page("pages/x.py", title=...)``)."""
+    """app.py's pages: script path -> title (every ``PageSpec("pages/x.py", title=...)``, or
+    ``st.Page(...)``)."""
     pages = {}
     for node in ast.walk(ast.parse((ROOT / "app.py").read_text())):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "Page":
+        if not isinstance(node, ast.Call):
+            continue
+        name = getattr(node.func, "attr", None) or getattr(node.func, "id", None)
+        if name in ("Page", "PageSpec") and node.args:
             title = next(kw.value.value for kw in node.keywords if kw.arg == "title")
             pages[node.args[0].value] = title
     return pages
