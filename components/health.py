@@ -194,8 +194,9 @@ def render_quality_checks(checks: pd.DataFrame, *, key: str) -> None:
 def render_volume_outliers(outliers: VolumeOutliers, *, key: str) -> None:
     """compute_volume_outliers' result: one green line, or how many traders and the worst of them."""
     if not outliers.flagged:
-        st.success("No trader opened a position larger than their equity and leverage allowed.",
-                   icon=":material/verified:")
+        # A caption, not an alert: the page's only success alert stays the import's outcome.
+        st.caption(":material/check_circle: No trader opened a position larger than their equity and "
+                   "leverage allowed.")
         return
     shown = outliers.traders
     st.warning(
@@ -240,8 +241,8 @@ def _period_label(period: str, start) -> str:
 def render_period_drivers(drivers: pd.DataFrame, *, key: str) -> None:
     """compute_period_drivers' frame: one green line, or each month and week one trader decides."""
     if drivers.empty:
-        st.success("No month or week of net deposits or volume is decided by one trader.",
-                   icon=":material/verified:")
+        st.caption(":material/check_circle: No month or week of net deposits or volume is decided by one "
+                   "trader.")
         return
     st.warning(
         f"{_plural(len(drivers), 'finding')}: one trader decides a month's or week's figure. Read these "

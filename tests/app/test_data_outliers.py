@@ -65,7 +65,7 @@ def test_the_data_page_names_the_trader_who_decides_a_week_and_the_overview_warn
     assert (week["Figure"], week["Trader"]) == ("Net deposits", f"T{WHALE}")
     assert week["Share"] == pytest.approx(100) and week["Trader's part"] == pytest.approx(10_000)
     assert "Jan 2026" in shown["Period"].tolist()
-    assert any("No trader opened a position larger" in s.value for s in at.success)
+    assert any("No trader opened a position larger" in c.value for c in at.caption)
 
     overview = open_page("pages/overview.py")  # the last 90 days: 9,000 of 15,500 USD from one trader
     notes = [w.value for w in overview.warning]
@@ -78,6 +78,7 @@ def test_a_simulated_broker_shows_no_volume_outlier_and_no_overview_warning(seed
 
     at = open_page("pages/data.py")
 
-    assert any("No trader opened a position larger" in s.value for s in at.success)
+    assert any("No trader opened a position larger" in c.value for c in at.caption)
+    assert not any("opened positions larger" in w.value for w in at.warning)
     overview = open_page("pages/overview.py")
     assert not any("one trader accounts for" in w.value for w in overview.warning)
