@@ -32,7 +32,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from analytics.events import activity_select, compute_data_span, event_select, first_deposits
+from analytics.events import TRADING, activity_select, activity_spans, compute_data_span, event_select, first_deposits
 from analytics.filters import DEFAULT_FILTER, TraderFilter
 from analytics.periods import (
     PERIODS,
@@ -479,9 +479,11 @@ class EngagementResult:
 
     def definition(self) -> str:
         """The measurement in plain words, for a caption next to the numbers."""
+        kept = ("trading (a position opened, closed or held)" if self.activity == TRADING
+                else f"at least one {self.activity} event")
         return (f"FTD traders whose day {self.retained_to_day} after FTD is within the data, bucketed by "
-                f"{self.session_event} events in days 0–{self.first_days - 1} after FTD; retained = at least one "
-                f"{self.activity} event in days {self.retained_from_day}–{self.retained_to_day - 1} after FTD. "
+                f"{self.session_event} events in days 0–{self.first_days - 1} after FTD; retained = {kept} "
+                f"in days {self.retained_from_day}–{self.retained_to_day - 1} after FTD. "
                 "A correlation, not a cause: traders who log in more differ in many other ways.")
 
 
@@ -500,8 +502,9 @@ def compute_engagement_retention(
     Population: traders whose FTD (first approved deposit) is at least ``retained_to_day`` days before
     the data end (the end of ``date_to``, else of the newest event), so the whole retention window
     is observed for everyone. Sessions = ``session_event`` events in [FTD, FTD + ``first_days`` days).
-    Retained = any ``activity`` event in [FTD + ``retained_from_day`` days, FTD + ``retained_to_day``
-    days). Buckets start at ``bucket_edges`` (plus 0 and ``threshold``).
+    Retained = any ``activity`` in [FTD + ``retained_from_day`` days, FTD + ``retained_to_day``
+    days): for trade, a position opened, closed or held then (:func:`analytics.events.activity_spans`).
+    Buckets start at ``bucket_edges`` (plus 0 and ``threshold``).
     """
     if not 0 <= retained_from_day < retained_to_day or first_days < 1 or threshold < 1:
         raise ValueError("need first_days >= 1, threshold >= 1 and 0 <= retained_from_day < retained_to_day")
@@ -528,9 +531,10 @@ def compute_engagement_retention(
                         sess_src.c.occurred_at < ftd.c.ftd_at + interval(first_days),
                         sess_src.c.occurred_at < cutoff + timedelta(days=first_days))
                  .group_by(ftd.c.trader_id)).subquery("early")
-        act_src = event_select(activity).subquery("activity_events")
-        window = (act_src.c.occurred_at >= ftd.c.ftd_at + interval(retained_from_day),
-                  act_src.c.occurred_at < ftd.c.ftd_at + interval(retained_to_day))
+        # Active at some moment of the window: for trade, a position opened, closed or held in it.
+        act_src = activity_spans(activity).subquery("activity_events")
+        window = (act_src.c.started_at < ftd.c.ftd_at + interval(retained_to_day),
+                  act_src.c.ended_at >= ftd.c.ftd_at + interval(retained_from_day))
         if engine.dialect.name == "postgresql":
             # EXISTS stops at the first activity in the window: one index probe per trader instead of
             # a heap fetch per activity row.

@@ -31,7 +31,7 @@ from analytics.periods import DateRange, local_date
 from analytics.reading import reading
 from connectors import schema
 from connectors.errors import TraderLensError
-from connectors.schema import CORE_EVENTS, daily_activity, portal_events, trading_days, transactions
+from connectors.schema import CORE_EVENTS, daily_activity, portal_events, trades, trading_days, transactions
 
 
 def event_select(name: str, *, amount: bool = False) -> sa.Select:
@@ -87,6 +87,20 @@ def activity_select(name: str) -> sa.Select:
     trading on each of those days. Every other event: its own rows (:func:`event_select`).
     """
     return _trading_days() if name == TRADING else event_select(name)
+
+
+def activity_spans(name: str) -> sa.Select:
+    """SELECT ``trader_id``, ``started_at``, ``ended_at``: when a trader was doing ``name``, for windows
+    that are not whole days (days 90-119 after an FTD): activity in ``[a, b)`` is ``started_at < b AND
+    ended_at >= a``. For :data:`TRADING` each position from its opening to its close (so holding one
+    through the window counts); every other event its instants (``started_at = ended_at``).
+    """
+    if name == TRADING:
+        t = trades.c
+        return sa.select(t.trader_id, t.opened_at.label("started_at"), t.closed_at.label("ended_at"))
+    rows = event_select(name)
+    c = rows.selected_columns
+    return rows.with_only_columns(c.trader_id, c.occurred_at.label("started_at"), c.occurred_at.label("ended_at"))
 
 
 def activity_days(name: str) -> sa.Select:

@@ -560,10 +560,12 @@ def engagement_retention(src: Source, *, date_to: date, threshold: int = 10, fir
     early = early[(early["occurred_at"] >= early["ftd_at"])
                   & (early["occurred_at"] < early["ftd_at"] + _days(first_days))]
     sessions = early.groupby("trader_id").size().reindex(ftd.index, fill_value=0)
-    trades = events(src, "trade", until=(cutoff + _days(retained_to_day)).to_pydatetime())
+    # Trading in the window: a position opened, closed or held in it.
+    trades = src.read("SELECT trader_id, opened_at, closed_at FROM trades "
+                      f"WHERE opened_at < {_lit((cutoff + _days(retained_to_day)).to_pydatetime())}")
     late = trades.merge(ftd, left_on="trader_id", right_index=True)
-    late = late[(late["occurred_at"] >= late["ftd_at"] + _days(retained_from_day))
-                & (late["occurred_at"] < late["ftd_at"] + _days(retained_to_day))]
+    late = late[(late["closed_at"] >= late["ftd_at"] + _days(retained_from_day))
+                & (late["opened_at"] < late["ftd_at"] + _days(retained_to_day))]
     retained = ftd.index.isin(late["trader_id"].unique())
     per = pd.DataFrame({"sessions": sessions.to_numpy(), "retained": retained})
     edges = sorted({0, threshold, 3, 6, 10, 20})
@@ -756,11 +758,14 @@ def _stages_on(days: list[date], src: Source, dormant_days: int, churn_days: int
     tr = tr[tr["trader_id"].isin(keep)].set_index("trader_id")
     trades_, instants = _activity(src)
     instants = instants.assign(stop=instants["start"])
-    both = pd.concat([trades_.assign(trade=True), instants.drop(columns="kind").assign(trade=False)],
-                     ignore_index=True)
+    # Every event captures a trader; trading and the churn activity setting's events keep one alive.
+    alive = instants["kind"].isin(churn_activity().events)
+    both = pd.concat([trades_.assign(trade=True, alive=True),
+                      instants.drop(columns="kind").assign(trade=False, alive=alive)], ignore_index=True)
     first_trade = trades_.groupby("trader_id")["start"].min().reindex(tr.index)
     first_deposit = instants[instants["kind"] == "deposit"].groupby("trader_id")["start"].min().reindex(tr.index)
     first_any = both.groupby("trader_id")["start"].min().reindex(tr.index)
+    both = both[both["alive"]]
     out = pd.DataFrame({"is_vip": tr["vip_tier"].notna()}, index=tr.index)
     for i, day in enumerate(days):
         end = pd.Timestamp(day) + _days(1)

@@ -427,7 +427,9 @@ def test_engagement_buckets_wilson_intervals_and_relative_risk(engine):
     for tid, logins, kept in plan:
         b.trader(tid).txn(tid, "deposit", ftd, 100)
         b.login(tid, *(day(i % 29, 1) for i in range(logins)))
-        b.trade(tid, day(89, 23), day(120))  # just outside the window on both sides
+        # Just outside the window on both sides: the first position (an hour long) closes 6 minutes before
+        # day 90 (a close at day 90 would be trading in the window), the second opens at day 120.
+        b.trade(tid, day(89, 22.9), day(120))
         if kept:
             b.trade(tid, day(119, 23.9))
     b.login(4, day(-1), day(30), day(31))  # before the FTD and after day 30: not early sessions

@@ -6,13 +6,13 @@ the churn activity setting (TRADERLENS_CHURN_ACTIVITY). DuckDB and PostgreSQL.
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from analytics.cohorts import RetentionSpec, compute_retention
+from analytics.cohorts import RetentionSpec, compute_engagement_retention, compute_retention
 from analytics.events import CHURN_ACTIVITY_ENV, BadChurnActivity, churn_activity
 from analytics.kpis import compute_kpis
 from analytics.lifecycle import compute_lifecycle, compute_stage_distribution
@@ -173,3 +173,19 @@ def test_the_kpi_report_names_the_churn_activity_and_refuses_a_bad_one(churners,
     bad = run_cli("report", "kpis", "--from", "2026-03-01", "--to", "2026-03-31", url=db_url)
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert "TRADERLENS_CHURN_ACTIVITY='sometimes' is not a churn activity setting" in bad.stderr
+
+
+def test_a_position_held_through_the_window_retains_its_trader_in_engagement_retention(engine):
+    ftd = datetime(2026, 1, 5, 12)
+    # Trader 1 holds a position from day 80 to day 125 after the FTD (nothing opened or closed in days
+    # 90-119); trader 2's positions close before day 90 and open after day 119.
+    write(engine, traders=[{"trader_id": t, "registered_at": datetime(2026, 1, 1)} for t in (1, 2)],
+          deposits=[(1, ftd), (2, ftd)],
+          trades=[(1, ftd + timedelta(days=80), ftd + timedelta(days=125)),
+                  (2, ftd + timedelta(days=80), ftd + timedelta(days=89, hours=23)),
+                  (2, ftd + timedelta(days=120), ftd + timedelta(days=121))])
+
+    result = compute_engagement_retention(engine, date_to=date(2026, 6, 30))
+
+    assert (result.n_low, result.retained_low) == (2, 1)
+    assert "a position opened, closed or held" in result.definition()
