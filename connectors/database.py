@@ -139,10 +139,11 @@ def is_duckdb(bind: Engine | Connection) -> bool:
 
 WAIT_ENV = "TRADERLENS_DUCKDB_WAIT_S"
 DEFAULT_WAIT_S = 30.0  # how long a writer waits for readers to let go (and a CLI reader for a writer)
-# An idle file is closed after this (a writer of another process need not wait for it: its mark
-# closes an idle file at once). Page runs closer together than this keep the file open, which
-# saves each of them opening it again (35 ms of CPU on the 20,000-trader demo).
-IDLE_RELEASE_S = 10.0
+# An idle file is closed after this: TraderLens writers need not wait for it (their mark closes an
+# idle file at once), other programs (a DuckDB shell) must. Page runs closer together than this keep
+# the file open, which saves each of them opening it again (about 0.1 s on the 20,000-trader demo:
+# benchmarks/duckdb_sharing.py).
+IDLE_RELEASE_S = 60.0
 _POLL_S = 0.2
 _notice: list[Callable[[str], None] | None] = [None]
 
