@@ -80,11 +80,12 @@ STAGES = {
     "kyc_approved": "identity checked, no deposit yet",
     "ftd": "made a first deposit, never traded",
     "active": "traded in the last 30 days and active (trading or an approved deposit; logins too with "
-              "TRADERLENS_CHURN_ACTIVITY=any) in the last 7",
-    "dormant": "quiet for 7 days or more (or no trade in 30), not yet churned",
+              "TRADERLENS_CHURN_ACTIVITY=any) within the dormant days (7 by default)",
+    "dormant": "quiet for the dormant days (7 by default) or with no trade in 30 days, not yet churned",
     "churned": "no trading or approved deposit (logins too with TRADERLENS_CHURN_ACTIVITY=any) for the churn "
                "days (30 by default)",
     "reactivated": "came back in the last 30 days after a churn-length gap",
+    "not_captured": "not yet a lead on that day",
 }
 ATTRIBUTION = {
     "first_touch": "First touch: a trader counts under the value on their earliest funnel event that has one "

@@ -137,6 +137,7 @@ def stage_figure(stages: pd.DataFrame) -> alt.LayerChart:
     data = pd.DataFrame({
         "stage": [STAGE_LABELS[s] for s in stages["stage"]], "key": stages["stage"], "traders": stages["traders"],
         "share": stages["share"], "vip": stages["vip_traders"],
+        "meaning": [labels.STAGES.get(s, "") for s in stages["stage"]],
         "text": [f"{n:,} · {share:.0%}" if n else "" for n, share in zip(stages["traders"], stages["share"],
                                                                           strict=True)],
         "series": "VIP",
@@ -146,7 +147,8 @@ def stage_figure(stages: pd.DataFrame) -> alt.LayerChart:
     top = max(int(stages["traders"].max()), 1) if len(stages) else 1
     y_scale = alt.Scale(domain=[0, top * 1.15])
     tooltip = [alt.Tooltip("stage:N", title="Stage"), alt.Tooltip("traders:Q", title="Traders", format=","),
-               alt.Tooltip("share:Q", title="Share", format=".1%"), alt.Tooltip("vip:Q", title="VIP", format=",")]
+               alt.Tooltip("share:Q", title="Share", format=".1%"), alt.Tooltip("vip:Q", title="VIP", format=","),
+               alt.Tooltip("meaning:N", title="Means")]
     base = alt.Chart(data).encode(x=x, tooltip=tooltip)
     everyone = base.mark_bar().encode(
         y=alt.Y("traders:Q", title="Traders", axis=alt.Axis(format=",d"), scale=y_scale),
@@ -155,8 +157,8 @@ def stage_figure(stages: pd.DataFrame) -> alt.LayerChart:
     vip = base.mark_bar(width=alt.RelativeBandSize(0.35)).encode(
         y=alt.Y("vip:Q", scale=y_scale),
         color=alt.Color("series:N", scale=alt.Scale(domain=["VIP"], range=[VIP_COLOR]), title=None))
-    labels = base.mark_text(dy=-8, fontSize=12).encode(y=alt.Y("traders:Q", scale=y_scale), text="text:N")
-    return styled(alt.layer(everyone, vip, labels).resolve_scale(color="independent"), height=360)
+    numbers = base.mark_text(dy=-8, fontSize=12).encode(y=alt.Y("traders:Q", scale=y_scale), text="text:N")
+    return styled(alt.layer(everyone, vip, numbers).resolve_scale(color="independent"), height=360)
 
 
 def render_stage_chart(stages: pd.DataFrame, *, key: str) -> None:

@@ -90,3 +90,9 @@ def test_a_link_with_codes_still_filters_and_names_them(broker, open_linked):
     assert at.query_params["country"] in ("Germany", ["Germany"]) and "Paid search" in at.query_params["channel"]
     assert "Country: Germany · Channel: Paid search" in at.caption[0].value
     assert not [w for w in at.warning if "ignored" in w.value]
+
+
+def test_the_stage_chart_says_what_each_stage_means(broker, open_page):
+    at = open_page("pages/lifecycle.py")
+    spec = next(json.loads(c.proto.spec) for c in at.get("vega_lite_chart") if '"meaning"' in c.proto.spec)
+    assert {"field": "meaning", "title": "Means", "type": "nominal"} in spec["layer"][0]["encoding"]["tooltip"]
