@@ -9,17 +9,39 @@ ADDRESS ?=
 
 .PHONY: run test lint bench bench-simulator bench-analytics bench-pages services clean-db
 
-$(VENV)/.requirements.stamp: requirements.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+# XGBoost comes as its CPU build (package xgboost-cpu: the same `xgboost` module, 18 MB) unless XGBOOST=gpu,
+# which installs the CUDA build (package xgboost with NVIDIA's NCCL, 697 MB installed). Each choice has its
+# own stamp, so switching reinstalls.
+XGBOOST ?= cpu
+REQUIREMENTS_STAMP := $(VENV)/.requirements-$(XGBOOST).stamp
+
+# pip lists every package it downloads and installs (a first install fetches about 400 MB), so a first
+# `make run` shows its progress instead of sitting silent for a minute or more. --no-compile: Python compiles
+# only the modules it imports, when it first imports them, instead of pip compiling all of them up front
+# (63 s -> 34 s for requirements.txt from local wheels on this 2-core machine; benchmarks in README.md).
+$(REQUIREMENTS_STAMP): requirements.txt
+	@test -x $(PY) || { echo "==> Creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	@echo "==> Installing the app's packages into $(VENV) (requirements.txt, XGBoost $(XGBOOST) build)"
+	$(PY) -m pip install --upgrade pip
+ifeq ($(XGBOOST),gpu)
+	$(PY) -m pip uninstall --yes xgboost-cpu
+	sed 's/^xgboost-cpu==/xgboost==/' requirements.txt > $(VENV)/requirements-gpu.txt
+	$(PY) -m pip install --no-compile -r $(VENV)/requirements-gpu.txt
+else
+	@# Both builds install the module `xgboost`: remove the CUDA build an older requirements.txt or XGBOOST=gpu left.
+	$(PY) -m pip uninstall --yes xgboost nvidia-nccl-cu12
+	$(PY) -m pip install --no-compile -r requirements.txt
+endif
+	rm -f $(VENV)/.requirements*.stamp
+	touch $@
+	@echo "==> $(VENV) is ready"
+
+$(VENV)/.dev.stamp: $(REQUIREMENTS_STAMP) requirements-dev.txt
+	@echo "==> Installing the test tools into $(VENV) (requirements-dev.txt)"
+	$(PY) -m pip install --no-compile -r requirements-dev.txt
 	touch $@
 
-$(VENV)/.dev.stamp: $(VENV)/.requirements.stamp requirements-dev.txt
-	$(PY) -m pip install --quiet -r requirements-dev.txt
-	touch $@
-
-run: $(VENV)/.requirements.stamp
+run: $(REQUIREMENTS_STAMP)
 	$(PY) cli.py serve --server.port $(PORT) --server.headless true $(if $(ADDRESS),--server.address $(ADDRESS))
 
 # Browser tests need Debian's Chromium (never a Playwright browser download).
@@ -44,7 +66,7 @@ lint: $(VENV)/.dev.stamp
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports --no-logo
 
-bench-simulator: $(VENV)/.requirements.stamp services
+bench-simulator: $(REQUIREMENTS_STAMP) services
 	$(PY) benchmarks/simulator_bench.py
 
 # Analytics functions on 200,000 traders (DuckDB, PostgreSQL, naive pandas); generates the data once.
