@@ -49,15 +49,18 @@ def _progress_bar(stream=sys.stderr):
     return show
 
 
-def _engine(*, write: bool = False):
+def _engine(*, write: bool = False, adopt_zone: bool = False):
     """The configured engine with the schema brought up to date (every command starts here).
 
     Read-only unless the command ``write``s: on the embedded DuckDB file, reports and ``info`` then
     run beside the app, and a writer waits for the app to let go of the file (TRADERLENS_DUCKDB_WAIT_S).
+    Only ``adopt_zone`` commands (setup, seed, serve) rebuild the rollups of a database that reports in
+    another time zone than TRADERLENS_REPORTING_TZ; the others refuse, so a scheduled report run
+    without the setting cannot switch the broker's zone.
     """
     from connectors.database import get_engine, prepare
 
-    rebuilt = prepare()
+    rebuilt = prepare(adopt_zone=adopt_zone)
     if rebuilt:
         _note(f"rebuilt the daily rollups: {rebuilt}")
     return get_engine(read_only=not write)
@@ -72,7 +75,7 @@ def _config(args: argparse.Namespace):
 def cmd_seed(args: argparse.Namespace) -> int:
     from connectors.simulator import seed_database
 
-    engine = _engine(write=True)
+    engine = _engine(write=True, adopt_zone=True)
     cfg = _config(args)
     progress = _progress_bar()
     progress(f"seeding {cfg.traders} traders, {cfg.days} days to {cfg.end_date()}, seed {cfg.seed}", 0.0)
@@ -91,7 +94,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
     from connectors.database import redact
     from connectors.simulator import seed_database
 
-    engine = _engine()
+    engine = _engine(adopt_zone=True)
     with engine.connect() as conn:
         traders = conn.execute(sa.select(sa.func.count()).select_from(schema.traders)).scalar_one()
     demo_allowed = engine.dialect.name == "duckdb" or os.environ.get("TRADERLENS_SEED_DEMO") == "1"
@@ -100,7 +103,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
     elif demo_allowed:
         print("First start: creating the demo broker (20,000 simulated traders over 18 months).",
               file=sys.stderr)
-        summary = seed_database(_engine(write=True), _config(args), progress=_progress_bar())
+        summary = seed_database(_engine(write=True, adopt_zone=True), _config(args), progress=_progress_bar())
         print(f"Demo database ready in {summary.simulate_s + summary.write_s:.0f}s.")
     else:
         print(f"{redact(str(engine.url))} is empty. Import your data (python cli.py import ...) or "

@@ -668,11 +668,12 @@ def dispose_engines() -> None:
             duck_file.close_if_idle()
 
 
-def prepare(url: str | None = None) -> str | None:
+def prepare(url: str | None = None, *, adopt_zone: bool = True) -> str | None:
     """Make the database fit this version of TraderLens before anything reads it
     (:func:`upgrade_schema`: migrations, and the rollups for the running reporting time zone); this
     is the place for any other write a process must make at start. Returns why the rollups were
-    rebuilt, or None.
+    rebuilt, or None. Without ``adopt_zone``, rollups holding data for another reporting time zone
+    are refused (:class:`connectors.rollups.RollupsStale`) rather than rebuilt for this process's.
 
     It looks first, read-only: a DuckDB file is opened read-write (waiting for other processes as
     any writer does) only when there is something to write, so starting the app or running a
@@ -680,18 +681,20 @@ def prepare(url: str | None = None) -> str | None:
     """
     url = url or database_url()
     path = _duckdb_file(url)
-    if (path is None or path.exists()) and not _needs_writing(get_engine(url, read_only=True)):
+    if (path is None or path.exists()) and not _needs_writing(get_engine(url, read_only=True), adopt_zone):
         return None
     return upgrade_schema(get_engine(url))
 
 
-def _needs_writing(engine: Engine) -> bool:
+def _needs_writing(engine: Engine, adopt_zone: bool = True) -> bool:
     """Whether :func:`prepare` has something to write: a migration to apply or rollups to rebuild."""
-    from connectors.rollups import stale_reason
+    from connectors.rollups import RollupsStale, stale_reason, zone_conflict
 
     with engine.connect() as conn:
         if _revision(conn) != _head_revision():
             return True
+        if not adopt_zone and (conflict := zone_conflict(conn)):
+            raise RollupsStale(conflict)
         return stale_reason(conn) is not None
 
 

@@ -235,10 +235,35 @@ def stale_reason(conn: Connection, zone: ReportingZone | None = None) -> str | N
     return None
 
 
+def zone_conflict(conn: Connection, zone: ReportingZone | None = None) -> str | None:
+    """A :class:`RollupsStale` message when rollups holding data were built for another reporting time
+    zone than ``zone`` (the configured one), else None. A process that should not change the
+    broker's zone on its own (a scheduled report whose environment lacks the setting) refuses with
+    it instead of rebuilding: two processes with different settings would otherwise rebuild the
+    rollups back and forth."""
+    zone = zone or reporting_zone()
+    built = _state(conn).get("reporting_tz", "UTC")
+    if built == zone.name or not _has_data(conn):
+        return None
+    return (f"the database reports in the time zone {built} (its daily rollups were built for it) but this "
+            f"command runs with TRADERLENS_REPORTING_TZ={zone.name}; set TRADERLENS_REPORTING_TZ={built} for it, "
+            f"or change the database's zone with TRADERLENS_REPORTING_TZ={zone.name} python cli.py setup "
+            "(the app does the same when it starts with a new zone)")
+
+
+def _has_data(conn: Connection) -> bool:
+    return conn.execute(sa.select(trader_events.c.trader_id).limit(1)).first() is not None
+
+
 def ensure_rollups(conn: Connection) -> str | None:
     """Rebuild every rollup inside the open (writing) transaction if they do not fit the running
-    configuration; returns the reason they were rebuilt, or None when they already fit."""
+    configuration; returns the reason they were rebuilt, or None when they already fit or there is
+    nothing to roll up (an empty database only records the configuration)."""
     reason = stale_reason(conn)
-    if reason is not None:
-        refresh_rollups(conn)
+    if reason is None:
+        return None
+    if not _has_data(conn):
+        _record_state(conn, reporting_zone())
+        return None
+    refresh_rollups(conn)
     return reason

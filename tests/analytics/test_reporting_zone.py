@@ -255,9 +255,36 @@ def test_sql_conversions_agree_with_python_around_every_kind_of_instant(engine, 
     values = sa.values(sa.column("i", sa.Integer), sa.column("instant", sa.DateTime), name="v").data(
         list(enumerate(instants + walls)))
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(values.c.i, z.local(values.c.instant), z.utc(values.c.instant)).order_by(values.c.i)).all()
+        rows = conn.execute(sa.select(values.c.i, z.local(values.c.instant), z.utc(values.c.instant))
+                            .order_by(values.c.i)).all()
     for (i, local, utc), at in zip(rows, instants + walls, strict=True):
         if i < len(instants):
             assert local == z.to_local(at), (name, at)
         else:
             assert utc == z.to_utc(at), (name, at)
+
+
+def test_a_command_run_in_another_zone_refuses_and_setup_adopts_it(run_cli, cli_url, monkeypatch):
+    """A scheduled report whose environment lacks (or mistypes) the broker's zone must not rebuild the
+    rollups for its own: the app would rebuild them back at its next start, and every report in
+    between would silently count other days. It refuses in one line naming both zones; ``setup``
+    with the new zone is how the broker changes it."""
+    seeded = run_cli("seed", "--traders", "60", "--days", "20", url=cli_url)
+    assert seeded.returncode == 0, seeded.stderr
+    monkeypatch.setenv(clock.ENV, NEW_YORK)
+    refused = run_cli("report", "kpis", "--format", "json", url=cli_url)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "reports in the time zone UTC" in refused.stderr and f"TRADERLENS_REPORTING_TZ={NEW_YORK}" in refused.stderr
+    adopted = run_cli("setup", url=cli_url)
+    assert adopted.returncode == 0 and "rebuilt the daily rollups" in adopted.stderr, adopted.stderr
+    assert run_cli("report", "kpis", "--format", "json", url=cli_url).returncode == 0
+    monkeypatch.delenv(clock.ENV)
+    assert "reports in the time zone America/New_York" in run_cli("info", url=cli_url).stderr
+
+
+def test_a_new_database_takes_the_zone_without_a_note(run_cli, cli_url, monkeypatch):
+    monkeypatch.setenv(clock.ENV, NEW_YORK)
+    result = run_cli("info", url=cli_url)
+    assert result.returncode == 0, result.stderr
+    assert "rebuilt" not in result.stderr
+    assert "reporting time zone  America/New_York" in result.stdout
