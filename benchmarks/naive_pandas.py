@@ -225,8 +225,9 @@ def ledger(src: Source) -> pd.DataFrame:
 
 
 def ftd_times(tx: pd.DataFrame) -> pd.Series:
-    """Each trader's first approved deposit time (index trader_id)."""
-    dep = tx[(tx["kind"] == "deposit") & (tx["status"] == "approved")]
+    """Each trader's FTD time (index trader_id): the first deposit approved when it was made, even if
+    reversed or charged back since."""
+    dep = tx[(tx["kind"] == "deposit") & tx["status"].isin(("approved", "reversed", "chargeback"))]
     return dep.groupby("trader_id")["created_at"].min()
 
 
@@ -285,8 +286,10 @@ def kpis(src: Source, *, date_range, trader_filter: TraderFilter = EVERYONE_BUT_
     trader_days = pd.concat([open_days, close_rows, held_days], ignore_index=True)
     trader_days = trader_days.groupby(["trader_id", "d"], as_index=False).sum(min_count=0)
     out: dict[str, dict] = {}
-    dep = tx[(tx["kind"] == "deposit") & (tx["status"] == "approved")].merge(
+    # Approved deposits within 30 days of the FTD, and the FTD itself even when taken back since.
+    dep = tx[(tx["kind"] == "deposit") & tx["status"].isin(("approved", "reversed", "chargeback"))].merge(
         ftd.rename("ftd_at"), left_on="trader_id", right_index=True)
+    dep = dep[(dep["status"] == "approved") | (dep["created_at"] == dep["ftd_at"])]
     deposits_30d = dep[dep["created_at"] <= dep["ftd_at"] + _days(30)].groupby("trader_id").size()
     people = tr.join(ftd.rename("ftd_at")).join(deposits_30d.rename("deposits_30d"))
     approved = tx[(tx["status"] == "approved") & tx["trader_id"].isin(keep)]
