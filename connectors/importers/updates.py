@@ -210,8 +210,13 @@ def _refuse(conn: Connection, file: str, table: sa.Table, row: pd.Series, column
         row=int(row[ROW]) if ROW in row and pd.notna(row[ROW]) else None, column=name)
 
 
+_BULK_UPDATE = 200  # rows from which an update goes through a staged table (UPDATE ... FROM)
+
+
 def apply(conn: Connection, table: sa.Table, updates: Iterable[RowUpdate]) -> None:
-    """Write ``updates`` to ``table``: one statement per set of changed columns, many rows each."""
+    """Write ``updates`` to ``table``, per set of changed columns: a few rows by an executemany, many
+    by one UPDATE ... FROM a temporary table bulk-loaded with the new values (on DuckDB 20,000 single
+    UPDATEs took about 7 s)."""
     pk = next(iter(table.primary_key.columns))
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for update in updates:
@@ -219,9 +224,21 @@ def apply(conn: Connection, table: sa.Table, updates: Iterable[RowUpdate]) -> No
         values = {f"new_{c}": update.changes[c][1] for c in columns}
         groups.setdefault(columns, []).append({"row_pk": update.row_id, **values})
     for columns, params in groups.items():
-        statement = (table.update().where(pk == sa.bindparam("row_pk"))
-                     .values({c: sa.bindparam(f"new_{c}") for c in columns}))
-        conn.execute(statement, params)
+        if len(params) < _BULK_UPDATE:
+            statement = (table.update().where(pk == sa.bindparam("row_pk"))
+                         .values({c: sa.bindparam(f"new_{c}") for c in columns}))
+            conn.execute(statement, params)
+            continue
+        staged = sa.Table(f"_import_changes_{table.name}", sa.MetaData(),
+                          sa.Column("row_pk", sa.BigInteger, primary_key=True, autoincrement=False),
+                          *(sa.Column(f"new_{c}", table.c[c].type) for c in columns), prefixes=["TEMPORARY"])
+        staged.create(conn)
+        try:
+            database.bulk_insert(conn, staged, typed(staged, pd.DataFrame(params)))
+            conn.execute(table.update().where(pk == staged.c.row_pk)
+                         .values({c: staged.c[f"new_{c}"] for c in columns}))
+        finally:
+            staged.drop(conn)
 
 
 def record(conn: Connection, table: sa.Table, updates: Iterable[RowUpdate], *, import_id: int, file: str,

@@ -271,3 +271,26 @@ def test_a_terminal_report_updates_its_account_and_positions_and_keeps_what_it_d
                               "ORDER BY change_id") == [("accounts", "leverage", "50", "100", "test:bob"),
                                                         ("trades", "close_reason", "client", "tp", "test:bob")]
     assert query_rows(engine, "SELECT count(*) FROM trades WHERE channel = 'mobile'") == [(1,)]
+
+
+def test_many_updates_at_once_go_through_the_staged_path_with_the_same_result(broker, tmp_path, query_rows):
+    rows = [f"B{i:03d},T{1 + i % 2},deposit,pending,{10 + i},USD,{10 + i},2026-03-{1 + i % 28:02d}T10:{i % 60:02d}:00,"
+            for i in range(300)]
+    import_file(broker, _ledger(tmp_path, *rows))
+    approved = [r.replace("pending", "approved") for r in rows[:250]]
+    commented = [r + "settled" for r in rows[250:]]  # another set of columns, under the bulk threshold
+
+    result = import_file(broker, _ledger(tmp_path, *approved, *commented))
+
+    assert result.updated == {"transactions": 300}
+    assert result.changed_fields == {"transactions.status": 250, "transactions.comment": 50}
+    assert query_rows(broker, "SELECT status, count(*), sum(amount_usd), count(comment) FROM transactions "
+                              "GROUP BY status ORDER BY status") == [
+        ("approved", 250, float(sum(10 + i for i in range(250))), 0),
+        ("pending", 50, float(sum(10 + i for i in range(250, 300))), 50)]
+    assert len(_history(broker)) == 300
+    assert _kpis(broker)["deposits"] == sum(10 + i for i in range(250))
+    with broker.connect() as conn:
+        table = schema.daily_activity
+        stored = sorted(tuple(r) for r in conn.execute(sa.select(*table.columns)))
+        assert stored == sorted(tuple(r) for r in conn.execute(rollup_queries()[table.name]))
