@@ -47,8 +47,8 @@ SAMPLE_SIZE = 5
 
 SUMMARY_COLUMNS = ["table", "kind", "rows", "first_at", "last_at", "freshness_hours"]
 CHECK_COLUMNS = ["check", "table", "column", "severity", "problem_rows", "description", "sample_ids"]
-IMPORT_COLUMNS = ["import_id", "file_name", "kind", "rows_read", "rows_inserted", "rows_skipped",
-                  "imported_at"]
+IMPORT_COLUMNS = ["import_id", "file_name", "kind", "rows_read", "rows_inserted", "rows_updated",
+                  "rows_unchanged", "rows_skipped", "imported_by", "imported_at"]
 
 
 def _utcnow() -> datetime:
@@ -567,7 +567,9 @@ def compute_recent_imports(engine: Engine, limit: int = 20) -> pd.DataFrame:
     """The newest ``limit`` file imports, newest first.
 
     Columns: ``import_id`` (int), ``file_name`` (str), ``kind`` (str), ``rows_read``,
-    ``rows_inserted``, ``rows_skipped`` (int), ``imported_at`` (naive UTC datetime).
+    ``rows_inserted``, ``rows_updated`` (rows already present the file changed), ``rows_unchanged``,
+    ``rows_skipped`` (unchanged rows and repeats in the file) (int), ``imported_by`` (str: "cli:<user>",
+    "app"; None before migration 0008), ``imported_at`` (naive UTC datetime).
     """
     query = (
         sa.select(*(imports.c[name] for name in IMPORT_COLUMNS))

@@ -124,9 +124,10 @@ def render_recent_imports(recent: pd.DataFrame, *, key: str) -> None:
         st.caption("No files imported yet.")
         return
     view = recent.rename(columns={
-        "file_name": "File", "kind": "Kind", "rows_read": "Read", "rows_inserted": "Inserted",
-        "rows_skipped": "Skipped", "imported_at": "Imported (UTC)",
-    }).drop(columns="import_id")
+        "import_id": "Import", "file_name": "File", "kind": "Kind", "rows_read": "Read",
+        "rows_inserted": "Inserted", "rows_updated": "Updated", "rows_unchanged": "Unchanged",
+        "rows_skipped": "Skipped", "imported_by": "By", "imported_at": "Imported (UTC)",
+    })
     render_table(
         view, key=key, file_name="traderlens_imports.csv", download=recent,
         height=fit_height(len(view), max_rows=10),

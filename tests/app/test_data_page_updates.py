@@ -30,6 +30,10 @@ def test_the_summary_counts_updated_and_unchanged_rows_and_names_the_changed_fie
     message = at.success[0].value
     assert message.startswith("Read 2 rows as `transactions`; inserted 0 (nothing new); updated 1; unchanged 1.")
     assert "Changed: transactions.status (1)" in message and "cli.py changes --import" in message
+    recent = at.get_by_key("data.imports").dataframe[0].value
+    assert recent[["File", "Inserted", "Updated", "Unchanged", "By"]].values.tolist()[0] == [
+        "psp_1122.csv", 0, 1, 1, "app"]
+    assert f"cli.py changes --import {recent['Import'].iloc[0]}" in message
     engine = database.get_engine(db_url)
     try:
         with engine.connect() as conn:
