@@ -177,6 +177,7 @@ CSV_KINDS: dict[str, CsvKind] = {k.kind: k for k in (
         Field("kyc_approved_at", parse_iso_time),
         Field("lead_at", parse_iso_time),
         Field("vip_tier", _text(T.traders, "vip_tier")),
+        Field("owner", _text(T.traders, "owner")),
         _flag("is_test"), _flag("is_blocked"),
         _flag("consent_email"), _flag("consent_sms"), _flag("consent_push"),
         _flag("consent_whatsapp"),

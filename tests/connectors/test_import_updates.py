@@ -171,19 +171,21 @@ def test_a_traders_file_updates_the_columns_it_has_and_keeps_the_others(broker, 
     with broker.begin() as conn:
         conn.execute(schema.traders.update().values(consent_sms=True))
     path = tmp_path / "crm.csv"
-    path.write_text("external_id,registered_at,country,email,consent_email,vip_tier,is_blocked\n"
-                    "T1,2026-02-20T09:00:00,DE,t1@example.com,false,silver,true\n"
-                    "T2,2026-02-21T09:00:00,GB,t2@example.com,false,gold,false\n")
+    path.write_text("external_id,registered_at,country,email,consent_email,vip_tier,is_blocked,owner\n"
+                    "T1,2026-02-20T09:00:00,DE,t1@example.com,false,silver,true,Anna Novak\n"
+                    "T2,2026-02-21T09:00:00,GB,t2@example.com,false,gold,false,\n")
 
     result = import_file(broker, path, changed_by="app")
 
     assert result.updated == {"traders": 1} and result.unchanged == 1
-    assert result.changed_fields == {"traders.consent_email": 1, "traders.vip_tier": 1, "traders.is_blocked": 1}
-    assert query_rows(broker, "SELECT external_id, consent_email, consent_sms, vip_tier, is_blocked FROM traders "
-                              "ORDER BY external_id") == [("T1", False, True, "silver", True),
-                                                          ("T2", False, True, "gold", False)]
+    assert result.changed_fields == {"traders.consent_email": 1, "traders.vip_tier": 1, "traders.is_blocked": 1,
+                                     "traders.owner": 1}
+    assert query_rows(broker, "SELECT external_id, consent_email, consent_sms, vip_tier, is_blocked, owner FROM "
+                              "traders ORDER BY external_id") == [("T1", False, True, "silver", True, "Anna Novak"),
+                                                                  ("T2", False, True, "gold", False, None)]
     assert sorted(h[2:5] for h in _history(broker)) == [
-        ("consent_email", "true", "false"), ("is_blocked", "false", "true"), ("vip_tier", None, "silver")]
+        ("consent_email", "true", "false"), ("is_blocked", "false", "true"), ("owner", None, "Anna Novak"),
+        ("vip_tier", None, "silver")]
 
 
 def test_rollups_after_an_update_equal_a_full_rebuild(broker, tmp_path):
