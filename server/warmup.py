@@ -67,11 +67,26 @@ async def _run_page(stream_url: str, page: str, timeout_s: float) -> int:
             deltas += kind == "delta"
             if kind == "page_not_found":  # Streamlit would warm the default page instead
                 raise WarmupFailed(f"{page}: no such page in app.py's navigation")
+            if kind == "navigation" and _ran_elsewhere(message.navigation, page):
+                # The app answers an unknown name with its own notice page rather than Streamlit's
+                # dialog: warming that would hide a misspelt page name.
+                raise WarmupFailed(f"{page}: no such page in app.py's navigation")
             # A first run can end early because the frame binds widgets to the URL and reruns.
             if kind == "script_finished" and message.script_finished != ForwardMsg.FINISHED_EARLY_FOR_RERUN:
                 if message.script_finished != ForwardMsg.FINISHED_SUCCESSFULLY:
                     raise WarmupFailed(f"{page}: the run ended with status {message.script_finished}")
                 return deltas
+
+
+def _ran_elsewhere(navigation, page: str) -> bool:
+    """Whether the run's navigation message names another page than the one at url path ``page``, or a
+    hidden page under that name: the app's notice for an unknown name is registered, hidden, at the
+    name asked for (components/navigation.py); only the default page has a hidden copy, at "/"."""
+    ran = [p for p in navigation.app_pages if p.page_script_hash == navigation.page_script_hash]
+    if not ran:
+        return False
+    asked = page.strip("/")
+    return ran[0].url_pathname.strip("/") != asked or (ran[0].is_hidden and asked != "")
 
 
 def warm_pages(base_url: str, pages: tuple[str, ...] = WARM_PAGES, *, timeout_s: float = 300) -> dict[str, float]:
