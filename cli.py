@@ -372,9 +372,10 @@ def _add_report_parsers(sub) -> None:
     kinds = report.add_subparsers(dest="report", required=True)
 
     def common(p: argparse.ArgumentParser, *, dates_required: bool = False) -> None:
-        p.add_argument("--from", dest="date_from", type=_date, required=dates_required, help="first UTC day")
+        p.add_argument("--from", dest="date_from", type=_date, required=dates_required,
+                       help="first day (reporting time zone)")
         p.add_argument("--to", dest="date_to", type=_date, required=dates_required,
-                       help="last UTC day, inclusive (default: the newest day with data)")
+                       help="last day, inclusive (default: the newest day with data)")
         p.add_argument("--format", choices=("json", "csv"), default="json")
         p.add_argument("--include-test", action="store_true", help="count test accounts too")
 

@@ -7,7 +7,8 @@ and one for trading, which reads the rollups kept current by seeding and imports
 held a position: the one meaning of trading, analytics.events.activity_select), deposit and login days from
 ``daily_activity``, and closed positions per trader and day from ``daily_trading`` (volume, P&L,
 costs and the ESMA loss share), never the raw trades.
-Every trading window is made of whole UTC days, so the daily grain is exact. The definitions are
+Every trading window is made of whole days (of the reporting time zone), so the daily grain is
+exact. The definitions are
 those of docs/semantics.md ("KPIs"); each :class:`Kpi` carries its own, so the Overview and the
 CLI say the same thing.
 
@@ -371,7 +372,7 @@ def _activity_totals(periods: Mapping[str, DateRange], trader_filter: TraderFilt
 def _closed_totals(periods: Mapping[str, DateRange], trader_filter: TraderFilter) -> sa.Subquery:
     """Positions closed in each period: count, lots, notional, client P&L, commission, swap and how
     many carry commission or swap, summed over ``daily_trading`` (its ``day`` is the close day;
-    every window here is made of whole UTC days)."""
+    every window here is made of whole reporting-zone days)."""
     dt = daily_trading.c
     measures: dict[str, ColumnElement] = {
         "closed": dt.closed, "costed": dt.costed, "lots": dt.lots, "notional": dt.notional_usd,

@@ -15,8 +15,9 @@ Lifecycle rules, as built (one rule per bullet):
 
 - Events are read from one period before ``date_from``'s period up to the end of ``date_to``'s
   period; each trader's events become the sorted list of their active periods. They come from the
-  ``daily_activity`` rollup (one row per trader, event and UTC day; for ``trade`` the
-  ``trading_days`` rollup: every day a position was opened, closed or held): periods are whole UTC days,
+  ``daily_activity`` rollup (one row per trader, event and day; for ``trade`` the
+  ``trading_days`` rollup: every day a position was opened, closed or held): periods are whole days
+  (of the reporting time zone),
   weeks or months, so "active in P" is the same question asked of a few rows per trader instead of
   every raw event.
 - For the first active period found, ``prev`` is the trader's "created" period; later periods use
@@ -220,7 +221,7 @@ def _partials(days: list[date], churn_days: int, trader_filter: TraderFilter) ->
     day's active window), back_i (first activity inside it).
 
     Read from the rollups, exactly: the firsts from ``trader_firsts``; for the recent facts every
-    bound is a UTC midnight, so a ``daily_activity``
+    bound is a local midnight, so a ``daily_activity``
     row (one trader, event and day) lies wholly before or after it, and a ``daily_trading`` row
     (positions closed on one day) holds the earliest opening and the latest close, which is all
     the interval tests need (see the comments below). Positions are assumed closed no earlier

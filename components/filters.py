@@ -28,7 +28,7 @@ DEFAULT_PRESET = "Last 90 days"
 
 @dataclass(frozen=True)
 class View:
-    """What every page looks at: whole UTC days and a trader filter."""
+    """What every page looks at: whole days of the reporting time zone and a trader filter."""
 
     date_range: DateRange
     trader_filter: TraderFilter

@@ -1,6 +1,6 @@
 """Rollups: derived tables kept next to the raw ones so large aggregations stay fast.
 
-- ``daily_activity``: one row per trader, event name and UTC day of the ``trader_events``
+- ``daily_activity``: one row per trader, event name and day of the ``trader_events``
   stream: how many events, their USD amount, and the first and last time that day. Retention,
   lifecycle and activity KPIs only need "did trader X do E in period P", which this table answers
   from about 5 M rows instead of 13 M raw events on a 200,000-trader broker (8.4 M trades become
@@ -10,8 +10,8 @@
   client's P&L (their sum), the
   earliest opening and the latest close. Volume, client P&L, the ESMA loss share and the
   lifecycle stages read it instead of every trade (8.4 M trades become 2.6 M rows). Every
-  window these features use is made of whole UTC days, so the daily grain loses nothing.
-- ``trading_days``: one row per trader and UTC day on which they traded: opened or closed a
+  window these features use is made of whole days, so the daily grain loses nothing.
+- ``trading_days``: one row per trader and day on which they traded: opened or closed a
   position (with how many of each) or held one (open at some moment of the day: the days strictly
   between its opening and closing day, with opened = closed = 0). The one meaning of trading
   activity (analytics.events.activity_select): active traders, DAU/WAU/MAU, churn, lifecycle and

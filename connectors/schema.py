@@ -214,7 +214,8 @@ row_changes = sa.Table(
 sa.Index("ix_row_changes_row", row_changes.c.table_name, row_changes.c.external_id)
 sa.Index("ix_row_changes_import", row_changes.c.import_id)
 
-# Rollup of trader_events per trader, event and UTC day (see connectors/rollups.py). Derived:
+# Rollup of trader_events per trader, event and day (reporting time zone; a day is stored as the
+# UTC instant of its local midnight) (see connectors/rollups.py). Derived:
 # rebuilt by seeding and refreshed by imports in their own transaction, never written by hand.
 daily_activity = sa.Table(
     "daily_activity", metadata,
@@ -236,7 +237,7 @@ daily_trading = sa.Table(
     sa.Column("day", sa.DateTime, nullable=False),
     sa.Column("asset_class", sa.String(16)),
     sa.Column("closed", sa.Integer, nullable=False),
-    sa.Column("carried", sa.Integer, nullable=False),  # closed on a later UTC day than opened
+    sa.Column("carried", sa.Integer, nullable=False),  # closed on a later day than opened
     sa.Column("costed", sa.Integer, nullable=False),  # with a commission or swap
     sa.Column("lots", Lots, nullable=False),
     sa.Column("notional_usd", Money),
@@ -250,7 +251,8 @@ daily_trading = sa.Table(
 sa.Index("ix_daily_trading_day", daily_trading.c.day)
 sa.Index("ix_daily_trading_trader", daily_trading.c.trader_id, daily_trading.c.day)
 
-# The UTC days on which a trader opened or closed a position: active-trader counts read it.
+# The days on which a trader opened, closed or held a position (held: opened = closed = 0): every
+# "did this trader trade in the period" reads it.
 trading_days = sa.Table(
     "trading_days", metadata,
     sa.Column("trader_id", sa.BigInteger, nullable=False),
