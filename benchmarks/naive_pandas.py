@@ -291,7 +291,12 @@ def kpis(src: Source, *, date_range, trader_filter: TraderFilter = EVERYONE_BUT_
         ftd.rename("ftd_at"), left_on="trader_id", right_index=True)
     dep = dep[(dep["status"] == "approved") | (dep["created_at"] == dep["ftd_at"])]
     deposits_30d = dep[dep["created_at"] <= dep["ftd_at"] + _days(30)].groupby("trader_id").size()
-    people = tr.join(ftd.rename("ftd_at")).join(deposits_30d.rename("deposits_30d"))
+    # The FTD's amount when it was reversed or charged back since (it stays the FTD).
+    firsts = dep.sort_values(["trader_id", "created_at"], kind="stable").groupby("trader_id").head(1)
+    firsts = firsts.set_index("trader_id")
+    taken_back = firsts["amount_usd"].where(firsts["status"] != "approved")
+    people = (tr.join(ftd.rename("ftd_at")).join(deposits_30d.rename("deposits_30d"))
+              .join(taken_back.rename("taken_back_usd")))
     approved = tx[(tx["status"] == "approved") & tx["trader_id"].isin(keep)]
     dep_after = tx[(tx["kind"] == "deposit") & (tx["status"] == "approved")]
     for name, rng in periods.items():
@@ -301,7 +306,9 @@ def kpis(src: Source, *, date_range, trader_filter: TraderFilter = EVERYONE_BUT_
         in_ftd = (ftd_at >= lo) & (ftd_at < hi)
         v: dict = {"registrations": float(in_reg.sum()),
                    "kyc_approvals": float(((people["kyc_approved_at"] >= lo) & (people["kyc_approved_at"] < hi)).sum()),
-                   "ftds": float(in_ftd.sum())}
+                   "ftds": float(in_ftd.sum()),
+                   "ftds_charged_back": float((in_ftd & people["taken_back_usd"].notna()).sum()),
+                   "ftds_charged_back_usd": round(float(people.loc[in_ftd, "taken_back_usd"].sum()), 2)}
         for w in (7, 30):
             mature = in_reg & (reg <= data_end - _days(w))
             conv = mature & (ftd_at <= reg + _days(w))
