@@ -36,9 +36,15 @@ endif
 	touch $@
 	@echo "==> $(VENV) is ready"
 
+# The suite starts dozens of Python processes (CLI runs, app servers). Where PYTHONDONTWRITEBYTECODE is set
+# (as on CI machines) Python never caches what it compiles, and each of them recompiled pandas, SQLAlchemy
+# and Streamlit: 3.3 s to import them against 1.1 s from bytecode, and a clean-clone `make test` took 15 min.
+# Compiling the venv once takes 9 s.
 $(VENV)/.dev.stamp: $(REQUIREMENTS_STAMP) requirements-dev.txt
 	@echo "==> Installing the test tools into $(VENV) (requirements-dev.txt)"
 	$(PY) -m pip install --no-compile -r requirements-dev.txt
+	@echo "==> Byte-compiling $(VENV) for the test processes"
+	$(PY) -m compileall -q -j 0 $(VENV)/lib > /dev/null || echo "(some files did not compile; Python compiles them on import)"
 	touch $@
 
 run: $(REQUIREMENTS_STAMP)
