@@ -544,23 +544,51 @@ def compute_range_drivers(engine: Engine, *, date_range: DateRange,
                           trader_filter: TraderFilter = DEFAULT_FILTER) -> list[RangeDriver]:
     """The traders who decide the net deposits or volume of ``date_range`` against
     ``date_range.previous()`` (the Overview's comparison), by the rule of :func:`compute_period_drivers`."""
-    previous = date_range.previous()
-
-    def key(day: sa.ColumnElement) -> sa.ColumnElement:
-        return sa.case((date_range.contains(day), 1), else_=0)
-
     drivers = []
     with reading(engine) as conn:
         for metric, label in DRIVER_METRICS.items():
-            _, day, _, _ = _metric_days(metric)
-            rows = pd.DataFrame(conn.execute(_top_contributors(
-                metric, key, sa.or_(previous.contains(day), date_range.contains(day)), trader_filter)).mappings().all())
+            rows = pd.DataFrame(conn.execute(_range_contributors(metric, date_range, trader_filter)).mappings().all())
             if rows.empty:
                 continue
-            for f in _drivers(rows[rows["p"] == 1]).itertuples(index=False):
+            for f in _drivers(rows).itertuples(index=False):
                 drivers.append(RangeDriver(metric, label, f.basis, float(f.share), f.total, f.previous,
                                            f.trader_id, f.external_id))
     return drivers
+
+
+def _range_contributors(metric: str, date_range: DateRange, trader_filter: TraderFilter) -> sa.Select:
+    """:func:`_top_contributors`' rows for one range against the one before (``p`` = 1), the
+    Overview's question. One GROUP BY trader, the totals over it, and each top trader by ORDER BY
+    ... LIMIT 1 rather than windows: ranking every trader of two periods took 0.8 s on DuckDB and
+    0.9 s on PostgreSQL for 90 days of 200,000 traders."""
+    trader_id, day, value, is_metric = _metric_days(metric)
+    previous = date_range.previous()
+    per_trader = (sa.select(trader_id.label("trader_id"),
+                            sa.func.coalesce(sa.func.sum(value).filter(date_range.contains(day)), 0).label("cur"),
+                            sa.func.coalesce(sa.func.sum(value).filter(previous.contains(day)), 0).label("prev"))
+                  .where(is_metric, sa.or_(previous.contains(day), date_range.contains(day)),
+                         trader_filter.restrict(trader_id))
+                  .group_by(trader_id).cte("per_trader"))
+    pt = per_trader.c
+    totals = sa.select(sa.func.sum(pt.cur).label("total"), sa.func.sum(pt.prev).label("previous"),
+                       sa.func.count().filter(pt.cur != 0).label("traders"),
+                       sa.func.count().filter(pt.prev != 0).label("previous_traders")).cte("range_totals")
+    t = totals.c
+
+    def top(order: sa.ColumnElement, change_rank: int, total_rank: int) -> sa.Subquery:
+        return (sa.select(sa.literal(1).label("p"), t.total, t.previous, t.traders, t.previous_traders, pt.trader_id,
+                          pt.cur, pt.prev, sa.literal(change_rank).label("change_rank"),
+                          sa.literal(total_rank).label("total_rank"))
+                .select_from(per_trader.join(totals, sa.true())).order_by(order.desc(), pt.trader_id).limit(1)
+                .subquery())
+
+    both = sa.union_all(*(sa.select(q) for q in (
+        top((pt.cur - pt.prev) * sa.func.sign(t.total - t.previous), 1, 0),
+        top(pt.cur * sa.func.sign(t.total), 0, 1)))).subquery("tops")
+    b = both.c
+    return (sa.select(*b, traders.c.external_id)
+            .select_from(both.outerjoin(traders, traders.c.trader_id == b.trader_id))
+            .order_by(b.change_rank.desc()))  # the change first, as the Overview words it
 
 
 def compute_recent_imports(engine: Engine, limit: int = 20) -> pd.DataFrame:
