@@ -56,7 +56,9 @@ def child(url: str, traders: int, tree: Path | None) -> None:
     }))
 
 
-def fresh_database(backend: str, tmp: Path) -> str:
+def fresh_database(backend: str, tmp: Path, pg_database: str = PG_DATABASE) -> str:
+    """The URL of an empty database: a new DuckDB file in ``tmp``, or ``pg_database`` dropped and
+    created again on the PostgreSQL server of PG_ADMIN (benchmarks/upload_memory.py uses it too)."""
     if backend == "duckdb":
         path = tmp / "bench.duckdb"
         for suffix in ("", ".wal"):
@@ -66,10 +68,10 @@ def fresh_database(backend: str, tmp: Path) -> str:
 
     admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)'))
-        conn.execute(sa.text(f'CREATE DATABASE "{PG_DATABASE}"'))
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{pg_database}" WITH (FORCE)'))
+        conn.execute(sa.text(f'CREATE DATABASE "{pg_database}"'))
     admin.dispose()
-    return sa.make_url(PG_ADMIN).set(database=PG_DATABASE).render_as_string(hide_password=False)
+    return sa.make_url(PG_ADMIN).set(database=pg_database).render_as_string(hide_password=False)
 
 
 def main() -> int:

@@ -30,9 +30,10 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import simulator_bench  # run as benchmarks/upload_memory.py: its folder is on sys.path
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "upload_memory.json"
-PG_ADMIN = os.environ.get("TRADERLENS_BENCH_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 PG_DATABASE = "traderlens_bench_upload"
 TRADERS = 50_000
 START = datetime(2024, 1, 1)
@@ -170,19 +171,7 @@ def _write_mt5_report(target: Path, megabytes: int) -> None:
 
 
 def fresh_database(backend: str, folder: Path) -> str:
-    if backend == "duckdb":
-        path = folder / "bench.duckdb"
-        for suffix in ("", ".wal"):
-            Path(str(path) + suffix).unlink(missing_ok=True)
-        return f"duckdb:///{path}"
-    import sqlalchemy as sa
-
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)'))
-        conn.execute(sa.text(f'CREATE DATABASE "{PG_DATABASE}"'))
-    admin.dispose()
-    return sa.make_url(PG_ADMIN).set(database=PG_DATABASE).render_as_string(hide_password=False)
+    return simulator_bench.fresh_database(backend, folder, PG_DATABASE)
 
 
 def run_child(tree: Path, url: str, path: Path, mode: str, kind: str) -> dict:
