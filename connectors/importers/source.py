@@ -136,6 +136,30 @@ class CsvTable:
     records: list[tuple[int, list[str]]]
 
 
+class _BadCsv(Exception):
+    """The csv module refused a record: ``reason`` (its message) and the ``line`` it starts on."""
+
+    def __init__(self, reason: str, line: int) -> None:
+        super().__init__(reason)
+        self.reason, self.line = reason, line
+
+
+def _numbered(reader: Iterator[list[str]]) -> Iterator[tuple[int, list[str]]]:
+    """Every non-blank record of a ``csv.reader`` with the line where it starts (blank lines are
+    skipped but counted); a record the reader refuses raises :class:`_BadCsv`. Shared by the
+    whole-text and the streamed reader, so both number rows alike."""
+    previous_end = 0
+    try:
+        for values in reader:
+            start = previous_end + 1
+            previous_end = reader.line_num
+            if not values or all(not v.strip() for v in values):
+                continue
+            yield start, values
+    except csv.Error as exc:
+        raise _BadCsv(str(exc), previous_end + 1) from None
+
+
 def read_csv(text: str, name: str) -> CsvTable:
     """Split CSV text into header and records; blank lines are skipped but counted.
 
@@ -149,19 +173,14 @@ def read_csv(text: str, name: str) -> CsvTable:
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     header: list[str] | None = None
     records: list[tuple[int, list[str]]] = []
-    previous_end = 0
     try:
-        for values in reader:
-            start = previous_end + 1
-            previous_end = reader.line_num
-            if not values or all(not v.strip() for v in values):
-                continue
+        for start, values in _numbered(reader):
             if header is None:
                 header = values
                 continue
             records.append((start, values))
-    except csv.Error as exc:
-        raise ImportRejected(name, f"is not valid CSV ({exc})", row=previous_end + 1) from None
+    except _BadCsv as bad:
+        raise ImportRejected(name, f"is not valid CSV ({bad.reason})", row=bad.line) from None
     if header is None:
         raise ImportRejected(name, "the file is empty")
     return CsvTable(header, records)
@@ -312,16 +331,10 @@ class CsvStream:
     def _rows(self, delimiter: str) -> Iterator[tuple[int, list[str]]]:
         """Every non-blank record with the line where it starts (blank lines are counted)."""
         reader = csv.reader(self._lines(), delimiter=delimiter, strict=True)
-        previous_end = 0
         try:
-            for values in reader:
-                start = previous_end + 1
-                previous_end = reader.line_num
-                if not values or all(not v.strip() for v in values):
-                    continue
-                yield start, values
-        except csv.Error as exc:
-            error = ImportRejected(self.name, f"is not valid CSV ({exc})", row=previous_end + 1)
+            yield from _numbered(reader)
+        except _BadCsv as bad:
+            error = ImportRejected(self.name, f"is not valid CSV ({bad.reason})", row=bad.line)
             for _ in self._blocks:  # a NUL or an undecodable byte further on comes first
                 pass
             raise error from None
