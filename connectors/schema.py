@@ -281,6 +281,88 @@ rollup_state = sa.Table(
     sa.Column("value", sa.String(255), nullable=False),
 )
 
+# Behavioural clusterings saved from the Segments page or `cli.py segment` (analytics.segmentation).
+# JSON text columns: features (list of feature names), settings (transforms, algorithm options),
+# model (what assigns a new trader to a cluster without a refit), clusters (list of {cluster, name,
+# size, ...}) and diagnostics. run_id is allocated max + 1 by the writer.
+clustering_runs = sa.Table(
+    "clustering_runs", metadata,
+    sa.Column("run_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.String(120), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("created_by", sa.String(80), nullable=False),
+    sa.Column("as_of", sa.DateTime, nullable=False),
+    sa.Column("algorithm", sa.String(16), nullable=False),
+    sa.Column("k", sa.Integer),
+    sa.Column("seed", sa.Integer),
+    sa.Column("features", sa.Text, nullable=False),
+    sa.Column("settings", sa.Text),
+    sa.Column("model", sa.Text),
+    sa.Column("clusters", sa.Text),
+    sa.Column("diagnostics", sa.Text),
+)
+
+# Each trader's cluster in a saved run (-1: noise of a density-based run). No foreign key to traders
+# here or below: DuckDB cannot update a parent row that a foreign key references, and imports
+# update traders.
+cluster_assignments = sa.Table(
+    "cluster_assignments", metadata,
+    sa.Column("run_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("trader_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("cluster", sa.Integer, nullable=False),
+)
+
+SEGMENT_KINDS = ("rules", "cluster", "list", "funnel_step")
+
+# Saved segments (analytics.segments): a named definition (JSON) of one kind, versioned; each save
+# of a changed definition adds a segment_versions row and increments version.
+segments = sa.Table(
+    "segments", metadata,
+    sa.Column("segment_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.String(120), nullable=False, unique=True),
+    sa.Column("description", sa.Text),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("definition", sa.Text, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("created_by", sa.String(80), nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+    sa.Column("updated_by", sa.String(80), nullable=False),
+    sa.Column("refreshed_at", sa.DateTime),
+    sa.Column("archived", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+
+segment_versions = sa.Table(
+    "segment_versions", metadata,
+    sa.Column("segment_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("definition", sa.Text, nullable=False),
+    sa.Column("saved_at", sa.DateTime, nullable=False),
+    sa.Column("saved_by", sa.String(80), nullable=False),
+)
+
+# A segment's members as of its last refresh, since when (the refresh that found them).
+segment_members = sa.Table(
+    "segment_members", metadata,
+    sa.Column("segment_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("trader_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("entered_at", sa.DateTime, nullable=False),
+)
+
+# Every change of membership found by a refresh ('entered' or 'left'), with the definition's version:
+# a segment's size over time, and the "entered segment" event, read it.
+segment_changes = sa.Table(
+    "segment_changes", metadata,
+    sa.Column("change_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("segment_id", sa.BigInteger, nullable=False),
+    sa.Column("trader_id", sa.BigInteger, nullable=False),
+    sa.Column("change", sa.String(8), nullable=False),
+    sa.Column("changed_at", sa.DateTime, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+sa.Index("ix_segment_changes_segment", segment_changes.c.segment_id, segment_changes.c.changed_at)
+sa.Index("ix_segment_changes_trader", segment_changes.c.trader_id, segment_changes.c.changed_at)
+
 # Derived tables, rebuilt from the data tables in this order (connectors.rollups.refresh_rollups).
 ROLLUP_TABLES: tuple[sa.Table, ...] = (daily_activity, daily_trading, trading_days, trader_firsts)
 
