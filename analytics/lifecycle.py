@@ -383,6 +383,20 @@ def compute_stage_distribution(
     return frame[STAGE_COLUMNS]
 
 
+def trader_stages(
+    day: date,
+    *,
+    dormant_days: int = DEFAULT_DORMANT_DAYS,
+    churn_days: int = DEFAULT_CHURN_DAYS,
+    trader_filter: TraderFilter = DEFAULT_FILTER,
+) -> sa.Select:
+    """SELECT trader_id, stage: each trader kept by the filter and captured by the end of ``day``,
+    with their stage then (:data:`STAGES`; the rules of :func:`compute_stage_distribution`)."""
+    _check_thresholds(dormant_days, churn_days)
+    staged = _staged([day], dormant_days, churn_days, trader_filter)
+    return sa.select(staged.c.trader_id, staged.c.stage_0.label("stage")).where(staged.c.stage_0.is_not(None))
+
+
 def compute_stage_flows(
     engine: Engine,
     *,
