@@ -28,7 +28,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -41,7 +41,16 @@ from analytics.filters import DEFAULT_FILTER, TraderFilter
 from analytics.periods import epoch_seconds, interval, local_date, midnight
 from analytics.reading import reading
 from connectors.errors import TraderLensError
-from connectors.schema import ASSET_CLASSES, accounts, kyc_events, portal_events, sessions, trades, traders, transactions
+from connectors.schema import (
+    ASSET_CLASSES,
+    accounts,
+    kyc_events,
+    portal_events,
+    sessions,
+    traders,
+    trades,
+    transactions,
+)
 
 MIN_SPAN_DAYS = 7
 WINDOWS = (7, 30, 90)
@@ -450,7 +459,7 @@ def materialise_features(engine: Engine, *, as_of: datetime | date | None = None
     """Compute the snapshot and replace the ``trader_features`` table with it, in one transaction
     (a reader sees the old snapshot or the new one, never half). ``engine`` must be able to write."""
     snapshot = compute_features(engine, as_of=as_of, trader_filter=TraderFilter(include_test=True))
-    computed_at = (now or datetime.now()).replace(microsecond=0)  # noqa: DTZ005 - naive UTC by convention
+    computed_at = (now or datetime.now(UTC).replace(tzinfo=None)).replace(microsecond=0)
     frame = snapshot.frame.reset_index()
     frame.insert(1, "as_of", snapshot.as_of)
     frame.insert(2, "computed_at", computed_at)
