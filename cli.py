@@ -8,6 +8,7 @@
     python cli.py info
     python cli.py changes [--external-id X] [--import N] [--table T] [--format json|csv]
     python cli.py report funnel|retention|lifecycle|kpis ... --format json|csv
+    python cli.py features [--as-of DATE] --out FILE.csv
 
 Every command reads TRADERLENS_DB_URL (default: the embedded DuckDB file data/traderlens.duckdb),
 exits 0 on success and non-zero with a one-line reason on failure. Set TRADERLENS_DEBUG=1 to see
@@ -181,6 +182,51 @@ def cmd_info(args: argparse.Namespace) -> int:
             col = table.c[schema.TIME_COLUMNS[table.name]]
             count, newest = conn.execute(sa.select(sa.func.count(), sa.func.max(col))).one()
             print(f"{table.name:<15}{count:>12,}  {newest or '-'}")
+    return 0
+
+
+def _write_frame(frame, out: str) -> None:
+    """``frame`` as CSV to ``out`` ("-": standard output). A file is written beside its final name and
+    renamed into place, so a failed run never leaves half a file where the last good one was."""
+    if out == "-":
+        frame.to_csv(sys.stdout, index=False)
+        return
+    target = Path(out)
+    if not target.parent.is_dir():
+        raise TraderLensError(f"cannot write {out}: the folder {target.parent} does not exist")
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        frame.to_csv(partial, index=False)
+        partial.replace(target)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise TraderLensError(f"cannot write {out}: {exc.strerror or exc}") from None
+
+
+def _with_external_ids(engine, frame):
+    """``frame`` (indexed by trader_id) with the traders' external ids as its first column,
+    ``trader_external_id``, and without the internal id."""
+    import pandas as pd
+    import sqlalchemy as sa
+
+    from analytics.reading import reading
+    from connectors.schema import traders
+
+    with reading(engine) as conn:
+        ids = pd.DataFrame(conn.execute(sa.select(traders.c.trader_id, traders.c.external_id)).fetchall(),
+                           columns=["trader_id", "trader_external_id"]).set_index("trader_id")
+    out = frame.join(ids, how="left")
+    return out[["trader_external_id", *frame.columns]].reset_index(drop=True)
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    from analytics.features import compute_features
+
+    engine = _engine()
+    snapshot = compute_features(engine, as_of=args.as_of)
+    _write_frame(_with_external_ids(engine, snapshot.frame), args.out)
+    _note(f"{len(snapshot.frame):,} traders, {len(snapshot.frame.columns) - 1} features and the KYC state, from data before "
+          f"{snapshot.as_of:%Y-%m-%d %H:%M} UTC (the start of {snapshot.day})")
     return 0
 
 
@@ -506,6 +552,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser("info", help="row counts and the newest timestamp per table")
     info.set_defaults(func=cmd_info)
+
+    features = sub.add_parser("features", help="every trader's point-in-time features as CSV")
+    features.add_argument("--as-of", type=_date, default=None,
+                          help="use only data before the start of this day (default: the day after the newest data)")
+    features.add_argument("--out", required=True, help="CSV file to write ('-': standard output)")
+    features.set_defaults(func=cmd_features)
 
     _add_report_parsers(sub)
     return parser
