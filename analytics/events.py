@@ -14,6 +14,14 @@ present, and the data span.
 
 Analyses read an event's own table instead of the view: it is one plain SELECT the planner can use
 indexes and range conditions on, where the view is a UNION ALL of twelve branches.
+
+Beside the stream, each saved segment (analytics.segments) gives one more event: ``segment:<name>``,
+"entered segment <name>", at each ``entered`` row of ``segment_changes`` (``occurred_at`` = the refresh's
+``changed_at``). Funnels, retention and lifecycle take it like any other name; it is not part of the
+``trader_events`` stream itself, so a strict funnel's chain is broken only by stream events. The name,
+not the id, is in the event's name, as in every other picker and link; a segment renamed since is no
+longer known by its old name. A portal event whose own name begins with ``segment:`` is read as the
+segment's.
 """
 
 from __future__ import annotations
@@ -30,8 +38,41 @@ from analytics.filters import EVERYONE, TraderFilter
 from analytics.periods import DateRange, local_date
 from analytics.reading import reading
 from connectors import schema
+from connectors.clock import reporting_zone
 from connectors.errors import TraderLensError
-from connectors.schema import CORE_EVENTS, daily_activity, portal_events, trades, trading_days, transactions
+from connectors.schema import (
+    CORE_EVENTS,
+    daily_activity,
+    portal_events,
+    segment_changes,
+    segments,
+    trades,
+    trading_days,
+    transactions,
+)
+
+# "Entered segment X" is the event ``segment:X``.
+SEGMENT_EVENT_PREFIX = "segment:"
+
+
+def segment_event(segment_name: str) -> str:
+    """The name of the event "entered segment ``segment_name``"."""
+    return f"{SEGMENT_EVENT_PREFIX}{segment_name}"
+
+
+def entered_segment(name: str) -> str | None:
+    """The segment's name when ``name`` is an "entered segment" event (:func:`segment_event`), else None."""
+    return name[len(SEGMENT_EVENT_PREFIX):] if name.startswith(SEGMENT_EVENT_PREFIX) else None
+
+
+def _segment_entries(segment_name: str, amount: bool) -> sa.Select:
+    """SELECT trader_id, occurred_at: every time a trader entered the segment of that name."""
+    sc = segment_changes.c
+    segment_id = sa.select(segments.c.segment_id).where(segments.c.name == segment_name).scalar_subquery()
+    columns = [sc.trader_id, sc.changed_at.label("occurred_at")]
+    if amount:
+        columns.append(sa.cast(sa.null(), schema.Money).label("amount_usd"))
+    return sa.select(*columns).where(sc.segment_id == segment_id, sc.change == "entered")
 
 
 def event_select(name: str, *, amount: bool = False) -> sa.Select:
@@ -39,10 +80,14 @@ def event_select(name: str, *, amount: bool = False) -> sa.Select:
     WHERE event = name``, read from the table behind them.
 
     With ``amount`` also ``amount_usd`` (deposits, withdrawals and the FTD in USD, a trade's
-    notional; NULL for other events). A name that is not a core event is a portal event's.
+    notional; NULL for other events). ``segment:<name>``: each entry into that saved segment (module
+    docstring). Any other name that is not a core event is a portal event's.
     """
     if name in CORE_EVENTS:
         return schema.core_event_select(name, amount=amount)
+    segment_name = entered_segment(name)
+    if segment_name is not None:
+        return _segment_entries(segment_name, amount)
     p = portal_events.c
     columns = [p.trader_id, p.occurred_at]
     if amount:
@@ -106,9 +151,14 @@ def activity_spans(name: str) -> sa.Select:
 def activity_days(name: str) -> sa.Select:
     """SELECT ``trader_id``, ``occurred_at``: one row per trader and day (reporting time zone) with
     ``name`` activity, at the day's start (a UTC instant): for :data:`TRADING` the days of
-    :func:`activity_select`, for every other event the days of the ``daily_activity`` rollup."""
+    :func:`activity_select`, for an "entered segment" event the days of its entries (few rows: no rollup),
+    for every other event the days of the ``daily_activity`` rollup."""
     if name == TRADING:
         return _trading_days()
+    if entered_segment(name) is not None:
+        entries = event_select(name).subquery("segment_entries")
+        return sa.select(entries.c.trader_id, reporting_zone().day_start(entries.c.occurred_at).label("occurred_at")
+                         ).distinct()
     da = daily_activity.c
     return sa.select(da.trader_id, da.day.label("occurred_at")).where(da.event == name)
 
@@ -160,7 +210,8 @@ def churn_activity() -> ChurnActivity:
 
 def list_event_names(engine: Engine) -> list[str]:
     """Names of the events present: core events in :data:`CORE_EVENTS` order (the order a trader
-    meets them), then portal events A-Z.
+    meets them), then portal events A-Z, then "entered segment" events of the segments that are not
+    archived, by segment name (:func:`segment_event`; listed before their first entry too).
 
     Each core event is one EXISTS probe, so this stays fast on large data; the FTD is probed as an
     approved deposit, which exists exactly when an FTD does.
@@ -171,9 +222,13 @@ def list_event_names(engine: Engine) -> list[str]:
     with reading(engine) as conn:
         present = conn.execute(sa.select(*probes)).one()
         portal_names = list(conn.execute(portal).scalars())
-    # Importers refuse portal events named like a core event; one written another way is not listed twice.
+        segment_names = list(conn.execute(sa.select(segments.c.name).where(segments.c.archived.is_(sa.false()))
+                                          .order_by(segments.c.name)).scalars())
+    # Importers refuse portal events named like a core event; one written another way is not listed twice,
+    # nor one named like a segment's event, which reads the segment (module docstring).
     return [name for name, ok in zip(CORE_EVENTS, present, strict=True) if ok] + [
-        name for name in portal_names if name not in CORE_EVENTS]
+        name for name in portal_names if name not in CORE_EVENTS and entered_segment(name) is None] + [
+        segment_event(name) for name in segment_names]
 
 
 class UnknownEvent(TraderLensError):

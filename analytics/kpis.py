@@ -28,7 +28,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
 from analytics.events import TRADING, ChurnActivity, activity_select, churn_activity, first_deposits, read_event_span
-from analytics.filters import DEFAULT_FILTER, EVERYONE, STANDARD_TIER, TraderFilter
+from analytics.filters import DEFAULT_FILTER, EVERYONE, NO_SEGMENT, STANDARD_TIER, TraderFilter, segment_memberships
 from analytics.periods import (
     DateRange,
     Period,
@@ -57,7 +57,7 @@ TrendMetric = Literal[
     "registrations", "kyc_approvals", "ftds", "deposits", "withdrawals", "net_deposits", "depositors",
     "active_traders", "trades", "volume_usd", "client_pnl",
 ]
-Dimension = Literal["country", "acquisition_channel", "affiliate_id", "platform", "vip_tier"]
+Dimension = Literal["country", "acquisition_channel", "affiliate_id", "platform", "vip_tier", "segment"]
 
 TREND_METRICS: tuple[str, ...] = get_args(TrendMetric)
 DIMENSIONS: tuple[str, ...] = get_args(Dimension)
@@ -561,12 +561,12 @@ def compute_kpi_trend(engine: Engine, *, metric: str, date_range: DateRange, per
 
 DIMENSION_LABELS: dict[str, str] = {
     "country": "Country", "acquisition_channel": "Acquisition channel", "affiliate_id": "Affiliate (IB)",
-    "platform": "Platform", "vip_tier": "VIP tier",
+    "platform": "Platform", "vip_tier": "VIP tier", "segment": "Segment",
 }
 # What a missing attribute is shown as.
 MISSING_LABELS: dict[str, str] = {
     "country": "Unknown", "acquisition_channel": "Unknown", "affiliate_id": "No affiliate",
-    "platform": "No account", "vip_tier": STANDARD_TIER,
+    "platform": "No account", "vip_tier": STANDARD_TIER, "segment": NO_SEGMENT,
 }
 BREAKDOWN_COLUMNS = ["value", "registrations", "ftds", "cohort_registrations", "cohort_ftds", "ftd_conversion",
                      "deposits", "withdrawals", "net_deposits", "active_traders", "volume_usd"]
@@ -578,6 +578,13 @@ def _dimension(dimension: str, trader_filter: TraderFilter) -> sa.Subquery:
     if dimension not in DIMENSIONS:
         raise ValueError(f"unknown dimension {dimension!r}; use one of {', '.join(DIMENSIONS)}")
     missing = sa.literal(MISSING_LABELS[dimension])
+    if dimension == "segment":
+        # One row per segment a trader is in (counted in each), or one NO_SEGMENT row.
+        member = segment_memberships().subquery("memberships")
+        return (sa.select(traders.c.trader_id, traders.c.registered_at,
+                          sa.func.coalesce(member.c.segment, missing).label("value"))
+                .select_from(traders.outerjoin(member, member.c.trader_id == traders.c.trader_id))
+                .where(*trader_filter.conditions()).subquery("dim"))
     if dimension != "platform":
         return (sa.select(traders.c.trader_id, traders.c.registered_at,
                           sa.func.coalesce(traders.c[dimension], missing).label("value"))
@@ -603,7 +610,9 @@ def compute_breakdown(engine: Engine, *, dimension: str, date_range: DateRange,
     ``rank_by`` (any numeric column), then the rest summed as "Other".
 
     ``platform`` is the platform of a trader's first live account, so each trader (and all their
-    trading) counts once. Missing values show as :data:`MISSING_LABELS`.
+    trading) counts once. ``segment`` is each saved segment that is not archived (current members): a
+    trader in two segments counts in both, and every segment is shown (no "Other", whose sum would count
+    such traders twice). Missing values show as :data:`MISSING_LABELS`.
 
     Columns: ``value`` (str), ``registrations``, ``ftds``, ``cohort_registrations`` and
     ``cohort_ftds`` (registrations at least 7 days before the data end, and those of them with an
@@ -656,7 +665,7 @@ def compute_breakdown(engine: Engine, *, dimension: str, date_range: DateRange,
         )
         frame = pd.DataFrame(conn.execute(query).mappings().all(),
                              columns=[c for c in BREAKDOWN_COLUMNS if c not in ("ftd_conversion", "net_deposits")])
-    return _top_and_other(frame, top=top, rank_by=rank_by)
+    return _top_and_other(frame, top=max(top, len(frame)) if dimension == "segment" else top, rank_by=rank_by)
 
 
 def _top_and_other(frame: pd.DataFrame, *, top: int, rank_by: str) -> pd.DataFrame:

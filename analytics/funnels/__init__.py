@@ -44,6 +44,7 @@ from analytics.funnels.spec import (
     NONE_VALUE,
     ORDERS,
     OTHER,
+    SEGMENT_BREAKDOWN,
     TRADER_BREAKDOWNS,
     WINDOW_UNITS,
     Attribution,
@@ -60,7 +61,8 @@ from analytics.funnels.spec import (
 __all__ = [
     "BULK_EVENTS", "DEFAULT_BREAKDOWN_LIMIT", "DEFAULT_FILTER", "DEFAULT_WINDOW_S", "DROPOFF_COLUMNS",
     "DROPOFF_STATUSES", "DROPPED", "HISTOGRAM_COLUMNS", "IN_WINDOW", "MAX_STEPS", "MAX_WINDOW_DAYS", "MAX_WINDOW_S",
-    "NONE_VALUE", "ORDERS", "OTHER", "STEP_COLUMNS", "TRADER_BREAKDOWNS", "TREND_COLUMNS", "WINDOW_UNITS",
+    "NONE_VALUE", "ORDERS", "OTHER", "SEGMENT_BREAKDOWN", "STEP_COLUMNS", "TRADER_BREAKDOWNS", "TREND_COLUMNS",
+    "WINDOW_UNITS",
     "Attribution", "BreakdownKind", "Dropoffs", "Exclusion", "FunnelRejected", "FunnelResult", "FunnelSpec",
     "Order", "StepFilter", "compute_dropoffs",
     "compute_funnel", "compute_funnel_trends", "compute_time_to_convert", "dropoffs_of", "time_to_convert_of",

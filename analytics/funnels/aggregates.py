@@ -11,7 +11,7 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from analytics.events import compute_data_span
-from analytics.filters import DEFAULT_FILTER, TraderFilter
+from analytics.filters import DEFAULT_FILTER, NO_SEGMENT, TraderFilter
 from analytics.funnels.kernels import trends_pass
 from analytics.funnels.people import Dropoffs, People, follow_people, list_dropoffs
 from analytics.funnels.spec import OTHER, US, FunnelRejected, FunnelSpec, validate_spec
@@ -116,6 +116,20 @@ def _grouped_labels(spec: FunnelSpec, people: People) -> tuple[np.ndarray, tuple
     return group[codes], (*values, OTHER) if len(ranked) > len(top) else values
 
 
+def _segment_members(spec: FunnelSpec, people: People) -> dict[str, np.ndarray]:
+    """A breakdown by segment: the ``breakdown_limit`` segments with the most traders at step 1 (then A-Z),
+    then the traders in none of the segments (NO_SEGMENT), each as a mask over the people; a trader in two
+    segments is in both."""
+    assert people.groups is not None
+    ranked = sorted((group for group in people.groups if group[1].any()), key=lambda g: (-int(g[1].sum()), g[0]))
+    shown = dict(ranked[:spec.breakdown_limit])
+    in_none = ~np.logical_or.reduce([inside for _, inside in people.groups]) if people.groups else (
+        np.ones(len(people.trader_id), dtype=bool))
+    if in_none.any():
+        shown[NO_SEGMENT] = in_none
+    return shown
+
+
 def compute_funnel(engine: Engine, spec: FunnelSpec, *, date_range: DateRange | None = None,
                    trader_filter: TraderFilter = DEFAULT_FILTER) -> FunnelResult:
     """Conversion per step of ``spec`` for traders passing ``trader_filter``; every step event must fall in
@@ -123,10 +137,15 @@ def compute_funnel(engine: Engine, spec: FunnelSpec, *, date_range: DateRange | 
     people = follow_people(engine, spec, date_range, trader_filter)
     if people.labels is None:
         return FunnelResult(spec, _step_rows(spec, people.reached, people.times), (), people)
-    group, values = _grouped_labels(spec, people)
+    if people.groups is not None:
+        members = _segment_members(spec, people)
+        values = tuple(members)
+    else:
+        group, values = _grouped_labels(spec, people)
+        members = {value: group == g for g, value in enumerate(values)}
     blocks = []
-    for g, value in enumerate(values):
-        at = group == g
+    for value in values:
+        at = members[value]
         block = _step_rows(spec, people.reached[at], people.times[at])
         block["breakdown_value"] = value
         blocks.append(block)

@@ -12,8 +12,8 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from analytics.events import event_select
-from analytics.filters import STANDARD_TIER, TraderFilter
+from analytics.events import entered_segment, event_select
+from analytics.filters import NO_SEGMENT, STANDARD_TIER, TraderFilter, read_segment_options, segment_memberships
 from analytics.funnels.kernels import ordered_pass, unordered_pass
 from analytics.funnels.sources import _epoch_us, _in_range, _property_text
 from analytics.funnels.spec import NONE_VALUE, US, Attribution, FunnelRejected, FunnelSpec, validate_spec
@@ -27,12 +27,15 @@ from connectors.schema import CORE_EVENTS, accounts, traders
 @dataclass(frozen=True, eq=False)
 class People:
     """Traders who entered the funnel: ids (sorted), furthest step of the kept attempt (1..n), that
-    attempt's step times (epoch microseconds, one column per step) and breakdown labels."""
+    attempt's step times (epoch microseconds, one column per step) and breakdown labels. A breakdown by
+    segment also has ``groups``: (segment name, which of the traders are its members) per segment, A-Z,
+    the label being the names of a trader's segments ("A, B"; NO_SEGMENT for none)."""
 
     trader_id: np.ndarray
     reached: np.ndarray
     times: np.ndarray
     labels: np.ndarray | None
+    groups: tuple[tuple[str, np.ndarray], ...] | None = None
 
 
 def _event_labels(events: EventStream, attribution: Attribution) -> np.ndarray:
@@ -88,6 +91,26 @@ def _trader_labels(conn: Connection, attribute: str, attribution: Attribution, t
     return labels
 
 
+def _segment_groups(conn: Connection, trader_ids: np.ndarray) -> tuple[np.ndarray, tuple[tuple[str, np.ndarray], ...]]:
+    """Per trader id (sorted), the names of their current segments as one label, and per segment (not
+    archived, A-Z) which of them are members."""
+    names = {option.segment_id: option.name for option in read_segment_options(conn)}
+    memberships = segment_memberships().subquery("memberships")
+    bounds = (int(trader_ids.min()), int(trader_ids.max())) if len(trader_ids) else (0, -1)
+    pairs = fetch_columns(conn, sa.select(memberships.c.trader_id, memberships.c.segment_id)
+                          .where(memberships.c.trader_id.between(*bounds)))
+    member = np.asarray(pairs["trader_id"], dtype=np.int64)
+    segment = np.asarray(pairs["segment_id"], dtype=np.int64)
+    labels = np.full(len(trader_ids), "", dtype=object)
+    groups = []
+    for segment_id, name in sorted(names.items(), key=lambda item: (item[1], item[0])):
+        inside = np.isin(trader_ids, member[segment == segment_id])
+        labels[inside] = np.where(labels[inside] == "", name, labels[inside] + ", " + name)
+        groups.append((str(name), inside))
+    labels[labels == ""] = NO_SEGMENT
+    return labels, tuple(groups)
+
+
 def follow_people(engine: Engine, spec: FunnelSpec, date_range: DateRange | None,
                   trader_filter: TraderFilter) -> People:
     """Run the funnel for every trader; keep those who entered it."""
@@ -109,13 +132,16 @@ def follow_people(engine: Engine, spec: FunnelSpec, date_range: DateRange | None
                                           spec.order == "strict")
         entered = reached > 0
         trader_id = events.people[entered]
+        groups = None
         if spec.breakdown and spec.breakdown_kind == "trader":
             labels = _trader_labels(conn, spec.breakdown, spec.attribution, trader_id, trader_filter)
+        elif spec.breakdown and spec.breakdown_kind == "segment":
+            labels, groups = _segment_groups(conn, trader_id)
         elif labels is not None:
             labels = labels[np.searchsorted(label_people, trader_id)]
     if labels is not None:
         labels = np.array([NONE_VALUE if v is None else str(v) for v in labels], dtype=object)
-    return People(trader_id, reached[entered].astype(np.int64), times[entered], labels)
+    return People(trader_id, reached[entered].astype(np.int64), times[entered], labels, groups)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,7 +210,8 @@ def _latest_starts(conn: Connection, spec: FunnelSpec, date_range: DateRange | N
     if flt is not None:
         # A filtered step matches portal events with that property only (a core event never).
         source = (source.where(_property_text(conn.dialect.name, flt.key) == flt.value)
-                  if spec.steps[0] not in CORE_EVENTS else source.where(sa.false()))
+                  if spec.steps[0] not in CORE_EVENTS and entered_segment(spec.steps[0]) is None
+                  else source.where(sa.false()))
     rows = _in_range(source, date_range).subquery("step_one")
     return (sa.select(rows.c.trader_id, sa.func.max(rows.c.occurred_at).label("last_start"))
             .where(rows.c.trader_id.between(*bounds))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
-from analytics.events import event_select
+from analytics.events import entered_segment, event_select
 from analytics.filters import TraderFilter
 from analytics.funnels.spec import US, FunnelSpec, StepFilter
 from analytics.periods import DateRange, interval
@@ -86,7 +86,8 @@ class EventPlan:
             e for events in self.exclusion_bits.values() for e in events}
 
     def core_mask(self, name: str) -> int:
-        """Mask of a core event (core events carry no properties, so filtered steps never match)."""
+        """Mask of a core or "entered segment" event (neither carries properties, so filtered steps never
+        match)."""
         mask = 0
         for bit, (event, flt) in self.step_bits.items():
             if event == name and flt is None:
@@ -101,14 +102,17 @@ class EventPlan:
         terms: list[ColumnElement] = []
         ev = portal_events.c.event
         for bit, (event, flt) in self.step_bits.items():
+            if entered_segment(event) is not None:
+                continue  # read from segment_changes (event_queries), never from a portal event
             cond = ev == event
             if flt is not None:
                 cond = sa.and_(cond, _property_text(dialect, flt.key) == flt.value)
             terms.append(sa.case((cond, sa.literal(1 << bit, sa.BigInteger)), else_=sa.literal(0, sa.BigInteger)))
         for bit, events in self.exclusion_bits.items():
-            terms.append(sa.case((ev.in_(events), sa.literal(1 << bit, sa.BigInteger)),
+            portal_names = [e for e in events if entered_segment(e) is None]
+            terms.append(sa.case((ev.in_(portal_names), sa.literal(1 << bit, sa.BigInteger)),
                                  else_=sa.literal(0, sa.BigInteger)))
-        mask = terms[0]
+        mask = terms[0] if terms else sa.literal(0, sa.BigInteger)  # every step an "entered segment" one
         for term in terms[1:]:
             mask = mask + term  # each bit comes from exactly one term, so + is a bitwise OR
         return mask
@@ -284,9 +288,14 @@ def event_queries(plan: EventPlan, dialect: str, date_range: DateRange | None, t
             light.append(shaped(_in_range(source, date_range), mask, None))
         elif strict:
             unrelated.append((shaped(_in_range(source, date_range), 0, None), name))
+    # "Entered segment" steps and exclusions: a few rows each, read whole. They are not events of the
+    # trader_events stream, so they never break a strict chain unless they are part of the funnel.
+    segment_names = sorted(name for name in plan.names if entered_segment(name) is not None)
+    for name in segment_names:
+        light.append(shaped(_in_range(event_select(name), date_range), plan.core_mask(name), None))
     portal = sa.select(portal_events.c.trader_id, portal_events.c.occurred_at)
     if not strict:
-        portal = portal.where(portal_events.c.event.in_(sorted(plan.names)))
+        portal = portal.where(portal_events.c.event.in_(sorted(plan.names.difference(segment_names))))
     portal_mask = plan.portal_mask(dialect)
     portal = shaped(_in_range(portal, date_range), portal_mask,
                     _property_text(dialect, prop_key) if prop_key else None)

@@ -12,7 +12,7 @@ from connectors.errors import TraderLensError
 
 Order = Literal["ordered", "strict", "unordered"]
 Attribution = Literal["first_touch", "last_touch"]
-BreakdownKind = Literal["trader", "event"]
+BreakdownKind = Literal["trader", "event", "segment"]
 
 ORDERS: tuple[str, ...] = ("ordered", "strict", "unordered")
 DEFAULT_WINDOW_S = 14 * 86_400
@@ -24,6 +24,8 @@ MAX_STEPS = 20
 DEFAULT_BREAKDOWN_LIMIT = 25
 OTHER = "Other"
 NONE_VALUE = "(none)"
+# ``FunnelSpec(breakdown=SEGMENT_BREAKDOWN, breakdown_kind="segment")``: one block per saved segment.
+SEGMENT_BREAKDOWN = "segment"
 WINDOW_UNITS: dict[str, int] = {
     "second": 1, "minute": 60, "hour": 3600, "day": 86_400, "week": 7 * 86_400,
     "month": 31 * 86_400,  # a funnel "month" is 31 days, not a calendar month
@@ -68,7 +70,11 @@ class FunnelSpec:
 
     ``breakdown`` is a trader attribute (``breakdown_kind="trader"``, one of TRADER_BREAKDOWNS) or a
     JSON key of portal-event properties (``"event"``); the top ``breakdown_limit`` values are kept
-    and the rest is grouped as "Other". ``step_filters`` optionally narrows steps by an event property
+    and the rest is grouped as "Other". With ``breakdown_kind="segment"`` (``breakdown`` is
+    SEGMENT_BREAKDOWN) each saved segment that is not archived is a block of its current members, the
+    ``breakdown_limit`` with the most traders at step 1, and then the traders in none of them; a trader in
+    two segments counts in both, so the blocks can add up to more than the funnel.
+    ``step_filters`` optionally narrows steps by an event property
     (aligned with ``steps``; missing entries mean no filter).
     """
 
@@ -144,8 +150,11 @@ def validate_spec(spec: FunnelSpec) -> None:
         elif spec.breakdown_kind == "event":
             if not _PROPERTY_KEY.match(spec.breakdown):
                 raise FunnelRejected(f"{spec.breakdown!r} is not an event property name.")
+        elif spec.breakdown_kind == "segment":
+            if spec.breakdown != SEGMENT_BREAKDOWN:
+                raise FunnelRejected(f"A breakdown by segment is named {SEGMENT_BREAKDOWN!r}, not {spec.breakdown!r}.")
         else:
-            raise FunnelRejected(f"Unknown breakdown kind {spec.breakdown_kind!r}; use trader or event.")
+            raise FunnelRejected(f"Unknown breakdown kind {spec.breakdown_kind!r}; use trader, event or segment.")
         if spec.attribution not in ("first_touch", "last_touch"):
             raise FunnelRejected(f"Unknown attribution {spec.attribution!r}; use first_touch or last_touch.")
         if spec.breakdown_limit < 1:
