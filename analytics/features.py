@@ -238,13 +238,19 @@ def _aggregates(as_of: datetime, ids: TraderScope | None) -> list[sa.Subquery]:
         _count_if(closed).label("closed_count"),
         _sum_if(closed, t.profit_usd + t.commission_usd + t.swap_usd).label("realised_pnl_usd"),
         _count_if(sa.and_(closed, t.profit_usd > 0)).label("wins"),
-        _median(sa.case((closed, epoch_seconds(t.closed_at - t.opened_at)))).label("median_hold_s"),
         _count_if(sa.and_(closed, t.closed_at < t.opened_at + interval(SHORT_HOLD_S, "seconds"))).label("short_holds"),
         *(_count_if(t.asset_class == c).label(f"n_{c}") for c in ASSET_CLASSES),
         sa.func.avg(t.leverage_used).label("avg_leverage_used"),
-        sa.func.count(sa.distinct(t.symbol)).label("symbols_traded"),
         _count_if(t.channel == "expert").label("expert_trades"),
     ).where(t.opened_at < as_of, *scoped(trades)).group_by(t.trader_id).subquery("trading")
+    # The median and the distinct count sort each trader's rows; apart from the sums (which PostgreSQL
+    # hashes in parallel) they sort two narrow columns instead of every row with thirty sums: 15 s -> 3 s
+    # on 8.5 million positions.
+    shape = sa.select(
+        t.trader_id,
+        _median(sa.case((closed, epoch_seconds(t.closed_at - t.opened_at)))).label("median_hold_s"),
+        sa.func.count(sa.distinct(t.symbol)).label("symbols_traded"),
+    ).where(t.opened_at < as_of, *scoped(trades)).group_by(t.trader_id).subquery("shape")
 
     x = transactions.c
     approved = x.status == "approved"
@@ -295,7 +301,7 @@ def _aggregates(as_of: datetime, ids: TraderScope | None) -> list[sa.Subquery]:
     a = accounts.c
     leverage = (sa.select(a.trader_id, sa.func.max(a.leverage).label("account_leverage"))
                 .where(a.opened_at < as_of, *scoped(accounts)).group_by(a.trader_id).subquery("leverage"))
-    return [trading, ledger, logins, portal, kyc, leverage]
+    return [trading, shape, ledger, logins, portal, kyc, leverage]
 
 
 def features_query(as_of: datetime, *, trader_filter: TraderFilter = DEFAULT_FILTER,
