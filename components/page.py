@@ -95,7 +95,9 @@ def _new_loader(compute: Callable[..., R], ttl: str, max_entries: int, spinner: 
 
 
 load_data_span = loader(compute_data_span, ttl="5m", max_entries=8)
-load_filter_options = loader(compute_filter_options, ttl="5m", max_entries=8)
+# One minute: the options carry each saved segment's last refresh, which stamps the trader filter, so
+# cached results follow a segment's refresh within a minute.
+load_filter_options = loader(compute_filter_options, ttl="1m", max_entries=8)
 
 
 def header(title: str, caption: str | Callable[[View], str] | None = None, *, needs_data: bool = True) -> View:

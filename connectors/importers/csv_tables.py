@@ -120,11 +120,18 @@ _LANGUAGE = text_reader(schema.traders.c.language)
 _CORE_EVENTS = frozenset(e.lower() for e in schema.CORE_EVENTS)
 
 
+SEGMENT_EVENT_PREFIX = "segment:"
+
+
 def _event_name(raw: str) -> str:
     name = text_reader(schema.portal_events.c.event)(raw)
     if name.lower() in _CORE_EVENTS:
         raise BadValue(f"'{raw}' is a core event name; portal events may not use "
                        f"{', '.join(schema.CORE_EVENTS)}")
+    if name.lower().startswith(SEGMENT_EVENT_PREFIX):
+        # "segment:<name>" is the event of entering a saved segment, which funnels and retention read.
+        raise BadValue(f"'{raw}' starts with '{SEGMENT_EVENT_PREFIX}', which names the event of entering a saved "
+                       "segment; rename the portal event")
     return name
 
 

@@ -306,6 +306,8 @@ MALFORMED: list[tuple[str, str, str | bytes, int | None, str | None, str]] = [
      "T-1001,2024-01-01T00:00:00Z,5,tv\n", 2, "surface", "not one of web"),
     ("core-event-name", "portal_events", "trader_external_id,event,occurred_at\n"
      "T-1001,Deposit,2024-01-01T00:00:00Z\n", 2, "event", "core event name"),
+    ("segment-event-name", "portal_events", "trader_external_id,event,occurred_at\n"
+     "T-1001,Segment:VIP,2024-01-01T00:00:00Z\n", 2, "event", "entering a saved segment"),
     ("properties-not-object", "portal_events", "trader_external_id,event,occurred_at,properties\n"
      'T-1001,page_view,2024-01-01T00:00:00Z,"[1, 2]"\n', 2, "properties", "JSON object"),
     ("properties-bad-json", "portal_events", "trader_external_id,event,occurred_at,properties\n"
