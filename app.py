@@ -25,7 +25,9 @@ pages = {
                            url_path="cohorts"),
                   PageSpec("pages/funnels.py", title="Funnels & conversion", icon=":material/filter_alt:",
                            url_path="funnels"),
-                  PageSpec("pages/lifecycle.py", title="Lifecycle", icon=":material/autorenew:", url_path="lifecycle")],
+                  PageSpec("pages/lifecycle.py", title="Lifecycle", icon=":material/autorenew:", url_path="lifecycle"),
+                  PageSpec("pages/trader_360.py", title="Trader 360", icon=":material/person_search:",
+                           url_path="trader")],
     "Admin": [PageSpec("pages/data.py", title="Data", icon=":material/database:", url_path="data")],
 }
 # Navigation is declared before the database is opened: once st.navigation has run, Streamlit
