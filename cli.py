@@ -9,6 +9,7 @@
     python cli.py changes [--external-id X] [--import N] [--table T] [--format json|csv]
     python cli.py report funnel|retention|lifecycle|kpis ... --format json|csv
     python cli.py features [--as-of DATE] --out FILE.csv
+    python cli.py segments list | refresh [NAME ...] | export NAME --out FILE.csv
 
 Every command reads TRADERLENS_DB_URL (default: the embedded DuckDB file data/traderlens.duckdb),
 exits 0 on success and non-zero with a one-line reason on failure. Set TRADERLENS_DEBUG=1 to see
@@ -185,18 +186,18 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_frame(frame, out: str) -> None:
-    """``frame`` as CSV to ``out`` ("-": standard output). A file is written beside its final name and
+def _write_text(text: str, out: str) -> None:
+    """``text`` to the file ``out`` ("-": standard output). A file is written beside its final name and
     renamed into place, so a failed run never leaves half a file where the last good one was."""
     if out == "-":
-        frame.to_csv(sys.stdout, index=False)
+        sys.stdout.write(text)
         return
     target = Path(out)
     if not target.parent.is_dir():
         raise TraderLensError(f"cannot write {out}: the folder {target.parent} does not exist")
     partial = target.with_name(f".{target.name}.partial")
     try:
-        frame.to_csv(partial, index=False)
+        partial.write_text(text, encoding="utf-8")
         partial.replace(target)
     except OSError as exc:
         partial.unlink(missing_ok=True)
@@ -224,9 +225,53 @@ def cmd_features(args: argparse.Namespace) -> int:
 
     engine = _engine()
     snapshot = compute_features(engine, as_of=args.as_of)
-    _write_frame(_with_external_ids(engine, snapshot.frame), args.out)
-    _note(f"{len(snapshot.frame):,} traders, {len(snapshot.frame.columns) - 1} features and the KYC state, from data before "
-          f"{snapshot.as_of:%Y-%m-%d %H:%M} UTC (the start of {snapshot.day})")
+    # Full precision: a data file for other tools, not the rounded readable export of the pages.
+    _write_text(_with_external_ids(engine, snapshot.frame).to_csv(index=False), args.out)
+    _note(f"{len(snapshot.frame):,} traders, {len(snapshot.frame.columns) - 1} features and the KYC state, "
+          f"from data before {snapshot.as_of:%Y-%m-%d %H:%M} UTC (the start of {snapshot.day})")
+    return 0
+
+
+def cmd_segments_list(args: argparse.Namespace) -> int:
+    from analytics.segments import list_segments
+
+    frame = list_segments(_engine(), include_archived=args.archived)
+    columns = ["name", "kind", "version", "size", "refreshed_at", "updated_at", "updated_by", "description"]
+    if args.archived:
+        columns.append("archived")
+    _emit(frame[columns].to_dict("records"), args.format)
+    return 0
+
+
+def cmd_segments_refresh(args: argparse.Namespace) -> int:
+    from analytics.features import ensure_features
+    from analytics.segments import refresh_segments
+
+    engine = _engine(write=True)
+    snapshot, recomputed = ensure_features(engine)
+    if recomputed:
+        _note(f"recomputed the feature snapshot rules read: {snapshot.traders:,} traders as of "
+              f"{snapshot.as_of:%Y-%m-%d %H:%M} UTC")
+    results = refresh_segments(engine, args.names or None)
+    failed = 0
+    for r in results:
+        if r.error:
+            failed += 1
+            print(f"{r.name}: NOT refreshed, members unchanged ({r.size:,}): {r.error}")
+        else:
+            print(f"{r.name}: {r.size:,} members (+{r.entered:,} entered, -{r.left:,} left) in {r.seconds:.2f} s")
+    if not results:
+        print("no saved segments")
+    return 1 if failed else 0
+
+
+def cmd_segments_export(args: argparse.Namespace) -> int:
+    from analytics.export import to_csv
+    from analytics.segments import export_members
+
+    frame = export_members(_engine(), args.name)
+    _write_text(to_csv(frame), args.out)
+    _note(f"{len(frame):,} members of {args.name!r}")
     return 0
 
 
@@ -558,6 +603,22 @@ def build_parser() -> argparse.ArgumentParser:
                           help="use only data before the start of this day (default: the day after the newest data)")
     features.add_argument("--out", required=True, help="CSV file to write ('-': standard output)")
     features.set_defaults(func=cmd_features)
+
+    segments = sub.add_parser("segments", help="saved segments: list, refresh their members, export them")
+    segment_commands = segments.add_subparsers(dest="segments_command", required=True)
+    listing = segment_commands.add_parser("list", help="saved segments with their size and last refresh")
+    listing.add_argument("--archived", action="store_true", help="include archived segments")
+    listing.add_argument("--format", choices=("json", "csv"), default="json")
+    listing.set_defaults(func=cmd_segments_list)
+    refresh = segment_commands.add_parser(
+        "refresh", help="recompute members (all segments, or the named ones) and record who entered and left; "
+                        "for cron")
+    refresh.add_argument("names", nargs="*", metavar="NAME")
+    refresh.set_defaults(func=cmd_segments_refresh)
+    export = segment_commands.add_parser("export", help="a segment's current members as CSV")
+    export.add_argument("name", metavar="NAME")
+    export.add_argument("--out", required=True, help="CSV file to write ('-': standard output)")
+    export.set_defaults(func=cmd_segments_export)
 
     _add_report_parsers(sub)
     return parser

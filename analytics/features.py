@@ -497,3 +497,20 @@ def materialised_snapshot(engine: Engine) -> MaterialisedSnapshot | None:
         f = _feature_table.c
         row = conn.execute(sa.select(sa.func.max(f.as_of), sa.func.count(), sa.func.max(f.computed_at))).one()
     return None if row[1] == 0 else MaterialisedSnapshot(row[0], int(row[1]), row[2])
+
+
+def ensure_features(engine: Engine, *, now: datetime | None = None) -> tuple[MaterialisedSnapshot, bool]:
+    """The materialised snapshot, recomputed first when it is missing or stale: its as-of is not the
+    current one (a new day of data) or an import finished after it was computed. (snapshot, whether it
+    was recomputed). ``engine`` must be able to write; an empty database raises :class:`BadAsOf`."""
+    from connectors.schema import imports
+
+    current = materialised_snapshot(engine)
+    if current is not None:
+        with reading(engine) as conn:
+            last_import = conn.execute(sa.select(sa.func.max(imports.c.imported_at))).scalar()
+        fresh = current.as_of == snapshot_time(engine, None) and (last_import is None
+                                                                   or last_import <= current.computed_at)
+        if fresh:
+            return current, False
+    return materialise_features(engine, now=now), True
