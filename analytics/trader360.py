@@ -621,7 +621,8 @@ class FeatureComparison:
 
     @property
     def registered(self) -> bool:
-        """False when the trader registered after ``as_of`` (no features yet)."""
+        """False when the trader had not registered by ``as_of`` (a lead): features describe registered
+        traders."""
         return self.table["value"].notna().any() or self.kyc_state is not None
 
 

@@ -244,21 +244,22 @@ def comparison_table(comparison: FeatureComparison) -> pd.DataFrame:
     return shown
 
 
-def render_peer_choice(where: object, choices: list[Peers], *, key: str, select: Callable) -> Peers | None:
-    """A select of the groups to compare with (``select`` is the URL-bound selectbox), None without any."""
+def render_peer_choice(choices: list[Peers], *, key: str) -> Peers | None:
+    """A select of the groups to compare the trader with (their clusters, then their segments); None
+    without any. Not bound to the URL: the choices are this trader's own."""
     if not choices:
         return None
-    names = {f"{p.kind}:{p.ref}:{p.cluster if p.cluster is not None else ''}": p for p in choices}
-    chosen = select(where, "Compare with", list(names), format_func=lambda k: names[k].name, key=key,
-                    help="The trader's clusters in saved clustering runs and the saved segments they belong to.")
+    names = {f"{p.kind}:{p.ref}:{'' if p.cluster is None else p.cluster}": p for p in choices}
+    chosen = st.selectbox("Compare with", list(names), format_func=lambda k: names[k].name, key=key,
+                          help="The trader's clusters in saved clustering runs and the saved segments they are in.")
     return names.get(chosen)
 
 
 def render_feature_comparison(comparison: FeatureComparison, *, key: str, file_name: str) -> None:
     """The trader's features beside the population's and their peers', with z-scores and percentiles."""
     if not comparison.registered:
-        st.info(f"No features yet: the trader registered on or after {comparison.as_of:%d %b %Y}.",
-                icon=":material/hourglass_empty:")
+        st.info(f"No features: the trader had not registered by {comparison.as_of:%d %b %Y} (features describe "
+                "registered traders).", icon=":material/hourglass_empty:")
         return
     if comparison.snapshot_as_of is None:
         st.info("No feature snapshot of all traders has been materialised yet, so only this trader's values are "

@@ -55,7 +55,7 @@ def timeline_section(trader_id: int) -> None:
 def features_section(trader_id: int) -> None:
     st.subheader("Features against peers and everyone", divider="gray", anchor=False)
     choices = load_memberships(trader_id).peer_choices()
-    peers = sections.render_peer_choice(st, choices, key="trader360.peers", select=params.selectbox)
+    peers = sections.render_peer_choice(choices, key="trader360.peers")
     comparison = load_comparison(trader_id, peers=peers)
     sections.render_feature_comparison(comparison, key="trader360.features",
                                        file_name=f"trader_{trader_id}_features.csv")
