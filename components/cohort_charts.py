@@ -7,6 +7,7 @@ most), so the browser receives kilobytes.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Literal
 
 import altair as alt
@@ -15,6 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from analytics.cohorts import ALL_COHORTS, CohortRate, EngagementResult, RetentionResult
+from analytics.events import entered_segment
 from components.figures import TEXT, memoised_figure, render_chart, styled
 from components.tables import fit_height, render_table
 from components.text import escape_markdown
@@ -43,7 +45,11 @@ COHORT_FORMATS = {"day": "%a %d %b %Y", "week": "%d %b %Y", "month": "%b %Y"}
 
 
 def event_label(name: str) -> str:
-    """'ftd' → 'First deposit (FTD)'; a portal event 'deposit_page_view' → 'Deposit page view'."""
+    """'ftd' → 'First deposit (FTD)'; a portal event 'deposit_page_view' → 'Deposit page view'; an "entered
+    segment" event 'segment:VIP churners' → 'Entered segment: VIP churners'."""
+    segment = entered_segment(name)
+    if segment is not None:
+        return f"Entered segment: {segment}"
     return EVENT_LABELS.get(name) or name.replace("_", " ").capitalize()
 
 
@@ -381,3 +387,61 @@ def render_engagement(result: EngagementResult, *, key: str, note: str = "") -> 
                      column_config={"Traders": st.column_config.NumberColumn(format="localized"),
                                     "Retained": st.column_config.NumberColumn(format="localized"),
                                     "Rate": pct, "95% CI low": pct, "95% CI high": pct})
+
+
+# ---------------------------------------------------------------------------------------------
+# Retention by segment
+
+# Categorical colours of the segments' curves (the theme's muted family); the reference curve is TEXT.
+SEGMENT_COLORS = ["#0b6e79", "#e69f00", "#1f4e8c", "#b4232f", "#1f8a5b", "#8e5ea2", "#c8771a", "#5a7d9a"]
+
+
+def segment_curves_frame(results: Mapping[str, RetentionResult], *, include_unfinished: bool) -> pd.DataFrame:
+    """The size-weighted average curve of each result (a segment's, or the reference's): columns ``series``,
+    ``interval``, ``cohorts``, ``size``, ``retained``, ``rate``, in ``results``' order; intervals no cohort
+    has reached yet are left out (no average, not 0)."""
+    frames = [result.average(include_unfinished=include_unfinished).assign(series=name)
+              for name, result in results.items()]
+    columns = ["series", "interval", "cohorts", "size", "retained", "rate"]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    curves = pd.concat(frames, ignore_index=True)
+    return curves[curves["cohorts"] > 0][columns].reset_index(drop=True)
+
+
+@memoised_figure
+def segment_curves_figure(curves: pd.DataFrame, *, period: str) -> alt.LayerChart:
+    """One line per series of :func:`segment_curves_frame`, the first (the traders the sidebar keeps) dark and
+    dashed, each segment in its own colour."""
+    names = list(dict.fromkeys(curves["series"]))
+    palette = [TEXT, *(SEGMENT_COLORS * (len(names) // len(SEGMENT_COLORS) + 1))][:len(names)]
+    color = alt.Color("series:N", scale=alt.Scale(domain=names, range=palette), sort=names, title=None,
+                      legend=alt.Legend(symbolType="stroke", symbolStrokeWidth=3, labelLimit=260))
+    dash = alt.StrokeDash("series:N", scale=alt.Scale(domain=names, range=[[6, 4], *([[1, 0]] * (len(names) - 1))]),
+                          sort=names, title=None)
+    chart = alt.Chart(curves).mark_line(point=True, strokeWidth=2.5).encode(
+        x=alt.X("interval:Q", title=f"{PERIOD_NAMES[period]}s after the cohort's {PERIOD_NAMES[period].lower()}",
+                axis=alt.Axis(tickMinStep=1, format="d")),
+        y=alt.Y("rate:Q", title="% of cohort", axis=alt.Axis(format="%")),
+        color=color, strokeDash=dash,
+        tooltip=[alt.Tooltip("series:N", title=" "), alt.Tooltip("interval:Q", title=PERIOD_NAMES[period]),
+                 alt.Tooltip("rate:Q", title="% of cohort", format=".1%"),
+                 alt.Tooltip("retained:Q", title="Came back", format=","),
+                 alt.Tooltip("size:Q", title="Of traders", format=",")])
+    return styled(chart, height=340)
+
+
+def render_segment_curves(results: Mapping[str, RetentionResult], *, period: str, include_unfinished: bool,
+                          key: str) -> None:
+    """The average retention curve of each segment beside the reference's (``results``: name -> result, the
+    reference first), and the curves as a table with a CSV."""
+    curves = segment_curves_frame(results, include_unfinished=include_unfinished)
+    render_chart(segment_curves_figure(curves, period=period), key=f"{key}.chart")
+    shown = curves.pivot(index="series", columns="interval", values="rate").reindex(
+        [name for name in results if name in set(curves["series"])])
+    shown.columns = [column_label(period, int(k)) for k in shown.columns]
+    shown = (shown * 100).reset_index().rename(columns={"series": "Traders"})
+    with st.expander("Curves by segment as a table", icon=":material/table:"):
+        render_table(shown, key=f"{key}.table", file_name="traderlens_retention_by_segment.csv", download=curves,
+                     height=fit_height(len(shown)),
+                     column_config={c: st.column_config.NumberColumn(format="%.1f%%") for c in shown.columns[1:]})

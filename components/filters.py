@@ -4,16 +4,22 @@ They are rendered once by app.py (the frame), so their values survive page switc
 widget is bound to a URL query parameter (``?period=…&country=DE&channel=affiliate``), so the
 current view can be sent to a colleague. Pages read the result with :func:`current_view`. The
 options and the data's span are fetched by the page seam (components/page.py) and handed in.
+
+Saved segments are picked by name (``?segment=VIP%20churners``): the view keeps the current members of
+any of them, and its filter carries the newest refresh of those segments, so a page's cached results are
+recomputed once a refresh has changed who is in them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import streamlit as st
 
-from analytics.filters import FilterOptions, TraderFilter
+from analytics.filters import FilterOptions, SegmentOption, TraderFilter
 from analytics.periods import DateRange
 from components import labels, params
 from connectors.clock import reporting_zone
@@ -75,11 +81,24 @@ def render_global_filters(options: FilterOptions, span: DateRange | None) -> Vie
                                            placeholder="All platforms")),
             vip_tiers=tuple(params.multiselect(st, "VIP tier", options.vip_tiers, key="vip",
                                            placeholder="All tiers")),
+            segments=tuple(params.multiselect(
+                st, "Segment", key="segment", **segment_widget(options.segments, placeholder="All traders"),
+                help="Saved segments (Segments page): keeps the traders who are members of any of the chosen "
+                     "segments, as of each segment's last refresh.")),
             include_test=params.toggle(st, "Include test accounts", key="test"),
         )
-    view = View(DateRange(start, end), trader_filter)
+    view = View(DateRange(start, end), options.stamp(trader_filter))
     st.session_state[VIEW_KEY] = view
     return view
+
+
+def segment_widget(segments: Sequence[SegmentOption], *, placeholder: str = "Choose segments") -> dict[str, Any]:
+    """The arguments of a ``params.multiselect`` offering saved ``segments`` by name (the values are segment
+    ids; the URL holds the names, and an unknown name is dropped with the usual notice); without segments it
+    says so and is disabled."""
+    names = {s.segment_id: s.name for s in segments}
+    return {"options": list(names), "format_func": names.get, "disabled": not names,
+            "placeholder": placeholder if names else "No saved segments yet"}
 
 
 def current_view() -> View:

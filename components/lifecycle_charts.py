@@ -8,6 +8,7 @@ rows), so the browser receives kilobytes whatever the broker's size.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import date, timedelta
 
 import altair as alt
@@ -211,3 +212,47 @@ def render_flows(flows: pd.DataFrame, *, key: str, file_name: str) -> None:
                  height=fit_height(len(shown), max_rows=10),
                  column_config={"Share of From": st.column_config.ProgressColumn(format="percent", min_value=0,
                                                                                 max_value=1)})
+
+
+def segment_stages_frame(stages: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Stage distributions of several groups (name -> :func:`analytics.lifecycle.compute_stage_distribution`)
+    stacked: columns ``segment``, ``stage``, ``traders``, ``share`` (of the group), ``vip_traders``, groups in
+    the mapping's order and stages in ladder order."""
+    columns = ["segment", "stage", "traders", "share", "vip_traders"]
+    frames = [frame.assign(segment=name) for name, frame in stages.items()]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+@memoised_figure
+def segment_stages_figure(frame: pd.DataFrame) -> alt.LayerChart:
+    """A 100% bar per group (its stage shares, in ladder order), labelled with the group's size."""
+    sizes = frame.groupby("segment", sort=False)["traders"].sum()
+    data = frame[frame["traders"] > 0].assign(
+        group=lambda f: [f"{name} · {sizes[name]:,}" for name in f["segment"]],
+        label=lambda f: [STAGE_LABELS[s] for s in f["stage"]],
+        order=lambda f: [STAGES.index(s) for s in f["stage"]])
+    groups = [f"{name} · {size:,}" for name, size in sizes.items()]
+    chart = alt.Chart(data).mark_bar().encode(
+        y=alt.Y("group:N", sort=groups, title=None, axis=alt.Axis(labelLimit=260)),
+        x=alt.X("share:Q", stack="zero", title="Share of the group's traders", axis=alt.Axis(format="%"),
+                scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("label:N", title=None, sort=[STAGE_LABELS[s] for s in STAGES],
+                        scale=alt.Scale(domain=[STAGE_LABELS[s] for s in STAGES],
+                                        range=[STAGE_COLORS[s] for s in STAGES])),
+        order=alt.Order("order:Q"),
+        tooltip=[alt.Tooltip("segment:N", title="Traders"), alt.Tooltip("label:N", title="Stage"),
+                 alt.Tooltip("traders:Q", title="Count", format=","), alt.Tooltip("share:Q", title="Share",
+                                                                                 format=".1%")])
+    return styled(chart, height=alt.Step(34))  # a fixed band per group, however many
+
+
+def render_segment_stages(stages: Mapping[str, pd.DataFrame], *, key: str, file_name: str) -> None:
+    """Each group's stage distribution as a 100% bar (``stages``: name -> distribution, the reference first),
+    and the counts as a table (a row per group, a column per stage) with a CSV of every figure."""
+    frame = segment_stages_frame(stages)
+    render_chart(segment_stages_figure(frame), key=f"{key}.chart")
+    shown = frame.pivot(index="segment", columns="stage", values="traders").reindex(list(stages))[list(STAGES)]
+    shown.columns = [STAGE_LABELS[s] for s in shown.columns]
+    shown = shown.reset_index().rename(columns={"segment": "Traders"})
+    render_table(shown, key=f"{key}.table", file_name=file_name, download=frame, height=fit_height(len(shown)),
+                 column_config={c: st.column_config.NumberColumn(format="localized") for c in shown.columns[1:]})

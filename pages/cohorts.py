@@ -7,16 +7,19 @@ import streamlit as st
 
 from analytics import cohorts
 from analytics.cohorts import RetentionSpec
-from analytics.events import list_event_names
+from analytics.events import entered_segment, list_event_names
 from analytics.periods import PERIODS
 from components import cohort_charts as charts
-from components import outage, page, params
+from components import filters, outage, page, params
 from components.text import escape_markdown
 
 MODES = {"recurring": "Every period with the event", "first_time": "First time only"}
 SHOW = {"percent": "Percent", "counts": "Counts"}
+MAX_SEGMENTS = 6  # curves compared at once: each is one more retention query
+REFERENCE = "All traders shown"
 
-load_event_names = page.loader(list_event_names)
+# A short life: a segment saved on the Segments page appears among the events within a minute.
+load_event_names = page.loader(list_event_names, ttl="1m")
 load_retention = page.loader(cohorts.compute_retention, spinner="Building the retention matrix…")
 load_ltv = page.loader(cohorts.compute_ltv)
 load_engagement = page.loader(cohorts.compute_engagement_retention)
@@ -31,6 +34,14 @@ view = page.header("Cohorts & retention", lambda view: (
     "for the traders the sidebar filters keep."))
 rng, trader_filter = view.date_range, view.trader_filter
 events = load_event_names()
+options = page.load_filter_options()
+
+
+def reading_events(*names: str):
+    """The sidebar's filter, stamped with the refresh of the segments whose "entered" events are among ``names``
+    (their cached results are recomputed after a refresh)."""
+    return options.stamp(trader_filter, segment_names=[entered_segment(n) for n in names
+                                                       if entered_segment(n) is not None])
 
 
 @outage.fragment
@@ -67,7 +78,8 @@ def retention_and_ltv() -> None:
 
     spec = RetentionSpec(start_event=start, return_event=back, period=period, intervals=int(intervals), mode=mode,
                          cumulative=cumulative)
-    result = load_retention(spec, date_from=rng.start, date_to=rng.end, trader_filter=trader_filter,
+    flt = reading_events(start, back)
+    result = load_retention(spec, date_from=rng.start, date_to=rng.end, trader_filter=flt,
                             data_end=page.load_data_span().end)  # cached: no second read of the span
 
     st.subheader("Retention by cohort", divider="gray", anchor=False)
@@ -89,6 +101,22 @@ def retention_and_ltv() -> None:
         charts.render_retention_table(result, show=show, key="cohorts.table")
         st.markdown("**Retention curves**")
         charts.render_retention_curves(result, key="cohorts.curves", include_unfinished=include_unfinished)
+        st.markdown("**Retention by segment**")
+        chosen = [options.segment(i) for i in params.multiselect(
+            st, "Compare segments", key="cohorts.segments", max_selections=MAX_SEGMENTS,
+            **filters.segment_widget(options.segments),
+            help="The average curve of each chosen saved segment's members (as of its last refresh), within the "
+                 "sidebar's filters, beside the curve of all the traders shown.")]
+        if chosen:
+            results = {REFERENCE: result}
+            for segment in chosen:
+                results[segment.name] = load_retention(
+                    spec, date_from=rng.start, date_to=rng.end, data_end=page.load_data_span().end,
+                    trader_filter=flt.within(segment.segment_id, segment.refreshed_at))
+            charts.render_segment_curves(results, period=period, include_unfinished=include_unfinished,
+                                         key="cohorts.segment_curves")
+            st.caption("Size-weighted average over each segment's cohorts, as the curve above. A trader in two "
+                       "segments counts in both.")
 
     st.subheader("Lifetime value by FTD cohort", divider="gray", anchor=False)
     st.caption(f"Cumulative money per trader by {charts.PERIOD_NAMES[period].lower()}s since their first deposit, "
@@ -116,7 +144,7 @@ def early_engagement() -> None:
     activity = params.selectbox(e2, "Counts as retained", events, index=pick(events, "trade"),
                             format_func=charts.event_label, key="cohorts.activity")
     engagement = load_engagement(threshold=int(threshold), activity=activity, date_to=rng.end,
-                                 trader_filter=trader_filter)
+                                 trader_filter=reading_events(activity))
     if engagement.n_high + engagement.n_low == 0:
         st.info(f"No trader made an FTD at least {engagement.retained_to_day} days before {rng.end:%d %b %Y}, so "
                 "no one's 90-day retention can be measured yet.", icon=":material/hourglass_empty:")

@@ -10,7 +10,7 @@ import streamlit as st
 from sqlalchemy.engine import Engine
 
 from analytics import funnels
-from analytics.events import list_event_names
+from analytics.events import entered_segment, list_event_names
 from analytics.filters import TraderFilter
 from analytics.funnels import Exclusion, FunnelRejected, FunnelSpec
 from analytics.periods import PERIODS, DateRange
@@ -21,12 +21,13 @@ from components.text import escape_markdown
 DEFAULT_STEPS = ["registered", "kyc_submitted", "kyc_approved", "ftd", "trade"]
 ORDERS = {"ordered": "In order", "strict": "Strictly in a row", "unordered": "Any order"}
 UNITS = {"minute": "minutes", "hour": "hours", "day": "days", "week": "weeks", "month": "months (31 days)"}
-BREAKDOWNS = {"none": "No breakdown", "trader": "Trader attribute", "event": "Event property"}
+BREAKDOWNS = {"none": "No breakdown", "trader": "Trader attribute", "event": "Event property", "segment": "Segment"}
 ATTRIBUTIONS = {"first_touch": "First touch", "last_touch": "Last touch"}
 NO_EXCLUSION = ""
 DROPOFF_VIEWS = {funnels.DROPPED: "Dropped", funnels.IN_WINDOW: "Still in window", "all": "Both"}
 
-load_event_names = page.loader(list_event_names)
+# A short life: a segment saved on the Segments page appears among the steps within a minute.
+load_event_names = page.loader(list_event_names, ttl="1m")
 load_funnel = page.loader(funnels.compute_funnel, spinner="Following traders through the funnel…")
 load_trends = page.loader(funnels.compute_funnel_trends, spinner="Computing conversion by entry period…")
 
@@ -52,6 +53,7 @@ view = page.header("Funnels & conversion", lambda view: (
     "the sidebar period), for the traders the sidebar filters keep."))
 rng, trader_filter = view.date_range, view.trader_filter
 events = load_event_names()
+options = page.load_filter_options()
 
 with st.container(border=True):
     steps = params.multiselect(st,
@@ -85,9 +87,12 @@ with st.container(border=True):
                                       key="funnels.exclude_to",
                                       disabled=exclude == NO_EXCLUSION or order == "unordered")
         b1, b2, b3 = st.columns([3, 3, 2], vertical_alignment="bottom")
-        breakdown_kind = params.segmented_control(b1, "Break down by", list(BREAKDOWNS), default="none",
+        kinds = [k for k in BREAKDOWNS if k != "segment" or options.segments]  # by segment once there are some
+        breakdown_kind = params.segmented_control(b1, "Break down by", kinds, default="none",
                                               format_func=BREAKDOWNS.get, required=True,
-                                              key="funnels.breakdown_kind")
+                                              key="funnels.breakdown_kind",
+                                              help="Segment: a block per saved segment (its members as of its "
+                                                   "last refresh); a trader in two segments counts in both.")
         breakdown = None
         if breakdown_kind == "trader":
             breakdown = params.selectbox(b2, "Attribute", funnels.TRADER_BREAKDOWNS,
@@ -96,8 +101,10 @@ with st.container(border=True):
             breakdown = params.text_input(b2, "Property", key="funnels.property",
                                       placeholder="e.g. utm_source",
                                       help="A key of the portal events' properties.").strip() or None
+        elif breakdown_kind == "segment":
+            breakdown = funnels.SEGMENT_BREAKDOWN
         attribution = params.radio(b3, "Attribution", list(ATTRIBUTIONS), format_func=ATTRIBUTIONS.get, horizontal=True,
-                               key="funnels.attribution", disabled=breakdown is None,
+                               key="funnels.attribution", disabled=breakdown is None or breakdown_kind == "segment",
                                help=" ".join(labels.ATTRIBUTION[a] for a in ATTRIBUTIONS))
 
 if len(steps) < 2:
@@ -110,8 +117,13 @@ if exclude != NO_EXCLUSION:
     span = (0, len(steps) - 1) if order == "unordered" else (int(exclude_from) - 1, int(exclude_to) - 1)
     exclusions = (Exclusion(exclude, *span),)
 spec = FunnelSpec(steps=tuple(steps), window_s=funnels.window_seconds(int(window_value), window_unit), order=order,
-                  exclusions=exclusions, breakdown=breakdown, breakdown_kind="event" if breakdown_kind == "event"
-                  else "trader", attribution=attribution)
+                  exclusions=exclusions, breakdown=breakdown,
+                  breakdown_kind=breakdown_kind if breakdown_kind in ("event", "segment") else "trader",
+                  attribution=attribution)
+# Segments the funnel reads (an "entered segment" step or exclusion, the breakdown) refresh its cached results.
+trader_filter = options.stamp(
+    trader_filter, segment_names=[entered_segment(e) for e in (*steps, exclude) if entered_segment(e) is not None],
+    segment_ids=[s.segment_id for s in options.segments] if breakdown_kind == "segment" else ())
 try:
     funnels.validate_spec(spec)
     result = load_funnel(spec, date_range=rng, trader_filter=trader_filter)
@@ -144,6 +156,10 @@ named = spec.breakdown if spec.breakdown_kind == "trader" else None  # countries
 charts.render_funnel_chart(table, key="funnels.chart", attribute=named)
 if spec.breakdown is not None and funnels.OTHER in result.breakdown_values:
     st.caption(f"The {spec.breakdown_limit} values with the most traders are shown; the rest are under “Other”.")
+if spec.breakdown_kind == "segment":
+    st.caption(f"Each saved segment's members as of its last refresh (the {spec.breakdown_limit} with the most "
+               "traders at step 1), then the traders in none: a trader in two segments counts in both, so the "
+               "blocks can add up to more than the funnel.")
 charts.render_conversion_table(table, key="funnels.table", file_name="funnel_conversion.csv", attribute=named)
 st.caption("Times are between consecutive steps of each trader's kept attempt; conversions within the same "
            "second count as converted but are left out of the times.")

@@ -8,9 +8,9 @@ from datetime import timedelta
 import streamlit as st
 
 from analytics import lifecycle
-from analytics.events import churn_activity, list_event_names
+from analytics.events import churn_activity, entered_segment, list_event_names
 from analytics.periods import PERIODS
-from components import labels, page, params
+from components import filters, labels, page, params
 from components import lifecycle_charts as charts
 from components.cohort_charts import event_label
 from components.text import escape_markdown
@@ -18,8 +18,11 @@ from components.text import escape_markdown
 BASES = {"first-activity": "First activity", "registration": "Registration"}
 WEEK_STARTS = {"monday": "Monday", "sunday": "Sunday"}
 SPANS = {"range": "Start of the period", "30": "30 days before", "90": "90 days before"}
+MAX_SEGMENTS = 8  # stage bars compared at once: each is one more stage query
+REFERENCE = "All traders shown"
 
-load_event_names = page.loader(list_event_names)
+# A short life: a segment saved on the Segments page appears among the events within a minute.
+load_event_names = page.loader(list_event_names, ttl="1m")
 load_lifecycle = page.loader(lifecycle.compute_lifecycle, spinner="Labelling traders period by period…")
 load_stages = page.loader(lifecycle.compute_stage_distribution)
 load_flows = page.loader(lifecycle.compute_stage_flows)
@@ -29,6 +32,7 @@ view = page.header("Lifecycle", lambda view: (
     "the sidebar filters keep."))
 rng, trader_filter = view.date_range, view.trader_filter
 events = load_event_names()
+options = page.load_filter_options()
 
 st.subheader("New, returning, resurrecting and dormant", divider="gray", anchor=False)
 with st.container(border=True):
@@ -49,8 +53,11 @@ with st.container(border=True):
                                       format_func=WEEK_STARTS.get, key="lifecycle.week_start",
                                       disabled=period != "week")
 
+# An "entered segment" activity: its cached result is recomputed after the segment's refresh.
+segment_name = entered_segment(event)
+event_filter = options.stamp(trader_filter, segment_names=[segment_name] if segment_name else [])
 result = load_lifecycle(event=event, period=period, date_from=rng.start, date_to=rng.end, new_basis=new_basis,
-                        week_start=week_start, trader_filter=trader_filter)
+                        week_start=week_start, trader_filter=event_filter)
 if not result[list(lifecycle.STATUSES)].to_numpy().any():
     st.info(f"No trader was active (“{escape_markdown(event)}”) in this range with these filters. Choose a longer "
             "period in the sidebar, loosen the filters or pick another activity.", icon=":material/filter_alt_off:")
@@ -90,6 +97,20 @@ else:
         f"days after a churn; otherwise **active** (an open position counts as activity). Traders who never "
         "traded stay at the furthest step reached: FTD, KYC approved, registered or lead. VIP: traders with a "
         "VIP tier.")
+    chosen = [options.segment(i) for i in params.multiselect(
+        st, "Stages by segment", key="lifecycle.segments", max_selections=MAX_SEGMENTS,
+        **filters.segment_widget(options.segments),
+        help="The stage distribution of each chosen saved segment's members (as of its last refresh), within the "
+             "sidebar's filters, beside that of all the traders shown.")]
+    if chosen:
+        by_segment = {REFERENCE: stages}
+        for segment in chosen:
+            by_segment[segment.name] = load_stages(
+                as_of=rng.end, dormant_days=int(dormant_days), churn_days=int(churn_days),
+                trader_filter=trader_filter.within(segment.segment_id, segment.refreshed_at))
+        charts.render_segment_stages(by_segment, key="lifecycle.segment_stages",
+                                     file_name=f"lifecycle_stages_by_segment_{rng.end}.csv")
+        st.caption("Bars are each group's shares, labelled with its traders; a trader in two segments counts in both.")
 
 st.subheader("How traders moved", divider="gray", anchor=False)
 f1, f2 = st.columns([3, 2], vertical_alignment="bottom")

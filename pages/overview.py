@@ -12,7 +12,7 @@ import streamlit as st
 
 from analytics import events
 from analytics import kpis as kpi_analytics
-from analytics.filters import TraderFilter
+from analytics.filters import FilterOptions, TraderFilter
 from analytics.kpis import DIMENSION_LABELS, DIMENSIONS, GROUPS, SPECS, TREND_METRICS
 from analytics.periods import DateRange, Period, comparison_range, step_period
 from components import health, kpi_tiles, labels, outage, overview_charts, page, params
@@ -40,14 +40,16 @@ def span_label(rng: DateRange) -> str:
     return f"{rng.start:%d %b %Y} – {rng.end:%d %b %Y}"
 
 
-def filter_label(flt: TraderFilter) -> str:
-    """"Country: DE, GB · Platform: MT5", or "all traders"; says whether test accounts count. Markdown: the
-    values (affiliate ids, countries …) come from the data and the URL."""
+def filter_label(flt: TraderFilter, options: FilterOptions | None = None) -> str:
+    """"Country: DE, GB · Platform: MT5 · Segment: VIP churners", or "all traders"; says whether test accounts
+    count. Segments are named from ``options``. Markdown: the values (affiliate ids, countries, segment
+    names …) come from the data and the URL."""
+    segments = tuple(getattr(options and options.segment(i), "name", f"#{i}") for i in flt.segments)
     parts = [f"{name}: {', '.join(escape_markdown(labels.display_value(attribute, v)) for v in values)}"
              for name, attribute, values in (
                  ("Country", "country", flt.countries), ("Channel", "acquisition_channel", flt.channels),
                  ("Affiliate", "affiliate_id", flt.affiliates), ("Platform", "platform", flt.platforms),
-                 ("VIP tier", "vip_tier", flt.vip_tiers)) if values]
+                 ("VIP tier", "vip_tier", flt.vip_tiers), ("Segment", None, segments)) if values]
     who = " · ".join(parts) if parts else "All traders"
     return f"{who} ({'test accounts included' if flt.include_test else 'test accounts excluded'})"
 
@@ -69,7 +71,7 @@ def caption(view: View) -> str:
     """The range against the previous one, the traders kept, and how far the data reaches back."""
     rng, previous = view.date_range, view.date_range.previous()
     return (f"{span_label(rng)} (UTC) against the previous {rng.days} days ({span_label(previous)}) · "
-            f"{filter_label(view.trader_filter)}{coverage_note(previous, data_start())}")
+            f"{filter_label(view.trader_filter, page.load_filter_options())}{coverage_note(previous, data_start())}")
 
 
 # The two panels with their own controls are fragments: changing a trend or breakdown control
@@ -105,11 +107,16 @@ def trends_panel(date_range: DateRange, trader_filter: TraderFilter) -> None:
 @outage.fragment
 def breakdown_panel(date_range: DateRange, trader_filter: TraderFilter) -> None:
     st.subheader("Breakdown", divider="gray", anchor=False)
+    options = page.load_filter_options()
+    # By segment only once there are saved segments; each row is then one segment's current members.
+    dimensions = [d for d in DIMENSIONS if d != "segment" or options.segments]
     with st.container(horizontal=True, gap="medium", vertical_alignment="bottom"):
-        dimension = params.segmented_control(st, "By", DIMENSIONS, format_func=DIMENSION_LABELS.get,
+        dimension = params.segmented_control(st, "By", dimensions, format_func=DIMENSION_LABELS.get,
                                          default="country", required=True, key="overview.breakdown")
         ranked_by = params.selectbox(st, "Ranked by", BREAKDOWN_METRICS, format_func=lambda m: SPECS[m].label,
                                  key="overview.rank", width=220)
+    if dimension == "segment":
+        trader_filter = options.stamp(trader_filter, segment_ids=[s.segment_id for s in options.segments])
     breakdown = load_breakdown(dimension=dimension, date_range=date_range, trader_filter=trader_filter,
                                rank_by=ranked_by)
     if breakdown.empty:
@@ -120,8 +127,14 @@ def breakdown_panel(date_range: DateRange, trader_filter: TraderFilter) -> None:
         dimension=dimension, dimension_label=DIMENSION_LABELS[dimension],
         file_name=f"traderlens_breakdown_{dimension}.csv",
         key="overview.breakdown_view")
-    st.caption("Top 10 by the ranking metric, the rest as Other. A trader's platform is that of their first live "
-               "account. FTD conversion is cohort-based: registrations at least 7 days before the data end.")
+    if dimension == "segment":
+        st.caption("Every saved segment, by its members as of its last refresh: a trader in two segments counts in "
+                   "both, so the rows can add up to more than the total. FTD conversion is cohort-based: "
+                   "registrations at least 7 days before the data end.")
+    else:
+        st.caption("Top 10 by the ranking metric, the rest as Other. A trader's platform is that of their first "
+                   "live account. FTD conversion is cohort-based: registrations at least 7 days before the data "
+                   "end.")
 
 
 view = page.header("Overview", caption)
