@@ -131,8 +131,8 @@ def test_hostile_search_text_is_a_literal_and_changes_nothing(broker, text):
     for _, row in found.iterrows():
         fields = [row["external_id"], row["email"] or "", row["name"] or ""]
         assert any(needle in f.lower() for f in fields) or row["matched_on"] == "login", (text, row.to_dict())
-    if text in ("%", "_", "%%"):
-        assert set(found["external_id"]) == ({"PCT_50%"} if text != "%%" else set())
+    if text in ("%", "_", "%%", "_%_"):  # unescaped, each would match every trader
+        assert found.empty
     with broker.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM traders")).scalar_one() == before
 
@@ -141,6 +141,18 @@ def test_hostile_search_text_is_a_literal_and_changes_nothing(broker, text):
 def test_control_characters_and_very_long_text_are_refused_with_a_reason(broker, text):
     with pytest.raises(t360.BadSearch, match=r"control|longer"):
         t360.search_traders(broker, text)
+
+
+@pytest.mark.parametrize("text", ["50%", "t_5", "T_50%"])
+def test_wildcards_in_the_text_match_themselves(broker, text):
+    assert list(t360.search_traders(broker, text).matches["external_id"]) == ["PCT_50%"]
+
+
+def test_one_or_two_characters_match_the_start_of_a_field_only(broker):
+    found = t360.search_traders(broker, "zo").matches  # "Zoë Quartermain" starts so; no trader's id does
+    assert list(found["external_id"]) == ["ZX-100"] and found["matched_on"].iloc[0] == "name"
+    assert t360.search_traders(broker, "oë").matches.empty  # inside the name: needs three characters
+    assert list(t360.search_traders(broker, "zoë").matches["external_id"]) == ["ZX-100"]
 
 
 def test_empty_text_finds_nobody(broker):
