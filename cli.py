@@ -9,6 +9,8 @@
     python cli.py changes [--external-id X] [--import N] [--table T] [--format json|csv]
     python cli.py report funnel|retention|lifecycle|kpis ... --format json|csv
     python cli.py features [--as-of DATE] --out FILE.csv
+    python cli.py segment --k K [--algorithm kmeans|gmm|hdbscan] [--features default|LIST] [--as-of DATE]
+                          [--seed S] [--out FILE.csv] [--save NAME]
     python cli.py segments list | refresh [NAME ...] | export NAME --out FILE.csv
 
 Every command reads TRADERLENS_DB_URL (default: the embedded DuckDB file data/traderlens.duckdb),
@@ -229,6 +231,91 @@ def cmd_features(args: argparse.Namespace) -> int:
     _write_text(_with_external_ids(engine, snapshot.frame).to_csv(index=False), args.out)
     _note(f"{len(snapshot.frame):,} traders, {len(snapshot.frame.columns) - 1} features and the KYC state, "
           f"from data before {snapshot.as_of:%Y-%m-%d %H:%M} UTC (the start of {snapshot.day})")
+    return 0
+
+
+def _feature_list(text: str) -> tuple[str, ...]:
+    """'default' or comma-separated feature names (analytics.features.FEATURE_NAMES)."""
+    from analytics.features import DEFAULT_CLUSTER_FEATURES, FEATURE_NAMES
+
+    if text.strip().lower() == "default":
+        return DEFAULT_CLUSTER_FEATURES
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in FEATURE_NAMES]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown feature(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(FEATURE_NAMES)}")
+    return names
+
+
+def _print_table(frame, columns: list[str], formats: dict[str, str]) -> None:
+    """A small aligned table on stdout (missing values as '-')."""
+    rows = [[("-" if value is None or value != value else formats.get(c, "{}").format(value))
+             for c, value in zip(columns, row, strict=True)] for row in frame[columns].itertuples(index=False)]
+    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)]
+    # Numbers line up on the right, words on the left.
+    text = [frame[c].map(lambda v: isinstance(v, str)).all() for c in columns]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(v.ljust(w) if t else v.rjust(w)
+                         for v, w, t in zip(values, widths, text, strict=True)).rstrip()
+
+    print(line(columns))
+    for r in rows:
+        print(line(r))
+
+
+def _cli_user() -> str:
+    """Who a command acts as in the records it writes: ``cli:<operating-system user>``."""
+    from connectors.importers import os_user
+
+    return f"cli:{os_user()}"
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from analytics import segmentation as seg
+    from analytics.features import compute_features
+
+    engine = _engine(write=bool(args.save))
+    spec = seg.ClusterSpec(features=args.features, algorithm=args.algorithm, k=args.k, seed=args.seed)
+    spec.check()
+    snapshot = compute_features(engine, as_of=args.as_of)
+    previous = None
+    if args.save:
+        # Re-running a saved clustering keeps its cluster ids (and the names given to them).
+        earlier = seg.list_runs(engine)
+        earlier = earlier[earlier["name"] == args.save]
+        if not earlier.empty:
+            previous = seg.previous_run(engine, int(earlier.iloc[0]["run_id"]))
+    clustering = seg.fit_clustering(snapshot, spec, previous=previous)
+    k_values = sorted({k for k in (args.k - 1, args.k, args.k + 1) if seg.MIN_K <= k <= seg.MAX_K})
+    diagnostics = seg.compute_diagnostics(snapshot, spec, k_values=k_values)
+    population = clustering.population
+    print(f"{spec.describe()}; as of {snapshot.as_of:%Y-%m-%d %H:%M} UTC; {population.included:,} of "
+          f"{population.registered:,} registered traders clustered ({seg.POPULATIONS[population.rule]})")
+    if spec.algorithm == "hdbscan":
+        print(f"noise (in no cluster): {clustering.noise_share:.1%}")
+    print(f"diagnostics on a sample of {diagnostics.sample_rows:,} traders (silhouette on "
+          f"{diagnostics.silhouette_rows:,}); stability = mean adjusted Rand index of {diagnostics.bootstraps} "
+          "bootstrap refits:")
+    columns = ["k", "silhouette", "calinski_harabasz", "davies_bouldin", "stability"]
+    columns += ["bic"] if spec.algorithm == "gmm" else []
+    columns += ["min_cluster_size", "noise_share"] if spec.algorithm == "hdbscan" else []
+    _print_table(diagnostics.frame, columns, {"k": "{:.0f}", "silhouette": "{:.3f}", "calinski_harabasz": "{:,.0f}",
+                                              "davies_bouldin": "{:.3f}", "stability": "{:.3f}", "bic": "{:,.0f}",
+                                              "min_cluster_size": "{:.0f}", "noise_share": "{:.1%}"})
+    print("clusters:")
+    table = clustering.clusters.assign(top=clustering.clusters["top_features"].map(seg.describe_top))
+    _print_table(table, ["cluster", "size", "share", "name", "top"],
+                 {"size": "{:,}", "share": "{:.1%}"})
+    if args.out:
+        _write_text(seg.clustering_table(engine, clustering)[["trader_external_id", "cluster", "cluster_name"]]
+                    .to_csv(index=False), args.out)
+    if args.save:
+        run_id = seg.save_clustering(engine, clustering, name=args.save, created_by=_cli_user(),
+                                     diagnostics=diagnostics)
+        print(f"saved as clustering run {run_id} ({args.save!r})"
+              + (f", cluster ids continuing run {previous.run_id}" if previous else ""))
     return 0
 
 
@@ -603,6 +690,19 @@ def build_parser() -> argparse.ArgumentParser:
                           help="use only data before the start of this day (default: the day after the newest data)")
     features.add_argument("--out", required=True, help="CSV file to write ('-': standard output)")
     features.set_defaults(func=cmd_features)
+
+    segment = sub.add_parser("segment", help="behavioural clusters of the traders, with their diagnostics")
+    segment.add_argument("--k", type=_positive, required=True, help="number of clusters (ignored by hdbscan)")
+    segment.add_argument("--algorithm", choices=("kmeans", "gmm", "hdbscan"), default="kmeans")
+    segment.add_argument("--features", type=_feature_list, default="default",
+                         help="'default' or a comma-separated list of feature names (cli.py features lists them)")
+    segment.add_argument("--as-of", type=_date, default=None, help="use only data before the start of this day")
+    segment.add_argument("--seed", type=int, default=0, help="random seed (same inputs and seed: same clusters)")
+    segment.add_argument("--out", default=None,
+                         help="CSV of trader_external_id,cluster,cluster_name ('-': standard output)")
+    segment.add_argument("--save", default=None, metavar="NAME",
+                         help="save as a clustering run (ids continue the last run of that name)")
+    segment.set_defaults(func=cmd_segment)
 
     segments = sub.add_parser("segments", help="saved segments: list, refresh their members, export them")
     segment_commands = segments.add_subparsers(dest="segments_command", required=True)

@@ -26,7 +26,7 @@ def imported(cli_url, run_cli, tmp_path):
     as of END by external id)."""
     source = database.get_engine(f"duckdb:///{tmp_path / 'source.duckdb'}")
     database.upgrade_schema(source)
-    seed_database(source, SimulationConfig(traders=150, days=90, seed=3, end=END))
+    seed_database(source, SimulationConfig(traders=200, days=90, seed=3, end=END))
     expected = compute_features(source, as_of=END).frame
     with source.connect() as conn:
         ids = pd.read_sql("SELECT trader_id, external_id FROM traders", conn).set_index("trader_id")["external_id"]
@@ -48,6 +48,7 @@ def test_features_and_segments_of_an_imported_broker(imported, run_cli, tmp_path
     _check_features(url, expected, run_cli, tmp_path)
     _check_missing_folder(url, run_cli, tmp_path)
     _check_segments(url, expected, run_cli, tmp_path)
+    _check_clustering(url, expected, run_cli, tmp_path)
 
 
 def _check_features(url, expected, run_cli, tmp_path):
@@ -96,3 +97,24 @@ def _check_segments(url, expected, run_cli, tmp_path):
 
     unknown = run_cli("segments", "export", "Nope", "--out", str(out), url=url)
     assert unknown.returncode == 1 and "Nope" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
+def _check_clustering(url, expected, run_cli, tmp_path):
+    """``cli.py segment``: one row per trader who traded, the diagnostics printed; saved twice under one
+    name, the second run continues the first's ids and, on the same data and seed, gives the same file."""
+    files = [tmp_path / "clusters1.csv", tmp_path / "clusters2.csv"]
+    outputs = []
+    for out in files:
+        result = run_cli("segment", "--k", "3", "--seed", "4", "--out", str(out), "--save", "nightly", url=url)
+        assert result.returncode == 0, result.stderr
+        outputs.append(result.stdout)
+    assert "silhouette" in outputs[0] and "stability" in outputs[0] and "saved as clustering run 1" in outputs[0]
+    assert "cluster ids continuing run 1" in outputs[1]
+    first, second = (pd.read_csv(f) for f in files)
+    assert list(first.columns) == ["trader_external_id", "cluster", "cluster_name"]
+    assert set(first["trader_external_id"]) == set(expected.index[expected["trades_total"] > 0])
+    assert first["cluster"].nunique() == 3 and first["cluster_name"].notna().all()
+    pd.testing.assert_frame_equal(first, second)
+
+    bad = run_cli("segment", "--k", "3", "--features", "trades_per_week,shoe_size", url=url)
+    assert bad.returncode == 2 and "shoe_size" in bad.stderr and "Traceback" not in bad.stderr
