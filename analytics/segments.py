@@ -1297,13 +1297,35 @@ def _precomputed_ids(engine: Engine, kind: str, definition: Any) -> np.ndarray |
     return np.unique(dropoffs.of_status(status)["trader_id"].to_numpy(dtype=np.int64))
 
 
+def _assign_new_traders(conn: Connection, run_id: int) -> None:
+    """Give the traders who arrived after clustering run ``run_id`` their cluster (the run's stored
+    model, no refit: analytics.segmentation), so its cluster segments take them in. A run saved
+    without a model (or gone: the caller's check names it) is left as it is."""
+    model = conn.execute(sa.select(clustering_runs.c.model).where(clustering_runs.c.run_id == run_id)).scalar()
+    if not model:
+        return
+    from analytics.segmentation import ClusteringRejected, assign_new_traders
+
+    try:
+        assign_new_traders(conn, run_id)
+    except ClusteringRejected as exc:
+        raise SegmentRejected(str(exc)) from None
+
+
 def _current_members(conn: Connection, segment: Segment, ids: np.ndarray | None) -> sa.Select | np.ndarray:
-    """What the segment's members are now: a SELECT of trader_id, or the ids themselves."""
+    """What the segment's members are now: a SELECT of trader_id, or the ids themselves. Traders who
+    arrived after a clustering run the segment reads get their cluster first."""
     d = segment.definition
     not_test = traders.c.is_test.is_(sa.false())
     if segment.kind == "rules":
-        return rule_members(rule_from_dict(d), read_catalog(conn))
+        rule = rule_from_dict(d)
+        for name in rule_fields(rule):
+            namespace, _, run = name.partition(".")
+            if namespace == "cluster" and run.isdigit():
+                _assign_new_traders(conn, int(run))
+        return rule_members(rule, read_catalog(conn))
     if segment.kind == "cluster":
+        _assign_new_traders(conn, int(d["run_id"]))
         ca = cluster_assignments.c
         return (sa.select(ca.trader_id)
                 .select_from(cluster_assignments.join(traders, traders.c.trader_id == ca.trader_id))
@@ -1389,3 +1411,60 @@ def refresh_segments(engine: Engine, names: Sequence[str] | None = None, *,
             out.append(RefreshResult(segment.segment_id, segment.name, segment.version,
                                      len(member_ids(engine, key)), 0, 0, segment.refreshed_at, 0.0, str(exc)))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparing segments
+
+
+PROFILE_COLUMNS = ["feature", "label", "group", "unit", "population_mean", "population_std", "segment_id",
+                   "members", "mean", "z"]
+
+
+@dataclass(frozen=True)
+class FeatureProfile:
+    """Each feature's mean among a segment's members against every trader's (test accounts left
+    out), from the materialised snapshot of ``as_of`` (None: no snapshot, ``frame`` empty).
+
+    ``frame``: one row per feature and segment, PROFILE_COLUMNS: ``population_mean`` / ``_std``
+    over the traders with a value, ``members`` (members in the snapshot), ``mean`` (NaN when no
+    member has a value) and ``z`` = (mean - population_mean) / population_std (NaN when the
+    population does not vary)."""
+
+    as_of: datetime | None
+    frame: pd.DataFrame
+
+
+def compute_feature_profile(engine: Engine, segment_ids: Sequence[int]) -> FeatureProfile:
+    """The :class:`FeatureProfile` of each of ``segment_ids``, in one read of the feature snapshot."""
+    from analytics.features import FEATURES, feature_table
+
+    ids = [int(s) for s in segment_ids]
+    with reading(engine) as conn:
+        as_of = _features_as_of(conn)
+        if as_of is None:
+            return FeatureProfile(None, pd.DataFrame(columns=PROFILE_COLUMNS))
+        f = feature_table().alias("features")
+        names = [feat.name for feat in FEATURES]
+        kept = sa.select(traders.c.trader_id).where(traders.c.is_test.is_(sa.false()))
+        stats = [fn(f.c[n]).label(f"{kind}{i}") for i, n in enumerate(names)
+                 for kind, fn in (("m", sa.func.avg), ("s", sa.func.stddev_samp))]
+        population = conn.execute(sa.select(*stats).where(f.c.trader_id.in_(kept))).one()
+        m = segment_members.c
+        per_segment = conn.execute(
+            sa.select(m.segment_id, sa.func.count(), *(sa.func.avg(f.c[n]) for n in names))
+            .select_from(segment_members.join(f, f.c.trader_id == m.trader_id))
+            .where(m.segment_id.in_(ids)).group_by(m.segment_id)).all()
+    found = {int(row[0]): row for row in per_segment}
+    rows = []
+    for sid in ids:
+        row = found.get(sid)
+        for i, feat in enumerate(FEATURES):
+            mean_p, std_p = population[2 * i], population[2 * i + 1]
+            mean_p = math.nan if mean_p is None else float(mean_p)
+            std_p = math.nan if std_p is None else float(std_p)
+            value = math.nan if row is None or row[2 + i] is None else float(row[2 + i])
+            z = (value - mean_p) / std_p if std_p and not math.isnan(std_p) else math.nan
+            rows.append((feat.name, feat.label, feat.group, feat.unit, mean_p, std_p, sid,
+                         int(row[1]) if row is not None else 0, value, z))
+    return FeatureProfile(as_of, pd.DataFrame(rows, columns=PROFILE_COLUMNS))

@@ -1,11 +1,13 @@
-"""Background work of the running app: saved segments refreshed on a schedule.
+"""Background work of the running app: the feature snapshot kept current and saved segments
+refreshed on a schedule.
 
-While the app runs, one daemon thread per process refreshes every segment that is not archived
-every ``TRADERLENS_SEGMENT_REFRESH_S`` seconds (default 300; 0 turns it off), so rule segments stay
-live between ``python cli.py segments refresh`` runs. A tick does nothing, and never takes the
-writer, when no segment is live. When a live rule segment tests a feature and the data has a newer
-day than the materialised feature snapshot, the snapshot is materialised again first, so a rule on
-"days since last trade" moves with the data.
+While the app runs, one daemon thread per process ticks at once and then every
+``TRADERLENS_SEGMENT_REFRESH_S`` seconds (default 300; 0 turns it off). A tick recomputes the
+materialised feature snapshot when it is missing or stale (analytics.features.ensure_features: a
+new day of data, or an import since it was computed), so the rule builder offers the features soon
+after a start and a rule on "days since last trade" moves with the data; then it refreshes every
+segment that is not archived, so rule segments stay live between ``python cli.py segments refresh``
+runs. An empty database is left alone.
 
 Writes go through the writer engine: on PostgreSQL the segment writers' advisory lock
 (analytics.segments) serialises them with ``cli.py segments refresh``; on the embedded DuckDB file
@@ -15,7 +17,6 @@ file is logged and retried at the next one.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -27,6 +28,7 @@ from datetime import UTC, datetime
 from sqlalchemy.engine import Engine
 
 from analytics import segments
+from analytics.events import read_event_span
 from connectors import database
 
 ENV = "TRADERLENS_SEGMENT_REFRESH_S"
@@ -79,33 +81,31 @@ def _reader() -> Engine:
     return database.get_engine(database.database_url(), read_only=True)
 
 
-def _uses_features(definition: dict) -> bool:
-    return any(name.startswith("feature.") for name in segments.rule_fields(segments.rule_from_dict(definition)))
-
-
 def refresh_once(writer: Callable[[], Engine] = _writer, reader: Callable[[], Engine] = _reader
                  ) -> list[segments.RefreshResult]:
-    """One tick: materialise the feature snapshot when stale and a live rule segment needs it, then
-    refresh every live segment. Returns the refresh results (empty when no segment is live)."""
-    from analytics.features import materialised_snapshot, snapshot_time
+    """One tick: the feature snapshot recomputed when missing or stale (analytics.features.
+    ensure_features: a new day of data or an import since), then every live segment refreshed.
+    Returns the refresh results (empty when no segment is live). An empty database is left alone."""
+    from analytics.features import ensure_features
+    from analytics.reading import reading
 
-    live = segments.list_segments(reader())
-    if live.empty:
+    with reading(reader()) as conn:
+        if read_event_span(conn) is None:
+            return []
+    snapshot, recomputed = ensure_features(writer())
+    if recomputed:
+        log.info("feature snapshot as of %s materialised for %d traders", snapshot.as_of, snapshot.traders)
+    if segments.list_segments(reader()).empty:
         return []
-    engine = writer()
-    rules = live[live["kind"] == "rules"]["definition"]
-    if any(_uses_features(json.loads(text)) for text in rules):
-        current = materialised_snapshot(engine)
-        if current is not None and current.as_of < snapshot_time(engine, None):
-            from analytics.features import materialise_features
-
-            materialise_features(engine)
-            log.info("feature snapshot materialised again (it was as of %s)", current.as_of)
-    return segments.refresh_segments(engine)
+    return segments.refresh_segments(writer())
 
 
 def _run(interval: float, writer: Callable[[], Engine], reader: Callable[[], Engine]) -> None:
-    while not _stop.wait(interval):
+    # The first tick at once: a database without a feature snapshot gets one in the background, so
+    # the rule builder can offer the features soon after the app starts.
+    wait = 0.0
+    while not _stop.wait(wait):
+        wait = interval
         STATUS.running, STATUS.last_started_at = True, datetime.now(UTC).replace(tzinfo=None)
         started = time.perf_counter()
         try:

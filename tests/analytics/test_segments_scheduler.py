@@ -1,6 +1,6 @@
-"""The app's scheduled segment refresh (server/scheduler.py): the interval setting, one thread per
-process, a tick that refreshes live segments, re-materialises a stale feature snapshot for rules
-that need it, and leaves the writer alone when there is nothing to refresh."""
+"""The app's scheduled work (server/scheduler.py): the interval setting, one thread per process, a
+tick that keeps the feature snapshot current and refreshes live segments, and leaves an empty
+database alone."""
 
 from __future__ import annotations
 
@@ -57,11 +57,24 @@ def test_a_tick_refreshes_live_segments_and_skips_archived_ones(broker):
     assert seg.get_segment(broker, old.segment_id).refreshed_at is None
 
 
-def test_a_tick_without_live_segments_never_asks_for_the_writer(broker):
-    def no_writer():
-        raise AssertionError("the writer was taken")
+def test_a_tick_with_a_fresh_snapshot_and_no_live_segment_writes_nothing(broker):
+    before = materialised_snapshot(broker)
+    assert scheduler.refresh_once(lambda: broker, lambda: broker) == []
+    assert materialised_snapshot(broker) == before  # not recomputed
 
-    assert scheduler.refresh_once(no_writer, lambda: broker) == []
+
+def test_the_first_tick_computes_a_missing_snapshot(broker):
+    with broker.begin() as conn:
+        conn.execute(sa.text("DROP TABLE trader_features"))
+    assert scheduler.refresh_once(lambda: broker, lambda: broker) == []
+    assert materialised_snapshot(broker).traders == 5  # registered before the snapshot (the lead is not)
+
+
+def test_an_empty_database_is_left_alone(engine):
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE IF EXISTS trader_features"))
+    assert scheduler.refresh_once(lambda: engine, lambda: engine) == []
+    assert materialised_snapshot(engine) is None
 
 
 def test_a_stale_feature_snapshot_is_materialised_again_for_a_rule_on_features(broker):
