@@ -27,8 +27,10 @@ from analytics.trader360 import (
     TraderStage,
 )
 from components import labels, tables
+from components.errors import render_error
 from components.kpi_tiles import format_value
 from components.text import escape_markdown
+from connectors.errors import TraderLensError
 
 TRADER_PARAM = "trader"  # ?trader=<external id>: the trader the page shows (links from other pages use it)
 SEARCH_KEY = "trader360.search"
@@ -70,7 +72,11 @@ def render_finder(search: Callable[[str], SearchResult]) -> None:
                               "matches come first.")
     if not text.strip():
         return
-    result = search(text)
+    try:
+        result = search(text)
+    except TraderLensError as exc:  # text no id, login, name or e-mail can hold: said, not searched
+        render_error(exc)
+        return
     matches = result.matches
     if matches.empty:
         st.info(f"No trader's id, platform login, e-mail or name contains “{escape_markdown(result.text)}”.",
