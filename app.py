@@ -6,6 +6,7 @@ import streamlit as st
 
 from components import filters, frame, kpi_tiles, navigation, outage, page, params
 from components.navigation import PageSpec
+from server import scheduler
 from server.engine import describe_connection
 
 st.set_page_config(
@@ -26,6 +27,7 @@ pages = {
                   PageSpec("pages/funnels.py", title="Funnels & conversion", icon=":material/filter_alt:",
                            url_path="funnels"),
                   PageSpec("pages/lifecycle.py", title="Lifecycle", icon=":material/autorenew:", url_path="lifecycle"),
+                  PageSpec("pages/segments.py", title="Segments", icon=":material/group_work:", url_path="segments"),
                   PageSpec("pages/trader_360.py", title="Trader 360", icon=":material/person_search:",
                            url_path="trader")],
     "Admin": [PageSpec("pages/data.py", title="Data", icon=":material/database:", url_path="data")],
@@ -37,6 +39,9 @@ chosen = navigation.route(pages)
 frame.render_connection(*describe_connection())
 # Opens and migrates the database once per process; an unreachable one stops here with one message.
 db = page.open_engine()
+# Keeps the feature snapshot current and refreshes saved segments every 5 minutes (one thread per
+# process; TRADERLENS_SEGMENT_REFRESH_S=0 turns it off).
+scheduler.start()
 # A database that fails later in the run (a query, a cache miss) ends it with the same one banner;
 # one that does not answer now gets the banner at once, and the page shows what the cache holds.
 with outage.guard() as top:

@@ -91,6 +91,8 @@ def _new_loader(compute: Callable[..., R], ttl: str, max_entries: int, spinner: 
         engine, database = runtime.open_database()
         return cached_compute(_engine=engine, database=database, user=user, args=args, kwargs=kwargs)
 
+    # A page that has just written (a segment saved) drops the entries its write made stale.
+    load.clear = cached_compute.clear  # type: ignore[attr-defined]
     return load
 
 

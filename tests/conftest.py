@@ -35,6 +35,10 @@ PG_ADMIN_URL = os.environ.get(
     "TRADERLENS_TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 )
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+# The app's background refresh of the feature snapshot and saved segments writes to the database on its
+# own: off for every app a test starts (AppTest, and the servers of tests/e2e, which inherit this
+# environment), unless a test turns it on for its own server.
+os.environ.setdefault("TRADERLENS_SEGMENT_REFRESH_S", "0")
 
 
 def _pg_reachable() -> str | None:
