@@ -59,8 +59,9 @@ event_filter = options.stamp(trader_filter, segment_names=[segment_name] if segm
 result = load_lifecycle(event=event, period=period, date_from=rng.start, date_to=rng.end, new_basis=new_basis,
                         week_start=week_start, trader_filter=event_filter)
 if not result[list(lifecycle.STATUSES)].to_numpy().any():
-    st.info(f"No trader was active (“{escape_markdown(event)}”) in this range with these filters. Choose a longer "
-            "period in the sidebar, loosen the filters or pick another activity.", icon=":material/filter_alt_off:")
+    st.info(f"No trader was active (“{escape_markdown(event_label(event))}”) in this range with these filters. "
+            "Choose a longer period in the sidebar, loosen the filters or pick another activity.",
+            icon=":material/filter_alt_off:")
 else:
     charts.render_lifecycle_metrics(result, period=period, week_start=week_start, date_to=rng.end)
     charts.render_lifecycle_chart(result, period=period, week_start=week_start, date_to=rng.end,
