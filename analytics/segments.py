@@ -276,12 +276,16 @@ class RuleContext:
 
 @dataclass(frozen=True)
 class Relation:
-    """Where a field's value is: ``column`` of ``source`` (a table or subquery with ``trader_id``,
-    joined to traders; None for a column of traders itself). Fields that share a ``source`` object
-    share its join."""
+    """Where a field's value is: ``column`` of ``source`` (a table or subquery with ``trader_id``;
+    None for a column of traders itself). With ``join`` the source (at most one row per trader, keyed
+    so a join is cheap) is LEFT JOINed to traders, and fields sharing a ``source`` object share the
+    join; without it a condition becomes ``trader_id IN (SELECT trader_id FROM source WHERE ...)``,
+    which the database computes once: for aggregates whose size it cannot estimate (PostgreSQL
+    planned a join to the lifecycle stages as a nested loop recomputing them per trader)."""
 
     source: sa.FromClause | None
     column: ColumnElement
+    join: bool = True
 
 
 class FieldSource(Protocol):
@@ -425,7 +429,7 @@ class LifecycleSource:
             stages = empty.subquery("stages")
         else:
             stages = trader_stages(context.day).subquery("stages")
-        return Relation(stages, stages.c.stage)
+        return Relation(stages, stages.c.stage, join=False)
 
 
 class ClusterSource:
@@ -674,13 +678,14 @@ class _Compiler:
         f = self.catalog.get(c.field)
         assert f is not None  # validated
         relation = self.catalog.relation(c.field)
-        if not f.multi:
+        if not f.multi and (relation.source is None or relation.join):
             if relation.source is not None:
                 self.joins.setdefault(id(relation.source), relation.source)
             self.columns.setdefault(c.field, relation.column)
             return _predicate(f, c.op, c.value, relation.column)
-        # Several values per trader: "any of them" for the positive operators, its complement for
-        # the negative ones (no account on MT4 at all for "!= MT4").
+        # Tested on the source's rows: "any of them" for the positive operators and, for a field
+        # with several values, its complement for the negative ones (no account on MT4 at all for
+        # "!= MT4"); a trader without a row has an empty value.
         source = relation.source
         assert source is not None
         positive = {"!=": "=", "not in": "in", "is empty": "is not empty"}.get(c.op, c.op)
@@ -688,7 +693,7 @@ class _Compiler:
             test = _predicate(f, "is empty", None, relation.column).is_not(sa.true())
         else:
             test = _predicate(f, positive, c.value, relation.column)
-        found = sa.exists().where(source.c.trader_id == traders.c.trader_id, test)
+        found = traders.c.trader_id.in_(sa.select(source.c.trader_id).where(test))
         return found if positive == c.op else ~found
 
     def group(self, g: Group) -> ColumnElement[bool]:
@@ -725,7 +730,8 @@ class RulePreview:
     """What an unsaved rule selects now: ``count`` of ``population`` (every trader but test
     accounts); ``sample``: up to SAMPLE_SIZE members, newest registrations first, columns
     trader_id, trader_external_id, name, country, vip_tier, registered_at, then one column per field
-    the rule uses (by its label); ``context``: the stage day and the feature snapshot's as-of."""
+    the rule uses that is joined to traders (by its label; not the lifecycle stage, see
+    :class:`Relation`); ``context``: the stage day and the feature snapshot's as-of."""
 
     count: int
     population: int
@@ -744,11 +750,16 @@ def preview_rule(engine: Engine, rule: Group | Mapping | str, *, sample_size: in
         from_, where, columns = compile_rule(checked, catalog)
         t = traders.c
         values = [col.label(f"f{i}") for i, col in enumerate(columns.values())]
-        # One pass: the window count is the rule's size, the LIMIT its sample.
+        # The members once (a CTE read twice, which PostgreSQL materialises): their count, and the
+        # newest registrations among them as the sample. Sorting the rule's own query instead made
+        # PostgreSQL walk every trader in date order with a lookup per trader.
+        matched = (sa.select(t.trader_id.label("member_id"), *values).select_from(from_)
+                   .where(t.is_test.is_(sa.false()), where).cte("matched"))
+        count = sa.select(sa.func.count()).select_from(matched).scalar_subquery()
         query = (sa.select(t.trader_id, t.external_id, t.first_name, t.last_name, t.country,
-                           sa.func.coalesce(t.vip_tier, STANDARD_TIER), t.registered_at, *values,
-                           sa.func.count().over().label("members"))
-                 .select_from(from_).where(t.is_test.is_(sa.false()), where)
+                           sa.func.coalesce(t.vip_tier, STANDARD_TIER), t.registered_at,
+                           *(matched.c[v.name] for v in values), count.label("members"))
+                 .select_from(matched.join(traders, t.trader_id == matched.c.member_id))
                  .order_by(t.registered_at.desc().nulls_last(), t.trader_id.desc()).limit(sample_size))
         rows = conn.execute(query).all()
         population = conn.execute(sa.select(sa.func.count()).select_from(traders)

@@ -90,8 +90,16 @@ def scratch(backend: str) -> tuple[str, object]:
     name = f"segments_bench_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(sa.make_url(PG_URL).set(database="postgres"), isolation_level="AUTOCOMMIT")
     source = sa.make_url(PG_URL).database
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{source}"'))
+    deadline = time.monotonic() + 1800
+    while True:  # a template must have no other session: wait while another benchmark reads it
+        try:
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{source}"'))
+            break
+        except sa.exc.OperationalError as exc:
+            if "being accessed by other users" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(5)
 
     def drop() -> None:
         database.dispose_engines()

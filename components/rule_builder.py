@@ -10,6 +10,7 @@ puts a saved rule into the builder by setting that state before the widgets are 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import date, timedelta
 from typing import Any
@@ -86,8 +87,9 @@ def _remove(key: str, uid: str) -> None:
 
 
 def clear_rule(key: str) -> None:
-    """Empty the builder (one blank condition)."""
-    for name in [k for k in st.session_state if isinstance(k, str) and k.startswith(f"{key}.")]:
+    """Empty the builder (one blank condition); other widgets under ``key`` are left alone."""
+    own = re.compile(rf"^{re.escape(key)}\.(tree|next|json_error|[gc]\d+)(\.|$)")
+    for name in [k for k in st.session_state if isinstance(k, str) and own.match(k)]:
         del st.session_state[name]
 
 
@@ -272,7 +274,7 @@ def _value_widget(where: Any, f: RuleField, op: str, wkey: str, catalog: FieldCa
     if op in ("in", "not in"):
         return where.multiselect("Values", options, key=wkey, format_func=f.choice_label, label_visibility=hidden,
                                  accept_new_options=free, placeholder="Pick or type values" if free else "Pick values")
-    if free and not options:
+    if free and not f.choices:  # by the field alone: the widget's kind must not change with its value
         text = where.text_input("Value", key=wkey, label_visibility=hidden, max_chars=500, placeholder="A value")
         return text
     _seed(wkey, None)

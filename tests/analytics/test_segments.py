@@ -250,7 +250,8 @@ def test_the_preview_counts_and_samples_with_the_rule_fields(broker):
     rule = {"combine": "and", "items": [{"field": "feature.trades_total", "op": ">", "value": 0},
                                         {"field": "lifecycle.stage", "op": "=", "value": "active"}]}
     sample = seg.preview_rule(broker, rule).sample
-    assert sample[["Trades", "Lifecycle stage"]].values.tolist() == [[12.0, "active"]]
+    assert sample["Trades"].tolist() == [12.0]
+    assert "Lifecycle stage" not in sample  # tested in SQL on the stages, not shown (see Relation.join)
     assert seg.preview_rule(broker, one("trader.country", "=", "US")).count == 0
 
 
