@@ -115,7 +115,7 @@ def timeline_figure(timeline: Timeline) -> alt.VConcatChart:
     span = alt.selection_interval(encodings=["x"], name="span")
     legend = alt.Legend(title=None, orient="top", direction="horizontal", symbolSize=80)
     points = alt.Chart(data).mark_point(filled=True, opacity=0.85, strokeWidth=1.5).encode(
-        x=alt.X("at:T", title=None, scale=alt.Scale(domain=span), axis=alt.Axis(format="%d %b %Y", labelOverlap=True)),
+        x=alt.X("at:T", title=None, scale=alt.Scale(domain=span), axis=alt.Axis(labelOverlap=True)),
         y=alt.Y("lane:N", sort=lanes, title=None, axis=alt.Axis(labelLimit=140, grid=True)),
         # One legend: shape and colour share the field and the legend's settings, so Vega-Lite merges them.
         shape=alt.Shape("style:N", scale=alt.Scale(domain=used, range=[STYLES[n][0] for n in used]), legend=legend),
@@ -128,7 +128,7 @@ def timeline_figure(timeline: Timeline) -> alt.VConcatChart:
     per_day = (data.assign(day=pd.to_datetime(data["at"]).dt.floor("D"), n=1).groupby("day", as_index=False)["n"]
                .sum())
     slider = alt.Chart(per_day).mark_bar(color=_GREY, width=2).encode(
-        x=alt.X("day:T", title=None, axis=alt.Axis(format="%d %b %Y", labelOverlap=True)),
+        x=alt.X("day:T", title=None, axis=alt.Axis(labelOverlap=True)),
         y=alt.Y("n:Q", title=None, axis=None),
         tooltip=[alt.Tooltip("day:T", title="Day", format="%d %b %Y"), alt.Tooltip("n:Q", title="Points")],
     ).add_params(span).properties(height=SLIDER_HEIGHT)
@@ -140,8 +140,10 @@ def timeline_figure(timeline: Timeline) -> alt.VConcatChart:
 
 
 def render_timeline(timeline: Timeline, *, key: str) -> None:
-    """The timeline chart (keyed), or a note when the window holds nothing."""
-    if timeline.points.empty:
-        st.info("Nothing happened in this window.", icon=":material/event_busy:")
-        return
-    st.altair_chart(timeline_figure(timeline), width="stretch", key=key)
+    """The timeline chart in a container keyed ``key`` (a stable handle for tests and browsers), or a note
+    when the window holds nothing."""
+    with st.container(key=key):
+        if timeline.points.empty:
+            st.info("Nothing happened in this window.", icon=":material/event_busy:")
+            return
+        st.altair_chart(timeline_figure(timeline), width="stretch", key=f"{key}.chart")

@@ -235,14 +235,18 @@ def format_feature(value: float, unit: str) -> str:
 
 
 def comparison_table(comparison: FeatureComparison) -> pd.DataFrame:
-    """The comparison as the page shows it: text values by unit, z-scores and percentiles as numbers."""
+    """The comparison as the page shows it: text values by unit, z-scores and percentiles as numbers (the
+    population's and peers' columns only when there is a snapshot to compare with)."""
     t = comparison.table
     shown = pd.DataFrame({
         "Feature": t["label"], "Group": t["group"].str.replace("_", " "),
         "Trader": [format_feature(v, u) for v, u in zip(t["value"], t["unit"], strict=True)],
-        "Population mean": [format_feature(v, u) for v, u in zip(t["population_mean"], t["unit"], strict=True)],
-        "z (population)": t["population_z"], "Percentile (population)": t["population_percentile"],
     })
+    if comparison.snapshot_as_of is None:
+        return shown
+    shown["Population mean"] = [format_feature(v, u) for v, u in zip(t["population_mean"], t["unit"], strict=True)]
+    shown["z (population)"] = t["population_z"]
+    shown["Percentile (population)"] = t["population_percentile"]
     if comparison.peers is not None:
         shown["Peers' mean"] = [format_feature(v, u) for v, u in zip(t["segment_mean"], t["unit"], strict=True)]
         shown["z (peers)"] = t["segment_z"]
@@ -268,9 +272,9 @@ def render_feature_comparison(comparison: FeatureComparison, *, key: str, file_n
                 "registered traders).", icon=":material/hourglass_empty:")
         return
     if comparison.snapshot_as_of is None:
-        st.info("No feature snapshot of all traders has been materialised yet, so only this trader's values are "
-                "shown: the population and segment columns appear once one is (segment refreshes write it).",
-                icon=":material/info:")
+        st.info("No feature snapshot of all traders has been computed yet, so only this trader's values are shown. "
+                "The comparison with everyone and with the trader's segment appears once the app's background "
+                "refresh has computed one (at start, then every 5 minutes).", icon=":material/info:")
     else:
         note = (f" (the trader's values are as of {comparison.as_of:%d %b %Y %H:%M} UTC)"
                 if comparison.snapshot_as_of != comparison.as_of else "")
