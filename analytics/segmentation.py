@@ -108,7 +108,7 @@ FIT_SAMPLE_ROWS = {"gmm": 20_000, "hdbscan": 10_000}
 # Diagnostics fit each k five times (once, then a refit per bootstrap): their sample keeps a full
 # run within 30 s on 200,000 traders on this 2-core machine.
 DIAGNOSTIC_ROWS = {"kmeans": 12_000, "gmm": 5_000, "hdbscan": 4_000}
-SILHOUETTE_ROWS = 4_000
+SILHOUETTE_ROWS = 2_500
 PROJECTION_ROWS = 4_000
 BOOTSTRAPS = 4
 # Below this overlap with every previous cluster, a new cluster is new (gets a fresh id).
@@ -448,13 +448,13 @@ def _predict(algorithm: str, x: np.ndarray, centroids: np.ndarray, weights: np.n
 def _fit(x: np.ndarray, algorithm: str, k: int, seed: int, min_cluster_size: int | None = None, *,
          quick: bool = False) -> _Fit:
     """Fit ``algorithm`` on ``x`` (all rows for k-means; a sample past FIT_SAMPLE_ROWS otherwise).
-    ``quick`` (diagnostics): one initialisation of the mixture instead of two."""
+    ``quick`` (diagnostics): fewer initialisations (k-means 2 instead of 4, the mixture 1 instead of 2)."""
     n = len(x)
     if algorithm == "kmeans":
         if n > MINIBATCH_ROWS:
             model = MiniBatchKMeans(n_clusters=k, n_init=3, batch_size=4096, random_state=seed).fit(x)
         else:
-            model = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(x)
+            model = KMeans(n_clusters=k, n_init=2 if quick else 4, random_state=seed).fit(x)
         centroids = model.cluster_centers_
         return _Fit("kmeans", _nearest(x, centroids)[0], centroids)
     rows = _sample(n, FIT_SAMPLE_ROWS[algorithm], seed)
@@ -859,12 +859,16 @@ class Diagnostics:
     bootstraps: int
 
     def suggested_k(self) -> int | None:
-        """The k with the best silhouette among those with a stability of at least 0.8 (or overall)."""
+        """Among the settings with a stability of at least 0.8 (else all), those whose silhouette is
+        within 0.01 of the best; of these the most stable (then the smallest k). Two silhouettes that
+        close are the same quality, and the clusters that come back on every refit are the ones to name."""
         f = self.frame.dropna(subset=["silhouette"])
         if f.empty:
             return None
         stable = f[f["stability"] >= 0.8]
-        best = (stable if not stable.empty else f).sort_values(["silhouette", "k"], ascending=[False, True])
+        pool = stable if not stable.empty else f
+        close = pool[pool["silhouette"] >= pool["silhouette"].max() - 0.01]
+        best = close.sort_values(["stability", "k"], ascending=[False, True])
         return int(best.iloc[0]["k"])
 
     def to_json(self) -> dict[str, Any]:
@@ -980,9 +984,10 @@ class Projection:
 def compute_projection(snapshot: FeatureSnapshot, clustering: Clustering, *,
                        max_points: int = PROJECTION_ROWS) -> Projection:
     """The population in the plane of the clustering space's two main components, coloured by cluster."""
-    population = select_population(snapshot.frame, clustering.spec.population).loc[clustering.labels.index]
+    known = clustering.labels[clustering.labels.index.isin(snapshot.frame.index)]  # the snapshot's traders only
+    population = snapshot.frame.loc[known.index]
     x = clustering.model.transform.apply(population)
-    labels = clustering.labels.to_numpy()
+    labels = known.to_numpy()
     rows = _sample(len(x), max_points, clustering.spec.seed + 3)
     if len(rows) < len(x):
         # Every cluster shows, however small: up to 30 of its members beyond the random sample.
@@ -1085,7 +1090,7 @@ def compare_kyc_behaviour(snapshot: FeatureSnapshot, clustering: Clustering, kyc
     :func:`load_kyc_fields` returns, plus the snapshot's KYC state) and from the behavioural features
     the clusters were built from, each against the majority-class baseline, on a sample of at most
     ``max_rows`` clustered traders."""
-    labels = clustering.labels[clustering.labels != NOISE]
+    labels = clustering.labels[(clustering.labels != NOISE) & clustering.labels.index.isin(snapshot.frame.index)]
     counts = labels.value_counts()
     labels = labels[labels.isin(counts[counts >= folds].index)]  # a cluster smaller than the folds cannot be stratified
     if labels.nunique() < 2:
