@@ -490,16 +490,18 @@ def render(*, key: str = "segments.studio") -> None:
         associations = comparison.associations.rename(columns={"label": "Field", "cramers_v": "Cramér's V",
                                                                "categories": "Values"})[["Field", "Cramér's V",
                                                                                          "Values"]]
-        st.dataframe(associations, hide_index=True, key=f"{key}.kyc.fields",
-                     height=fit_height(len(associations)), column_config={
-                         "Cramér's V": st.column_config.ProgressColumn(
-                             format="%.2f", min_value=0, max_value=1,
-                             help="Association of the field with the cluster: 0 none, 1 the field decides it.")})
+        # Keyed containers: a read-only st.dataframe does not keep its key (tests and browsers need a handle).
+        with st.container(key=f"{key}.kyc.fields"):
+            st.dataframe(associations, hide_index=True, height=fit_height(len(associations)), column_config={
+                "Cramér's V": st.column_config.ProgressColumn(
+                    format="%.2f", min_value=0, max_value=1,
+                    help="Association of the field with the cluster: 0 none, 1 the field decides it.")})
 
     with st.expander("How missing values are filled", icon=":material/help:"):
         notes = seg.fill_notes(spec.features)
-        st.dataframe(notes[["label", "note"]].rename(columns={"label": "Feature", "note": "When missing"}),
-                     hide_index=True, key=f"{key}.fills", height=fit_height(len(notes)))
+        with st.container(key=f"{key}.fills"):
+            st.dataframe(notes[["label", "note"]].rename(columns={"label": "Feature", "note": "When missing"}),
+                         hide_index=True, height=fit_height(len(notes)))
 
 
 def settings_without_k(spec: seg.ClusterSpec) -> str:
