@@ -740,6 +740,10 @@ class RulePreview:
     seconds: float
 
 
+# Rule fields the sample shows anyway (as trader_external_id, country, vip_tier, registered_at).
+_SAMPLE_FIELDS = frozenset({"trader.external_id", "trader.country", "trader.vip_tier", "trader.registered_at"})
+
+
 def preview_rule(engine: Engine, rule: Group | Mapping | str, *, sample_size: int = SAMPLE_SIZE) -> RulePreview:
     """Count and sample the traders an unsaved rule selects (one read). :class:`RuleRejected` for a
     rule that cannot be used."""
@@ -749,6 +753,7 @@ def preview_rule(engine: Engine, rule: Group | Mapping | str, *, sample_size: in
         checked = validate_rule(_as_rule(rule), catalog)
         from_, where, columns = compile_rule(checked, catalog)
         t = traders.c
+        columns = {name: col for name, col in columns.items() if name not in _SAMPLE_FIELDS}
         values = [col.label(f"f{i}") for i, col in enumerate(columns.values())]
         # The members once (a CTE read twice, which PostgreSQL materialises): their count, and the
         # newest registrations among them as the sample. Sorting the rule's own query instead made

@@ -253,6 +253,10 @@ def test_the_preview_counts_and_samples_with_the_rule_fields(broker):
     assert sample["Trades"].tolist() == [12.0]
     assert "Lifecycle stage" not in sample  # tested in SQL on the stages, not shown (see Relation.join)
     assert seg.preview_rule(broker, one("trader.country", "=", "US")).count == 0
+    shown = seg.preview_rule(broker, {"combine": "and", "items": [cond("trader.country", "=", "DE"),
+                                                                  cond("trader.owner", "=", "Ann")]}).sample
+    assert list(shown.columns) == ["trader_id", "trader_external_id", "name", "country", "vip_tier",
+                                   "registered_at", "Owner"]  # the country once
 
 
 def test_describing_a_rule_reads_as_words(broker):
