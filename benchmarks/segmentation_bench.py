@@ -1,0 +1,230 @@
+"""How long behavioural clustering takes on 200,000 traders, and whether it finds the simulator's personas.
+
+    python benchmarks/segmentation_bench.py                          # k-means, GMM, HDBSCAN; 3 runs; DuckDB assign
+    python benchmarks/segmentation_bench.py --algorithms kmeans --runs 5 --db-assign duckdb,postgres
+
+Data: the 200,000-trader benchmark database of benchmarks/analytics_bench.py (``data/bench/analytics.duckdb``;
+TRADERLENS_BENCH_DUCKDB overrides it), opened read-only. The feature snapshot is read once (its own
+target is benchmarks/features_bench.py's; its time is printed for reference). Then, per algorithm:
+
+- **clustering with diagnostics**: ``fit_clustering`` (default spec, k = 6) and ``compute_diagnostics``
+  across k = 2..10 (silhouette, Calinski-Harabasz, Davies-Bouldin, BIC for the mixture, stability from
+  bootstrap refits) — what the studio computes for one setting; target 30 s;
+- the adjusted Rand index of the clusters against the simulator's hidden personas (the truth table,
+  read by this benchmark only) and the bootstrap stability at k = 6;
+- **assigning new traders** without a refit: the stored model read back from its JSON and applied to
+  the 10,000 newest traders of the population, and to the whole population; target 1 s.
+
+With ``--db-assign`` the saved-run path is timed too, on a scratch copy of the database (the DuckDB file
+copied, the PostgreSQL database ``traderlens_analytics_bench`` cloned, both removed at the end): the
+feature snapshot materialised, the k-means run saved, the 10,000 newest traders' assignments deleted,
+then ``assign_new_traders`` (read those traders from trader_features, assign, insert) in a transaction
+rolled back after each run.
+
+Every timing is the median of ``--runs`` runs after one untimed warm-up. Prints a Markdown table and
+appends the run to benchmarks/results/segmentation.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import pandas as pd  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+from sklearn.metrics import adjusted_rand_score  # noqa: E402
+
+from analytics import reading as reading_module  # noqa: E402
+from analytics import segmentation as seg  # noqa: E402
+from analytics.features import compute_features, materialise_features  # noqa: E402
+from connectors import database, schema  # noqa: E402
+from connectors.schema import TRUTH_SCHEMA  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "segmentation.json"
+DUCKDB_PATH = Path(os.environ.get("TRADERLENS_BENCH_DUCKDB", ROOT / "data" / "bench" / "analytics.duckdb"))
+PG_URL = os.environ.get("TRADERLENS_BENCH_PG_URL",
+                        "postgresql+psycopg2://postgres@127.0.0.1:5432/traderlens_analytics_bench")
+SCRATCH = Path(os.environ.get("TRADERLENS_BENCH_SCRATCH", "/tmp"))
+NEW_TRADERS = 10_000
+TARGETS = {"fit + diagnostics": 30.0, "assign": 1.0}
+
+
+def long_reads() -> None:
+    """Give batch reads (the whole snapshot) 10 minutes instead of the pages' 30 s: preparation here,
+    not what is measured; a busy machine must not stop the run."""
+    reading_module.reading.__wrapped__.__kwdefaults__["timeout_s"] = 600
+
+
+def timed(fn, runs: int) -> tuple[float, list[float], object]:
+    fn()  # warm-up, not counted
+    times, out = [], None
+    for _ in range(runs):
+        started = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), times, out
+
+
+def personas(engine: sa.Engine) -> pd.Series:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(f"SELECT trader_id, persona FROM {TRUTH_SCHEMA}.traders")).all()
+    return pd.Series({int(r[0]): r[1] for r in rows})
+
+
+def bench_algorithm(snapshot, truth: pd.Series, algorithm: str, runs: int) -> tuple[list[dict], seg.Clustering]:
+    spec = seg.ClusterSpec(algorithm=algorithm)
+    rows = []
+
+    def both() -> tuple[seg.Clustering, seg.Diagnostics]:
+        return seg.fit_clustering(snapshot, spec), seg.compute_diagnostics(snapshot, spec)
+
+    median, times, (clustering, diagnostics) = timed(both, runs)
+    fit_median, fit_times, _ = timed(lambda: seg.fit_clustering(snapshot, spec), runs)
+    clustered = clustering.labels[clustering.labels != seg.NOISE]
+    ari = adjusted_rand_score(truth.loc[clustered.index], clustered)
+    at_k = diagnostics.frame.set_index("k")["stability"]
+    stability = float(at_k.loc[6]) if algorithm != "hdbscan" and 6 in at_k.index else float(at_k.max())
+    common = {"algorithm": algorithm, "traders": len(clustering.labels), "clusters": int(
+        (clustering.clusters["cluster"] != seg.NOISE).sum()), "noise_share": round(clustering.noise_share, 4),
+        "ari_vs_personas": round(ari, 3), "stability": round(stability, 3),
+        "diagnostic_rows": diagnostics.sample_rows, "silhouette_rows": diagnostics.silhouette_rows,
+        "fitted_rows": clustering.fitted_rows}
+    rows.append({**common, "what": "fit + diagnostics", "median_s": median, "runs": times})
+    rows.append({**common, "what": "fit", "median_s": fit_median, "runs": fit_times})
+    print(f"{algorithm}: fit + diagnostics {median:.2f} s (fit {fit_median:.2f} s) on {len(clustering.labels):,} "
+          f"traders; ARI vs personas {ari:.3f}, stability {stability:.3f}", flush=True)
+    print(diagnostics.frame.round(3).to_string(index=False), flush=True)
+
+    text = json.dumps(clustering.model.to_json())
+    population = snapshot.frame.loc[clustering.labels.index]
+    newest = population.tail(NEW_TRADERS)
+    for what, frame in ((f"assign {len(newest):,} new traders (model from JSON)", newest),
+                        (f"assign all {len(population):,} traders (model from JSON)", population)):
+        median, times, labels = timed(lambda f=frame: seg.ClusterModel.from_json(json.loads(text)).assign(f), runs)
+        agree = float((labels == clustering.labels.loc[frame.index]).mean())
+        rows.append({**common, "what": what, "median_s": median, "runs": times, "agrees_with_fit": round(agree, 4)})
+        print(f"  {what}: {median:.3f} s (agrees with the fit on {agree:.2%})", flush=True)
+    return rows, clustering
+
+
+def scratch(backend: str) -> tuple[str, object]:
+    """(URL of a scratch copy of the benchmark database, a function that removes it)."""
+    if backend == "duckdb":
+        path = SCRATCH / f"segmentation_bench_{uuid.uuid4().hex[:8]}.duckdb"
+        shutil.copyfile(DUCKDB_PATH, path)
+        return f"duckdb:///{path}", lambda: path.unlink(missing_ok=True)
+    name = f"segmentation_bench_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(sa.make_url(PG_URL).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    source = sa.make_url(PG_URL).database
+    deadline = time.monotonic() + 1800
+    while True:  # a template must have no other session: wait while another benchmark reads it
+        try:
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{source}"'))
+            break
+        except sa.exc.OperationalError as exc:
+            if "being accessed by other users" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(5)
+
+    def drop() -> None:
+        database.dispose_engines()
+        with admin.connect() as c:
+            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+    return sa.make_url(PG_URL).set(database=name).render_as_string(hide_password=False), drop
+
+
+def bench_db_assign(backend: str, clustering: seg.Clustering, runs: int) -> dict:
+    """assign_new_traders on a scratch copy: the run saved, its newest traders' rows deleted, timed in a
+    transaction rolled back after each run."""
+    url, remove = scratch(backend)
+    try:
+        engine = database.get_engine(url)
+        database.upgrade_schema(engine)
+        with engine.begin() as conn:
+            conn.execute(schema.cluster_assignments.delete())
+            conn.execute(schema.clustering_runs.delete())
+        materialise_features(engine)
+        run_id = seg.save_clustering(engine, clustering, name="bench")
+        newest = [int(t) for t in clustering.labels.index[-NEW_TRADERS:]]
+        with engine.begin() as conn:
+            a = schema.cluster_assignments.c
+            conn.execute(schema.cluster_assignments.delete().where(a.run_id == run_id, a.trader_id.in_(newest)))
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("ANALYZE"))
+
+        def assign() -> int:
+            conn = engine.connect()
+            transaction = conn.begin()
+            try:
+                return seg.assign_new_traders(conn, run_id)
+            finally:
+                transaction.rollback()
+                conn.close()
+
+        median, times, added = timed(assign, runs)
+    finally:
+        database.dispose_engines()
+        remove()
+    print(f"{backend}: assign_new_traders {added:,} traders in {median:.3f} s", flush=True)
+    return {"algorithm": clustering.spec.algorithm, "backend": backend, "traders": added,
+            "what": f"assign_new_traders: {added:,} new traders ({backend}, read + assign + insert)",
+            "median_s": median, "runs": times}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--algorithms", default="kmeans,gmm,hdbscan")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--db-assign", default="duckdb", help="backends for the saved-run path, or 'none'")
+    args = parser.parse_args()
+    long_reads()
+    engine = database.get_engine(f"duckdb:///{DUCKDB_PATH}", read_only=True)
+    started = time.perf_counter()
+    snapshot = compute_features(engine)
+    features_s = time.perf_counter() - started
+    truth = personas(engine)
+    database.dispose_engines()
+    print(f"snapshot as of {snapshot.as_of:%Y-%m-%d}: {len(snapshot.frame):,} traders in {features_s:.1f} s "
+          "(benchmarks/features_bench.py measures it)", flush=True)
+    rows: list[dict] = [{"algorithm": "", "what": "feature snapshot (reference)", "median_s": features_s,
+                         "runs": [features_s], "traders": len(snapshot.frame)}]
+    fitted: dict[str, seg.Clustering] = {}
+    for algorithm in args.algorithms.split(","):
+        found, fitted[algorithm] = bench_algorithm(snapshot, truth, algorithm, args.runs)
+        rows += found
+    if args.db_assign != "none":
+        clustering = fitted.get("kmeans") or next(iter(fitted.values()))
+        for backend in args.db_assign.split(","):
+            rows.append(bench_db_assign(backend, clustering, args.runs))
+    print("\n| algorithm | what | traders | median s | target s | within | ARI vs personas | stability |\n"
+          "|---|---|---:|---:|---:|---|---:|---:|")
+    for r in rows:
+        target = TARGETS["assign"] if r["what"].startswith("assign") else TARGETS.get(r["what"])
+        r["target_s"] = target
+        within = "" if target is None else ("yes" if r["median_s"] <= target else "NO")
+        print(f"| {r['algorithm']} | {r['what']} | {r['traders']:,} | {r['median_s']:.3f} | "
+              f"{'' if target is None else target} | {within} | {r.get('ari_vs_personas', '')} | "
+              f"{r.get('stability', '')} |")
+    RESULTS.parent.mkdir(exist_ok=True)
+    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    previous.append({"at": datetime.now(UTC).isoformat(timespec="seconds"), "command": " ".join(sys.argv),
+                     "machine": platform.platform(), "cpus": os.cpu_count(), "load": os.getloadavg(), "rows": rows})
+    RESULTS.write_text(json.dumps(previous, indent=1, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    main()
