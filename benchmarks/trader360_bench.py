@@ -192,8 +192,7 @@ def main() -> int:
                         server.stop()
                     runs.append(result)
                     print(f"run {run}: first visit {result['first_visit_s']:.2f} s, again "
-                          f"{result['cached_visit_s']:.2f} s ({result['timeline_points']:,} timeline points, "
-                          f"load {result['load_average']})", file=sys.stderr)
+                          f"{result['cached_visit_s']:.2f} s (load {result['load_average']})", file=sys.stderr)
             finally:
                 browser.close()
     first = statistics.median(r["first_visit_s"] for r in runs)

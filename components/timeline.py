@@ -133,6 +133,7 @@ def timeline_figure(timeline: Timeline) -> alt.VConcatChart:
         tooltip=[alt.Tooltip("day:T", title="Day", format="%d %b %Y"), alt.Tooltip("n:Q", title="Points")],
     ).add_params(span).properties(height=SLIDER_HEIGHT)
     return (alt.vconcat(points, slider, spacing=6)
+            .properties(usermeta={"embedOptions": {"renderer": "canvas"}})
             .configure_view(stroke=None)
             .configure_axis(gridColor=GRID, domainColor=AXIS_LINE, tickColor=AXIS_LINE, labelColor=TEXT,
                             labelFontSize=12)
