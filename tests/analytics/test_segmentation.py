@@ -392,3 +392,14 @@ def test_kyc_fields_that_carry_no_behaviour_predict_no_better_than_the_baseline(
     kyc_row = informed.frame.set_index("group").loc["KYC & demographics"]
     assert kyc_row["lift"] > 0.04
     assert informed.associations.iloc[0]["field"] == "platform" and informed.rows == len(clustering.labels)
+
+
+def test_the_silhouette_from_shared_distances_is_sklearns():
+    from sklearn.metrics import silhouette_score
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 5))
+    labels = rng.integers(0, 4, 600)
+    labels[0] = 9  # a cluster of one scores 0, as in sklearn
+    assert seg.silhouette(seg._distances(x), labels) == pytest.approx(silhouette_score(x, labels), abs=1e-9)
+    assert np.isnan(seg.silhouette(seg._distances(x[:10]), np.zeros(10, dtype=int)))
