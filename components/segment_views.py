@@ -79,18 +79,31 @@ def render_size_over_time(frame: pd.DataFrame, *, key: str) -> None:
         return
     data = frame[SIZE_COLUMNS].copy()
     data["day"] = pd.to_datetime(data["day"])
-    data["left_neg"] = -data["left"]
-    base = alt.Chart(data).encode(x=alt.X("day:T", title=None, axis=alt.Axis(format="%d %b")))
-    size = base.mark_line(point=len(data) < 60, color=SIZE_BLUE).encode(
-        y=alt.Y("size:Q", title="Members"),
+    x = alt.X("day:T", title=None, axis=alt.Axis(format="%d %b"))
+    size = alt.Chart(data).mark_line(point=len(data) < 60, color=SIZE_BLUE).encode(
+        x=x, y=alt.Y("size:Q", title="Members", scale=alt.Scale(zero=True, nice=True, padding=8)),
         tooltip=[alt.Tooltip("day:T", title="Day", format="%d %b %Y"), alt.Tooltip("size:Q", title="Members"),
                  alt.Tooltip("entered:Q", title="Entered"), alt.Tooltip("left:Q", title="Left")])
-    moves = base.transform_fold(["entered", "left_neg"], as_=["move", "traders"]).mark_bar(opacity=0.6).encode(
-        y=alt.Y("traders:Q", title="Entered / left"),
-        color=alt.Color("move:N", scale=alt.Scale(domain=["entered", "left_neg"], range=[ENTERED_GREEN, LEFT_RED]),
-                        legend=alt.Legend(labelExpr="datum.label == 'left_neg' ? 'left' : datum.label")))
+    moves = pd.concat([data.assign(move="entered", traders=data["entered"]),
+                       data.assign(move="left", traders=-data["left"])], ignore_index=True)
+    width = max(2, min(14, 600 // len(data)))  # a bar per day, visible when there are few days
+    bars = alt.Chart(moves).mark_bar(opacity=0.7, size=width).encode(
+        x=x, y=alt.Y("traders:Q", title="Entered / left"),
+        color=alt.Color("move:N", scale=alt.Scale(domain=["entered", "left"], range=[ENTERED_GREEN, LEFT_RED])),
+        tooltip=[alt.Tooltip("day:T", title="Day", format="%d %b %Y"), alt.Tooltip("move:N", title=" "),
+                 alt.Tooltip("traders:Q", title="Traders")])
     render_chart(styled(size, height=180), key=key)
-    render_chart(styled(moves, height=90), key=f"{key}.moves")
+    render_chart(styled(bars, height=140), key=f"{key}.moves")
+
+
+# Headers of the members table (the CSV keeps analytics.segments.EXPORT_COLUMNS' names).
+MEMBER_LABELS = {
+    "trader_external_id": "Trader id", "first_name": "First name", "last_name": "Last name", "email": "Email",
+    "phone": "Phone", "country": "Country", "language": "Language", "acquisition_channel": "Channel",
+    "affiliate_id": "Affiliate", "vip_tier": "VIP tier", "kyc_status": "KYC", "owner": "Owner",
+    "consent_email": "Email ok", "consent_sms": "SMS ok", "consent_push": "Push ok",
+    "consent_whatsapp": "WhatsApp ok", "is_blocked": "Blocked",
+}
 
 
 def render_members(frame: pd.DataFrame, *, total: int, key: str, file_name: str, export: pd.DataFrame | None = None
@@ -102,8 +115,8 @@ def render_members(frame: pd.DataFrame, *, total: int, key: str, file_name: str,
     st.caption(f"{len(shown):,} of {total:,} members shown" if total > len(shown) else f"{total:,} members")
     render_table(shown, key=key, file_name=file_name, download=export if export is not None else frame,
                  height=fit_height(len(shown), max_rows=12), column_config={
+                     **MEMBER_LABELS,
                      "open": st.column_config.LinkColumn("Trader 360", display_text="Open", width="small"),
-                     "trader_external_id": "Trader id",
                      "registered_at": st.column_config.DatetimeColumn("Registered", format="YYYY-MM-DD"),
                      "member_since": st.column_config.DatetimeColumn("Member since (UTC)", format="YYYY-MM-DD HH:mm"),
                  })
