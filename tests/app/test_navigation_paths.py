@@ -72,7 +72,8 @@ def test_every_page_opens_by_its_own_name(path, not_found, monkeypatch):
     at = open_at(path, monkeypatch)
     assert title(at) == PAGES[path]
     assert not_found == []  # the Overview's own name used to get Streamlit's "Page not found" dialog
-    assert not at.warning
+    # No unknown-page notice (the Segments page may warn that the tiny sample is too small to cluster).
+    assert not [w for w in at.warning if "no page called" in w.value]
 
 
 def test_the_root_opens_the_overview(not_found, monkeypatch):
