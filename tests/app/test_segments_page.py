@@ -269,3 +269,19 @@ def test_a_cluster_saved_from_the_studio_is_a_live_segment(db_url, open_page):
                                                                   ca.cluster == cluster)).scalars())
     assert again == dropped
     assert set(seg.member_ids(engine, made.segment_id)) == assigned - tests
+
+
+def test_without_a_feature_snapshot_the_builder_offers_to_compute_it(db_url, open_page):
+    with writer(db_url).begin() as conn:
+        conn.execute(sa.text("DROP TABLE trader_features"))
+    database.dispose_engines()
+    at = open_tab(open_page, "Rule builder")
+    assert next(plain(i.value) for i in at.info).startswith("No feature snapshot yet")
+    assert "Features: trading · Trades per week" not in at.selectbox(key="segments.rule.c1.field").options
+    at.button(key="segments.materialise").click().run()
+    assert ok(at)[0].startswith("Feature snapshot as of ")
+    fields = at.selectbox(key="segments.rule.c1.field")
+    assert "Features: trading · Trades per week" in fields.options
+    fields.set_value("feature.trades_per_week").run()
+    expected = seg.preview_rule(writer(db_url), rule(cond("feature.trades_per_week", "=", 0.0)))
+    assert metric(at, "Members now") == f"{expected.count:,}" and expected.count > 0
