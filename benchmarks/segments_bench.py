@@ -86,7 +86,11 @@ def scratch(backend: str) -> tuple[str, object]:
     if backend == "duckdb":
         path = SCRATCH / f"segments_bench_{uuid.uuid4().hex[:8]}.duckdb"
         shutil.copyfile(DUCKDB_PATH, path)
-        return f"duckdb:///{path}", lambda: path.unlink(missing_ok=True)
+        def remove() -> None:
+            for leftover in (path, path.with_name(path.name + ".wal"), path.with_name(path.name + ".writer.lock")):
+                leftover.unlink(missing_ok=True)
+
+        return f"duckdb:///{path}", remove
     name = f"segments_bench_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(sa.make_url(PG_URL).set(database="postgres"), isolation_level="AUTOCOMMIT")
     source = sa.make_url(PG_URL).database
