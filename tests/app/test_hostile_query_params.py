@@ -75,7 +75,9 @@ PAGE_KEYS = {page: _bound_keys(ROOT / page) for page in PAGES}
 # Widgets shown only when another parameter has a given value: (that parameter, the value in the URL).
 GATES = {"from": ("period", "Custom"), "to": ("period", "Custom"),
          "funnels.breakdown": ("funnels.breakdown_kind", "Trader attribute"),
-         "funnels.property": ("funnels.breakdown_kind", "Event property")}
+         "funnels.property": ("funnels.breakdown_kind", "Event property"),
+         "segments.archived": ("segments.tab", "Saved segments"),
+         "trader360.window": ("trader", "SIM-0000001")}
 
 
 @dataclass(frozen=True)
