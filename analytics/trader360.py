@@ -27,9 +27,11 @@ from analytics.features import (
     FEATURE_NAMES,
     FEATURES,
     KYC_STATE,
+    MaterialisedSnapshot,
     compute_features,
     feature_table,
     materialised_snapshot,
+    snapshot_time,
 )
 from analytics.filters import EVERYONE
 from analytics.periods import local_date, midnight, period_start
@@ -40,6 +42,7 @@ from connectors.schema import (
     accounts,
     cluster_assignments,
     clustering_runs,
+    imports,
     kyc_events,
     portal_events,
     segment_changes,
@@ -681,16 +684,35 @@ def _stats(row: Any, name: str, value: float) -> tuple[float, float, float, floa
     return mean, std, z, percentile
 
 
+def _own_features(engine: Engine, trader_id: int, snapshot: MaterialisedSnapshot | None
+                  ) -> tuple[datetime, pd.Series | None]:
+    """(as-of, the trader's row of :data:`FEATURE_NAMES` and ``kyc_state``, None for a trader without
+    features): the materialised snapshot's row while the snapshot is current (the rule of
+    :func:`analytics.features.ensure_features`: it is as of now and no import finished after it was
+    computed), else :func:`analytics.features.compute_features` for this trader alone. The snapshot's
+    row is what compute_features returns, read instead of recomputed (0.1-0.15 s of the page)."""
+    now = snapshot_time(engine, None)
+    if snapshot is not None and snapshot.as_of == now:
+        table = feature_table()
+        with reading(engine) as conn:
+            last_import = conn.execute(sa.select(sa.func.max(imports.c.imported_at))).scalar()
+            if last_import is None or last_import <= snapshot.computed_at:
+                found = conn.execute(sa.select(*(table.c[name] for name in (*FEATURE_NAMES, KYC_STATE)))
+                                     .where(table.c.trader_id == trader_id)).mappings().first()
+                if found is not None:
+                    return now, pd.Series(dict(found))
+    mine = compute_features(engine, as_of=now, trader_ids=[trader_id], trader_filter=EVERYONE)
+    return mine.as_of, (mine.frame.iloc[0] if len(mine.frame) else None)
+
+
 def compute_feature_comparison(engine: Engine, trader_id: int, *, peers: Peers | None = None) -> FeatureComparison:
-    """:class:`FeatureComparison` of ``trader_id``: their features now (:func:`analytics.features.
-    compute_features` for this trader alone, as of the local midnight after the newest day with
-    data) against the materialised snapshot's population and ``peers``, in one aggregate statement
-    each."""
-    mine = compute_features(engine, trader_ids=[trader_id], trader_filter=EVERYONE)
-    row = mine.frame.iloc[0] if len(mine.frame) else None
-    values = {name: (math.nan if row is None else float(row[name])) for name in FEATURE_NAMES}
-    kyc_state = None if row is None else row[KYC_STATE]
+    """:class:`FeatureComparison` of ``trader_id``: their features now (as of the local midnight after the
+    newest day with data; :func:`_own_features`) against the materialised snapshot's population and
+    ``peers``, in one aggregate statement each."""
     snapshot = materialised_snapshot(engine)
+    as_of, row = _own_features(engine, trader_id, snapshot)
+    values = {name: (math.nan if row is None or row[name] is None else float(row[name])) for name in FEATURE_NAMES}
+    kyc_state = None if row is None else row[KYC_STATE]
     population = peer_row = None
     peer_count = 0
     if snapshot is not None:
@@ -710,7 +732,7 @@ def compute_feature_comparison(engine: Engine, trader_id: int, *, peers: Peers |
     frame = pd.DataFrame(records, columns=COMPARISON_COLUMNS)
     numeric = COMPARISON_COLUMNS[4:]
     frame[numeric] = frame[numeric].astype("float64")
-    return FeatureComparison(trader_id, mine.as_of, kyc_state, None if snapshot is None else snapshot.as_of,
+    return FeatureComparison(trader_id, as_of, kyc_state, None if snapshot is None else snapshot.as_of,
                              int(population["rows"]) if population is not None else 0, peers, peer_count, frame)
 
 

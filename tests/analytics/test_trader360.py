@@ -369,6 +369,30 @@ def test_features_are_compared_with_the_snapshot_and_the_peers(broker):
     assert comparison.kyc_state == mine["kyc_state"]
 
 
+def test_a_current_snapshot_gives_the_traders_own_values_and_a_stale_one_is_recomputed(broker, monkeypatch):
+    trader_id = _busiest(broker)
+    computed = compute_features(broker, trader_ids=[trader_id], trader_filter=EVERYONE).frame.loc[trader_id]
+    calls = []
+    real = t360.compute_features
+    monkeypatch.setattr(t360, "compute_features", lambda *a, **k: calls.append(k) or real(*a, **k))
+    snapshot = t360.materialised_snapshot(broker)
+    as_of, row = t360._own_features(broker, trader_id, snapshot)
+    assert calls == [] and as_of == snapshot.as_of  # read from the snapshot
+    for name in FEATURE_NAMES:
+        assert float(row[name]) == pytest.approx(float(computed[name]), nan_ok=True), name
+    # An import after the snapshot was computed: the trader's values are computed afresh.
+    with broker.begin() as conn:
+        conn.execute(schema.imports.insert().values(
+            import_id=991, file_name="late.csv", kind="trades", sha256="0" * 64, rows_read=0, rows_inserted=0,
+            rows_skipped=0, imported_at=snapshot.computed_at + timedelta(seconds=1)))
+    try:
+        as_of, row = t360._own_features(broker, trader_id, snapshot)
+        assert len(calls) == 1 and float(row["trades_total"]) == float(computed["trades_total"])
+    finally:
+        with broker.begin() as conn:
+            conn.execute(schema.imports.delete().where(schema.imports.c.import_id == 991))
+
+
 def test_without_a_snapshot_only_the_traders_values_are_filled(broker, monkeypatch):
     monkeypatch.setattr(t360, "materialised_snapshot", lambda engine: None)
     comparison = t360.compute_feature_comparison(broker, _busiest(broker))
