@@ -303,20 +303,26 @@ def _saved_runs(key: str) -> dict[str, int]:
     return st.session_state.setdefault(f"{key}.saved", {})
 
 
-def _save(clustering: seg.Clustering, names: dict[int, str], name: str, fingerprint: str, key: str,
-          diagnostics: seg.Diagnostics | None) -> int:
+def _computed_diagnostics(key: str, clustering: seg.Clustering) -> seg.Diagnostics | None:
+    """The diagnostics of this clustering's setting when the user has computed them (from the cache)."""
+    spec = clustering.spec
+    if st.session_state.get(f"{key}.diagnostics") != _diagnostics_token(spec):
+        return None
+    return load_diagnostics(clustering.as_of, settings_without_k(spec), _k_values(spec))
+
+
+def _save(clustering: seg.Clustering, names: dict[int, str], name: str, fingerprint: str, key: str) -> int:
     run_id = seg.save_clustering(runtime.get_writer_engine(), clustering.with_names(names), name=name,
-                                 diagnostics=diagnostics)
+                                 diagnostics=_computed_diagnostics(key, clustering))
     _saved_runs(key)[fingerprint] = run_id
     load_runs.clear()
     return run_id
 
 
-def save_clustering(clustering: seg.Clustering, names: dict[int, str], fingerprint: str, key: str,
-                    diagnostics: seg.Diagnostics | None) -> None:
-    """Save the clustering as a run (the form's name), with its edited names and diagnostics."""
+def save_clustering(clustering: seg.Clustering, names: dict[int, str], fingerprint: str, key: str) -> None:
+    """Save the clustering as a run (the form's name), with its edited names and diagnostics if computed."""
     try:
-        run_id = _save(clustering, names, st.session_state.get(f"{key}.run_name", ""), fingerprint, key, diagnostics)
+        run_id = _save(clustering, names, st.session_state.get(f"{key}.run_name", ""), fingerprint, key)
     except TraderLensError as exc:
         _flash("error", exc)
         return
@@ -335,8 +341,7 @@ def save_names(run_id: int, names: dict[int, str]) -> None:
     _flash("success", f"Saved the cluster names of run #{run_id}.")
 
 
-def save_segment(clustering: seg.Clustering, names: dict[int, str], fingerprint: str, key: str,
-                 diagnostics: seg.Diagnostics | None) -> None:
+def save_segment(clustering: seg.Clustering, names: dict[int, str], fingerprint: str, key: str) -> None:
     """Make the chosen cluster a saved segment (saving the clustering first when it is not saved yet)."""
     from components import segment_actions  # the Segments page's writes: its message, its caches
 
@@ -348,7 +353,7 @@ def save_segment(clustering: seg.Clustering, names: dict[int, str], fingerprint:
     run_id = _saved_runs(key).get(fingerprint)
     if run_id is None:
         try:
-            run_id = _save(clustering, names, _default_run_name(clustering), fingerprint, key, diagnostics)
+            run_id = _save(clustering, names, _default_run_name(clustering), fingerprint, key)
         except TraderLensError as exc:
             _flash("error", exc)
             return
@@ -379,6 +384,56 @@ def _on_demand(key: str, what: str, token: str, label: str, help_text: str) -> b
     return False
 
 
+def _diagnostics_token(spec: seg.ClusterSpec) -> str:
+    return json.dumps({**spec.settings(), "k": None}, sort_keys=True)  # diagnostics span k themselves
+
+
+# The on-demand sections are fragments: their button reruns the section alone, not the whole studio
+# (whose redraw in the browser, the map above all, costs about half a second).
+@st.fragment
+def render_diagnostics(key: str, as_of: datetime, spec: seg.ClusterSpec) -> None:
+    """The diagnostics across k for ``spec``'s setting, once asked for."""
+    if not _on_demand(key, "diagnostics", _diagnostics_token(spec), "Compute the diagnostics across k",
+                      "Fits every k again on bootstrap samples: a second or two."):
+        return
+    diagnostics = load_diagnostics(as_of, settings_without_k(spec), _k_values(spec))
+    st.altair_chart(diagnostics_chart(diagnostics, spec.k), key=f"{key}.diagnostics.chart")
+    suggested = diagnostics.suggested_k()
+    st.caption(
+        f"Silhouette on a sample of {diagnostics.silhouette_rows:,} traders; the other measures on "
+        f"{diagnostics.sample_rows:,} of the {diagnostics.population_rows:,} traders. Stability: the mean "
+        f"adjusted Rand index between {diagnostics.bootstraps} refits on bootstrap samples"
+        + (" (80% sub-samples for HDBSCAN)" if spec.algorithm == "hdbscan" else "")
+        + ", each labelling the same traders (1: identical clusters every time). "
+        + (f"Suggested: k = {suggested}, the most stable of the settings within 0.01 of the best silhouette."
+           if suggested and spec.algorithm != "hdbscan" else ""))
+
+
+@st.fragment
+def render_kyc(key: str, as_of: datetime, settings: str, previous: int | None) -> None:
+    """How well KYC fields and behaviour predict the clusters, once asked for."""
+    if not _on_demand(key, "kyc", settings + str(previous), "Compare KYC with behaviour",
+                      "Cross-validates two classifiers of the cluster: a second or two."):
+        return
+    comparison = load_kyc(as_of, settings, previous)
+    render_chart(kyc_chart(comparison), key=f"{key}.kyc.chart")
+    table = comparison.frame.set_index("group")
+    kyc_row, behaviour_row = table.loc["KYC & demographics"], table.loc["Behaviour"]
+    st.caption(
+        f"How often a logistic regression predicts a trader's cluster in {comparison.folds}-fold cross-validation "
+        f"on {comparison.rows:,} traders: from KYC and demographic fields {kyc_row['accuracy']:.0%}, from "
+        f"behaviour {behaviour_row['accuracy']:.0%}, against {kyc_row['baseline']:.0%} by always guessing the "
+        "largest cluster (the red tick). KYC fields: " + escape_markdown(kyc_row["fields"]) + ".")
+    associations = comparison.associations.rename(columns={"label": "Field", "cramers_v": "Cramér's V",
+                                                           "categories": "Values"})[["Field", "Cramér's V", "Values"]]
+    # Keyed containers: a read-only st.dataframe does not keep its key (tests and browsers need a handle).
+    with st.container(key=f"{key}.kyc.fields"):
+        st.dataframe(associations, hide_index=True, height=fit_height(len(associations)), column_config={
+            "Cramér's V": st.column_config.ProgressColumn(
+                format="%.2f", min_value=0, max_value=1,
+                help="Association of the field with the cluster: 0 none, 1 the field decides it.")})
+
+
 def render(*, key: str = "segments.studio") -> None:
     """The whole studio; every widget key starts with ``key``."""
     _render_flash()
@@ -403,7 +458,7 @@ def render(*, key: str = "segments.studio") -> None:
     fingerprint = _fingerprint(as_of, settings, previous)
     saved_run = _saved_runs(key).get(fingerprint)
 
-    st.caption(f"Features as of {as_of:%d %b %Y} (data up to the day before). "
+    st.caption(f"{escape_markdown(spec.describe())}. Features as of {as_of:%d %b %Y} (data up to the day before). "
                f"{escape_markdown(clustering.population.describe())}")
     m1, m2, m3, m4 = st.columns(4)
     found = int((clustering.clusters["cluster"] != seg.NOISE).sum())
@@ -419,10 +474,6 @@ def render(*, key: str = "segments.studio") -> None:
     st.subheader("Clusters", anchor=False, divider="gray")
     names = render_cluster_table(clustering, key=f"{key}.names.{fingerprint}")
     colours = _colours(clustering.clusters)
-    diag_token = json.dumps({**spec.settings(), "k": None})
-    diagnostics = None
-    if st.session_state.get(f"{key}.diagnostics") == diag_token:
-        diagnostics = load_diagnostics(as_of, settings_without_k(spec), _k_values(spec))
     with st.container(border=True):
         s1, s2 = st.columns(2)
         if saved_run is None:
@@ -431,7 +482,7 @@ def render(*, key: str = "segments.studio") -> None:
                               key=f"{key}.run_name")
                 st.form_submit_button("Save clustering", icon=":material/save:", type="primary",
                                       key=f"{key}.save", on_click=save_clustering,
-                                      args=(clustering, names, fingerprint, key, diagnostics))
+                                      args=(clustering, names, fingerprint, key))
         else:
             s1.markdown(f"Saved as clustering run **#{saved_run}**.")
             s1.button("Save the names", key=f"{key}.save_names", on_click=save_names, args=(saved_run, names),
@@ -443,7 +494,7 @@ def render(*, key: str = "segments.studio") -> None:
             st.text_input("Segment name (default: the cluster's name)", max_chars=120, key=f"{key}.segment_name")
             st.form_submit_button("Save cluster as segment", icon=":material/group_add:",
                                   key=f"{key}.save_segment", on_click=save_segment,
-                                  args=(clustering, names, fingerprint, key, diagnostics),
+                                  args=(clustering, names, fingerprint, key),
                                   help="A live segment of this cluster's traders; new traders join it as they "
                                        "are assigned. Saves this clustering first if it is not saved yet.")
 
@@ -453,19 +504,7 @@ def render(*, key: str = "segments.studio") -> None:
                "(z), after the log transform; red above, blue below. Hover for the means in their units.")
 
     st.subheader("Choosing k", anchor=False, divider="gray")
-    if _on_demand(key, "diagnostics", diag_token, "Compute the diagnostics across k",
-                  "Fits every k again on bootstrap samples: a few seconds."):
-        diagnostics = load_diagnostics(as_of, settings_without_k(spec), _k_values(spec))
-        st.altair_chart(diagnostics_chart(diagnostics, spec.k), key=f"{key}.diagnostics.chart")
-        suggested = diagnostics.suggested_k()
-        st.caption(
-            f"Silhouette on a sample of {diagnostics.silhouette_rows:,} traders; the other measures on "
-            f"{diagnostics.sample_rows:,} of the {diagnostics.population_rows:,} traders. Stability: the mean "
-            f"adjusted Rand index between {diagnostics.bootstraps} refits on bootstrap samples"
-            + (" (80% sub-samples for HDBSCAN)" if spec.algorithm == "hdbscan" else "")
-            + ", each labelling the same traders (1: identical clusters every time). "
-            + (f"Suggested: k = {suggested}, the most stable of the settings within 0.01 of the best silhouette."
-               if suggested and spec.algorithm != "hdbscan" else ""))
+    render_diagnostics(key, as_of, spec)
 
     st.subheader("Map", anchor=False, divider="gray")
     projection = load_projection(as_of, settings, previous)
@@ -476,26 +515,7 @@ def render(*, key: str = "segments.studio") -> None:
                + "on the two main components (PCA) of the space the clusters were found in.")
 
     st.subheader("KYC and demographics against behaviour", anchor=False, divider="gray")
-    if _on_demand(key, "kyc", settings + str(previous), "Compare KYC with behaviour",
-                  "Cross-validates two classifiers of the cluster: a few seconds."):
-        comparison = load_kyc(as_of, settings, previous)
-        render_chart(kyc_chart(comparison), key=f"{key}.kyc.chart")
-        table = comparison.frame.set_index("group")
-        kyc_row, behaviour_row = table.loc["KYC & demographics"], table.loc["Behaviour"]
-        st.caption(
-            f"How often a logistic regression predicts a trader's cluster in {comparison.folds}-fold cross-validation "
-            f"on {comparison.rows:,} traders: from KYC and demographic fields {kyc_row['accuracy']:.0%}, from "
-            f"behaviour {behaviour_row['accuracy']:.0%}, against {kyc_row['baseline']:.0%} by always guessing the "
-            "largest cluster (the red tick). KYC fields: " + escape_markdown(kyc_row["fields"]) + ".")
-        associations = comparison.associations.rename(columns={"label": "Field", "cramers_v": "Cramér's V",
-                                                               "categories": "Values"})[["Field", "Cramér's V",
-                                                                                         "Values"]]
-        # Keyed containers: a read-only st.dataframe does not keep its key (tests and browsers need a handle).
-        with st.container(key=f"{key}.kyc.fields"):
-            st.dataframe(associations, hide_index=True, height=fit_height(len(associations)), column_config={
-                "Cramér's V": st.column_config.ProgressColumn(
-                    format="%.2f", min_value=0, max_value=1,
-                    help="Association of the field with the cluster: 0 none, 1 the field decides it.")})
+    render_kyc(key, as_of, settings, previous)
 
     with st.expander("How missing values are filled", icon=":material/help:"):
         notes = seg.fill_notes(spec.features)

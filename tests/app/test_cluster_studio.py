@@ -140,6 +140,7 @@ def test_save_with_edited_names_then_a_cluster_as_a_segment(db_url, open_page, e
     at.session_state[table.key] = {"edited_rows": {1: {"Name": "Our second group"}}, "added_rows": [],
                                    "deleted_rows": []}
     at.run()
+    at.button(key=f"{KEY}.diagnostics.run").click().run()  # computed diagnostics are saved with the run
     at.text_input(key=f"{KEY}.run_name").set_value("October personas")
     at.button(key=f"{KEY}.save").click().run()
     assert not at.exception and not at.error
@@ -149,6 +150,7 @@ def test_save_with_edited_names_then_a_cluster_as_a_segment(db_url, open_page, e
     assert run.name == "October personas"
     assert run.names() == {**expected.names(), 2: "Our second group"}
     assert seg.load_assignments(engine, 1).to_dict() == expected.labels.to_dict()
+    assert run.diagnostics is not None and run.diagnostics.frame["k"].tolist() == list(range(2, 11))
     # Saved: the studio says so and offers to save later name edits on the run.
     assert any("Saved as clustering run **#1**" in m.value for m in at.markdown)
     at.selectbox(key=f"{KEY}.segment_cluster").set_value(3)
