@@ -35,7 +35,8 @@ load_memberships = page.loader(trader360.compute_memberships)
 
 def profile_section(trader_id: int) -> None:
     profile = load_profile(trader_id)
-    sections.render_header(profile, load_stage(trader_id))
+    span = page.load_data_span()  # cached: the stage is judged at the end of the newest day with data
+    sections.render_header(profile, load_stage(trader_id, day=span.end if span else None))
     sections.render_key_figures(load_figures(trader_id))
     with st.expander("Profile and accounts", expanded=True):
         sections.render_profile(profile, key="trader360.accounts")
