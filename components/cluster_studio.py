@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 
 from analytics import features
 from analytics import segmentation as seg
-from components import page, params
+from components import page, params, segment_actions
 from components.errors import render_error
 from components.figures import render_chart, styled
 from components.tables import fit_height
@@ -341,9 +341,8 @@ def save_names(run_id: int, names: dict[int, str]) -> None:
 
 
 def save_segment(clustering: seg.Clustering, names: dict[int, str], fingerprint: str, key: str) -> None:
-    """Make the chosen cluster a saved segment (saving the clustering first when it is not saved yet)."""
-    from components import segment_actions  # the Segments page's writes: its message, its caches
-
+    """Make the chosen cluster a saved segment (saving the clustering first when it is not saved yet),
+    through the Segments page's writes (their checks, message and caches)."""
     state = st.session_state
     cluster = state.get(f"{key}.segment_cluster")
     if cluster is None:
@@ -433,46 +432,13 @@ def render_kyc(key: str, as_of: datetime, settings: str, previous: int | None) -
                 help="Association of the field with the cluster: 0 none, 1 the field decides it.")})
 
 
-def render(*, key: str = "segments.studio") -> None:
-    """The whole studio; every widget key starts with ``key``."""
+@st.fragment
+def render_saving(key: str, clustering: seg.Clustering, names: dict[int, str], fingerprint: str) -> None:
+    """Save the clustering (then its names) and save a cluster as a segment. A fragment: a save reruns this
+    box with its message, not the whole studio."""
     _render_flash()
-    runs = load_runs()
-    spec, previous = render_controls(key, runs)
-    try:
-        spec.check()
-    except seg.ClusteringRejected as exc:
-        st.warning(escape_markdown(exc), icon=":material/tune:")
-        return
-    try:
-        as_of = load_as_of()
-    except TraderLensError as exc:
-        render_error(exc)
-        return
-    settings = json.dumps(spec.settings(), sort_keys=True)
-    try:
-        clustering = load_clustering(as_of, settings, previous)
-    except seg.ClusteringRejected as exc:
-        st.warning(escape_markdown(exc), icon=":material/group_off:")
-        return
-    fingerprint = _fingerprint(as_of, settings, previous)
+    segment_actions.render_flash()  # a cluster saved as a segment: the Segments page's message, here at once
     saved_run = _saved_runs(key).get(fingerprint)
-
-    st.caption(f"{escape_markdown(spec.describe())}. Features as of {as_of:%d %b %Y} (data up to the day before). "
-               f"{escape_markdown(clustering.population.describe())}")
-    m1, m2, m3, m4 = st.columns(4)
-    found = int((clustering.clusters["cluster"] != seg.NOISE).sum())
-    m1.metric("Traders clustered", f"{len(clustering.labels):,}")
-    m2.metric("Clusters", found)
-    m3.metric("Noise", f"{clustering.noise_share:.1%}" if spec.algorithm == "hdbscan" else "none",
-              help="HDBSCAN leaves traders far from every dense group unclustered (cluster −1).")
-    m4.metric("Fitted on", f"{clustering.fitted_rows:,}",
-              help="k-means fits every trader; the mixture and HDBSCAN fit a random sample past "
-                   f"{seg.FIT_SAMPLE_ROWS['hdbscan']:,}–{seg.FIT_SAMPLE_ROWS['gmm']:,} traders and assign the rest "
-                   "as new traders are assigned.")
-
-    st.subheader("Clusters", anchor=False, divider="gray")
-    names = render_cluster_table(clustering, key=f"{key}.names.{fingerprint}")
-    colours = _colours(clustering.clusters)
     with st.container(border=True):
         s1, s2 = st.columns(2)
         if saved_run is None:
@@ -496,6 +462,47 @@ def render(*, key: str = "segments.studio") -> None:
                                   args=(clustering, names, fingerprint, key),
                                   help="A live segment of this cluster's traders; new traders join it as they "
                                        "are assigned. Saves this clustering first if it is not saved yet.")
+
+
+def render(*, key: str = "segments.studio") -> None:
+    """The whole studio; every widget key starts with ``key``."""
+    runs = load_runs()
+    spec, previous = render_controls(key, runs)
+    try:
+        spec.check()
+    except seg.ClusteringRejected as exc:
+        st.warning(escape_markdown(exc), icon=":material/tune:")
+        return
+    try:
+        as_of = load_as_of()
+    except TraderLensError as exc:
+        render_error(exc)
+        return
+    settings = json.dumps(spec.settings(), sort_keys=True)
+    try:
+        clustering = load_clustering(as_of, settings, previous)
+    except seg.ClusteringRejected as exc:
+        st.warning(escape_markdown(exc), icon=":material/group_off:")
+        return
+    fingerprint = _fingerprint(as_of, settings, previous)
+
+    st.caption(f"{escape_markdown(spec.describe())}. Features as of {as_of:%d %b %Y} (data up to the day before). "
+               f"{escape_markdown(clustering.population.describe())}")
+    m1, m2, m3, m4 = st.columns(4)
+    found = int((clustering.clusters["cluster"] != seg.NOISE).sum())
+    m1.metric("Traders clustered", f"{len(clustering.labels):,}")
+    m2.metric("Clusters", found)
+    m3.metric("Noise", f"{clustering.noise_share:.1%}" if spec.algorithm == "hdbscan" else "none",
+              help="HDBSCAN leaves traders far from every dense group unclustered (cluster −1).")
+    m4.metric("Fitted on", f"{clustering.fitted_rows:,}",
+              help="k-means fits every trader; the mixture and HDBSCAN fit a random sample past "
+                   f"{seg.FIT_SAMPLE_ROWS['hdbscan']:,}–{seg.FIT_SAMPLE_ROWS['gmm']:,} traders and assign the rest "
+                   "as new traders are assigned.")
+
+    st.subheader("Clusters", anchor=False, divider="gray")
+    names = render_cluster_table(clustering, key=f"{key}.names.{fingerprint}")
+    colours = _colours(clustering.clusters)
+    render_saving(key, clustering, names, fingerprint)
 
     st.subheader("Profiles", anchor=False, divider="gray")
     render_chart(profile_heatmap(clustering.profiles, names), key=f"{key}.profiles")

@@ -148,6 +148,7 @@ def test_save_with_edited_names_then_a_cluster_as_a_segment(db_url, open_page, e
     at.text_input(key=f"{KEY}.segment_name").set_value("Cluster three")
     at.button(key=f"{KEY}.save_segment").click().run()
     assert not at.exception and not at.error
+    assert any("Saved “Cluster three” with" in s.value for s in at.success)
     saved = segments.list_segments(engine)
     assert saved["name"].tolist() == ["Cluster three"]
     assert json.loads(saved["definition"].iloc[0]) == {"run_id": 1, "clusters": [3]}  # the segments module's form
