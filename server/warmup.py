@@ -25,10 +25,14 @@ MODULES: tuple[str, ...] = (
     "analytics.kpis", "analytics.cohorts", "analytics.funnels", "analytics.lifecycle", "analytics.data_health",
     "components.overview_charts", "components.cohort_charts", "components.funnel_charts",
     "components.lifecycle_charts", "components.kpi_tiles", "components.tables", "components.health",
+    "analytics.features", "analytics.segmentation", "analytics.segments", "analytics.trader360",
+    "components.cluster_studio", "components.rule_builder", "components.timeline",
 )
 # The pages whose default view is computed at start, by url_path in app.py's navigation; the
 # default page (Overview) is served at "/", so its name is "".
-WARM_PAGES: tuple[str, ...] = ("", "cohorts", "funnels", "lifecycle")
+# Segments opens on its clustering studio: the feature snapshot and the default clustering (and
+# scikit-learn's import) made its first visit 6-9 s instead of about 1 s.
+WARM_PAGES: tuple[str, ...] = ("", "cohorts", "funnels", "lifecycle", "segments")
 WARMED_LINE = "Warm-up done"  # logged when every page has run once; benchmarks and tests wait for it
 SKIPPED_LINE = "Warm-up skipped"  # logged instead when it failed
 
