@@ -202,7 +202,8 @@ class ClusterSpec:
         steps = ["log1p" if self.log1p else "no log", f"{self.scaling} scaling"]
         if self.pca_components:
             steps.append(f"PCA {self.pca_components}")
-        return f"{ALGORITHMS[self.algorithm]}, {size}, {len(self.features)} features ({', '.join(steps)})"
+        n = len(self.features)
+        return f"{ALGORITHMS[self.algorithm]}, {size}, {n} feature{'' if n == 1 else 's'} ({', '.join(steps)})"
 
 
 @dataclass(frozen=True)

@@ -94,12 +94,19 @@ def test_the_controls_refit_and_bad_choices_are_explained(db_url, open_page):
     assert not [e for e in at.data_editor if (e.key or "").startswith(f"{KEY}.names.")]
 
 
-def test_a_link_with_an_impossible_value_is_named_not_crashing(db_url, open_page):
-    at = open_studio(open_page, **{f"{KEY}.k": "99", f"{KEY}.scaling": "minmax"})
+def test_a_link_with_impossible_values_is_named_not_crashing(db_url, open_page):
+    hostile = {f"{KEY}.k": "99", f"{KEY}.scaling": "minmax", f"{KEY}.pca": "1e9", f"{KEY}.seed": "nan",
+               f"{KEY}.min_size": "-1", f"{KEY}.previous": "#999 x'); DROP TABLE traders;--",
+               f"{KEY}.population": "<script>", f"{KEY}.log1p": "maybe"}
+    at = open_page(PAGE, **{"segments.tab": "Clusters", **hostile},
+                   **{f"{KEY}.features": ["Trades per week (Trading)", "no_such_feature"]})
     assert not at.exception
     notices = " ".join(w.value for w in at.warning).replace("\\", "")
-    assert f"{KEY}.k" in notices and f"{KEY}.scaling" in notices
+    assert all(f"?{name}=" in notices for name in [*hostile, f"{KEY}.features"])
+    # The known values stay: one feature, the defaults elsewhere.
+    assert at.multiselect(key=f"{KEY}.features").value == ["trades_per_week"]
     assert metric(at, "Clusters") == "6"
+    assert "k-means, k = 6, 1 feature (log1p, standard scaling)" in captions(at).replace("\\", "")
 
 
 def test_diagnostics_and_the_kyc_comparison_come_on_demand(db_url, open_page, expected):
