@@ -21,10 +21,11 @@ from sqlalchemy.engine import Engine
 
 from analytics import features
 from analytics import segmentation as seg
+from analytics.export import to_csv
 from components import page, params, segment_actions
 from components.errors import render_error
 from components.figures import render_chart, styled
-from components.tables import fit_height
+from components.tables import fit_height, render_table
 from components.text import escape_markdown
 from connectors.errors import TraderLensError
 from server import engine as runtime
@@ -196,6 +197,22 @@ def render_cluster_table(clustering: seg.Clustering, *, key: str) -> dict[int, s
         })
     return {int(c): str(n).strip() or clustering.names()[int(c)]
             for c, n in zip(edited["Cluster"], edited["Name"], strict=True)}
+
+
+def render_profile_table(clustering: seg.Clustering, names: dict[int, str], *, key: str) -> None:
+    """Every cluster's feature means against the population, with a CSV download."""
+    p = clustering.profiles
+    named = p["cluster"].map(lambda c: names.get(int(c), ""))
+    shown = pd.DataFrame({"Cluster": p["cluster"].astype(int), "Name": named,
+                          "Feature": p["label"], "Unit": p["unit"], "Cluster mean": p["mean"],
+                          "All clustered traders": p["population_mean"], "z": p["z"]})
+    download = p.assign(name=named)[
+        ["cluster", "name", "feature", "unit", "mean", "population_mean", "z"]]
+    render_table(shown, key=key, file_name=f"cluster_profiles_{clustering.as_of:%Y-%m-%d}.csv", download=download,
+                 height=fit_height(len(shown), max_rows=12), column_config={
+                     "Cluster mean": st.column_config.NumberColumn(format="%.3g"),
+                     "All clustered traders": st.column_config.NumberColumn(format="%.3g"),
+                     "z": st.column_config.NumberColumn(format="%+.2f")})
 
 
 def profile_heatmap(profiles: pd.DataFrame, names: dict[int, str]) -> alt.LayerChart:
@@ -508,6 +525,14 @@ def render(*, key: str = "segments.studio") -> None:
     render_chart(profile_heatmap(clustering.profiles, names), key=f"{key}.profiles")
     st.caption("Each cell: how far the cluster's mean lies from every clustered trader's, in standard deviations "
                "(z), after the log transform; red above, blue below. Hover for the means in their units.")
+    with st.expander("Profiles as a table, and each trader's cluster", icon=":material/table:"):
+        render_profile_table(clustering, names, key=f"{key}.profile_table")
+        st.download_button(
+            "Download each trader's cluster (CSV)", key=f"{key}.assignments",
+            data=lambda: to_csv(seg.clustering_table(runtime.get_engine(), clustering.with_names(names))),
+            file_name=f"clusters_{clustering.as_of:%Y-%m-%d}.csv", mime="text/csv", on_click="ignore",
+            icon=":material/download:",
+            help="trader_external_id, trader_id, cluster, cluster_name; built when clicked.")
 
     st.subheader("Choosing k", anchor=False, divider="gray")
     render_diagnostics(key, as_of, spec)

@@ -5,6 +5,7 @@ their sample sizes; a clustering is saved with edited names, and a cluster becom
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -173,3 +174,15 @@ def test_a_cluster_becomes_a_segment_in_one_step(db_url, open_page, expected):
     saved = segments.list_segments(engine)
     assert saved["name"].tolist() == [expected.names()[1]]  # named after its cluster
     database.dispose_engines()
+
+
+def test_profiles_and_each_traders_cluster_download(db_url, open_page, expected, downloaded):
+    at = open_studio(open_page)
+    assignments = pd.read_csv(io.StringIO(downloaded(at, f"{KEY}.assignments")))
+    assert list(assignments.columns) == ["trader_external_id", "trader_id", "cluster", "cluster_name"]
+    by_trader = assignments.set_index("trader_id")
+    assert by_trader["cluster"].to_dict() == expected.labels.to_dict()
+    assert by_trader["cluster_name"].to_dict() == expected.labels.map(expected.names()).to_dict()
+    profiles = pd.read_csv(io.StringIO(downloaded(at, f"{KEY}.profile_table.download")))
+    assert len(profiles) == len(expected.profiles)
+    assert np.allclose(profiles["z"], expected.profiles["z"], atol=0.006)  # the CSV rounds for reading
