@@ -430,7 +430,11 @@ def render_kyc(key: str, as_of: datetime, settings: str, previous: int | None) -
     if not _on_demand(key, "kyc", settings + str(previous), "Compare KYC with behaviour",
                       "Cross-validates two classifiers of the cluster: a second or two."):
         return
-    comparison = load_kyc(as_of, settings, previous)
+    try:
+        comparison = load_kyc(as_of, settings, previous)
+    except seg.ClusteringRejected as exc:
+        st.info(escape_markdown(exc), icon=":material/info:")
+        return
     render_chart(kyc_chart(comparison), key=f"{key}.kyc.chart")
     table = comparison.frame.set_index("group")
     kyc_row, behaviour_row = table.loc["KYC & demographics"], table.loc["Behaviour"]

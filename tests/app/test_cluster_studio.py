@@ -186,3 +186,14 @@ def test_profiles_and_each_traders_cluster_download(db_url, open_page, expected,
     profiles = pd.read_csv(io.StringIO(downloaded(at, f"{KEY}.profile_table.download")))
     assert len(profiles) == len(expected.profiles)
     assert np.allclose(profiles["z"], expected.profiles["z"], atol=0.006)  # the CSV rounds for reading
+
+
+def test_a_density_run_that_finds_no_cluster_still_draws_and_explains(db_url, open_page):
+    at = open_studio(open_page, **{f"{KEY}.algorithm": "HDBSCAN (density)", f"{KEY}.min_size": "100000"})
+    assert not at.exception
+    assert metric(at, "Clusters") in ("0", "1") and metric(at, "Noise").endswith("%")
+    at.button(key=f"{KEY}.kyc.run").click().run()
+    assert not at.exception
+    assert any("needs at least two clusters" in i.value for i in at.info)
+    at.button(key=f"{KEY}.diagnostics.run").click().run()
+    assert not at.exception and "Silhouette on a sample" in captions(at)
