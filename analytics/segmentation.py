@@ -1284,9 +1284,12 @@ def load_assignments(engine: Engine, run_id: int) -> pd.Series:
 
 
 def previous_run(engine: Engine, run_id: int) -> PreviousRun:
-    """What a refit needs to keep run ``run_id``'s ids and names."""
+    """What a refit needs to keep run ``run_id``'s ids and the names users gave its clusters (an
+    automatic name is made again from the refit's own profile)."""
     run = load_run(engine, run_id)
-    return PreviousRun(run.run_id, load_assignments(engine, run_id), run.model, run.names())
+    given = run.clusters[run.clusters["name"] != run.clusters["auto_name"]]
+    return PreviousRun(run.run_id, load_assignments(engine, run_id), run.model,
+                       dict(zip(given["cluster"].astype(int), given["name"], strict=True)))
 
 
 def cluster_members(run_id: int, cluster: int) -> sa.Select:

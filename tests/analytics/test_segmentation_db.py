@@ -139,7 +139,9 @@ def test_a_refit_on_a_later_snapshot_keeps_the_saved_ids_and_names(simulated):
     assert (earlier.labels.loc[common] == later.labels.loc[common]).mean() >= 0.9
     continued = later.clusters.set_index("cluster")["previous"]
     assert continued.notna().sum() >= 5 and all(continued.dropna().index == continued.dropna().to_numpy())
-    assert later.names()[1] == "Our biggest group"
+    assert later.names()[1] == "Our biggest group"  # a name a user gave follows its cluster
+    others = later.clusters[later.clusters["cluster"] != 1]
+    assert (others["name"] == others["auto_name"]).all()  # automatic names come from the refit's profile
     second = seg.save_clustering(simulated, later, name="October")
     assert second == run_id + 1 and seg.latest_run_id(simulated) == second
 
