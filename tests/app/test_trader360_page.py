@@ -27,7 +27,7 @@ from connectors.rollups import refresh_rollups
 from connectors.simulator import SimulationConfig, seed_database
 from tests.app.conftest import ROOT
 
-PAGE = "pages/trader_360.py"
+PAGE = "pages/trader.py"
 END = date(2026, 11, 1)
 SEGMENT_TABLES = (schema.segment_changes, schema.segment_members, schema.segment_versions, schema.segments,
                   schema.cluster_assignments, schema.clustering_runs)
@@ -257,4 +257,4 @@ def test_hostile_links_and_search_text_break_nothing(app_db):
 
 def test_the_page_is_in_the_navigation_at_trader():
     app = (ROOT / "app.py").read_text()
-    assert re.search(r'PageSpec\("pages/trader_360.py", title="Trader 360",[^)]*url_path="trader"\)', app)
+    assert re.search(r'PageSpec\("pages/trader.py", title="Trader 360",[^)]*url_path="trader"\)', app)
