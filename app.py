@@ -28,7 +28,7 @@ pages = {
                            url_path="funnels"),
                   PageSpec("pages/lifecycle.py", title="Lifecycle", icon=":material/autorenew:", url_path="lifecycle"),
                   PageSpec("pages/segments.py", title="Segments", icon=":material/group_work:", url_path="segments"),
-                  PageSpec("pages/trader_360.py", title="Trader 360", icon=":material/person_search:",
+                  PageSpec("pages/trader.py", title="Trader 360", icon=":material/person_search:",
                            url_path="trader")],
     "Admin": [PageSpec("pages/data.py", title="Data", icon=":material/database:", url_path="data")],
 }
