@@ -68,8 +68,8 @@ def render_finder(search: Callable[[str], SearchResult]) -> None:
     one trader has) opens that trader: ``?trader=`` is set and the run goes on to show them."""
     text = st.text_input("Find a trader", key=SEARCH_KEY, max_chars=200,
                          placeholder="Trader id, e-mail, name or platform login",
-                         help="Case does not matter; part of a name, an e-mail or an id finds it too. Exact "
-                              "matches come first.")
+                         help="Case does not matter. Whole values come first, then values that start with the "
+                              "text, then (for three characters or more) values that hold it anywhere.")
     if not text.strip():
         return
     try:
