@@ -69,9 +69,24 @@ def _bound_keys(path: Path) -> list[str]:
     return keys
 
 
+def _studio_keys() -> list[str]:
+    """The clustering studio's parameters (components/cluster_studio.py binds ``key=f"{key}.<name>"``, under
+    the key the Segments page gives it, "segments.studio"; its Clusters tab is the page's default)."""
+    keys = []
+    for node in ast.walk(ast.parse((ROOT / "components" / "cluster_studio.py").read_text())):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name) and node.func.value.id == "params"):
+            for kw in node.keywords:
+                if kw.arg == "key" and isinstance(kw.value, ast.JoinedStr) and isinstance(kw.value.values[-1],
+                                                                                         ast.Constant):
+                    keys.append("segments.studio" + kw.value.values[-1].value)
+    return keys
+
+
 PAGES = _pages()
 GLOBAL_KEYS = _bound_keys(ROOT / "components" / "filters.py")
-PAGE_KEYS = {page: _bound_keys(ROOT / page) for page in PAGES}
+PAGE_KEYS = {page: _bound_keys(ROOT / page) + (_studio_keys() if page == "pages/segments.py" else [])
+             for page in PAGES}
 # Widgets shown only when another parameter has a given value: (that parameter, the value in the URL).
 GATES = {"from": ("period", "Custom"), "to": ("period", "Custom"),
          "funnels.breakdown": ("funnels.breakdown_kind", "Trader attribute"),
