@@ -152,6 +152,12 @@ def test_save_with_edited_names_then_a_cluster_as_a_segment(db_url, open_page, e
     assert run.diagnostics is not None and run.diagnostics.frame["k"].tolist() == list(range(2, 11))
     # Saved: the studio says so and offers to save later name edits on the run.
     assert any("Saved as clustering run **#1**" in m.value for m in at.markdown)
+    at.session_state[table.key] = {"edited_rows": {1: {"Name": "Our second group"}, 0: {"Name": "The first"}},
+                                   "added_rows": [], "deleted_rows": []}
+    at.run()
+    at.button(key=f"{KEY}.save_names").click().run()
+    assert not at.exception and any("Saved the cluster names of run #1" in s.value for s in at.success)
+    assert seg.load_run(engine, 1).names() == {**expected.names(), 1: "The first", 2: "Our second group"}
     at.selectbox(key=f"{KEY}.segment_cluster").set_value(3)
     at.text_input(key=f"{KEY}.segment_name").set_value("Cluster three")
     at.button(key=f"{KEY}.save_segment").click().run()
