@@ -859,16 +859,18 @@ class Diagnostics:
     bootstraps: int
 
     def suggested_k(self) -> int | None:
-        """Among the settings with a stability of at least 0.8 (else all), those whose silhouette is
-        within 0.01 of the best; of these the most stable (then the smallest k). Two silhouettes that
-        close are the same quality, and the clusters that come back on every refit are the ones to name."""
-        f = self.frame.dropna(subset=["silhouette"])
+        """The k the measures agree on: among the settings with a stability of at least 0.8 (else all),
+        the best sum of ranks by silhouette (high), Calinski-Harabasz (high) and Davies-Bouldin (low);
+        ties go to the more stable, then the smaller k. One index alone is easily swayed (on the demo,
+        k = 8 beats k = 6 by 0.011 of silhouette while Calinski-Harabasz and Davies-Bouldin pick 6)."""
+        f = self.frame.dropna(subset=["silhouette", "calinski_harabasz", "davies_bouldin"])
         if f.empty:
             return None
         stable = f[f["stability"] >= 0.8]
         pool = stable if not stable.empty else f
-        close = pool[pool["silhouette"] >= pool["silhouette"].max() - 0.01]
-        best = close.sort_values(["stability", "k"], ascending=[False, True])
+        ranks = (pool["silhouette"].rank(ascending=False) + pool["calinski_harabasz"].rank(ascending=False)
+                 + pool["davies_bouldin"].rank(ascending=True))
+        best = pool.assign(_rank=ranks).sort_values(["_rank", "stability", "k"], ascending=[True, False, True])
         return int(best.iloc[0]["k"])
 
     def to_json(self) -> dict[str, Any]:

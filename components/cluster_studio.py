@@ -420,7 +420,8 @@ def render_diagnostics(key: str, as_of: datetime, spec: seg.ClusterSpec) -> None
         f"adjusted Rand index between {diagnostics.bootstraps} refits on bootstrap samples"
         + (" (80% sub-samples for HDBSCAN)" if spec.algorithm == "hdbscan" else "")
         + ", each labelling the same traders (1: identical clusters every time). "
-        + (f"Suggested: k = {suggested}, the most stable of the settings within 0.01 of the best silhouette."
+        + (f"Suggested: k = {suggested}, where silhouette, Calinski-Harabasz and Davies-Bouldin agree best among "
+           "the settings with a stability of 0.8 or more."
            if suggested and spec.algorithm != "hdbscan" else ""))
 
 
