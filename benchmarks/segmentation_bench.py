@@ -131,12 +131,18 @@ def bench_algorithm(snapshot, truth: pd.Series, algorithm: str, runs: int) -> tu
     return rows, clustering
 
 
+def remove_duckdb(path: Path) -> None:
+    """A scratch DuckDB file with its write-ahead log and its writer mark."""
+    for leftover in (path, Path(f"{path}.wal"), Path(f"{path}.writer.lock")):
+        leftover.unlink(missing_ok=True)
+
+
 def scratch(backend: str) -> tuple[str, object]:
     """(URL of a scratch copy of the benchmark database, a function that removes it)."""
     if backend == "duckdb":
         path = SCRATCH / f"segmentation_bench_{uuid.uuid4().hex[:8]}.duckdb"
         shutil.copyfile(DUCKDB_PATH, path)
-        return f"duckdb:///{path}", lambda: path.unlink(missing_ok=True)
+        return f"duckdb:///{path}", lambda: remove_duckdb(path)
     name = f"segmentation_bench_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(sa.make_url(PG_URL).set(database="postgres"), isolation_level="AUTOCOMMIT")
     source = sa.make_url(PG_URL).database
@@ -296,7 +302,7 @@ def bench_studio(reps: int) -> list[dict]:
                 finally:
                     context.close()
                     server.stop()
-                    path.unlink(missing_ok=True)
+                    remove_duckdb(path)
         finally:
             browser.close()
     summary = []
