@@ -25,7 +25,6 @@ the ratios between them (rates, shares, trends) are computed on those columns.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -33,13 +32,16 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
 from analytics.events import compute_data_span
 from analytics.filters import DEFAULT_FILTER, TraderFilter
 from analytics.periods import epoch_seconds, interval, local_date, midnight
 from analytics.reading import reading
+from analytics.writing import writing
+from connectors.columnar import fetch_frame
+from connectors.database import bulk_insert
 from connectors.errors import TraderLensError
 from connectors.schema import (
     ASSET_CLASSES,
@@ -321,15 +323,6 @@ def features_query(as_of: datetime, *, trader_filter: TraderFilter = DEFAULT_FIL
     return sa.select(*columns).select_from(joined).where(*where).order_by(tr.trader_id)
 
 
-def _read_frame(conn: Connection, query: sa.Select) -> pd.DataFrame:
-    """The rows of ``query`` as a DataFrame (DuckDB hands over its columns directly)."""
-    if conn.dialect.name == "duckdb":
-        compiled = query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
-        return conn.connection.driver_connection.execute(str(compiled)).df()
-    result = conn.execute(query)
-    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
-
-
 def _days(later: pd.Series | datetime, earlier: pd.Series) -> pd.Series:
     return (pd.to_datetime(later) - pd.to_datetime(earlier)) / pd.Timedelta(days=1)
 
@@ -425,7 +418,7 @@ def compute_features(engine: Engine, *, as_of: datetime | date | None = None,
     # A batch read of every position and ledger entry, not a page's query: 15-25 s on PostgreSQL at
     # 200,000 traders, so the pages' 30 s limit would leave no room on a busy server.
     with reading(engine, timeout_s=SNAPSHOT_TIMEOUT_S) as conn:
-        raw = _read_frame(conn, query)
+        raw = fetch_frame(conn, query)
     return FeatureSnapshot(at, derive(raw, at))
 
 
@@ -470,22 +463,10 @@ def materialise_features(engine: Engine, *, as_of: datetime | date | None = None
     frame.insert(1, "as_of", snapshot.as_of)
     frame.insert(2, "computed_at", computed_at)
     frame = frame[[c.name for c in _feature_table.columns]]
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         _feature_metadata.create_all(conn, checkfirst=True)
         conn.execute(_feature_table.delete())
-        if conn.dialect.name == "duckdb":
-            raw = conn.connection.driver_connection
-            raw.register("_features_frame", frame)
-            try:
-                raw.execute(f"INSERT INTO {FEATURE_TABLE} SELECT * FROM _features_frame")
-            finally:
-                raw.unregister("_features_frame")
-        else:
-            buffer = io.StringIO()
-            frame.to_csv(buffer, index=False, header=False, date_format="%Y-%m-%d %H:%M:%S")
-            buffer.seek(0)
-            with conn.connection.driver_connection.cursor() as cursor:
-                cursor.copy_expert(f"COPY {FEATURE_TABLE} FROM STDIN WITH (FORMAT csv)", buffer)
+        bulk_insert(conn, _feature_table, frame)
     return MaterialisedSnapshot(snapshot.as_of, len(frame), computed_at)
 
 

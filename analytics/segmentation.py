@@ -85,7 +85,8 @@ from analytics.features import (
 )
 from analytics.filters import STANDARD_TIER
 from analytics.reading import reading
-from connectors.database import bulk_insert, next_id, write_lock
+from analytics.writing import writing
+from connectors.database import bulk_insert, next_id
 from connectors.errors import TraderLensError
 from connectors.schema import accounts, cluster_assignments, clustering_runs, traders
 
@@ -1230,7 +1231,7 @@ def save_clustering(write_engine: Engine, clustering: Clustering, *, name: str, 
            "diagnostics": None if diagnostics is None else json.dumps(diagnostics.to_json())}
     members = pd.DataFrame({"trader_id": clustering.labels.index.to_numpy(dtype="int64"),
                             "cluster": clustering.labels.to_numpy(dtype="int64")})
-    with write_engine.begin() as conn, write_lock(conn, "traderlens.clustering_runs"):
+    with writing(write_engine, lock="traderlens.clustering_runs") as conn:
         run_id = next_id(conn, clustering_runs)
         conn.execute(clustering_runs.insert().values(run_id=run_id, **row))
         bulk_insert(conn, cluster_assignments, members.assign(run_id=run_id)[["run_id", "trader_id", "cluster"]])
@@ -1302,7 +1303,7 @@ def cluster_members(run_id: int, cluster: int) -> sa.Select:
 
 def rename_clusters(write_engine: Engine, run_id: int, names: Mapping[int, str]) -> pd.DataFrame:
     """Save new names for clusters of run ``run_id`` (blank: keep); returns the run's clusters table."""
-    with write_engine.begin() as conn:
+    with writing(write_engine) as conn:
         text = conn.execute(sa.select(clustering_runs.c.clusters).where(clustering_runs.c.run_id == int(run_id))
                             ).scalar_one_or_none()
         if text is None:

@@ -55,6 +55,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from analytics.events import read_event_span
 from analytics.periods import DateRange, local_date, midnight, period_start
 from analytics.reading import reading
+from analytics.writing import writing
 from connectors import database
 from connectors.errors import TraderLensError
 from connectors.schema import (
@@ -1167,7 +1168,7 @@ _PROCESS_LOCK = threading.RLock()
 @contextmanager
 def _writing(engine: Engine) -> Iterator[Connection]:
     """One transaction for a segment write, serialised with every other segment writer."""
-    with _PROCESS_LOCK, engine.begin() as conn, database.write_lock(conn, LOCK_NAME):
+    with _PROCESS_LOCK, writing(engine, lock=LOCK_NAME) as conn:
         yield conn
 
 

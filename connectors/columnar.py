@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
@@ -142,3 +143,13 @@ def _copy_csv(conn: Connection, stmt: sa.Select, kinds: dict[str, str]) -> dict[
     return {name: np.asarray(table.column(i).to_numpy(zero_copy_only=False),
                              dtype=np.int64 if kind == "int" else object)
             for i, (name, kind) in enumerate(kinds.items())}
+
+
+def fetch_frame(conn: Connection, stmt: sa.Select) -> pd.DataFrame:
+    """The rows of ``stmt`` as a DataFrame, one column per selected column. DuckDB hands its result
+    over as columns (``.df()``); other drivers build it from the fetched rows."""
+    if conn.dialect.name == "duckdb":
+        compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+        return conn.connection.driver_connection.execute(str(compiled)).df()
+    result = conn.execute(stmt)
+    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))

@@ -19,7 +19,7 @@ OPENERS = {"connect", "begin", "raw_connection", "create_engine"}
 def test_no_analytics_module_opens_a_connection_except_through_the_door():
     offenders = []
     for path in sorted(ANALYTICS.rglob("*.py")):
-        if path.name == "reading.py":
+        if path.name in ("reading.py", "writing.py"):  # the two doors
             continue
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in OPENERS:
