@@ -20,7 +20,7 @@ from tests.e2e.conftest import ARTIFACTS, screenshot, wait_for_app
 pytestmark = pytest.mark.e2e
 
 PHONE = {"width": 390, "height": 844}
-PAGES = ["Overview", "Cohorts & retention", "Funnels & conversion", "Lifecycle", "Data"]
+PAGES = ["Overview", "Cohorts & retention", "Funnels & conversion", "Lifecycle", "Segments", "Trader 360", "Data"]
 
 
 def no_dialog(page: Page) -> None:
