@@ -33,6 +33,7 @@ from hypothesis import strategies as st
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Element
 
+from components import labels
 from connectors import database
 from connectors.simulator import SimulationConfig
 
@@ -147,11 +148,17 @@ def shown_value(widget: Element) -> list[str] | float | bool | date | str | None
     return widget.value
 
 
+LINK_ALIASES = {"country": labels.country_name, "channel": labels.channel_name}
+
+
 def applied(values: list[str], widget: Element) -> bool:
     """Whether the widget shows what the URL's ``values`` ask for."""
     kind, shown = type(widget).__name__, shown_value(widget)
     if kind == "Multiselect":
-        return {v for v in values if v != ""} == set(shown)
+        # A link may name a country by its ISO code and a channel by its code ("DE", "affiliate"): the
+        # widget shows the name.
+        alias = LINK_ALIASES.get(widget.key, str)
+        return {v if v in shown else alias(v) for v in values if v != ""} == set(shown)
     if len(values) != 1:
         return False
     value = values[0]
@@ -281,7 +288,9 @@ def hostile() -> st.SearchStrategy[str]:
 
 def valid(spec: Spec) -> st.SearchStrategy[str | list[str]]:
     if spec.kind == "Multiselect":
-        return st.lists(st.sampled_from(spec.options), min_size=1, max_size=3)
+        # A picker with nothing to offer (the Segment filter before any segment is saved) takes
+        # only the hostile values.
+        return st.lists(st.sampled_from(spec.options), min_size=1, max_size=3) if spec.options else st.nothing()
     if spec.options:
         return st.sampled_from(spec.options)
     if spec.kind == "NumberInput":
