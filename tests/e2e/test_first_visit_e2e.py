@@ -42,7 +42,7 @@ def test_the_overview_opens_by_its_own_name(page: Page, demo_app_url: str):
 
 
 def test_every_page_opens_by_its_own_name(page: Page, demo_app_url: str):
-    for path, title in zip(["cohorts", "funnels", "lifecycle", "data"], PAGES[1:], strict=True):
+    for path, title in zip(["cohorts", "funnels", "lifecycle", "segments", "trader", "data"], PAGES[1:], strict=True):
         page.goto(f"{demo_app_url}/{path}")
         wait_for_app(page)
         expect(page.get_by_role("heading", name=title, exact=True)).to_be_visible()
