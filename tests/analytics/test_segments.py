@@ -5,6 +5,7 @@ versions, archive, list and funnel-step kinds, size over time, export)."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import date, datetime
 
 import numpy as np
@@ -313,6 +314,29 @@ def test_a_refresh_records_who_entered_and_left_and_repeating_it_adds_nothing(br
         {"day": date(2026, 4, 3), "size": 2, "entered": 0, "left": 0},
         {"day": date(2026, 4, 4), "size": 2, "entered": 0, "left": 0},
     ]
+
+
+def test_a_large_refresh_updates_postgresql_statistics(broker, backend, monkeypatch):
+    """PostgreSQL plans freshly written membership rows well only once they are analysed."""
+    if backend != "postgres":
+        pytest.skip("statistics of the planner: PostgreSQL's")
+
+    def analyses() -> int:
+        with broker.connect() as conn:
+            return conn.execute(sa.text("SELECT coalesce(sum(analyze_count), 0) FROM pg_stat_user_tables "
+                                        "WHERE relname IN ('segment_members', 'segment_changes')")).scalar()
+
+    monkeypatch.setattr(seg, "ANALYZE_AFTER_CHANGES", 2)
+    s = seg.create_segment(broker, name="Austria", kind="rules", definition=one("trader.country", "=", "AT"))
+    with broker.begin() as conn:  # the two German traders move to Austria (PostgreSQL updates parent rows)
+        conn.execute(schema.traders.update().where(schema.traders.c.country == "DE").values(country="AT"))
+    before = analyses()
+    result = seg.refresh_segment(broker, s.segment_id)
+    assert result.entered >= 2
+    deadline = time.monotonic() + 5  # the statistics collector reports with a short delay
+    while analyses() < before + 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert analyses() >= before + 2
 
 
 def test_a_refresh_that_fails_half_way_changes_nothing(broker, monkeypatch):
