@@ -91,6 +91,17 @@ def _empty_pg(url: str) -> sa.Engine:
     return engine
 
 
+def module_database(request, tmp_path_factory, name: str) -> sa.Engine:
+    """An empty, migrated database for a module-scoped fixture parametrised by backend
+    (``request.param``): a new DuckDB file, or the session's PostgreSQL database emptied as the
+    ``engine`` fixture empties it (data, segments, clusterings, the feature snapshot)."""
+    if request.param == "duckdb":
+        engine = database.get_engine(f"duckdb:///{tmp_path_factory.mktemp(name) / f'{name}.duckdb'}")
+        database.upgrade_schema(engine)
+        return engine
+    return _empty_pg(request.getfixturevalue("pg_server_url"))
+
+
 def _truth_schema() -> str:
     from connectors.schema import TRUTH_SCHEMA
 

@@ -20,6 +20,7 @@ from analytics.reading import reading
 from connectors import database, schema
 from connectors.schema import TRUTH_SCHEMA
 from connectors.simulator import SimulationConfig, seed_database
+from tests.conftest import module_database
 
 END = date(2026, 11, 1)
 # About 2,000 traders, 450 of whom traded: seeded in 2-5 s, clustered in well under a second.
@@ -30,17 +31,7 @@ CLUSTER_TABLES = (schema.cluster_assignments, schema.clustering_runs)
 @pytest.fixture(scope="module", params=["duckdb", "postgres"])
 def broker(request, tmp_path_factory) -> Iterator[sa.Engine]:
     """The simulated broker, seeded once per backend for this module; runs emptied after each test."""
-    if request.param == "duckdb":
-        url = f"duckdb:///{tmp_path_factory.mktemp('segmentation') / 'broker.duckdb'}"
-    else:
-        url = request.getfixturevalue("pg_server_url")
-    engine = database.get_engine(url)
-    database.upgrade_schema(engine)
-    with engine.begin() as conn:
-        if request.param == "postgres":
-            database.reset_data(conn)
-        for table in CLUSTER_TABLES:
-            conn.execute(table.delete())
+    engine = module_database(request, tmp_path_factory, "segmentation")
     seed_database(engine, CONFIG, replace=True)
     yield engine
     with engine.begin() as conn:

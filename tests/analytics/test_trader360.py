@@ -25,6 +25,7 @@ from analytics.filters import EVERYONE
 from connectors import database, schema
 from connectors.rollups import refresh_rollups
 from connectors.simulator import SimulationConfig, seed_database
+from tests.conftest import module_database
 
 END = date(2026, 11, 1)
 SEGMENT_TABLES = (schema.segment_changes, schema.segment_members, schema.segment_versions, schema.segments,
@@ -56,18 +57,7 @@ def _hand_made(conn) -> None:
 def broker(request, tmp_path_factory) -> Iterator[sa.Engine]:
     """The module's broker on each backend: simulated, the hand-made traders, the feature snapshot
     materialised, no segments."""
-    if request.param == "duckdb":
-        url = f"duckdb:///{tmp_path_factory.mktemp('t360') / 'broker.duckdb'}"
-    else:
-        url = request.getfixturevalue("pg_server_url")
-    engine = database.get_engine(url)
-    database.upgrade_schema(engine)
-    with engine.begin() as conn:
-        if request.param == "postgres":
-            database.reset_data(conn)
-            conn.execute(sa.text(f"DROP TABLE IF EXISTS {feature_table().name}"))
-        for table in SEGMENT_TABLES:
-            conn.execute(table.delete())
+    engine = module_database(request, tmp_path_factory, "t360")
     seed_database(engine, SimulationConfig(traders=300, days=120, seed=5, end=END))
     with engine.begin() as conn:
         _hand_made(conn)

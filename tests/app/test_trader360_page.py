@@ -26,6 +26,7 @@ from connectors import database, schema
 from connectors.rollups import refresh_rollups
 from connectors.simulator import SimulationConfig, seed_database
 from tests.app.conftest import ROOT
+from tests.conftest import module_database
 
 PAGE = "pages/trader.py"
 END = date(2026, 11, 1)
@@ -44,17 +45,8 @@ UNESCAPED = [re.compile(r"(?<!\\)\]\(\s*<?\s*(?:https?:|//|javascript:|data:)", 
 
 @pytest.fixture(scope="module", params=["duckdb", "postgres"])
 def broker_url(request, tmp_path_factory) -> Iterator[str]:
-    if request.param == "duckdb":
-        url = f"duckdb:///{tmp_path_factory.mktemp('t360_app') / 'app.duckdb'}"
-    else:
-        url = request.getfixturevalue("pg_server_url")
-    engine = database.get_engine(url)
-    database.upgrade_schema(engine)
-    with engine.begin() as conn:
-        if request.param == "postgres":
-            database.reset_data(conn)
-        for table in SEGMENT_TABLES:
-            conn.execute(table.delete())
+    engine = module_database(request, tmp_path_factory, "t360_app")
+    url = engine.url.render_as_string(hide_password=False)
     seed_database(engine, SimulationConfig(traders=300, days=120, seed=5, end=END))
     with engine.begin() as conn:
         conn.execute(schema.traders.insert().values(
