@@ -304,17 +304,6 @@ def _flash(kind: str, message: Any) -> None:
     st.session_state[FLASH] = (kind, message)
 
 
-def _render_flash() -> None:
-    found = st.session_state.pop(FLASH, None)
-    if found is None:
-        return
-    kind, message = found
-    if kind == "error":
-        render_error(message)
-    else:
-        st.success(message, icon=":material/check_circle:")
-
-
 def _saved_runs(key: str) -> dict[str, int]:
     return st.session_state.setdefault(f"{key}.saved", {})
 
@@ -458,7 +447,7 @@ def render_kyc(key: str, as_of: datetime, settings: str, previous: int | None) -
 def render_saving(key: str, clustering: seg.Clustering, names: dict[int, str], fingerprint: str) -> None:
     """Save the clustering (then its names) and save a cluster as a segment. A fragment: a save reruns this
     box with its message, not the whole studio."""
-    _render_flash()
+    segment_actions.render_flash(FLASH)
     segment_actions.render_flash()  # a cluster saved as a segment: the Segments page's message, here at once
     saved_run = _saved_runs(key).get(fingerprint)
     with st.container(border=True):

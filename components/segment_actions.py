@@ -51,9 +51,9 @@ def _run(action: Callable[[], str]) -> None:
     st.session_state[FLASH] = ("success", message)
 
 
-def render_flash() -> None:
-    """The last write's message, once."""
-    found = st.session_state.pop(FLASH, None)
+def render_flash(key: str = FLASH) -> None:
+    """The last write's message kept under ``key`` in session state ((kind, message)), once."""
+    found = st.session_state.pop(key, None)
     if found is None:
         return
     kind, message = found
