@@ -34,11 +34,13 @@ import json
 import math
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
 import time
 import traceback
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -56,6 +58,8 @@ RESULTS = ROOT / "benchmarks" / "results" / "analytics.json"
 DUCKDB_PATH = Path(os.environ.get("TRADERLENS_BENCH_DUCKDB", ROOT / "data" / "bench" / "analytics.duckdb"))
 PG_URL = os.environ.get("TRADERLENS_BENCH_PG_URL",
                         "postgresql+psycopg2://postgres@127.0.0.1:5432/traderlens_analytics_bench")
+# Where benchmarks that write put their scratch copies of the DuckDB file.
+SCRATCH = Path(os.environ.get("TRADERLENS_BENCH_SCRATCH", "/tmp"))
 TRADERS = 200_000
 SEED_ARGS = ["--traders", str(TRADERS), "--end", "2026-12-01", "--seed", "7"]
 TARGET_DUCKDB_S = 0.5
@@ -66,6 +70,44 @@ TARGET_RATIO = 20.0
 # --------------------------------------------------------------------------------------------
 # The databases
 # --------------------------------------------------------------------------------------------
+
+def remove_duckdb(path: Path) -> None:
+    """A scratch DuckDB file with its write-ahead log and its writer mark."""
+    for leftover in (path, Path(f"{path}.wal"), Path(f"{path}.writer.lock")):
+        leftover.unlink(missing_ok=True)
+
+
+def scratch_copy(backend: str, prefix: str) -> tuple[str, Callable[[], None]]:
+    """(URL of a scratch copy of the benchmark database named ``prefix_<random>``, a function that
+    removes it), for benchmarks that write: the DuckDB file copied into SCRATCH, the PostgreSQL
+    database cloned as a template."""
+    if backend == "duckdb":
+        path = SCRATCH / f"{prefix}_{uuid.uuid4().hex[:8]}.duckdb"
+        shutil.copyfile(DUCKDB_PATH, path)
+        return f"duckdb:///{path}", lambda: remove_duckdb(path)
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(sa.make_url(PG_URL).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    source = sa.make_url(PG_URL).database
+    deadline = time.monotonic() + 1800
+    while True:  # a template must have no other session: wait while another benchmark reads it
+        try:
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{source}"'))
+            break
+        except sa.exc.OperationalError as exc:
+            if "being accessed by other users" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(5)
+
+    def drop() -> None:
+        from connectors import database
+
+        database.dispose_engines()
+        with admin.connect() as c:
+            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+    return sa.make_url(PG_URL).set(database=name).render_as_string(hide_password=False), drop
+
 
 def duckdb_url() -> str:
     return f"duckdb:///{DUCKDB_PATH}"

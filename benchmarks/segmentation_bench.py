@@ -61,14 +61,11 @@ from sklearn.metrics import adjusted_rand_score  # noqa: E402
 from analytics import reading as reading_module  # noqa: E402
 from analytics import segmentation as seg  # noqa: E402
 from analytics.features import compute_features, materialise_features  # noqa: E402
+from benchmarks.analytics_bench import DUCKDB_PATH, SCRATCH, remove_duckdb, scratch_copy  # noqa: E402
 from connectors import database, schema  # noqa: E402
 from connectors.schema import TRUTH_SCHEMA  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "segmentation.json"
-DUCKDB_PATH = Path(os.environ.get("TRADERLENS_BENCH_DUCKDB", ROOT / "data" / "bench" / "analytics.duckdb"))
-PG_URL = os.environ.get("TRADERLENS_BENCH_PG_URL",
-                        "postgresql+psycopg2://postgres@127.0.0.1:5432/traderlens_analytics_bench")
-SCRATCH = Path(os.environ.get("TRADERLENS_BENCH_SCRATCH", "/tmp"))
 NEW_TRADERS = 10_000
 TARGETS = {"fit + diagnostics": 30.0, "assign": 1.0}
 
@@ -131,44 +128,10 @@ def bench_algorithm(snapshot, truth: pd.Series, algorithm: str, runs: int) -> tu
     return rows, clustering
 
 
-def remove_duckdb(path: Path) -> None:
-    """A scratch DuckDB file with its write-ahead log and its writer mark."""
-    for leftover in (path, Path(f"{path}.wal"), Path(f"{path}.writer.lock")):
-        leftover.unlink(missing_ok=True)
-
-
-def scratch(backend: str) -> tuple[str, object]:
-    """(URL of a scratch copy of the benchmark database, a function that removes it)."""
-    if backend == "duckdb":
-        path = SCRATCH / f"segmentation_bench_{uuid.uuid4().hex[:8]}.duckdb"
-        shutil.copyfile(DUCKDB_PATH, path)
-        return f"duckdb:///{path}", lambda: remove_duckdb(path)
-    name = f"segmentation_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(sa.make_url(PG_URL).set(database="postgres"), isolation_level="AUTOCOMMIT")
-    source = sa.make_url(PG_URL).database
-    deadline = time.monotonic() + 1800
-    while True:  # a template must have no other session: wait while another benchmark reads it
-        try:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{source}"'))
-            break
-        except sa.exc.OperationalError as exc:
-            if "being accessed by other users" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(5)
-
-    def drop() -> None:
-        database.dispose_engines()
-        with admin.connect() as c:
-            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-    return sa.make_url(PG_URL).set(database=name).render_as_string(hide_password=False), drop
-
-
 def bench_db_assign(backend: str, clustering: seg.Clustering, runs: int) -> dict:
     """assign_new_traders on a scratch copy: the run saved, its newest traders' rows deleted, timed in a
     transaction rolled back after each run."""
-    url, remove = scratch(backend)
+    url, remove = scratch_copy(backend, "segmentation_bench")
     try:
         engine = database.get_engine(url)
         database.upgrade_schema(engine)

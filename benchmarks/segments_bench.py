@@ -28,11 +28,9 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import statistics
 import sys
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -44,13 +42,10 @@ import sqlalchemy as sa  # noqa: E402
 from analytics import reading as reading_module  # noqa: E402
 from analytics import segments as seg  # noqa: E402
 from analytics.features import materialise_features  # noqa: E402
+from benchmarks.analytics_bench import scratch_copy  # noqa: E402
 from connectors import database, schema  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "segments.json"
-DUCKDB_PATH = Path(os.environ.get("TRADERLENS_BENCH_DUCKDB", ROOT / "data" / "bench" / "analytics.duckdb"))
-PG_URL = os.environ.get("TRADERLENS_BENCH_PG_URL",
-                        "postgresql+psycopg2://postgres@127.0.0.1:5432/traderlens_analytics_bench")
-SCRATCH = Path(os.environ.get("TRADERLENS_BENCH_SCRATCH", "/tmp"))
 TARGETS = {"duckdb": 1.0, "postgres": 3.0}
 RUN_ID = 900_001
 
@@ -79,38 +74,6 @@ RULES: dict[str, dict] = {
 # The definition the "changed" refresh moves the "everything" segment to.
 CHANGED = {**RULES["everything"], "items": [*RULES["everything"]["items"][:-1],
                                             cond("feature.avg_deposit_usd", "between", [150, 50_000])]}
-
-
-def scratch(backend: str) -> tuple[str, object]:
-    """(URL of a scratch copy of the benchmark database, a function that removes it)."""
-    if backend == "duckdb":
-        path = SCRATCH / f"segments_bench_{uuid.uuid4().hex[:8]}.duckdb"
-        shutil.copyfile(DUCKDB_PATH, path)
-        def remove() -> None:
-            for leftover in (path, path.with_name(path.name + ".wal"), path.with_name(path.name + ".writer.lock")):
-                leftover.unlink(missing_ok=True)
-
-        return f"duckdb:///{path}", remove
-    name = f"segments_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(sa.make_url(PG_URL).set(database="postgres"), isolation_level="AUTOCOMMIT")
-    source = sa.make_url(PG_URL).database
-    deadline = time.monotonic() + 1800
-    while True:  # a template must have no other session: wait while another benchmark reads it
-        try:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{source}"'))
-            break
-        except sa.exc.OperationalError as exc:
-            if "being accessed by other users" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(5)
-
-    def drop() -> None:
-        database.dispose_engines()
-        with admin.connect() as c:
-            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-    return sa.make_url(PG_URL).set(database=name).render_as_string(hide_password=False), drop
 
 
 def prepare(engine: sa.Engine) -> dict:
@@ -156,7 +119,7 @@ def timed(fn, runs: int) -> tuple[float, list[float], object]:
 
 
 def bench(backend: str, runs: int) -> list[dict]:
-    url, remove = scratch(backend)
+    url, remove = scratch_copy(backend, "segments_bench")
     rows: list[dict] = []
     try:
         engine = database.get_engine(url)
