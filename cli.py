@@ -209,17 +209,11 @@ def _write_text(text: str, out: str) -> None:
 def _with_external_ids(engine, frame):
     """``frame`` (indexed by trader_id) with the traders' external ids as its first column,
     ``trader_external_id``, and without the internal id."""
-    import pandas as pd
-    import sqlalchemy as sa
+    from analytics.export import external_ids
 
-    from analytics.reading import reading
-    from connectors.schema import traders
-
-    with reading(engine) as conn:
-        ids = pd.DataFrame(conn.execute(sa.select(traders.c.trader_id, traders.c.external_id)).fetchall(),
-                           columns=["trader_id", "trader_external_id"]).set_index("trader_id")
-    out = frame.join(ids, how="left")
-    return out[["trader_external_id", *frame.columns]].reset_index(drop=True)
+    out = frame.reset_index(drop=True)
+    out.insert(0, "trader_external_id", external_ids(engine, frame.index))
+    return out
 
 
 def cmd_features(args: argparse.Namespace) -> int:

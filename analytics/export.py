@@ -14,9 +14,15 @@ decimal point (67, not 67.0), a column of fractions between -1 and 1 (rates, sha
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from analytics.reading import reading
+from connectors.schema import traders
 
 # What makes Excel, LibreOffice or Google Sheets evaluate a cell, in ASCII and full width (which
 # some spreadsheets fold to ASCII before parsing).
@@ -104,3 +110,12 @@ def to_csv(frame: pd.DataFrame) -> str:
             safe.isetitem(position, readable(column))
     safe.columns = [neutralise_cell(name) for name in safe.columns]
     return safe.to_csv(index=False)
+
+
+def external_ids(engine: Engine, trader_ids: Iterable[int]) -> np.ndarray:
+    """The external id of each of ``trader_ids``, in their order (None for an id no trader has): the
+    name a file gives a trader."""
+    with reading(engine) as conn:
+        rows = conn.execute(sa.select(traders.c.trader_id, traders.c.external_id)).all()
+    known = pd.Series([r[1] for r in rows], index=pd.Index([int(r[0]) for r in rows]), dtype=object)
+    return known.reindex(pd.Index([int(i) for i in trader_ids])).to_numpy()

@@ -74,6 +74,7 @@ from sklearn.preprocessing import OneHotEncoder
 from sqlalchemy.engine import Connection, Engine
 from threadpoolctl import threadpool_limits
 
+from analytics.export import external_ids
 from analytics.features import (
     DEFAULT_CLUSTER_FEATURES,
     FEATURE_NAMES,
@@ -1375,12 +1376,9 @@ def compute_clustering(engine: Engine, spec: ClusterSpec = ClusterSpec(), *, as_
 
 def clustering_table(engine: Engine, clustering: Clustering) -> pd.DataFrame:
     """One row per clustered trader: trader_external_id, trader_id, cluster, cluster_name (for CSV)."""
-    with reading(engine) as conn:
-        rows = conn.execute(sa.select(traders.c.trader_id, traders.c.external_id)).all()
-    external = pd.Series({int(r[0]): r[1] for r in rows})
     names = clustering.names()
     frame = pd.DataFrame({"trader_id": clustering.labels.index.to_numpy(dtype="int64"),
                           "cluster": clustering.labels.to_numpy(dtype="int64")})
-    frame.insert(0, "trader_external_id", external.reindex(frame["trader_id"]).to_numpy())
+    frame.insert(0, "trader_external_id", external_ids(engine, frame["trader_id"]))
     frame["cluster_name"] = frame["cluster"].map(names).fillna("Noise (no cluster)")
     return frame
