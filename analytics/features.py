@@ -110,6 +110,12 @@ FEATURES: tuple[Feature, ...] = (
     _f("bonus_share", "Bonus share", "transactions", "ratio",
        "Bonus credited (approved, net of bonuses cancelled) as a share of approved deposits."),
     _f("declined_deposits", "Declined deposit attempts", "transactions", "attempts", "Deposits declined."),
+    _f("declined_withdrawals_30d", "Declined withdrawals in the last 30 days", "transactions", "withdrawals",
+       "Withdrawal requests declined in the 30 days before the snapshot (a client who cannot get money out "
+       "is a client about to leave)."),
+    _f("balance_usd", "Estimated balance", "transactions", "USD",
+       "Approved deposits − approved withdrawals + net bonus + realised P&L: the account balance without "
+       "the floating P&L of open positions."),
     _f("realised_pnl_usd", "Realised P&L", "profitability", "USD",
        "Client P&L (profit + commission + swap) of positions closed before the snapshot."),
     _f("win_rate", "Win rate", "profitability", "ratio", "Share of closed positions with a profit."),
@@ -128,6 +134,8 @@ FEATURES: tuple[Feature, ...] = (
        "Share of positions opened by an expert advisor (algorithm)."),
     _f("sessions_per_week", "Logins per week", "sessions", "sessions/week",
        "Platform and portal sessions per week of the active span."),
+    _f("sessions_30d", "Logins in the last 30 days", "sessions", "sessions",
+       "Platform and portal sessions started in the 30 days before the snapshot."),
     _f("avg_session_min", "Average session length", "sessions", "minutes", "Mean session length."),
     _f("share_mobile_sessions", "Share of mobile sessions", "sessions", "ratio", "Share of sessions on mobile."),
     _f("portal_events_30d", "Portal events in the last 30 days", "sessions", "events",
@@ -268,6 +276,8 @@ def _aggregates(as_of: datetime, ids: TraderScope | None) -> list[sa.Subquery]:
         _sum_if(withdrawal, x.amount_usd).label("withdrawals_usd"),
         sa.func.sum(bonus).label("bonus_usd"),
         _count_if(sa.and_(x.kind == "deposit", x.status == "declined")).label("declined_deposits"),
+        _count_if(sa.and_(x.kind == "withdrawal", x.status == "declined", x.created_at >= since[30]))
+        .label("declined_withdrawals_30d"),
     ).where(x.created_at < as_of, *scoped(transactions)).group_by(x.trader_id).subquery("ledger")
 
     s = sessions.c
@@ -339,7 +349,8 @@ def derive(raw: pd.DataFrame, as_of: datetime) -> pd.DataFrame:
     r = raw.set_index("trader_id")
     counts = ["trades_total", "lots_total", "notional_total", "closed_count", "wins", "short_holds",
               "symbols_traded", "expert_trades", "trades_prev30", "deposits_count", "deposits_usd",
-              "withdrawals_count", "withdrawals_usd", "bonus_usd", "declined_deposits", "sessions_count",
+              "withdrawals_count", "withdrawals_usd", "bonus_usd", "declined_deposits", "declined_withdrawals_30d",
+              "sessions_count",
               "mobile_sessions", "sessions_30d", "sessions_prev30", "portal_events_30d", "realised_pnl_usd",
               *(f"{w}_{n}d" for w in ("trades", "lots", "notional") for n in WINDOWS),
               *(f"n_{c}" for c in ASSET_CLASSES)]
@@ -374,6 +385,8 @@ def derive(raw: pd.DataFrame, as_of: datetime) -> pd.DataFrame:
     out["net_deposits_usd"] = r["deposits_usd"] - r["withdrawals_usd"]
     out["bonus_share"] = _ratio(r["bonus_usd"], r["deposits_usd"])
     out["declined_deposits"] = r["declined_deposits"]
+    out["declined_withdrawals_30d"] = r["declined_withdrawals_30d"]
+    out["balance_usd"] = r["deposits_usd"] - r["withdrawals_usd"] + r["bonus_usd"] + r["realised_pnl_usd"]
     out["realised_pnl_usd"] = r["realised_pnl_usd"]
     out["win_rate"] = _ratio(r["wins"], r["closed_count"])
     out["pnl_to_deposits"] = _ratio(r["realised_pnl_usd"], r["deposits_usd"])
@@ -386,6 +399,7 @@ def derive(raw: pd.DataFrame, as_of: datetime) -> pd.DataFrame:
     out["symbols_traded"] = r["symbols_traded"]
     out["share_expert_trades"] = _ratio(r["expert_trades"], r["trades_total"])
     out["sessions_per_week"] = r["sessions_count"] / weeks
+    out["sessions_30d"] = r["sessions_30d"]
     out["avg_session_min"] = r["avg_session_s"].astype(float) / 60
     out["share_mobile_sessions"] = _ratio(r["mobile_sessions"], r["sessions_count"])
     out["portal_events_30d"] = r["portal_events_30d"]
@@ -464,17 +478,32 @@ def materialise_features(engine: Engine, *, as_of: datetime | date | None = None
     frame.insert(2, "computed_at", computed_at)
     frame = frame[[c.name for c in _feature_table.columns]]
     with writing(engine) as conn:
+        _replace_if_outdated(conn)
         _feature_metadata.create_all(conn, checkfirst=True)
         conn.execute(_feature_table.delete())
         bulk_insert(conn, _feature_table, frame)
     return MaterialisedSnapshot(snapshot.as_of, len(frame), computed_at)
 
 
+def _replace_if_outdated(conn) -> None:
+    """Drop a ``trader_features`` table written by a version with other features (it is derived, and
+    is rebuilt in the same transaction)."""
+    inspector = sa.inspect(conn)
+    if not inspector.has_table(FEATURE_TABLE):
+        return
+    columns = [c["name"] for c in inspector.get_columns(FEATURE_TABLE)]
+    if columns != [c.name for c in _feature_table.columns]:
+        _feature_table.drop(conn)
+
+
 def materialised_snapshot(engine: Engine) -> MaterialisedSnapshot | None:
     """The snapshot in ``trader_features`` (its as-of, size and when it was computed), None when there is none."""
     with reading(engine) as conn:
-        if not sa.inspect(conn).has_table(FEATURE_TABLE):
+        inspector = sa.inspect(conn)
+        if not inspector.has_table(FEATURE_TABLE):
             return None
+        if [c["name"] for c in inspector.get_columns(FEATURE_TABLE)] != [c.name for c in _feature_table.columns]:
+            return None  # written by a version with other features: recomputed by ensure_features
         f = _feature_table.c
         row = conn.execute(sa.select(sa.func.max(f.as_of), sa.func.count(), sa.func.max(f.computed_at))).one()
     return None if row[1] == 0 else MaterialisedSnapshot(row[0], int(row[1]), row[2])

@@ -363,6 +363,89 @@ segment_changes = sa.Table(
 sa.Index("ix_segment_changes_segment", segment_changes.c.segment_id, segment_changes.c.changed_at)
 sa.Index("ix_segment_changes_trader", segment_changes.c.trader_id, segment_changes.c.changed_at)
 
+MODEL_NAMES = ("churn", "deposit", "ftd")
+MODEL_STATUSES = ("candidate", "active", "retired")
+
+# Trained models (analytics.models.registry): one row per training run of a model kind, numbered
+# per kind (version). status: 'candidate' until an admin promotes it, then 'active' (one per kind),
+# then 'retired'. JSON text columns: snapshots (the plan's dates), params, metrics (the card's
+# figures), calibration (Platt slope and intercept on the margin), summary (global SHAP), reference
+# (the drift reference), medians (typical feature values for reasons); artifact is the XGBoost
+# model as JSON (the booster's own format, loadable by any XGBoost 3).
+model_runs = sa.Table(
+    "model_runs", metadata,
+    sa.Column("run_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("model", sa.String(16), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(12), nullable=False),
+    sa.Column("trained_at", sa.DateTime, nullable=False),
+    sa.Column("trained_by", sa.String(80), nullable=False),
+    sa.Column("cutoff", sa.DateTime, nullable=False),
+    sa.Column("snapshots", sa.Text, nullable=False),
+    sa.Column("params", sa.Text, nullable=False),
+    sa.Column("features", sa.Text, nullable=False),
+    sa.Column("metrics", sa.Text, nullable=False),
+    sa.Column("calibration", sa.Text, nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("reference", sa.Text, nullable=False),
+    sa.Column("medians", sa.Text, nullable=False),
+    sa.Column("artifact", sa.Text, nullable=False),
+    sa.Column("promoted_at", sa.DateTime),
+    sa.Column("promoted_by", sa.String(80)),
+    sa.UniqueConstraint("model", "version", name="uq_model_runs_version"),
+)
+
+# One scoring of a model's population with its active run: when, as of which snapshot, how many
+# traders, the score distribution and the drift (PSI) against the run's training rows (JSON).
+score_runs = sa.Table(
+    "score_runs", metadata,
+    sa.Column("score_run_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("model", sa.String(16), nullable=False),
+    sa.Column("run_id", sa.BigInteger, nullable=False),
+    sa.Column("as_of", sa.DateTime, nullable=False),
+    sa.Column("scored_at", sa.DateTime, nullable=False),
+    sa.Column("scored_by", sa.String(80), nullable=False),
+    sa.Column("traders", sa.Integer, nullable=False),
+    sa.Column("duration_s", sa.Float),
+    sa.Column("distribution", sa.Text),
+    sa.Column("drift", sa.Text),
+)
+
+# The latest score of every trader in a model's population (replaced by each scoring): calibrated
+# probability, band, decile (1 = the highest 10%) and the stored explanation (JSON: base, top
+# reasons as [feature, value, contribution], the rest), in calibrated log-odds.
+model_scores = sa.Table(
+    "model_scores", metadata,
+    sa.Column("model", sa.String(16), primary_key=True),
+    sa.Column("trader_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("run_id", sa.BigInteger, nullable=False),
+    sa.Column("score_run_id", sa.BigInteger, nullable=False),
+    sa.Column("probability", sa.Float, nullable=False),
+    sa.Column("band", sa.String(12), nullable=False),
+    sa.Column("decile", sa.Integer, nullable=False),
+    sa.Column("explanation", sa.Text, nullable=False),
+)
+sa.Index("ix_model_scores_probability", model_scores.c.model, model_scores.c.probability)
+
+# Training requested from the app, run in the background (analytics.models.jobs): any app process
+# reads the progress here. status: queued, running, done, failed.
+model_jobs = sa.Table(
+    "model_jobs", metadata,
+    sa.Column("job_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("model", sa.String(16), nullable=False),
+    sa.Column("requested_by", sa.String(80), nullable=False),
+    sa.Column("requested_at", sa.DateTime, nullable=False),
+    sa.Column("as_of", sa.DateTime),
+    sa.Column("status", sa.String(12), nullable=False),
+    sa.Column("progress", sa.Float, nullable=False, server_default="0"),
+    sa.Column("message", sa.Text),
+    sa.Column("started_at", sa.DateTime),
+    sa.Column("finished_at", sa.DateTime),
+    sa.Column("heartbeat_at", sa.DateTime),
+    sa.Column("run_id", sa.BigInteger),
+    sa.Column("error", sa.Text),
+)
+
 # Derived tables, rebuilt from the data tables in this order (connectors.rollups.refresh_rollups).
 ROLLUP_TABLES: tuple[sa.Table, ...] = (daily_activity, daily_trading, trading_days, trader_firsts)
 

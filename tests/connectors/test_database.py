@@ -17,7 +17,7 @@ from alembic.runtime.migration import MigrationContext
 from connectors import database, schema
 from connectors.errors import DatabaseBusy, DatabaseUnavailable
 
-HEAD = "0009"  # the newest migration
+HEAD = "0010"  # the newest migration
 
 
 def _catalog(engine: sa.Engine) -> tuple[dict[str, set[tuple[str, bool]]], set[str], set[str]]:
