@@ -22,6 +22,7 @@ class ModelSpec:
     outcome: str
     horizon_days: int
     high_means: str
+    low_means: str
     baseline_features: tuple[str, ...]
 
     @property
@@ -34,21 +35,21 @@ CHURN = ModelSpec(
     name="churn", title="Churn", horizon_days=30,
     population="Active traders: a position opened or closed in the 30 days before the snapshot.",
     outcome="No trade opened or closed, no approved deposit and no login",
-    high_means="raises churn risk",
+    high_means="raises churn risk", low_means="lowers churn risk",
     baseline_features=("days_since_last_trade", "trades_30d", "trades_per_week", "deposits_usd"),
 )
 DEPOSIT = ModelSpec(
     name="deposit", title="Deposit", horizon_days=7,
     population="Funded traders: an approved deposit before the snapshot.",
     outcome="An approved deposit",
-    high_means="raises the chance of a deposit",
+    high_means="raises the chance of a deposit", low_means="lowers the chance of a deposit",
     baseline_features=("days_since_last_deposit", "deposits_count", "deposits_per_month", "deposits_usd"),
 )
 FTD = ModelSpec(
     name="ftd", title="First deposit", horizon_days=14,
     population="Registered traders without a deposit before the snapshot.",
     outcome="A first deposit",
-    high_means="raises the chance of a first deposit",
+    high_means="raises the chance of a first deposit", low_means="lowers the chance of a first deposit",
     baseline_features=("tenure_days", "days_since_last_login", "sessions_30d", "sessions_per_week"),
 )
 MODELS: dict[str, ModelSpec] = {m.name: m for m in (CHURN, DEPOSIT, FTD)}
