@@ -12,6 +12,9 @@
     python cli.py segment --k K [--algorithm kmeans|gmm|hdbscan] [--features default|LIST] [--as-of DATE]
                           [--seed S] [--out FILE.csv] [--save NAME]
     python cli.py segments list | refresh [NAME ...] | export NAME --out FILE.csv
+    python cli.py train --model churn|deposit|ftd [--as-of DATE] [--snapshots N]
+    python cli.py score --model churn|deposit|ftd [--as-of DATE] [--out FILE.csv] [--device cpu|cuda]
+    python cli.py models list [--model M] | promote RUN_ID
 
 Every command reads TRADERLENS_DB_URL (default: the embedded DuckDB file data/traderlens.duckdb),
 exits 0 on success and non-zero with a one-line reason on failure. Set TRADERLENS_DEBUG=1 to see
@@ -107,12 +110,33 @@ def cmd_setup(args: argparse.Namespace) -> int:
     elif demo_allowed:
         print("First start: creating the demo broker (20,000 simulated traders over 18 months).",
               file=sys.stderr)
-        summary = seed_database(_engine(write=True, adopt_zone=True), _config(args), progress=_progress_bar())
+        writer = _engine(write=True, adopt_zone=True)
+        summary = seed_database(writer, _config(args), progress=_progress_bar())
         print(f"Demo database ready in {summary.simulate_s + summary.write_s:.0f}s.")
+        _demo_models(writer)
     else:
         print(f"{redact(str(engine.url))} is empty. Import your data (python cli.py import ...) or "
               "seed a demo with TRADERLENS_SEED_DEMO=1.")
     return 0
+
+
+def _demo_models(engine) -> None:
+    """Train and score the three models on a new demo database, so the Predictions page and Trader 360
+    have scores at the first visit (the demo's data allows it; a broker's own data gets its models from
+    `cli.py train`, where a model of too little data says so)."""
+    from analytics.models.dataset import MODEL_FEATURES
+    from analytics.models.registry import save_run
+    from analytics.models.scoring import score_model
+    from analytics.models.specs import MODELS
+    from analytics.models.training import train_model
+
+    started = time.perf_counter()
+    for spec in MODELS.values():
+        print(f"Training the demo's {spec.name} model.", file=sys.stderr)
+        trained = train_model(engine, spec, progress=_train_progress())
+        save_run(engine, trained, by="demo setup", features=MODEL_FEATURES)
+        score_model(engine, spec, by="demo setup")
+    print(f"Demo models trained and scored in {time.perf_counter() - started:.0f}s.")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -353,6 +377,116 @@ def cmd_segments_export(args: argparse.Namespace) -> int:
     frame = export_members(_engine(), args.name)
     _write_text(to_csv(frame), args.out)
     _note(f"{len(frame):,} members of {args.name!r}")
+    return 0
+
+
+def _train_progress():
+    """A progress callback for model training: the stage and its share on stderr."""
+    bar = _progress_bar()
+    return lambda fraction, message: bar(message[:28], fraction)
+
+
+def _metric_line(name: str, m) -> str:
+    return (f"  {name:<22} ROC AUC {m.roc_auc:.3f}  PR AUC {m.pr_auc:.3f}  Brier {m.brier:.4f}  "
+            f"ECE {m.ece:.4f}  top-decile lift {m.top_decile_lift:.2f}  ({m.rows:,} rows, "
+            f"{m.positive_rate:.1%} positive)")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from analytics.models.dataset import MODEL_FEATURES
+    from analytics.models.registry import save_run
+    from analytics.models.specs import model_spec
+    from analytics.models.training import train_model
+
+    engine = _engine(write=True)
+    spec = model_spec(args.model)
+    trained = train_model(engine, spec, as_of=args.as_of, train_snapshots=args.snapshots,
+                          progress=_train_progress())
+    run = save_run(engine, trained, by=_cli_user(), features=MODEL_FEATURES)
+    plan = trained.plan
+    print(f"{spec.title} model v{run.version} (run {run.run_id}, {run.status}): {spec.question}")
+    print(f"  data before {plan.cutoff:%Y-%m-%d %H:%M} UTC; training snapshots "
+          f"{', '.join(f'{t:%Y-%m-%d}' for t in plan.train)}; early stopping on {plan.validation:%Y-%m-%d}; "
+          f"calibration and test halves of {plan.test:%Y-%m-%d}")
+    print(f"  {trained.counts['train_rows']:,} training rows, {trained.best_iteration + 1} trees, Platt "
+          f"calibration on the margin (slope {trained.calibration.slope:.3f}, intercept "
+          f"{trained.calibration.intercept:.3f}), {trained.timings['total_s']:.0f} s")
+    print("out of time (test half):")
+    print(_metric_line("XGBoost, calibrated", trained.test))
+    print(_metric_line("XGBoost, uncalibrated", trained.test_uncalibrated))
+    print(_metric_line("baseline (logistic)", trained.baseline))
+    print(_metric_line("random split (flatters)", trained.random_split))
+    if not trained.beats_baseline:
+        print("  WARNING: this model does not beat its baseline on the test half")
+    top = ", ".join(f for f, _ in trained.summary.importance[:8])
+    print(f"top features by mean |SHAP|: {top}")
+    if run.status == "candidate":
+        print(f"saved as a candidate: the active model is unchanged; compare the cards on the Predictions page "
+              f"or promote it with `python cli.py models promote {run.run_id}`")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from analytics.models.reasons import reason_text
+    from analytics.models.registry import get_run, list_runs
+    from analytics.models.scoring import score_model
+    from analytics.models.specs import model_spec
+
+    engine = _engine(write=True)
+    spec = model_spec(args.model)
+    scored = score_model(engine, spec, by=_cli_user(), as_of=args.as_of, device=args.device,
+                         progress=_train_progress())
+    run = get_run(engine, scored.run.run_id)
+    result = scored.run
+    print(f"{spec.title}: {result.traders:,} traders scored with v{run.version} as of "
+          f"{result.as_of:%Y-%m-%d %H:%M} UTC in {result.duration_s:.1f} s; mean probability "
+          f"{result.distribution.get('mean') or 0:.1%}; bands {result.distribution.get('bands')}")
+    if result.drift.get("alerts"):
+        print(f"drift (PSI > 0.2) against the training rows: {', '.join(result.drift['alerts'])}")
+    newer = [r for r in list_runs(engine, spec.name) if r.status == "candidate" and r.version > run.version]
+    if newer:
+        _note(f"{spec.name} v{newer[0].version} (run {newer[0].run_id}) is a newer candidate; "
+              f"`python cli.py models promote {newer[0].run_id}` makes it the model that scores")
+    if args.out:
+        frame = scored.frame
+        out = pd.DataFrame({"probability": frame["probability"], "band": frame["band"],
+                            "decile": frame["decile"]}, index=frame.index)
+        for i in range(args.reasons):
+            out[f"reason_{i + 1}"] = [reason_text(spec, e.reasons[i], run.medians) if i < len(e.reasons) else ""
+                                      for e in frame["explanation"]]
+            out[f"reason_{i + 1}_feature"] = [e.reasons[i].feature if i < len(e.reasons) else ""
+                                              for e in frame["explanation"]]
+            out[f"reason_{i + 1}_log_odds"] = [e.reasons[i].contribution if i < len(e.reasons) else None
+                                               for e in frame["explanation"]]
+        _write_text(_with_external_ids(engine, out).to_csv(index=False), args.out)
+    return 0
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from analytics.models.registry import list_runs
+
+    records = []
+    for r in list_runs(_engine(), args.model):
+        test, base = r.card("test"), r.card("baseline")
+        records.append({"run_id": r.run_id, "model": r.model, "version": r.version, "status": r.status,
+                        "trained_at": r.trained_at, "trained_by": r.trained_by, "cutoff": r.cutoff,
+                        "roc_auc": test.roc_auc, "pr_auc": test.pr_auc, "ece": test.ece,
+                        "top_decile_lift": test.top_decile_lift, "baseline_roc_auc": base.roc_auc,
+                        "beats_baseline": r.beats_baseline, "promoted_at": r.promoted_at,
+                        "promoted_by": r.promoted_by})
+    _emit(records, args.format)
+    return 0
+
+
+def cmd_models_promote(args: argparse.Namespace) -> int:
+    from analytics.models.dataset import MODEL_FEATURES
+    from analytics.models.registry import promote
+
+    run = promote(_engine(write=True), args.run_id, by=_cli_user(), features=MODEL_FEATURES)
+    print(f"{run.model} v{run.version} (run {run.run_id}) is now the active {run.model} model; the next "
+          f"`python cli.py score --model {run.model}` scores with it")
     return 0
 
 
@@ -713,6 +847,37 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("name", metavar="NAME")
     export.add_argument("--out", required=True, help="CSV file to write ('-': standard output)")
     export.set_defaults(func=cmd_segments_export)
+
+    models_help = "churn, deposit or ftd"
+    train = sub.add_parser("train", help="train a churn, deposit or FTD model on past snapshots (out-of-time "
+                                         "validation, calibration, baseline) and save it")
+    train.add_argument("--model", required=True, help=models_help)
+    train.add_argument("--as-of", type=_date, default=None,
+                       help="use only data before the start of this day (default: the day after the newest data)")
+    train.add_argument("--snapshots", type=_positive, default=4, help="training snapshots (default 4)")
+    train.set_defaults(func=cmd_train)
+
+    score = sub.add_parser("score", help="score every trader of a model's population with the active model and "
+                                         "store the scores with their reasons")
+    score.add_argument("--model", required=True, help=models_help)
+    score.add_argument("--as-of", type=_date, default=None,
+                       help="score as of the start of this day (default: the day after the newest data)")
+    score.add_argument("--out", default=None,
+                       help="CSV of trader_external_id, probability, band, decile and the top reasons ('-': stdout)")
+    score.add_argument("--reasons", type=_positive, default=3, help="reasons per trader in --out (default 3)")
+    score.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                       help="compute the SHAP contributions on this device (cuda: XGBoost's GPU build)")
+    score.set_defaults(func=cmd_score)
+
+    models = sub.add_parser("models", help="trained models: list them, promote a candidate")
+    model_commands = models.add_subparsers(dest="models_command", required=True)
+    mlist = model_commands.add_parser("list", help="every trained model with its out-of-time figures")
+    mlist.add_argument("--model", default=None, choices=("churn", "deposit", "ftd"))
+    mlist.add_argument("--format", choices=("json", "csv"), default="json")
+    mlist.set_defaults(func=cmd_models_list)
+    mpromote = model_commands.add_parser("promote", help="make a candidate the active model of its kind")
+    mpromote.add_argument("run_id", type=_positive, metavar="RUN_ID")
+    mpromote.set_defaults(func=cmd_models_promote)
 
     _add_report_parsers(sub)
     return parser

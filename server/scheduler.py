@@ -87,6 +87,7 @@ def refresh_once(writer: Callable[[], Engine] = _writer, reader: Callable[[], En
     ensure_features: a new day of data or an import since), then every live segment refreshed.
     Returns the refresh results (empty when no segment is live). An empty database is left alone."""
     from analytics.features import ensure_features
+    from analytics.models.scoring import rescore_stale
     from analytics.reading import reading
 
     with reading(reader()) as conn:
@@ -95,6 +96,11 @@ def refresh_once(writer: Callable[[], Engine] = _writer, reader: Callable[[], En
     snapshot, recomputed = ensure_features(writer())
     if recomputed:
         log.info("feature snapshot as of %s materialised for %d traders", snapshot.as_of, snapshot.traders)
+    # Scores before segments: rules may filter on them. A new day of data or a promoted model
+    # leaves the stored scores stale.
+    for scored in rescore_stale(writer(), by="scheduler"):
+        log.info("%s scored for %d traders as of %s in %.1f s", scored.model, scored.traders, scored.as_of,
+                 scored.duration_s)
     if segments.list_segments(reader()).empty:
         return []
     return segments.refresh_segments(writer())

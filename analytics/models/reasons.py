@@ -64,7 +64,8 @@ def describe(reason: Reason, typical: float | None) -> str:
         if value is None:
             return never
         typ = "" if typical is None else f" (typical: {number(typical, 'days')})"
-        return f"{what} {number(value, 'days')} ago{typ}"
+        when = "less than a day ago" if value < 1 else f"{number(value, 'days')} ago"
+        return f"{what} {when}{typ}"
     if name in _TRENDS:
         if value is None:
             return f"{_TRENDS[name]}: no trend"

@@ -151,6 +151,29 @@ def score_model(engine: Engine, spec: ModelSpec, *, by: str, as_of: date | datet
                            distribution, shift), frame)
 
 
+def stale_models(engine: Engine) -> list[ModelSpec]:
+    """The models whose stored scores are missing or out of date: an active run exists and the latest
+    scoring used another run or another snapshot time than the current one."""
+    from analytics.models.specs import MODELS
+
+    current = snapshot_time(engine, None)
+    stale = []
+    for spec in MODELS.values():
+        run = active_run(engine, spec.name)
+        if run is None or run.features != MODEL_FEATURES:
+            continue
+        latest = latest_score_run(engine, spec.name)
+        if latest is None or latest.run_id != run.run_id or latest.as_of != current:
+            stale.append(spec)
+    return stale
+
+
+def rescore_stale(engine: Engine, *, by: str) -> list[ScoreRun]:
+    """Score every model of :func:`stale_models` as of now (the scheduler's tick after new data or a
+    promotion). ``engine`` must be able to write."""
+    return [score_model(engine, spec, by=by).run for spec in stale_models(engine)]
+
+
 def _score_run(row) -> ScoreRun:
     r = row._mapping
     return ScoreRun(int(r["score_run_id"]), r["model"], int(r["run_id"]), r["as_of"], r["scored_at"],
@@ -202,4 +225,5 @@ def read_scores(engine: Engine, model: str, *, trader_ids: Sequence[int] | None 
 
 
 __all__ = ["BANDS", "DRIFT_ALERT", "ModelNotFound", "ScoreRun", "Scored", "ScoringRefused", "TraderScore",
-           "band_of", "deciles_of", "latest_score_run", "read_scores", "score_model", "trader_scores"]
+           "band_of", "deciles_of", "latest_score_run", "read_scores", "rescore_stale", "score_model", "stale_models",
+           "trader_scores"]
