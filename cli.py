@@ -124,7 +124,7 @@ def _demo_models(engine) -> None:
     """Train and score the three models on a new demo database, so the Predictions page and Trader 360
     have scores at the first visit (the demo's data allows it; a broker's own data gets its models from
     `cli.py train`, where a model of too little data says so)."""
-    from analytics.models.dataset import MODEL_FEATURES
+    from analytics.models.dataset import MODEL_FEATURES, NotEnoughHistory
     from analytics.models.registry import save_run
     from analytics.models.scoring import score_model
     from analytics.models.specs import MODELS
@@ -133,7 +133,11 @@ def _demo_models(engine) -> None:
     started = time.perf_counter()
     for spec in MODELS.values():
         print(f"Training the demo's {spec.name} model.", file=sys.stderr)
-        trained = train_model(engine, spec, progress=_train_progress())
+        try:
+            trained = train_model(engine, spec, progress=_train_progress())
+        except NotEnoughHistory as exc:  # a demo of a few days (--days): the app works without models
+            _note(f"no demo {spec.name} model: {exc}")
+            continue
         save_run(engine, trained, by="demo setup", features=MODEL_FEATURES)
         score_model(engine, spec, by="demo setup")
     print(f"Demo models trained and scored in {time.perf_counter() - started:.0f}s.")
