@@ -496,6 +496,11 @@ class FieldCatalog:
 def read_catalog(conn: Connection, *, suggestions: bool = False) -> FieldCatalog:
     """The :class:`FieldCatalog` read on an open connection; ``suggestions`` reads the values text
     fields take in the data (for pickers)."""
+    # The score fields register themselves on import; importing them here (not where a page or
+    # command happens to) gives every catalog reader the same fields: the pages, `cli.py segments
+    # refresh` and the background scheduler. Lazily, as analytics.models.fields imports this module.
+    import analytics.models.fields  # noqa: F401
+
     span = read_event_span(conn)
     context = RuleContext(day=local_date(span.last_at) if span else None, features_as_of=_features_as_of(conn))
     sources: list[FieldSource] = [TraderSource(suggestions=suggestions), FeatureSource(), LifecycleSource(),
