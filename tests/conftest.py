@@ -39,6 +39,9 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 # own: off for every app a test starts (AppTest, and the servers of tests/e2e, which inherit this
 # environment), unless a test turns it on for its own server.
 os.environ.setdefault("TRADERLENS_SEGMENT_REFRESH_S", "0")
+# XGBoost on a machine the suite keeps busy: passive OpenMP waits (analytics/models/__init__.py says why); set
+# here too so a test module importing xgboost before analytics.models gets it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _pg_reachable() -> str | None:

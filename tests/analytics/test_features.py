@@ -135,9 +135,13 @@ def _expected(engine, at: datetime) -> pd.DataFrame:
     out["bonus_share"] = bonus.reindex(out.index).fillna(0) / out["deposits_usd"].where(out["deposits_usd"] != 0)
     out["declined_deposits"] = (tx[(tx.kind == "deposit") & (tx.status == "declined")].groupby("trader_id").size()
                                 .reindex(out.index).fillna(0))
+    declined_wd = tx[(tx.kind == "withdrawal") & (tx.status == "declined") & (tx.created_at >= since[30])]
+    out["declined_withdrawals_30d"] = declined_wd.groupby("trader_id").size().reindex(out.index).fillna(0)
     cg = closed.groupby("trader_id")
     out["realised_pnl_usd"] = (cg.profit_usd.sum() + cg.commission_usd.sum() + cg.swap_usd.sum()
                                ).reindex(out.index).fillna(0)
+    out["balance_usd"] = (out["deposits_usd"] - wd.amount_usd.sum().reindex(out.index).fillna(0)
+                          + bonus.reindex(out.index).fillna(0) + out["realised_pnl_usd"])
     out["win_rate"] = cg.profit_usd.apply(lambda p: (p > 0).mean())
     hold = (closed.closed_at - closed.opened_at) / pd.Timedelta(seconds=1)
     out["median_hold_s"] = hold.groupby(closed.trader_id).median()
@@ -149,6 +153,7 @@ def _expected(engine, at: datetime) -> pd.DataFrame:
     out["share_expert_trades"] = (tr.channel == "expert").groupby(tr.trader_id).mean()
     out["sessions_per_week"] = (sg.size() / weeks).reindex(out.index).fillna(0)
     out["avg_session_min"] = sg.duration_s.mean() / 60
+    out["sessions_30d"] = se[se.started_at >= since[30]].groupby("trader_id").size().reindex(out.index).fillna(0)
     out["share_mobile_sessions"] = (se.surface == "mobile").groupby(se.trader_id).mean()
     out["portal_events_30d"] = (po[(po.occurred_at >= since[30]) & (po.occurred_at < at)].groupby("trader_id").size()
                                 .reindex(out.index).fillna(0))
@@ -244,3 +249,19 @@ def test_one_trader_and_the_materialised_table(simulated):
     latest = compute_features(simulated, as_of=AS_OF + timedelta(days=10)).frame
     pd.testing.assert_series_equal(stored.loc[latest.index, "notional_per_week"], latest["notional_per_week"],
                                    check_names=False)
+
+
+def test_a_table_of_older_features_is_rebuilt(simulated):
+    """A trader_features table written by a version with other columns (48 features, before the
+    models' three) reads as no snapshot, and materialising replaces it instead of failing."""
+    with simulated.begin() as conn:
+        conn.execute(sa.text("DROP TABLE IF EXISTS trader_features"))
+        conn.execute(sa.text("CREATE TABLE trader_features (trader_id BIGINT PRIMARY KEY, as_of TIMESTAMP, "
+                             "computed_at TIMESTAMP, trades_per_week DOUBLE PRECISION)"))
+        conn.execute(sa.text("INSERT INTO trader_features VALUES (1, '2026-10-01', '2026-10-01', 2.0)"))
+    assert materialised_snapshot(simulated) is None
+    written = materialise_features(simulated, as_of=AS_OF)
+    state = materialised_snapshot(simulated)
+    assert state is not None and state.traders == written.traders > 1
+    with simulated.connect() as conn:
+        assert "balance_usd" in conn.execute(sa.select(feature_table()).limit(1)).keys()  # noqa: SIM118 (a Result, not a dict)
