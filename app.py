@@ -28,6 +28,8 @@ pages = {
                            url_path="funnels"),
                   PageSpec("pages/lifecycle.py", title="Lifecycle", icon=":material/autorenew:", url_path="lifecycle"),
                   PageSpec("pages/segments.py", title="Segments", icon=":material/group_work:", url_path="segments"),
+                  PageSpec("pages/predictions.py", title="Predictions", icon=":material/insights:",
+                           url_path="predictions"),
                   PageSpec("pages/trader.py", title="Trader 360", icon=":material/person_search:",
                            url_path="trader")],
     "Admin": [PageSpec("pages/data.py", title="Data", icon=":material/database:", url_path="data")],

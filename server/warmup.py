@@ -32,7 +32,7 @@ MODULES: tuple[str, ...] = (
 # default page (Overview) is served at "/", so its name is "".
 # Segments opens on its clustering studio: the feature snapshot and the default clustering (and
 # scikit-learn's import) made its first visit 6-9 s instead of about 1 s.
-WARM_PAGES: tuple[str, ...] = ("", "cohorts", "funnels", "lifecycle", "segments")
+WARM_PAGES: tuple[str, ...] = ("", "cohorts", "funnels", "lifecycle", "segments", "predictions")
 WARMED_LINE = "Warm-up done"  # logged when every page has run once; benchmarks and tests wait for it
 SKIPPED_LINE = "Warm-up skipped"  # logged instead when it failed
 
