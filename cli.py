@@ -387,7 +387,7 @@ def cmd_segments_export(args: argparse.Namespace) -> int:
 def _train_progress():
     """A progress callback for model training: the stage and its share on stderr."""
     bar = _progress_bar()
-    return lambda fraction, message: bar(message[:28], fraction)
+    return lambda fraction, message: bar(message, fraction)
 
 
 def _metric_line(name: str, m) -> str:

@@ -41,8 +41,8 @@ TRAIN_SNAPSHOTS = 4
 MIN_HISTORY_DAYS = 60
 # Past this many training rows a uniform sample is taken (the base rate is kept, so calibration holds).
 MAX_TRAIN_ROWS = 600_000
-MIN_ROWS = 200
-MIN_POSITIVES = 20
+MIN_ROWS = 100
+MIN_POSITIVES = 10
 
 Progress = Callable[[float, str], None]
 
