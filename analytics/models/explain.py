@@ -13,13 +13,35 @@ A trader's stored explanation is the base, the :data:`TOP_REASONS` largest contr
 from __future__ import annotations
 
 import math
+import os
+import re
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import xgboost as xgb
 
+from connectors.errors import TraderLensError
+
 TOP_REASONS = 8
+DEVICE_ENV = "TRADERLENS_MODEL_DEVICE"
+_DEVICE = re.compile(r"cpu|cuda(:\d+)?")
+
+
+class BadDevice(TraderLensError):
+    """TRADERLENS_MODEL_DEVICE (or --device) is not cpu, cuda or cuda:N."""
+
+
+def configured_device(device: str | None = None) -> str | None:
+    """``device``, else TRADERLENS_MODEL_DEVICE, else None (XGBoost's default, the CPU): where
+    training and the SHAP contributions run. ``cuda`` needs XGBoost's CUDA build (`make run
+    XGBOOST=gpu`) and a GPU; the values are the same."""
+    value = (device or os.environ.get(DEVICE_ENV, "")).strip().lower()
+    if not value:
+        return None
+    if not _DEVICE.fullmatch(value):
+        raise BadDevice(f"{DEVICE_ENV} (or --device) must be cpu, cuda or cuda:N; got {value!r}.")
+    return value
 
 
 @dataclass(frozen=True)
@@ -50,6 +72,7 @@ def contributions(booster: xgb.Booster, x: pd.DataFrame, calibration: Calibratio
     """(contributions n × features, base n): SHAP values of each row in log-odds, calibrated when
     ``calibration`` is given; base + row sum = the row's (calibrated) log-odds. ``device``
     ("cpu" or "cuda") overrides the booster's own for this computation."""
+    device = configured_device(device)
     if device is not None:
         booster = booster.copy()
         booster.set_param({"device": device})

@@ -46,7 +46,7 @@ from analytics.models.dataset import (
     plan_snapshots,
     training_data,
 )
-from analytics.models.explain import Calibration, contributions, margins
+from analytics.models.explain import Calibration, configured_device, contributions, margins
 from analytics.models.specs import ModelSpec
 
 MAX_TREES = 300
@@ -184,6 +184,9 @@ def train_model(engine: Engine, spec: ModelSpec, *, as_of: date | datetime | Non
     :class:`.dataset.NotEnoughHistory` when the data cannot carry the protocol."""
     say = progress or (lambda fraction, message: None)
     params = {**XGB_PARAMS, **(params or {}), "random_state": seed}
+    device = configured_device()
+    if device is not None:
+        params["device"] = device
     timings: dict[str, float] = {}
     started = time.perf_counter()
     plan = plan_snapshots(engine, spec, as_of=as_of, train_snapshots=train_snapshots)
