@@ -19,6 +19,7 @@ from components import page, params
 from components import trader360_sections as sections
 from components.errors import render_error
 from components.timeline import render_timeline
+from components.trader360_scores import render_scores_section
 from connectors.errors import TraderLensError
 
 WINDOWS = {"all": "All history", "365": "Last 12 months", "90": "Last 90 days", "30": "Last 30 days"}
@@ -69,7 +70,7 @@ def memberships_section(trader_id: int) -> None:
 
 
 SECTIONS: tuple[Callable[[int], None], ...] = (profile_section, timeline_section, features_section,
-                                               memberships_section)
+                                               render_scores_section, memberships_section)
 
 page.header("Trader 360", caption="One trader in full: who they are, what they did and where they belong. The "
             "sidebar's period and filters do not apply here.")
