@@ -76,6 +76,8 @@ def contributions(booster: xgb.Booster, x: pd.DataFrame, calibration: Calibratio
     if device is not None:
         booster = booster.copy()
         booster.set_param({"device": device})
+    if not len(x):  # XGBoost returns a flat empty array for no rows
+        return np.zeros((0, x.shape[1])), np.zeros(0)
     raw = booster.predict(dmatrix(x), pred_contribs=True, validate_features=False)
     phi, base = raw[:, :-1].astype(float), raw[:, -1].astype(float)
     if calibration is not None:
