@@ -116,8 +116,20 @@ def render_no_model(state: ModelState, *, key: str) -> None:
 
 # --- scores -----------------------------------------------------------------------------------------
 
+SCORE_REQUEST = "predictions.score_request"  # session state: the model whose "Score now" was clicked
+
+
+def _request_score(model: str) -> None:
+    st.session_state[SCORE_REQUEST] = model
+
+
 def _score_button(model: str, label: str, *, key: str, primary: bool = True) -> None:
-    if st.button(label, key=key, icon=":material/calculate:", type="primary" if primary else "secondary"):
+    """"Score now": the click is remembered (a callback) and the scoring runs here under a spinner,
+    so a rerun before this point (the URL's widgets binding) does not lose it."""
+    st.button(label, key=key, icon=":material/calculate:", type="primary" if primary else "secondary",
+              on_click=_request_score, args=(model,))
+    if st.session_state.get(SCORE_REQUEST) == model:
+        del st.session_state[SCORE_REQUEST]
         with st.spinner(f"Scoring every trader the {MODELS[model].title.lower()} model describes…"):
             actions.score(model)
         st.rerun()

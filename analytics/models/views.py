@@ -13,8 +13,6 @@ Trader 360 shows them (bonuses, fees and adjustments are not money the client br
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 from dataclasses import dataclass, field
 
@@ -146,12 +144,9 @@ def score_external_ids(engine: Engine, flt: ScoreFilter) -> list[str]:
 
 
 def band_field(engine: Engine, model: str) -> str | None:
-    """The segment-rule field of ``model``'s score band (``score.<model>_band``, from
-    :mod:`analytics.models.fields`) when the rule builder offers it with every band as a choice, else
-    None (a band is then saved as a list of traders instead)."""
-    if importlib.util.find_spec("analytics.models.fields") is None:
-        return None
-    importlib.import_module("analytics.models.fields")  # registers the score fields with analytics.segments
+    """The segment-rule field of ``model``'s score band (``score.<model>_band``, see
+    :mod:`analytics.models.fields`) when the rule builder offers it with every band as a choice (it
+    does once the model has stored scores), else None: a band is then saved as a list of traders."""
     from analytics.segments import load_catalog
 
     name = f"score.{model}_band"
