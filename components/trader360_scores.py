@@ -30,6 +30,7 @@ from analytics.models.explain import Explanation
 from analytics.models.reasons import describe, reason_text
 from analytics.models.scoring import BAND_LABELS, ScoreRun, TraderScore
 from analytics.models.specs import MODELS, ModelSpec
+from analytics.periods import local_date
 from components import page
 from components.figures import AXIS_LINE, GRID, TEXT
 from components.text import escape_markdown
@@ -142,7 +143,7 @@ def chart_data(frame: pd.DataFrame) -> pd.DataFrame:
 def not_scored_reason(spec: ModelSpec, run: ScoreRun, profile: trader360.TraderProfile) -> str:
     """Why the latest scoring of ``spec`` gave the trader no score (the model's population, from
     :attr:`ModelSpec.population`, or what keeps them out of every model)."""
-    when = f"{run.as_of:%d %b %Y}"
+    when = f"{local_date(run.as_of):%d %b %Y}"  # the reporting zone's day the scoring's data ended before
     title = spec.title.lower()
     if profile.is_test:
         return f"Not scored for {title}: test accounts are never scored."

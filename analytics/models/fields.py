@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from analytics.models.specs import MODELS, ModelSpec
+from analytics.periods import local_date
 from analytics.segments import Field, Relation, RuleContext, register_field_source
 from connectors.schema import model_runs, model_scores, score_runs
 
@@ -77,7 +78,8 @@ def score_fields(spec: ModelSpec, as_of, version: int | None) -> tuple[Field, Fi
     from analytics.models.scoring import BAND_LABELS, BAND_NAMES, BANDS
 
     by = f"the {spec.name} model" + (f" v{version}" if version is not None else "")
-    when = f"{as_of:%d %b %Y}" if as_of is not None else "its latest scoring"
+    # as_of is the local midnight the scoring used data before: its day in the reporting zone.
+    when = f"{local_date(as_of):%d %b %Y}" if as_of is not None else "its latest scoring"
     empty = (f"{spec.population} Traders outside this population have no score (an empty value): "
              "<, >, ≤, ≥ and between never match them, 'is not' keeps them and 'is empty' finds them.")
     scored = f"Scored by {by} as of {when}; follows the latest scoring."

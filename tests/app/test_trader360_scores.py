@@ -28,6 +28,7 @@ from analytics.models import registry, scoring
 from analytics.models.explain import Explanation
 from analytics.models.reasons import reason_text
 from analytics.models.specs import model_spec
+from analytics.periods import local_date
 from components import trader360_scores as section
 from connectors import database
 from connectors.simulator import SimulationConfig
@@ -159,8 +160,8 @@ def test_a_trader_outside_the_population_gets_one_line_saying_why(app_db):
         at.get_by_key("trader360.scores.churn")
     [line] = [plain(m.value) for m in at.get_by_key("trader360.scores.notes").get("markdown")]
     assert line == (f":material/block: Not scored for churn: outside the model's population at the latest scoring "
-                    f"(as of {as_of:%d %b %Y}). The churn model scores active traders: a position opened or closed "
-                    "in the 30 days before the snapshot.")
+                    f"(as of {local_date(as_of):%d %b %Y}). The churn model scores active traders: a position opened "
+                    "or closed in the 30 days before the snapshot.")
 
 
 def test_why_a_trader_is_not_scored_names_test_accounts_leads_and_late_registrations(app_db):
