@@ -485,24 +485,26 @@ def materialise_features(engine: Engine, *, as_of: datetime | date | None = None
     return MaterialisedSnapshot(snapshot.as_of, len(frame), computed_at)
 
 
+def _current_columns(conn) -> bool:
+    """Whether the existing ``trader_features`` table has this version's columns. (Read from an empty
+    SELECT: duckdb-engine's inspector cannot list a table's columns.)"""
+    found = list(conn.execute(sa.select(sa.text("*")).select_from(sa.table(FEATURE_TABLE)).limit(0)).keys())
+    return found == [c.name for c in _feature_table.columns]
+
+
 def _replace_if_outdated(conn) -> None:
     """Drop a ``trader_features`` table written by a version with other features (it is derived, and
     is rebuilt in the same transaction)."""
-    inspector = sa.inspect(conn)
-    if not inspector.has_table(FEATURE_TABLE):
-        return
-    columns = [c["name"] for c in inspector.get_columns(FEATURE_TABLE)]
-    if columns != [c.name for c in _feature_table.columns]:
+    if sa.inspect(conn).has_table(FEATURE_TABLE) and not _current_columns(conn):
         _feature_table.drop(conn)
 
 
 def materialised_snapshot(engine: Engine) -> MaterialisedSnapshot | None:
     """The snapshot in ``trader_features`` (its as-of, size and when it was computed), None when there is none."""
     with reading(engine) as conn:
-        inspector = sa.inspect(conn)
-        if not inspector.has_table(FEATURE_TABLE):
+        if not sa.inspect(conn).has_table(FEATURE_TABLE):
             return None
-        if [c["name"] for c in inspector.get_columns(FEATURE_TABLE)] != [c.name for c in _feature_table.columns]:
+        if not _current_columns(conn):
             return None  # written by a version with other features: recomputed by ensure_features
         f = _feature_table.c
         row = conn.execute(sa.select(sa.func.max(f.as_of), sa.func.count(), sa.func.max(f.computed_at))).one()

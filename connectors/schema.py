@@ -420,7 +420,8 @@ model_scores = sa.Table(
     sa.Column("trader_id", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("run_id", sa.BigInteger, nullable=False),
     sa.Column("score_run_id", sa.BigInteger, nullable=False),
-    sa.Column("probability", sa.Float, nullable=False),
+    # Double: DuckDB's Float is 4 bytes, and a rule `score.churn = x` must find the stored value.
+    sa.Column("probability", sa.Double, nullable=False),
     sa.Column("band", sa.String(12), nullable=False),
     sa.Column("decile", sa.Integer, nullable=False),
     sa.Column("explanation", sa.Text, nullable=False),

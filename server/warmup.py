@@ -27,6 +27,7 @@ MODULES: tuple[str, ...] = (
     "components.lifecycle_charts", "components.kpi_tiles", "components.tables", "components.health",
     "analytics.features", "analytics.segmentation", "analytics.segments", "analytics.trader360",
     "components.cluster_studio", "components.rule_builder", "components.timeline",
+    "xgboost", "analytics.models.scoring", "analytics.models.fields", "components.trader360_scores",
 )
 # The pages whose default view is computed at start, by url_path in app.py's navigation; the
 # default page (Overview) is served at "/", so its name is "".

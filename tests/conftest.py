@@ -85,10 +85,11 @@ def _empty_pg(url: str) -> sa.Engine:
         database.reset_data(conn)
         conn.execute(sa.text("DELETE FROM imports"))
         conn.execute(sa.text("DELETE FROM row_changes"))
-        # Segments and clusterings (derived from the data above; the server's test database is shared
+        # Segments, clusterings and models (derived from the data above; the server's test database is shared
         # by the session) and the materialised feature snapshot (created on first use).
         for table in ("segment_changes", "segment_members", "segment_versions", "segments",
-                      "cluster_assignments", "clustering_runs"):
+                      "cluster_assignments", "clustering_runs", "model_scores", "score_runs", "model_jobs",
+                      "model_runs"):
             conn.execute(sa.text(f"DELETE FROM {table}"))
         conn.execute(sa.text("DROP TABLE IF EXISTS trader_features"))
     return engine

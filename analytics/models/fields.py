@@ -4,7 +4,7 @@ For every model with stored scores (``model_scores`` rows, the latest scoring of
 catalog offers three fields:
 
 - ``score.<model>``: the calibrated probability, a number from 0 to 1 (0.3 is 30%);
-- ``score.<model>_band``: its band (:data:`analytics.models.scoring.BANDS`: fixed cut-offs, the same
+- ``score.<model>_band``: its band (:data:`analytics.models.specs.BANDS`: fixed cut-offs, the same
   for every model), a choice, so a value that is not a band name is refused;
 - ``score.<model>_decile``: 1 to 10 within the scored population, 1 for the highest 10%.
 
@@ -24,7 +24,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from analytics.models.specs import MODELS, ModelSpec
+from analytics.models.specs import BAND_LABELS, BAND_NAMES, BANDS, MODELS, ModelSpec
 from analytics.periods import local_date
 from analytics.segments import Field, Relation, RuleContext, register_field_source
 from connectors.schema import model_runs, model_scores, score_runs
@@ -73,10 +73,6 @@ def _outcome(spec: ModelSpec) -> str:
 
 def score_fields(spec: ModelSpec, as_of, version: int | None) -> tuple[Field, Field, Field]:
     """The three fields of ``spec``'s stored scores (scored as of ``as_of`` by run ``version``)."""
-    # Imported here: analytics.models.scoring loads XGBoost (3 s), which a catalog without scores
-    # (and the command line's segment refresh on such a database) should not pay for.
-    from analytics.models.scoring import BAND_LABELS, BAND_NAMES, BANDS
-
     by = f"the {spec.name} model" + (f" v{version}" if version is not None else "")
     # as_of is the local midnight the scoring used data before: its day in the reporting zone.
     when = f"{local_date(as_of):%d %b %Y}" if as_of is not None else "its latest scoring"

@@ -27,7 +27,7 @@ from analytics.models import metrics as m
 from analytics.models.dataset import MODEL_FEATURES, Progress, scoring_snapshot
 from analytics.models.explain import Explanation, contributions, top_reasons
 from analytics.models.registry import ModelNotFound, ModelRun, active_run, load_booster
-from analytics.models.specs import ModelSpec
+from analytics.models.specs import BAND_LABELS, BAND_NAMES, BANDS, MODELS, ModelSpec, band_of
 from analytics.reading import reading
 from analytics.writing import writing
 from connectors.columnar import fetch_frame
@@ -36,24 +36,11 @@ from connectors.errors import TraderLensError
 from connectors.schema import model_scores, score_runs
 
 DRIFT_ALERT = 0.2
-# Probability bands (name, label, lower bound): fixed cut-offs, so "high" means the same to every
-# model and in every segment rule.
-BANDS: tuple[tuple[str, str, float], ...] = (
-    ("low", "Low (under 10%)", 0.0), ("medium", "Medium (10–30%)", 0.10),
-    ("high", "High (30–60%)", 0.30), ("very_high", "Very high (60% or more)", 0.60))
-BAND_NAMES = tuple(b[0] for b in BANDS)
-BAND_LABELS = {b[0]: b[1] for b in BANDS}
 HISTOGRAM_BINS = 20
 
 
 class ScoringRefused(TraderLensError):
     """Scoring cannot run (no active model, or a model of other features)."""
-
-
-def band_of(p: np.ndarray) -> np.ndarray:
-    """Each probability's band name (:data:`BANDS`)."""
-    cuts = np.array([b[2] for b in BANDS[1:]])
-    return np.array(BAND_NAMES, dtype=object)[np.searchsorted(cuts, np.asarray(p, dtype=float), side="right")]
 
 
 def deciles_of(p: np.ndarray) -> np.ndarray:
@@ -154,8 +141,6 @@ def score_model(engine: Engine, spec: ModelSpec, *, by: str, as_of: date | datet
 def stale_models(engine: Engine) -> list[ModelSpec]:
     """The models whose stored scores are missing or out of date: an active run exists and the latest
     scoring used another run or another snapshot time than the current one."""
-    from analytics.models.specs import MODELS
-
     current = snapshot_time(engine, None)
     stale = []
     for spec in MODELS.values():
@@ -207,7 +192,10 @@ def trader_scores(engine: Engine, trader_id: int) -> dict[str, TraderScore]:
     """The trader's stored scores, by model name (a model that does not score them is absent)."""
     s = model_scores.c
     with reading(engine) as conn:
-        rows = conn.execute(sa.select(model_scores).where(s.trader_id == int(trader_id))).all()
+        # model IN (...) keeps it a probe of the (model, trader_id) key: by trader alone PostgreSQL
+        # walked the whole index (9 ms against 0.1 ms at 350,000 scores).
+        rows = conn.execute(sa.select(model_scores).where(s.model.in_(list(MODELS)),
+                                                          s.trader_id == int(trader_id))).all()
     return {r.model: TraderScore(r.model, int(r.run_id), int(r.score_run_id), float(r.probability), r.band,
                                  int(r.decile), Explanation.from_json(json.loads(r.explanation))) for r in rows}
 
@@ -224,6 +212,6 @@ def read_scores(engine: Engine, model: str, *, trader_ids: Sequence[int] | None 
         return fetch_frame(conn, stmt)
 
 
-__all__ = ["BANDS", "DRIFT_ALERT", "ModelNotFound", "ScoreRun", "Scored", "ScoringRefused", "TraderScore",
-           "band_of", "deciles_of", "latest_score_run", "read_scores", "rescore_stale", "score_model", "stale_models",
-           "trader_scores"]
+__all__ = ["BANDS", "BAND_LABELS", "BAND_NAMES", "DRIFT_ALERT", "ModelNotFound", "ScoreRun", "Scored",
+           "ScoringRefused", "TraderScore", "band_of", "deciles_of", "latest_score_run", "read_scores",
+           "rescore_stale", "score_model", "stale_models", "trader_scores"]

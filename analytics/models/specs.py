@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from connectors.errors import TraderLensError
 
 
@@ -61,3 +63,18 @@ def model_spec(name: str) -> ModelSpec:
         return MODELS[str(name).strip().lower()]
     except KeyError:
         raise UnknownModel(f"Unknown model {name!r}: choose one of {', '.join(MODELS)}.") from None
+
+
+# Probability bands (name, label, lower bound): fixed cut-offs, so "high" means the same to every
+# model and in every segment rule.
+BANDS: tuple[tuple[str, str, float], ...] = (
+    ("low", "Low (under 10%)", 0.0), ("medium", "Medium (10–30%)", 0.10),
+    ("high", "High (30–60%)", 0.30), ("very_high", "Very high (60% or more)", 0.60))
+BAND_NAMES = tuple(b[0] for b in BANDS)
+BAND_LABELS = {b[0]: b[1] for b in BANDS}
+
+
+def band_of(p: np.ndarray) -> np.ndarray:
+    """Each probability's band name (:data:`BANDS`)."""
+    cuts = np.array([b[2] for b in BANDS[1:]])
+    return np.array(BAND_NAMES, dtype=object)[np.searchsorted(cuts, np.asarray(p, dtype=float), side="right")]

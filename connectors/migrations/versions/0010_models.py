@@ -61,7 +61,7 @@ def upgrade() -> None:
         _id("trader_id"),
         sa.Column("run_id", sa.BigInteger, nullable=False),
         sa.Column("score_run_id", sa.BigInteger, nullable=False),
-        sa.Column("probability", sa.Float, nullable=False),
+        sa.Column("probability", sa.Double, nullable=False),
         sa.Column("band", sa.String(12), nullable=False),
         sa.Column("decile", sa.Integer, nullable=False),
         sa.Column("explanation", sa.Text, nullable=False),
