@@ -243,7 +243,9 @@ def rule_fields(rule: Group) -> tuple[str, ...]:
 class Field:
     """A field rules can test. ``choices`` are the only values a ``choice`` field takes (with
     ``choice_labels`` to show them); for a ``text`` field they are suggestions read from the data.
-    ``multi``: a trader can have several values (a condition asks about any of them)."""
+    ``multi``: a trader can have several values (a condition asks about any of them). ``bounds``:
+    the (lowest, highest) value a number field can take, when it has them; a value outside is
+    refused (a probability typed as 30 instead of 0.3 would silently select nobody)."""
 
     name: str
     label: str
@@ -254,6 +256,7 @@ class Field:
     unit: str = ""
     description: str = ""
     multi: bool = False
+    bounds: tuple[float, float] | None = None
 
     @property
     def operators(self) -> tuple[str, ...]:
@@ -562,7 +565,12 @@ def _check_day(value: Any, path: str, what: str) -> date:
 
 def _check_value(f: Field, value: Any, path: str, what: str) -> Any:
     if f.type == "number":
-        return _check_number(value, path, what)
+        number = _check_number(value, path, what)
+        if f.bounds is not None and not f.bounds[0] <= number <= f.bounds[1]:
+            low, high = f.bounds
+            raise RuleRejected(path, what,
+                               f"takes values from {low:g} to {high:g} ({f.unit or f.label}), not {number:g}")
+        return number
     if f.type == "time":
         return _check_day(value, path, what)
     if f.type == "bool":

@@ -83,7 +83,7 @@ def score_fields(spec: ModelSpec, as_of, version: int | None) -> tuple[Field, Fi
     cuts = ", ".join(f"{BAND_LABELS[b]}" for b, _, _ in BANDS)
     return (
         Field(probability, f"{spec.title} probability ({spec.horizon_days} days)", GROUP, "number",
-              unit="probability from 0 to 1: 0.3 is 30%",
+              unit="probability from 0 to 1: 0.3 is 30%", bounds=(0.0, 1.0),
               description=f"The calibrated probability of this outcome: {_outcome(spec)}. Of the traders "
                           f"scored 0.3, about 30% have it. {scored} {empty}"),
         Field(band, f"{spec.title} score band", GROUP, "choice", BAND_NAMES,
@@ -91,6 +91,7 @@ def score_fields(spec: ModelSpec, as_of, version: int | None) -> tuple[Field, Fi
               description=f"The band of the {spec.name} probability ({_outcome(spec)}): {cuts}. The same "
                           f"cut-offs for every model. {scored} {empty}"),
         Field(decile, f"{spec.title} score decile", GROUP, "number", unit="1 to 10, 1 = the highest 10%",
+              bounds=(1.0, 10.0),
               description=f"The trader's decile of the {spec.name} probability ({_outcome(spec)}) among the "
                           f"traders scored: 1 for the highest 10%, 10 for the lowest. {scored} {empty}"),
     )

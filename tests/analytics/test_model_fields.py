@@ -167,6 +167,9 @@ REFUSED = [
     (one("score.churn", "between", [0.9, 0.1]), "the low end (0.9) is above the high end (0.1)"),
     (one("score.churn_decile", "=", "top"), "expects a number"),
     (one("score.churn", "in", [0.5]), "'in' does not apply to a number field"),
+    # A percentage typed for a probability would select nobody without a word.
+    (one("score.churn", ">", 30), "takes values from 0 to 1 (probability from 0 to 1: 0.3 is 30%), not 30"),
+    (one("score.churn_decile", "<=", 11), "takes values from 1 to 10"),
     (one("score.ftd", ">", 0.5), "unknown field 'score.ftd'"),
     (one("score.churn_bands", "=", "high"), "unknown field 'score.churn_bands'"),
 ]
