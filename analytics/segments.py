@@ -585,6 +585,17 @@ def _check_value(f: Field, value: Any, path: str, what: str) -> Any:
     return _check_text(value, path, what)
 
 
+def _scored_model(field_name: str) -> str | None:
+    """The model a ``score.<model>[_band|_decile]`` field name is about, None for another name."""
+    from analytics.models.specs import MODELS
+
+    name = field_name.partition(".")[2]
+    for suffix in ("_band", "_decile", ""):
+        if name.endswith(suffix) and name[: len(name) - len(suffix)] in MODELS:
+            return name[: len(name) - len(suffix)]
+    return None
+
+
 def validate_rule(rule: Group, catalog: FieldCatalog) -> Group:
     """The rule with its values normalised (dates as :class:`datetime.date`, lists as tuples), or
     :class:`RuleRejected` naming the first condition that cannot be used and why."""
@@ -612,9 +623,12 @@ def validate_rule(rule: Group, catalog: FieldCatalog) -> Group:
             namespace = c.field.partition(".")[0] if isinstance(c.field, str) else ""
             if namespace == "feature" and catalog.context.features_as_of is None:
                 why = ("no feature snapshot has been computed yet (the features are materialised by "
-                       "`python cli.py features --materialise` or the app's refresh)")
+                       "`python cli.py segments refresh` or the app's refresh)")
             elif namespace == "cluster":
                 why = f"no saved clustering run {_short(c.field.partition('.')[2])}"
+            elif namespace == "score" and (model := _scored_model(c.field)) is not None:
+                why = (f"the {model} model has no stored scores yet (train and score it on the Predictions "
+                       f"page, or `python cli.py score --model {model}`)")
             else:
                 why = f"unknown field {_short(c.field)}"
             raise RuleRejected(path, what, why)

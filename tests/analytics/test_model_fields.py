@@ -170,7 +170,8 @@ REFUSED = [
     # A percentage typed for a probability would select nobody without a word.
     (one("score.churn", ">", 30), "takes values from 0 to 1 (probability from 0 to 1: 0.3 is 30%), not 30"),
     (one("score.churn_decile", "<=", 11), "takes values from 1 to 10"),
-    (one("score.ftd", ">", 0.5), "unknown field 'score.ftd'"),
+    (one("score.ftd", ">", 0.5), "the ftd model has no stored scores yet (train and score it on the Predictions "
+                                 "page, or `python cli.py score --model ftd`)"),
     (one("score.churn_bands", "=", "high"), "unknown field 'score.churn_bands'"),
 ]
 
