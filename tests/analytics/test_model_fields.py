@@ -155,7 +155,7 @@ def test_a_model_without_stored_scores_offers_no_fields(scored):
     assert {"score.deposit", "score.deposit_band", "score.deposit_decile"} <= names
     clear_models(scored)
     assert not any(f.name.startswith("score.") for f in seg.load_catalog(scored).fields)
-    with pytest.raises(seg.RuleRejected, match=r"unknown field 'score\.churn'"):
+    with pytest.raises(seg.RuleRejected, match=r"the churn model has no stored scores yet"):
         members(scored, one("score.churn", ">", 0.5))
 
 
