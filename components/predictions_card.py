@@ -46,7 +46,7 @@ METRICS: tuple[tuple[str, str, str, str | None, str], ...] = (
      "a random score gets the positive rate."),
     ("brier", "Brier score", "{:.4f}", "lower",
      "Mean squared error of the probabilities (0 is perfect). Rewards both ranking and calibration."),
-    ("ece", "Calibration error (ECE)", "{:.3f}", "lower",
+    ("ece", "Calibration (ECE)", "{:.3f}", "lower",
      "Expected calibration error over 10 quantile bins: the average gap between the predicted probability and "
      "how often the outcome happened. 0.02 means a shown 30% comes true 28-32% of the time."),
     ("top_decile_lift", "Top-decile lift", "{:.2f}×", "higher",
@@ -55,8 +55,8 @@ METRICS: tuple[tuple[str, str, str, str | None, str], ...] = (
     ("positive_rate", "Positive rate", "{:.1%}", None,
      "How often the outcome happened on the out-of-time slice (what a model that knew nothing would predict)."),
 )
-SLICES = {"test": "XGBoost, out of time", "baseline": "Baseline (logistic regression on RFM)",
-          "random_split": "XGBoost, random split", "test_uncalibrated": "XGBoost before calibration"}
+SLICES = {"test": "Out of time", "baseline": "Baseline", "random_split": "Random split",
+          "test_uncalibrated": "Uncalibrated"}
 
 
 def feature_label(name: str) -> str:
@@ -151,8 +151,9 @@ def render_card(run: ModelRun, spec: ModelSpec, *, key: str) -> None:
     if run.promoted_at is not None:
         # The registry records the first model of a kind as promoted by "first model of its kind".
         by = run.promoted_by or ""
-        promoted = (f" · active since {run.promoted_at:%d %b %Y}, the first model of its kind" if by.startswith("first ")
-                    else f" · promoted {run.promoted_at:%d %b %Y %H:%M} UTC by {escape_markdown(by)}")
+        promoted = (f" · first of its kind, active since {run.promoted_at:%d %b %Y}"
+                    if by.startswith("first ") else
+                    f" · promoted {run.promoted_at:%d %b %Y %H:%M} UTC by {escape_markdown(by)}")
     st.markdown(f"#### {spec.title} v{run.version} · {run.status}")
     st.caption(f"Trained {when}{promoted}")
     if not run.beats_baseline:
@@ -165,6 +166,10 @@ def render_card(run: ModelRun, spec: ModelSpec, *, key: str) -> None:
     st.markdown(flattery(run))
     with st.container(key=f"{key}.figures"):
         st.dataframe(comparison_table(run), hide_index=True, width="stretch")
+    baseline = ", ".join(feature_label(f).lower() for f in spec.baseline_features)
+    st.caption(f"Out of time: XGBoost on the test half of the newest complete snapshot. Baseline: a logistic "
+               f"regression on {baseline}, trained and calibrated on the same rows. Random split: the same XGBoost "
+               "on the same rows shuffled. Uncalibrated: before Platt scaling.")
     st.markdown(calibration_note(run))
     st.caption(protocol_note(run))
     c1, c2 = st.columns(2)
@@ -326,6 +331,7 @@ def dependence_figure(run_key: str, _summary: GlobalSummary) -> go.Figure:
         shap = np.asarray(pts["shap"], dtype=float)
         ok = ~np.isnan(values)
         unit = getattr(FEATURES_BY_NAME.get(name), "unit", "")
+        unit = {"x": "leverage (×)", "ratio": "share", "flag": "0 = no, 1 = yes"}.get(unit, unit)
         fig.add_trace(go.Scattergl(
             x=values[ok], y=shap[ok], mode="markers", showlegend=False, name=feature_label(name),
             marker={"size": 4, "opacity": 0.45, "color": MODEL_BLUE},

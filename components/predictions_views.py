@@ -22,8 +22,8 @@ from analytics.export import to_csv
 from analytics.models import jobs, registry, scoring, views
 from analytics.models.jobs import Job
 from analytics.models.registry import ModelRun
-from analytics.models.scoring import BAND_LABELS, BAND_NAMES, DRIFT_ALERT, ScoreRun
-from analytics.models.specs import MODELS, ModelSpec
+from analytics.models.scoring import DRIFT_ALERT, ScoreRun
+from analytics.models.specs import BAND_LABELS, BAND_NAMES, MODELS, ModelSpec, band_of
 from analytics.models.views import ScoreFilter, ScoreTable
 from analytics.periods import local_date
 from analytics.segments import MAX_NAME
@@ -192,11 +192,11 @@ def render_score_summary(state: ModelState, *, key: str) -> None:
 def distribution_chart(edges: tuple[float, ...], counts: tuple[int, ...]) -> alt.Chart:
     """The stored histogram of probabilities, each bar coloured by its band."""
     lo, hi = np.asarray(edges[:-1]), np.asarray(edges[1:])
-    band = scoring.band_of((lo + hi) / 2)
+    band = band_of((lo + hi) / 2)
     data = pd.DataFrame({"lo": lo, "hi": hi, "traders": counts, "band": [BAND_LABELS[b] for b in band]})
     chart = alt.Chart(data).mark_bar(stroke="white", strokeWidth=0.5).encode(
         x=alt.X("lo:Q", title="Probability", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])), x2="hi:Q",
-        y=alt.Y("traders:Q", title="Traders"),
+        y=alt.Y("traders:Q", title="Traders"), y2=alt.datum(0),
         color=alt.Color("band:N", scale=alt.Scale(domain=[BAND_LABELS[b] for b in BAND_NAMES],
                                                   range=[BAND_COLOURS[b] for b in BAND_NAMES])),
         tooltip=[alt.Tooltip("lo:Q", title="From", format=".0%"), alt.Tooltip("hi:Q", title="To", format=".0%"),
@@ -223,19 +223,28 @@ TABLE_LABELS = {
 }
 
 
+def short_band(band: str) -> str:
+    """"Very high" for very_high: the band's label without its range."""
+    return BAND_LABELS[band].split(" (")[0]
+
+
 def table_frame(table: ScoreTable) -> pd.DataFrame:
-    """The rows as shown: a link to Trader 360, names joined, countries and bands in words."""
+    """The rows as shown: a link to Trader 360, who, the score and its reasons first, then the rest;
+    names joined, countries and bands in words."""
     rows = table.rows
     name = (rows["first_name"].fillna("") + " " + rows["last_name"].fillna("")).str.strip()
     shown = pd.DataFrame({
         "open": [trader_link(e) for e in rows["trader_external_id"]],
         "trader_external_id": rows["trader_external_id"], "name": name,
-        "country": rows["country"].map(labels.country_name), "vip_tier": rows["vip_tier"].fillna("standard"),
-        "owner": rows["owner"], "probability": rows["probability"], "band": rows["band"].map(BAND_LABELS),
-        "decile": rows["decile"], "net_deposits_usd": rows["net_deposits_usd"],
+        "probability": rows["probability"], "band": rows["band"].map(short_band),
     })
     for column in [c for c in rows.columns if c.startswith("reason_")]:
         shown[column] = rows[column]
+    shown["net_deposits_usd"] = rows["net_deposits_usd"]
+    shown["country"] = rows["country"].map(labels.country_name)
+    shown["vip_tier"] = rows["vip_tier"].fillna("standard")
+    shown["owner"] = rows["owner"]
+    shown["decile"] = rows["decile"]
     return shown
 
 
@@ -255,7 +264,7 @@ def render_table(table: ScoreTable, flt: ScoreFilter, *, key: str, engine: Engin
     Returns the external ids of the selected rows."""
     shown = table_frame(table)
     total = table.total
-    counts = ", ".join(f"{BAND_LABELS[b].split(' (')[0].lower()} {n:,}" for b, n in table.bands.items() if n)
+    counts = ", ".join(f"{short_band(b).lower()} {n:,}" for b, n in table.bands.items() if n)
     st.caption((f"The {len(shown):,} highest of {total:,} traders listed" if total > len(shown) else
                 f"{total:,} traders listed") + (f" ({counts})" if counts else "") +
                ". Select rows to save them as a segment. Reasons are the score's largest contributions, in words; "
@@ -272,6 +281,7 @@ def render_table(table: ScoreTable, flt: ScoreFilter, *, key: str, engine: Engin
                 "open": st.column_config.LinkColumn("Trader 360", display_text="Open", width="small", pinned=True),
                 "probability": st.column_config.ProgressColumn("Probability", format="percent", min_value=0.0,
                                                                max_value=1.0, width="small"),
+                "band": st.column_config.TextColumn("Band", width="small"),
                 "net_deposits_usd": st.column_config.NumberColumn("Net deposits", format="dollar"),
                 **{c: st.column_config.TextColumn(f"Reason {c.rsplit('_', 1)[1]}", width="large") for c in reasons},
             })
@@ -285,16 +295,16 @@ def render_table(table: ScoreTable, flt: ScoreFilter, *, key: str, engine: Engin
 
 
 def render_save(flt: ScoreFilter, table: ScoreTable, selected: list[str], band_field: str | None, *, key: str,
-                engine: Engine) -> None:
+                engine: Engine, as_of: str) -> None:
     """Save the selected traders, everyone listed, or (with the score fields) a live band rule as a segment."""
     title = MODELS[flt.model].title
+    bands = " or ".join(short_band(b).lower() for b in flt.bands)
     choices: dict[str, str] = {}
     if selected:
         choices["selected"] = f"The {len(selected):,} selected trader{'s' if len(selected) != 1 else ''}"
     choices["listed"] = f"All {table.total:,} traders listed"
     if band_field and flt.bands:
-        choices["rule"] = "Whoever is in " + " or ".join(BAND_LABELS[b].split(" (")[0].lower() for b in flt.bands) + \
-            " at each refresh"
+        choices["rule"] = f"Whoever is in {bands} at each refresh"
     with st.container(border=True, key=f"{key}.box"):
         st.markdown("**Save as a segment**")
         what = st.radio("Who", list(choices), format_func=choices.get, horizontal=True, key=f"{key}.what",
@@ -304,19 +314,18 @@ def render_save(flt: ScoreFilter, table: ScoreTable, selected: list[str], band_f
                        "scoring puts in these bands. The sidebar's filters and the net deposits minimum are not part "
                        "of it.")
         else:
-            st.caption("A list segment: these traders, fixed, whatever later scorings say. It can filter every page "
-                       "from the sidebar and be refreshed or archived on the Segments page.")
+            st.caption("A list segment: these traders, fixed, whatever later scorings say. Like every segment it "
+                       "filters any page from the sidebar, and the Segments page shows its members.")
         if what == "selected":
             kind, definition = "list", {"external_ids": list(selected)}
         elif what == "rule":
             kind, definition = "rules", views.band_rule(band_field, flt.bands)
         else:
             kind, definition = "list", lambda: {"external_ids": views.score_external_ids(engine, flt)}
-        bands = "/".join(BAND_LABELS[b].split(" (")[0].lower() for b in flt.bands) or "all bands"
         with st.form(f"{key}.form", border=False):
             c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
             c1.text_input("Segment name", max_chars=MAX_NAME, key=f"{key}.name",
-                          placeholder=f"{title} {bands}, scored {flt.score_run_id}")
+                          placeholder=f"{title}: {bands or 'all bands'}, scored as of {as_of}")
             c2.form_submit_button("Save segment", icon=":material/save:", type="primary", key=f"{key}.submit",
                                   on_click=segment_actions.submit_new, args=(kind, definition),
                                   kwargs={"name_key": f"{key}.name"}, disabled=table.total == 0)
@@ -336,7 +345,8 @@ def render_scores(state: ModelState, view: View, *, key: str) -> None:
     if table.total == 0:
         st.info("No scored trader matches these filters.", icon=":material/filter_alt_off:")
     selected = render_table(table, flt, key=f"{key}.table", engine=engine)
-    render_save(flt, table, selected, load_band_field(state.spec.name), key=f"{key}.save", engine=engine)
+    render_save(flt, table, selected, load_band_field(state.spec.name), key=f"{key}.save", engine=engine,
+                as_of=f"{local_date(state.score_run.as_of):%d %b %Y}")
 
 
 # --- model cards ------------------------------------------------------------------------------------
@@ -357,12 +367,10 @@ def render_cards(state: ModelState, *, key: str) -> None:
         st.info("No active model and no candidate: see the Training tab.", icon=":material/model_training:")
         return
     if candidate is not None:
-        st.caption("A new model never replaces the active one by itself: compare the two cards, then promote.")
+        render_promotion(candidate, active, key=key)
     columns = st.columns(len(shown), gap="large", border=len(shown) > 1)
     for column, run in zip(columns, shown, strict=True):
         with column, st.container(key=f"{key}.run{run.run_id}"):
-            if run is candidate:
-                render_promotion(run, active, key=key)
             card.render_card(run, state.spec, key=f"{key}.{run.run_id}")
     st.subheader("What drives the score", anchor=False, divider="gray")
     explained = shown[0]
@@ -374,11 +382,13 @@ def render_cards(state: ModelState, *, key: str) -> None:
 
 
 def render_promotion(candidate: ModelRun, active: ModelRun | None, *, key: str) -> None:
-    """The button that makes ``candidate`` the active model, with what it changes."""
-    against = "" if active is None else f" in place of v{active.version}"
-    st.button(f"Promote v{candidate.version} to active", key=f"{key}.promote", type="primary",
-              icon=":material/verified:", on_click=actions.promote, args=(candidate.run_id,),
-              help=f"Scoring will use v{candidate.version}{against}; the old model is kept (retired). {ADMIN_NOTE}")
+    """What promotion changes, and the button that makes ``candidate`` the active model."""
+    against = "" if active is None else f" in place of v{active.version}, which is kept as retired"
+    c1, c2 = st.columns([3, 1], vertical_alignment="center")
+    c1.caption(f"A new model never replaces the active one by itself: compare the two cards below, then promote. "
+               f"Scoring will use v{candidate.version}{against}. {ADMIN_NOTE}")
+    c2.button(f"Promote v{candidate.version} to active", key=f"{key}.promote", type="primary",
+              icon=":material/verified:", on_click=actions.promote, args=(candidate.run_id,), width="stretch")
 
 
 # --- drift ------------------------------------------------------------------------------------------

@@ -23,8 +23,7 @@ from sqlalchemy.engine import Engine
 from analytics.filters import DEFAULT_FILTER, TraderFilter
 from analytics.models.explain import Explanation
 from analytics.models.reasons import reason_text
-from analytics.models.scoring import BAND_NAMES
-from analytics.models.specs import model_spec
+from analytics.models.specs import BAND_NAMES, model_spec
 from analytics.reading import reading
 from connectors.columnar import fetch_frame
 from connectors.schema import model_runs, model_scores, traders, transactions
