@@ -331,6 +331,18 @@ def test_too_short_history_says_what_it_needs(engine):
     assert "are 0 traders with 0 positive outcomes" in str(few.value)
 
 
+def test_a_cutoff_past_the_end_of_the_data_is_refused(engine):
+    """Labels need their whole window observed: with data up to 31 December, the newest cut-off is
+    1 January (the default). A later one would label the last snapshot from days without data
+    (every trader "churned" in them, nobody "deposited") and must be refused, naming the last day."""
+    _span(engine, datetime(2026, 1, 1, 12), datetime(2026, 12, 31, 12))
+    assert plan_snapshots(engine, CHURN).cutoff == datetime(2027, 1, 1)
+    assert plan_snapshots(engine, CHURN, as_of=date(2027, 1, 1)).cutoff == datetime(2027, 1, 1)
+    for spec in (CHURN, DEPOSIT, FTD):
+        with pytest.raises(TraderLensError, match="2026-12-31"):
+            plan_snapshots(engine, spec, as_of=date(2027, 1, 16))
+
+
 # ---- no leakage ---------------------------------------------------------------------------------
 
 LEAK_BROKER = SimulationConfig(traders=4_000, days=160, seed=5, end=date(2026, 11, 1))
