@@ -329,6 +329,7 @@ def render_save(flt: ScoreFilter, table: ScoreTable, selected: list[str], band_f
             c2.form_submit_button("Save segment", icon=":material/save:", type="primary", key=f"{key}.submit",
                                   on_click=segment_actions.submit_new, args=(kind, definition),
                                   kwargs={"name_key": f"{key}.name"}, disabled=table.total == 0)
+        segment_actions.render_flash()  # the save's message here, where the user clicked
 
 
 def render_scores(state: ModelState, view: View, *, key: str) -> None:

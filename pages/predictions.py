@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from components import page, segment_actions
+from components import page
 from components import predictions_actions as actions
 from components import predictions_views as views
 
@@ -15,7 +15,6 @@ TABS = ["Scores", "Model card", "Drift", "Training"]
 view = page.header("Predictions", "How likely each trader is to churn, deposit or make a first deposit, why, and how "
                    "far to trust it: calibrated probabilities from models checked on data they never saw.")
 actions.render_flash()
-segment_actions.render_flash()
 model = views.pick_model(key="predictions.model")
 state = views.load_state(model)
 if not state.runs:

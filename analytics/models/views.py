@@ -59,34 +59,33 @@ class ScoreTable:
     bands: dict[str, int]
 
 
-def _ledger(model: str) -> sa.Subquery:
-    """trader_id, net_deposits_usd of the model's scored traders (approved deposits − approved
-    withdrawals, all history)."""
-    x, s = transactions.c, model_scores.c
+def _ledger(traders_of: sa.Select) -> sa.Subquery:
+    """trader_id, net_deposits_usd (approved deposits − approved withdrawals, all history) of the
+    traders ``traders_of`` selects."""
+    x = transactions.c
     amount = sa.cast(x.amount_usd, sa.Double)
     net = sa.func.sum(sa.case((x.kind == "deposit", amount), else_=-amount))
-    scored = sa.select(s.trader_id).where(s.model == model)
     return (sa.select(x.trader_id, net.label("net_deposits_usd"))
-            .where(x.status == "approved", x.kind.in_(("deposit", "withdrawal")), x.trader_id.in_(scored))
+            .where(x.status == "approved", x.kind.in_(("deposit", "withdrawal")), x.trader_id.in_(traders_of))
             .group_by(x.trader_id).subquery("ledger"))
 
 
-def _filtered(flt: ScoreFilter) -> tuple[sa.FromClause, list[sa.ColumnElement[bool]], sa.ColumnElement[float]]:
-    """(the model's scores joined with traders and the ledger, the WHERE conditions of ``flt``, the
-    net deposits column)."""
+def _filtered(flt: ScoreFilter) -> tuple[sa.FromClause, list[sa.ColumnElement[bool]]]:
+    """(the model's scores joined with traders, and with the ledger when ``flt`` asks for a minimum of net
+    deposits; the WHERE conditions of ``flt``). Without that minimum no ledger is read here: only the
+    rows shown get their net deposits (:func:`score_table`)."""
     s, t = model_scores.c, traders.c
-    ledger = _ledger(flt.model)
-    net = sa.func.coalesce(ledger.c.net_deposits_usd, 0.0)
     where = [s.model == flt.model, *flt.traders.conditions()]
     if flt.score_run_id is not None:
         where.append(s.score_run_id == int(flt.score_run_id))
     if flt.bands:
         where.append(s.band.in_([b for b in flt.bands if b in BAND_NAMES]))
+    source = model_scores.join(traders, t.trader_id == s.trader_id)
     if flt.min_net_deposits is not None:
-        where.append(net >= float(flt.min_net_deposits))
-    source = (model_scores.join(traders, t.trader_id == s.trader_id)
-              .outerjoin(ledger, ledger.c.trader_id == s.trader_id))
-    return source, where, net
+        ledger = _ledger(sa.select(s.trader_id).where(s.model == flt.model))
+        source = source.outerjoin(ledger, ledger.c.trader_id == s.trader_id)
+        where.append(sa.func.coalesce(ledger.c.net_deposits_usd, 0.0) >= float(flt.min_net_deposits))
+    return source, where
 
 
 def _medians(conn: sa.Connection, run_ids: list[int]) -> dict[int, dict]:
@@ -112,15 +111,25 @@ def reason_columns(model: str, explanations: pd.Series, run_ids: pd.Series, medi
 
 
 def score_table(engine: Engine, flt: ScoreFilter, *, limit: int | None = 200) -> ScoreTable:
-    """The :class:`ScoreTable` of ``flt``: at most ``limit`` rows (None: every trader passing it)."""
+    """The :class:`ScoreTable` of ``flt``: at most ``limit`` rows (None: every trader passing it).
+    The filter, order and limit pick the traders first; their names, reasons and net deposits are
+    then read for those rows only."""
     s, t = model_scores.c, traders.c
-    source, where, net = _filtered(flt)
+    source, where = _filtered(flt)
+    picked = (sa.select(s.trader_id, s.probability).select_from(source).where(*where)
+              .order_by(s.probability.desc(), s.trader_id))
+    if limit is not None:
+        picked = picked.limit(int(limit))
+    picked = picked.subquery("picked")
+    ledger = _ledger(sa.select(picked.c.trader_id))
     stmt = (sa.select(s.trader_id, t.external_id.label("trader_external_id"), t.first_name, t.last_name,
                       t.country, t.vip_tier, t.owner, s.probability, s.band, s.decile,
-                      net.label("net_deposits_usd"), s.run_id, s.explanation)
-            .select_from(source).where(*where).order_by(s.probability.desc(), s.trader_id))
-    if limit is not None:
-        stmt = stmt.limit(int(limit))
+                      sa.func.coalesce(ledger.c.net_deposits_usd, 0.0).label("net_deposits_usd"), s.run_id,
+                      s.explanation)
+            .select_from(picked.join(model_scores, sa.and_(s.model == flt.model, s.trader_id == picked.c.trader_id))
+                         .join(traders, t.trader_id == s.trader_id)
+                         .outerjoin(ledger, ledger.c.trader_id == s.trader_id))
+            .order_by(s.probability.desc(), s.trader_id))
     counted = sa.select(s.band, sa.func.count().label("traders")).select_from(source).where(*where).group_by(s.band)
     with reading(engine) as conn:
         rows = fetch_frame(conn, stmt)
@@ -135,7 +144,7 @@ def score_table(engine: Engine, flt: ScoreFilter, *, limit: int | None = 200) ->
 def score_external_ids(engine: Engine, flt: ScoreFilter) -> list[str]:
     """The external ids of every trader passing ``flt``, highest probability first (for a list segment)."""
     s, t = model_scores.c, traders.c
-    source, where, _ = _filtered(flt)
+    source, where = _filtered(flt)
     stmt = (sa.select(t.external_id).select_from(source).where(*where)
             .order_by(s.probability.desc(), s.trader_id))
     with reading(engine) as conn:

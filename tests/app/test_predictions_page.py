@@ -253,3 +253,18 @@ def test_training_from_the_page_runs_in_the_background_to_its_end(db_url, open_p
             and "Saved as churn v3 (candidate)" in s]
     runs = at.dataframe[0].value
     assert runs["Version"].tolist() == [3, 2, 1] and runs["Status"].tolist() == ["candidate", "candidate", "active"]
+
+
+def test_a_hostile_link_is_named_and_the_rest_of_it_kept(db_url, open_linked):
+    at = open_linked(PAGE, {"predictions.model": "zz'; DROP TABLE model_runs;--", "predictions.tab": "Scores",
+                            "predictions.scores.band": ["<script>", BAND_LABELS["very_high"]],
+                            "predictions.scores.min_net": "inf"})
+    assert not at.exception
+    notice = " ".join(texts(at.warning))
+    assert all(f"?{key}=" in notice for key in ("predictions.model", "predictions.scores.band",
+                                                 "predictions.scores.min_net"))
+    assert at.get_by_key("predictions.model").value == "churn"
+    assert set(table(at)["band"]) == {"Very high"}  # the known band stays
+    assert len(table(at)) == len(in_band(db_url, "very_high"))
+    at = open_linked(PAGE, {"predictions.tab": "nonsense"})
+    assert not at.exception and len(at.metric) == 4  # an unknown tab opens the first, Scores
