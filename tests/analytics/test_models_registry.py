@@ -75,6 +75,7 @@ def broker(request, tmp_path_factory):
 
 @pytest.fixture
 def engine(broker):
+    """The broker's database with no saved run, score or job."""
     engine, _ = broker
     _reset_models(engine)
     return engine
@@ -82,6 +83,7 @@ def engine(broker):
 
 @pytest.fixture
 def trained(broker):
+    """The churn model trained on it (a TrainedModel, in memory)."""
     return broker[1]
 
 
