@@ -10,7 +10,7 @@ read, so a new scoring is never hidden behind an old cached table.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import altair as alt
 import numpy as np
@@ -24,6 +24,7 @@ from analytics.models.jobs import Job
 from analytics.models.registry import ModelRun
 from analytics.models.scoring import DRIFT_ALERT, ScoreRun
 from analytics.models.specs import BAND_LABELS, BAND_NAMES, MODELS, ModelSpec, band_of
+from analytics.models.training import GlobalSummary
 from analytics.models.views import ScoreFilter, ScoreTable
 from analytics.periods import local_date
 from analytics.segments import MAX_NAME
@@ -48,8 +49,12 @@ ADMIN_NOTE = ("Admin action. Sign-in arrives with a later release; until then ev
 
 def list_runs(engine: Engine, model: str, job: tuple | None = None) -> list[ModelRun]:
     """Every run of ``model``, newest first; ``job`` (the newest job's id and status) only keys the
-    cache, so a finished training shows its run at once."""
-    return registry.list_runs(engine, model)
+    cache, so a finished training shows its run at once. Retired runs come without their SHAP points
+    (up to 60,000 numbers each, which every rerun would copy out of the cache): the page shows the
+    points of the active run and the candidates only."""
+    return [run if run.status != "retired" else
+            replace(run, summary=GlobalSummary(run.summary.rows, run.summary.importance, {}))
+            for run in registry.list_runs(engine, model)]
 
 
 load_runs = page.loader(list_runs, ttl="1m")

@@ -90,3 +90,18 @@ def test_scores_cards_promotion_and_a_band_saved_as_a_segment(page: Page, predic
     wait_for_app(page)
     expect(page.get_by_role("heading", name=NAME)).to_be_visible(timeout=LOAD_TIMEOUT_MS)
     expect(metric(page, "Members")).to_have_text(f"{members:,}")
+
+
+def test_training_from_the_page_shows_its_progress_until_it_ends(page: Page, predictions_app_url: str):
+    page.goto(f"{predictions_app_url}/predictions?predictions.tab=Training")
+    wait_for_app(page)
+    page.get_by_role("button", name="Train a new churn model").click()
+    expect(page.get_by_test_id("stAlertContentSuccess").filter(has_text="started")).to_be_visible(
+        timeout=LOAD_TIMEOUT_MS)
+    # The fragment polls the job on its own; no click reloads the page until the run is saved.
+    done = page.get_by_test_id("stAlertContentSuccess").filter(has_text="Last training")
+    expect(done).to_contain_text("(candidate)", timeout=120_000)
+    expect(page.get_by_test_id("stProgress")).to_have_count(0)
+    runs = page.locator(".st-key-predictions-training-runs")
+    expect(runs).to_contain_text("candidate")
+    screenshot(page, "predictions_training_done.png")
