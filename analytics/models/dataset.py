@@ -73,6 +73,14 @@ def plan_snapshots(engine: Engine, spec: ModelSpec, *, as_of: date | datetime | 
     span = compute_data_span(engine)
     if span is None:
         raise NotEnoughHistory("The database holds no events yet: import data or run `python cli.py seed`.")
+    last = midnight(span.end + timedelta(days=1))
+    if cutoff > last:
+        # The newest snapshot's outcome window would run into days without data: everyone "churned"
+        # in them, nobody "deposited".
+        raise NotEnoughHistory(
+            f"The data ends on {span.end}: a training cut-off after {span.end + timedelta(days=1)} would label "
+            f"traders from days without data. Use --as-of {span.end + timedelta(days=1)} or earlier (or leave it "
+            "out).")
     earliest = midnight(span.start + timedelta(days=MIN_HISTORY_DAYS))
     h = spec.horizon_days
     test, validation = shift(cutoff, -h), shift(cutoff, -2 * h)

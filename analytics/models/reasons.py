@@ -48,7 +48,11 @@ def number(value: float | None, unit: str) -> str:
 def effect(spec: ModelSpec, contribution: float) -> str:
     """"raises churn risk (odds ×2.3)" for a positive contribution, the model's opposite for a negative."""
     words = spec.high_means if contribution >= 0 else spec.low_means
-    return f"{words} (odds ×{math.exp(contribution):.2g})"
+    ratio = math.exp(contribution)
+    # Plain numbers at any size: ".2g" would print ×1.5e+02 past ×100.
+    if ratio >= 10:
+        return f"{words} (odds ×{ratio:,.0f})"
+    return f"{words} (odds ×{ratio:.2g})" if ratio >= 0.001 else f"{words} (odds ×{ratio:.5f})"
 
 
 def describe(reason: Reason, typical: float | None) -> str:

@@ -99,7 +99,9 @@ def save_run(engine: Engine, trained: TrainedModel, *, by: str, features: tuple[
                "baseline": trained.baseline.to_json(), "random_split": trained.random_split.to_json(),
                "counts": trained.counts, "timings": trained.timings, "beats_baseline": trained.beats_baseline,
                "best_iteration": trained.best_iteration}
-    at = (now or _now()).replace(microsecond=0)
+    # To the microsecond: with the run id it tells a run apart from a deleted one that had its id
+    # (load_booster's cache key).
+    at = now or datetime.now(UTC).replace(tzinfo=None)
     r = model_runs.c
     with writing(engine, lock=LOCK) as conn:
         run_id = next_id(conn, model_runs)
@@ -148,19 +150,26 @@ def active_run(engine: Engine, model: str) -> ModelRun | None:
     return None if row is None else _run(row)
 
 
-_BOOSTERS: dict[tuple[str, int], xgb.Booster] = {}
+_BOOSTERS: dict[tuple[str, int, datetime], xgb.Booster] = {}
 _BOOSTERS_LOCK = threading.Lock()
 _BOOSTERS_KEPT = 12
 
 
 def load_booster(engine: Engine, run_id: int) -> xgb.Booster:
-    """The XGBoost model of run ``run_id``, read once per process (a saved run never changes)."""
-    key = (str(engine.url), int(run_id))
+    """The XGBoost model of run ``run_id``, read once per process (a saved run never changes). The
+    cache is keyed by the run's training time too: ids are max + 1, so an emptied table gives a new
+    run an old id."""
+    r = model_runs.c
+    with reading(engine) as conn:
+        trained_at = conn.execute(sa.select(r.trained_at).where(r.run_id == int(run_id))).scalar()
+    if trained_at is None:
+        raise ModelNotFound(f"There is no model run {run_id}: `python cli.py models list` shows them.")
+    key = (str(engine.url), int(run_id), trained_at)
     with _BOOSTERS_LOCK:
         if key in _BOOSTERS:
             return _BOOSTERS[key]
     with reading(engine) as conn:
-        artifact = conn.execute(sa.select(model_runs.c.artifact).where(model_runs.c.run_id == int(run_id))).scalar()
+        artifact = conn.execute(sa.select(r.artifact).where(r.run_id == int(run_id))).scalar()
     if artifact is None:
         raise ModelNotFound(f"There is no model run {run_id}: `python cli.py models list` shows them.")
     booster = xgb.Booster()
