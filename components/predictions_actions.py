@@ -72,7 +72,8 @@ def promote(run_id: int) -> None:
     def action() -> str:
         run = registry.promote(runtime.get_writer_engine(), int(run_id), by=USER, features=MODEL_FEATURES)
         return (f"{escape_markdown(model_spec(run.model).title)} v{run.version} is now the active model. The stored "
-                "scores are still those of the model it replaced: score now to replace them.")
+                "scores are still those of the model it replaced until the next scoring: score now, or let the "
+                "app's background refresh do it within minutes.")
     _run(action)
 
 

@@ -252,9 +252,9 @@ def importance_chart(summary: GlobalSummary) -> alt.Chart:
     data = importance_frame(summary)
     chart = alt.Chart(data).mark_bar(color=MODEL_BLUE).encode(
         x=alt.X("mean_abs:Q", title="Mean |contribution| (calibrated log-odds)"),
-        y=alt.Y("label:N", sort=None, title=None, axis=alt.Axis(labelLimit=260)),
+        y=alt.Y("label:N", sort=None, title=None, axis=alt.Axis(labelLimit=260, labelOverlap=False)),
         tooltip=[alt.Tooltip("label:N", title="Feature"), alt.Tooltip("mean_abs:Q", title="Mean |SHAP|", format=".3f")])
-    return styled(chart, height=max(160, 24 * len(data)))
+    return styled(chart, height=max(160, 26 * len(data) + 40))
 
 
 def _ranks(values: list) -> np.ndarray:

@@ -410,11 +410,11 @@ def drift_frame(drift: dict) -> pd.DataFrame:
 def drift_chart(frame: pd.DataFrame) -> alt.LayerChart:
     bars = alt.Chart(frame).mark_bar().encode(
         x=alt.X("psi:Q", title="Population stability index (PSI)"),
-        y=alt.Y("label:N", sort=None, title=None, axis=alt.Axis(labelLimit=260)),
+        y=alt.Y("label:N", sort=None, title=None, axis=alt.Axis(labelLimit=260, labelOverlap=False)),
         color=alt.Color("alert:N", scale=alt.Scale(domain=[False, True], range=["#9fb8d3", card.BAD_RED]), legend=None),
         tooltip=[alt.Tooltip("label:N", title="Feature"), alt.Tooltip("psi:Q", title="PSI", format=".3f")])
     rule = alt.Chart(pd.DataFrame({"x": [DRIFT_ALERT]})).mark_rule(color=TEXT, strokeDash=[4, 4]).encode(x="x:Q")
-    return styled(alt.layer(bars, rule), height=max(140, 24 * len(frame)))
+    return styled(alt.layer(bars, rule), height=max(160, 28 * len(frame) + 40))
 
 
 def render_drift(state: ModelState, *, key: str) -> None:

@@ -92,7 +92,13 @@ def test_scores_cards_promotion_and_a_band_saved_as_a_segment(page: Page, predic
     expect(metric(page, "Members")).to_have_text(f"{members:,}")
 
 
-def test_training_from_the_page_shows_its_progress_until_it_ends(page: Page, predictions_app_url: str):
+def test_drift_then_training_from_the_page_with_its_progress_until_it_ends(page: Page, predictions_app_url: str):
+    page.goto(f"{predictions_app_url}/predictions?predictions.tab=Drift")
+    wait_for_app(page)
+    expect(metric(page, "Score distribution PSI")).to_be_visible(timeout=LOAD_TIMEOUT_MS)
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(1)
+    screenshot(page, "predictions_drift.png")
+
     page.goto(f"{predictions_app_url}/predictions?predictions.tab=Training")
     wait_for_app(page)
     page.get_by_role("button", name="Train a new churn model").click()
