@@ -26,7 +26,8 @@ from tests.app.conftest import ROOT
 
 PAGES = {  # url name -> the page's title
     "overview": "Overview", "cohorts": "Cohorts & retention", "funnels": "Funnels & conversion",
-    "lifecycle": "Lifecycle", "segments": "Segments", "trader": "Trader 360", "data": "Data",
+    "lifecycle": "Lifecycle", "segments": "Segments", "predictions": "Predictions",
+    "trader": "Trader 360", "data": "Data",
 }
 
 

@@ -20,7 +20,8 @@ from tests.e2e.conftest import ARTIFACTS, screenshot, wait_for_app
 pytestmark = pytest.mark.e2e
 
 PHONE = {"width": 390, "height": 844}
-PAGES = ["Overview", "Cohorts & retention", "Funnels & conversion", "Lifecycle", "Segments", "Trader 360", "Data"]
+PAGES = ["Overview", "Cohorts & retention", "Funnels & conversion", "Lifecycle", "Segments", "Predictions",
+         "Trader 360", "Data"]
 
 
 def no_dialog(page: Page) -> None:
@@ -42,7 +43,8 @@ def test_the_overview_opens_by_its_own_name(page: Page, demo_app_url: str):
 
 
 def test_every_page_opens_by_its_own_name(page: Page, demo_app_url: str):
-    for path, title in zip(["cohorts", "funnels", "lifecycle", "segments", "trader", "data"], PAGES[1:], strict=True):
+    paths = ["cohorts", "funnels", "lifecycle", "segments", "predictions", "trader", "data"]
+    for path, title in zip(paths, PAGES[1:], strict=True):
         page.goto(f"{demo_app_url}/{path}")
         wait_for_app(page)
         expect(page.get_by_role("heading", name=title, exact=True)).to_be_visible()
