@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 
 from analytics.export import to_csv
 from analytics.models import jobs, registry, scoring, views
+from analytics.models.dataset import MIN_HISTORY_DAYS
 from analytics.models.jobs import Job
 from analytics.models.registry import ModelRun
 from analytics.models.scoring import DRIFT_ALERT, ScoreRun
@@ -111,10 +112,11 @@ def pick_model(*, key: str) -> str:
 
 def render_no_model(state: ModelState, *, key: str) -> None:
     """The empty state: what to do to get a model, and the training controls."""
-    st.info(f"There is no {state.spec.title.lower()} model yet. Train one: it reads past snapshots of the data "
-            "(which needs about 150 days of history), takes from seconds to a minute or two, and becomes the "
+    days = MIN_HISTORY_DAYS + 3 * state.spec.horizon_days
+    st.info(f"There is no {state.spec.title.lower()} model yet. Train one: it learns from past snapshots of the data "
+            f"(it needs at least {days} days of history), takes from seconds to a minute or two, and becomes the "
             "active model at once since there is nothing to replace. Then score it to see every trader's "
-            "probability. `python cli.py train --model " + state.spec.name + "` does the same.",
+            f"probability. `python cli.py train --model {state.spec.name}` does the same.",
             title="No model yet", icon=":material/model_training:")
     render_training(state, key=key)
 
@@ -254,8 +256,12 @@ def table_frame(table: ScoreTable) -> pd.DataFrame:
 
 
 def export_frame(table: ScoreTable) -> pd.DataFrame:
-    """The CSV's columns: ids, names, score, band, decile, net deposits and the reasons."""
-    return table.rows.drop(columns=["trader_id", "run_id"])
+    """The CSV's columns: the trader's id and probability first (as `cli.py score --out` writes them), band,
+    decile, the reasons, then who they are and their net deposits."""
+    rows = table.rows
+    reasons = [c for c in rows.columns if c.startswith("reason_")]
+    return rows[["trader_external_id", "probability", "band", "decile", *reasons, "first_name", "last_name",
+                 "country", "vip_tier", "owner", "net_deposits_usd"]]
 
 
 def _table_key(key: str, flt: ScoreFilter) -> str:

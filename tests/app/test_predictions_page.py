@@ -7,11 +7,13 @@ the page runs in the background to its end."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 import streamlit as st
@@ -113,7 +115,7 @@ def test_the_cards_show_the_stored_runs_figures(db_url, open_page):
     assert [w for w in texts(at.warning) if w.startswith(f"v{candidate.version} does not beat its baseline")]
 
 
-def test_the_table_follows_the_band_net_deposit_and_sidebar_filters(db_url, open_page):
+def test_the_table_follows_the_band_net_deposit_and_sidebar_filters(db_url, open_page, downloaded):
     at = open_tab(open_page, "Scores")
     engine = engine_of(db_url)
     score_run = scoring.latest_score_run(engine, "churn")
@@ -131,6 +133,10 @@ def test_the_table_follows_the_band_net_deposit_and_sidebar_filters(db_url, open
     expected = in_band(db_url, "very_high")
     assert len(very_high) == len(expected) > 0
     assert f"{len(expected):,} traders listed" in " ".join(texts(at.caption))
+
+    csv = pd.read_csv(io.StringIO(downloaded(at, "predictions.scores.table.download")))
+    assert csv["trader_external_id"].tolist() == very_high["trader_external_id"].tolist()
+    assert list(csv.columns[:2]) == ["trader_external_id", "probability"] and csv["reason_1"].notna().all()
 
     at.number_input(key="predictions.scores.min_net").set_value(1000).run()
     rich = table(at)
