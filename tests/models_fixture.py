@@ -5,15 +5,18 @@ Trader 360, segment rules on scores).
 data on every run), trains each model asked for (its first run is the active one), saves
 ``candidates`` more runs of the first model (trained with other seeds: figures of their own), and
 scores the models asked for. On this machine: seeding 5 s, training churn 2.5 s, deposit 4 s, FTD 5.5 s,
-scoring each about 1 s (when OpenMP does not spin, see :data:`TRAIN_PARAMS`).
+scoring each about 1 s. All three models train on it (the FTD model, the rarest outcome, with a few
+first deposits to spare in each half of its test snapshot).
 
 A module-scoped fixture builds it once and each test opens a copy::
 
     @pytest.fixture(scope="module")
-    def trained_file(tmp_path_factory) -> Path:
-        path = tmp_path_factory.mktemp("models") / "trained.duckdb"
-        trained_database(path)
-        return path
+    def trained(tmp_path_factory) -> Path:
+        return trained_file(tmp_path_factory.mktemp("models") / "trained.duckdb", candidates=1)
+
+    @pytest.fixture
+    def db_url(trained, use_broker) -> str:  # tests/app/conftest.py's copy into the test's app database
+        return use_broker(trained)
 """
 
 from __future__ import annotations
@@ -30,9 +33,9 @@ from connectors.simulator import SimulationConfig, seed_database
 # Large enough that the FTD model, the rarest outcome, has 20+ first deposits in each half of its test
 # snapshot (3,000 traders over 400 days did not: NotEnoughHistory for all three models).
 BROKER = SimulationConfig(traders=5_000, days=170, seed=7, end=date(2026, 11, 1))
-# One XGBoost thread: with two, libgomp's threads spin while waiting, and on a busy 2-core machine a
-# 400-row fit took 7-16 s instead of 0.5 s (OMP_WAIT_POLICY=PASSIVE also cures it, but only when set
-# before xgboost is first imported in the process). The stored params leave n_jobs out.
+# One XGBoost thread: these fits take well under a second, and the suite runs in two workers on two
+# cores (where, without OMP_WAIT_POLICY=PASSIVE, two spinning threads per fit made a 0.5 s fit take
+# 7-16 s). The stored params leave n_jobs out.
 TRAIN_PARAMS = {"n_jobs": 1}
 
 
