@@ -1,9 +1,12 @@
 """What every chart module shares: the memoisation of chart builders, the Vega-Lite look, and how a
 chart is put on the page.
 
-Every chart is Altair (Vega-Lite). Streamlit loads a chart library's JavaScript the first time a
-tab shows one of its charts: Plotly's bundle is 4.7 MB and took 1.2-1.5 s to compile in every new
-tab here, which the 3 s first-render target cannot afford (benchmarks/README.md, "Pages").
+Every chart is Altair (Vega-Lite), with one exception. Streamlit loads a chart library's JavaScript
+the first time a tab shows one of its charts: Plotly's bundle is 4.7 MB and took 1.2-1.5 s to
+compile in every new tab here, which the 3 s first-render target cannot afford (benchmarks/README.md,
+"Pages"). The exception is the Predictions page's SHAP beeswarm and dependence plots
+(components/predictions_card.py): up to 60,000 points want WebGL (Plotly's scattergl), and they sit
+in the model card's tab, which is drawn only when opened.
 
 Building an Altair chart costs 15-30 ms here, and a page that answers an interaction from
 ``st.cache_data`` still reruns every builder: with three or four charts that was a fifth of a
