@@ -16,13 +16,15 @@ results file):
 
 1. **Training** end to end, ``train_model`` with its defaults (cut-off: the day after the newest day
    of data), split into its own timings: data (the feature snapshot and labels of six snapshot
-   dates), fit (XGBoost with early stopping), random split (the comparison model), summary (the
-   global SHAP summary and the drift reference) and the rest (calibration, evaluation, baseline) by
-   difference. The last run is saved (``save_run``: the first of its kind is active).
-2. **Scoring** every trader of the population with stored reasons, ``score_model`` end to end, then
-   its parts timed alone on the same snapshot: the scoring snapshot (features + population), the
-   contributions (``explain.contributions``, also as rows/s), the top reasons, their JSON; the rest
-   (drift, delete + insert of the scores) by difference.
+   dates; the feature snapshots' share is timed inside), fit (XGBoost with early stopping), random
+   split (the comparison model), summary (the global SHAP summary and the drift reference) and the
+   rest (calibration, evaluation, baseline) by difference. The last run is saved (``save_run``: the
+   first of its kind is active).
+2. **Scoring** every trader of the population with stored reasons, ``score_model`` end to end, its
+   parts timed inside the same calls (the module's functions wrapped by a timer while it runs): the
+   scoring snapshot (of which the feature snapshot), the contributions (also as rows/s), the top
+   reasons, the drift, the write transaction (of which the insert); the rest (the reasons' JSON,
+   bands, deciles) by difference.
 3. **Global summary**: ``training.global_summary`` on the scoring snapshot (it samples
    ``SUMMARY_ROWS`` = 5,000 rows), and what a page pays to show the stored one (``active_run``).
 4. **One trader's waterfall**, nothing cached (after one uncounted call): the reads Trader 360's
@@ -57,6 +59,8 @@ backend, replaced by the next run of that backend).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import importlib.util
 import json
 import logging
@@ -78,8 +82,8 @@ import pandas as pd  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
-from analytics.models import explain, scoring, training  # noqa: E402
-from analytics.models.dataset import MODEL_FEATURES, scoring_snapshot  # noqa: E402
+from analytics.models import dataset, explain, scoring, training  # noqa: E402
+from analytics.models.dataset import MODEL_FEATURES  # noqa: E402
 from analytics.models.registry import active_run, get_run, load_booster, save_run  # noqa: E402
 from analytics.models.specs import MODELS, ModelSpec, model_spec  # noqa: E402
 from benchmarks.analytics_bench import scratch_copy  # noqa: E402
@@ -143,6 +147,59 @@ class Block:
         return [self.before, self.after]
 
 
+class Clock:
+    """Seconds spent in named functions of the analytics modules while :meth:`installed`: each is
+    replaced in its module by a wrapper that adds its time (a context manager from entry to exit)
+    to ``spent[label]``, so a real call's parts are timed inside that call. ``last`` keeps each
+    label's latest result."""
+
+    def __init__(self, targets: list[tuple[object, str, str]]) -> None:
+        self.targets = targets
+        self.spent: dict[str, float] = {}
+        self.last: dict[str, object] = {}
+
+    def _wrap(self, fn: Callable, label: str, context: bool) -> Callable:
+        clock = self
+
+        if context:
+            @contextlib.contextmanager
+            def wrapped_context(*a, **k):
+                started = time.perf_counter()
+                try:
+                    with fn(*a, **k) as value:
+                        yield value
+                finally:
+                    clock.spent[label] = clock.spent.get(label, 0.0) + time.perf_counter() - started
+            return wrapped_context
+
+        @functools.wraps(fn)
+        def wrapped(*a, **k):
+            started = time.perf_counter()
+            try:
+                out = fn(*a, **k)
+            finally:
+                clock.spent[label] = clock.spent.get(label, 0.0) + time.perf_counter() - started
+            clock.last[label] = out
+            return out
+        return wrapped
+
+    @contextlib.contextmanager
+    def installed(self):
+        originals = [(module, name, getattr(module, name)) for module, name, _ in self.targets]
+        try:
+            for (module, name, label), (_, _, fn) in zip(self.targets, originals, strict=True):
+                setattr(module, name, self._wrap(fn, label, context=name == "writing"))
+            yield self
+        finally:
+            for module, name, fn in originals:
+                setattr(module, name, fn)
+
+    def take(self) -> dict[str, float]:
+        """The seconds spent since the last take, by label (and reset)."""
+        spent, self.spent = {k: round(v, 3) for k, v in self.spent.items()}, {}
+        return spent
+
+
 # --------------------------------------------------------------------------------------------
 # The waterfall figure
 # --------------------------------------------------------------------------------------------
@@ -190,55 +247,52 @@ def plotly_waterfall(spec: ModelSpec, score: scoring.TraderScore) -> str:
 
 def train(engine: sa.Engine, spec: ModelSpec, args: argparse.Namespace) -> tuple[dict, training.TrainedModel]:
     runs, trained = [], None
-    with Block(args, f"train {spec.name}") as block:
+    # The feature snapshots inside "data" (one per snapshot date; the rest is the labels' SQL).
+    clock = Clock([(dataset, "compute_features", "features_s")])
+    with Block(args, f"train {spec.name}") as block, clock.installed():
         for i in range(args.runs):
             seconds, trained = timed(lambda: training.train_model(engine, spec))
             t = trained.timings
             parts = {k: round(t[k], 3) for k in ("data_s", "fit_s", "random_split_s", "summary_s")}
             runs.append({"run": i + 1, "wall_s": round(seconds, 3), **parts,
-                         "rest_s": round(t["total_s"] - sum(parts.values()), 3), "load": load()})
-            say(f"    run {i + 1}: {seconds:.1f} s {parts}")
+                         "rest_s": round(t["total_s"] - sum(parts.values()), 3), **clock.take(), "load": load()})
+            say(f"    run {i + 1}: {seconds:.1f} s {parts}, features {runs[-1].get('features_s')} s")
     save_s, _ = timed(lambda: save_run(engine, trained, by=BY, features=MODEL_FEATURES))
     row = {"runs": runs, "loads": block.loads, "save_run_s": round(save_s, 3),
            "median": {k: med([r[k] for r in runs]) for k in runs[0] if k not in ("run", "load")},
-           "counts": trained.counts, "best_iteration": trained.best_iteration,
-           "test_roc_auc": round(trained.test.roc_auc, 4), "test_ece": round(trained.test.ece, 4),
-           "cutoff": trained.plan.cutoff.isoformat()}
+           "snapshots": len(trained.plan.train) + 2, "counts": trained.counts,
+           "best_iteration": trained.best_iteration, "test_roc_auc": round(trained.test.roc_auc, 4),
+           "test_ece": round(trained.test.ece, 4), "cutoff": trained.plan.cutoff.isoformat()}
     return row, trained
 
 
+SCORE_PARTS = ("snapshot_s", "contributions_s", "top_reasons_s", "drift_s", "write_s")
+
+
 def score(engine: sa.Engine, spec: ModelSpec, args: argparse.Namespace) -> tuple[dict, object]:
+    """``score_model`` end to end, its parts timed inside each call: the scoring snapshot (of which
+    the feature snapshot), the contributions, the top reasons, the drift, the write transaction
+    (delete + insert of the scores + the score_runs row, of which the insert); the rest (the reasons'
+    JSON, bands, deciles, histogram, the active run and booster) by difference."""
+    clock = Clock([(scoring, "scoring_snapshot", "snapshot_s"), (dataset, "compute_features", "features_s"),
+                   (scoring, "contributions", "contributions_s"), (scoring, "top_reasons", "top_reasons_s"),
+                   (scoring, "drift", "drift_s"), (scoring, "writing", "write_s"),
+                   (scoring, "bulk_insert", "insert_s")])
     runs = []
-    with Block(args, f"score {spec.name}") as block:
+    with Block(args, f"score {spec.name}") as block, clock.installed():
         for i in range(args.runs):
             seconds, scored = timed(lambda: scoring.score_model(engine, spec, by=BY))
+            parts = clock.take()
             runs.append({"run": i + 1, "wall_s": round(seconds, 3), "recorded_s": round(scored.run.duration_s, 3),
-                         "traders": scored.run.traders, "load": load()})
-            say(f"    run {i + 1}: {seconds:.1f} s, {scored.run.traders:,} traders")
-    row = {"runs": runs, "loads": block.loads, "traders": runs[-1]["traders"],
-           "median_s": med([r["wall_s"] for r in runs])}
-    # The parts alone, on the same snapshot.
+                         "traders": scored.run.traders, **parts,
+                         "rest_s": round(seconds - sum(parts[k] for k in SCORE_PARTS), 3), "load": load()})
+            say(f"    run {i + 1}: {seconds:.1f} s, {scored.run.traders:,} traders {parts}")
+    snap = clock.last["snapshot_s"]
+    medians = {k: med([r[k] for r in runs]) for k in runs[0] if k not in ("run", "load", "traders")}
+    row = {"runs": runs, "loads": block.loads, "traders": runs[-1]["traders"], "median_s": medians["wall_s"],
+           "parts": medians, "contributions_rows_per_s": len(snap) / medians["contributions_s"]}
     run = active_run(engine, spec.name)
-    booster = load_booster(engine, run.run_id)
-    with Block(args, f"score parts {spec.name}") as block:
-        snapshot_runs, contrib_runs, reasons_runs, json_runs = [], [], [], []
-        snap = None
-        for _ in range(args.runs):
-            seconds, snap = timed(lambda: scoring_snapshot(engine, spec, scored.run.as_of))
-            snapshot_runs.append(seconds)
-            seconds, (phi, base) = timed(lambda s=snap: explain.contributions(booster, s.x, run.calibration))
-            contrib_runs.append(seconds)
-            seconds, explanations = timed(lambda p=phi, b=base, s=snap: explain.top_reasons(p, b, s.x))
-            reasons_runs.append(seconds)
-            seconds, _ = timed(lambda e=explanations: [json.dumps(x.to_json()) for x in e])
-            json_runs.append(seconds)
-    parts = {"snapshot_s": med(snapshot_runs), "contributions_s": med(contrib_runs),
-             "top_reasons_s": med(reasons_runs), "reasons_json_s": med(json_runs)}
-    parts["rest_s"] = row["median_s"] - sum(parts.values())
-    row.update(parts=parts, parts_runs={"snapshot_s": snapshot_runs, "contributions_s": contrib_runs,
-                                        "top_reasons_s": reasons_runs, "reasons_json_s": json_runs},
-               parts_loads=block.loads, contributions_rows_per_s=len(snap) / parts["contributions_s"])
-    return row, (snap, booster, run)
+    return row, (snap, load_booster(engine, run.run_id), run)
 
 
 def summary(engine: sa.Engine, spec: ModelSpec, snap, booster, run, args: argparse.Namespace) -> dict:
@@ -344,8 +398,10 @@ def waterfall(engine: sa.Engine, trader_id: int, args: argparse.Namespace) -> di
 def browser_waterfall(url: str, trader_id: int, models: list[str], args: argparse.Namespace) -> dict:
     """On screen in Chromium: the app served (``cli.py serve``) on the scratch copy, the trader's page
     opened from a link in a new browser context each time, seconds from navigation until every
-    waterfall of the trader's scores has drawn (its chart's SVG visible). The first visit
-    after the server's start is reported apart, not in the median."""
+    waterfall of the trader's scores has drawn (its chart's SVG visible), with the moments each
+    earlier section appeared; then that tab reloaded (the trader's figures cached by the server),
+    and for scale the page without a trader (Streamlit's own floor on this server). The first visit
+    after the server's start is reported apart, not in the medians."""
     if importlib.util.find_spec("components.trader360_scores") is None:
         return {"skipped": "components/trader360_scores.py is not there yet: no waterfall on the page to time"}
     from playwright.sync_api import sync_playwright
@@ -358,30 +414,57 @@ def browser_waterfall(url: str, trader_id: int, models: list[str], args: argpars
         external = conn.execute(sa.select(traders.c.external_id).where(traders.c.trader_id == trader_id)).scalar_one()
     engine.dispose()
     database.dispose_engines()  # DuckDB: one process per file, the server's
-    # Each score's bordered container (key trader360.scores.<model>) holds its Vega-Lite waterfall,
-    # drawn as SVG.
-    charts = [f".st-key-trader360-scores-{m} [data-testid='stVegaLiteChart'] svg.marks" for m in models]
+    # The page's sections in the order they draw (pages/trader.py SECTIONS), then each score's
+    # bordered container (key trader360.scores.<model>) with its Vega-Lite waterfall, drawn as SVG:
+    # the differences between marks say which section the time goes to.
+    marks = {"profile": ".st-key-trader360-accounts",
+             "timeline": ".st-key-trader360-timeline [data-testid='stVegaLiteChart'] canvas",
+             "features": ".st-key-trader360-features [data-testid='stDataFrame']",
+             **{f"waterfall {m}": f".st-key-trader360-scores-{m} [data-testid='stVegaLiteChart'] svg.marks"
+                for m in models}}
     server = Server(url)
-    times = []
+    runs = []
     try:
         with sync_playwright() as playwright, Block(args, "waterfall in the browser") as block:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-            for _ in range(args.browser_runs + 1):
+            def visit(path: str, selectors: dict[str, str], *, reload: bool = False) -> dict[str, float]:
+                """Seconds from navigation until each selector is visible, in order (in a new browser
+                context: nothing in its HTTP cache); with ``reload``, then the tab reloaded until the
+                last one is visible again (the server's caches now hold the trader)."""
                 context = browser.new_context(viewport={"width": 1440, "height": 2000})
                 page = context.new_page()
                 started = time.perf_counter()
-                page.goto(f"{server.url}/trader?trader={external}")
-                for chart in charts:
-                    page.locator(chart).first.wait_for(state="visible", timeout=120_000)
-                times.append(time.perf_counter() - started)
-                say(f"    on screen {times[-1]:.3f} s")
+                page.goto(f"{server.url}{path}")
+                seen = {}
+                for name, selector in selectors.items():
+                    page.locator(selector).first.wait_for(state="visible", timeout=120_000)
+                    seen[name] = round(time.perf_counter() - started, 3)
+                if reload:
+                    started = time.perf_counter()
+                    page.reload()
+                    for selector in selectors.values():
+                        page.locator(selector).first.wait_for(state="visible", timeout=120_000)
+                    seen["reloaded"] = round(time.perf_counter() - started, 3)
                 context.close()
+                return seen
+
+            for _ in range(args.browser_runs + 1):
+                # Streamlit's floor on this server: the same page without a trader, its search box.
+                floor = visit("/trader", {"search": ".st-key-trader360-search input"})["search"]
+                seen = {**visit(f"/trader?trader={external}", marks, reload=True), "empty page": floor}
+                runs.append(seen)
+                say(f"    {seen}")
             browser.close()
     finally:
         server.stop()
-    return {"url": f"/trader?trader={external}", "charts": charts, "first_visit_s": times[0], "runs_s": times[1:],
-            "median_s": med(times[1:]), "loads": block.loads}
+    last = list(marks)[-1]
+    times = [r[last] for r in runs]
+    section = [r[last] - r["features"] for r in runs]
+    return {"url": f"/trader?trader={external}", "marks": marks, "first_visit": runs[0], "runs": runs[1:],
+            "first_visit_s": times[0], "median_s": med(times[1:]), "marks_median_s": {
+                k: med([r[k] for r in runs[1:]]) for k in [*marks, "reloaded", "empty page"]},
+            "scores_section_median_s": med(section[1:]), "loads": block.loads}
 
 
 # --------------------------------------------------------------------------------------------
@@ -441,17 +524,18 @@ def table(results: dict[str, dict], runs: int) -> str:
             c = row["train"]["counts"]
             lines.append(
                 f"| {backend} | {name} | train ({c['train_rows']:,} training rows, {row['train']['best_iteration'] + 1}"
-                f" trees) | {fmt(t['wall_s'])} | data {fmt(t['data_s'])}, fit {fmt(t['fit_s'])}, random split "
+                f" trees) | {fmt(t['wall_s'])} | data {fmt(t['data_s'])} (of which {row['train']['snapshots']} "
+                f"feature snapshots {fmt(t.get('features_s', float('nan')))}), fit {fmt(t['fit_s'])}, random split "
                 f"{fmt(t['random_split_s'])}, summary {fmt(t['summary_s'])}, rest {fmt(t['rest_s'])} | 90 | "
                 f"{within(t['wall_s'], TARGETS['train_s'])} |")
             s = row["score"]
             p = s["parts"]
             lines.append(
                 f"| {backend} | {name} | score + store reasons ({s['traders']:,} traders) | {fmt(s['median_s'])} | "
-                f"snapshot {fmt(p['snapshot_s'])}, contributions {fmt(p['contributions_s'])} "
-                f"({s['contributions_rows_per_s']:,.0f} rows/s), top reasons {fmt(p['top_reasons_s'])}, JSON "
-                f"{fmt(p['reasons_json_s'])}, rest (drift, write) {fmt(p['rest_s'])} | 60 | "
-                f"{within(s['median_s'], TARGETS['score_s'])} |")
+                f"snapshot {fmt(p['snapshot_s'])} (features {fmt(p['features_s'])}), contributions "
+                f"{fmt(p['contributions_s'])} ({s['contributions_rows_per_s']:,.0f} rows/s), top reasons "
+                f"{fmt(p['top_reasons_s'])}, drift {fmt(p['drift_s'])}, write {fmt(p['write_s'])} (insert "
+                f"{fmt(p['insert_s'])}), rest {fmt(p['rest_s'])} | 60 | {within(s['median_s'], TARGETS['score_s'])} |")
             g = row["summary"]
             lines.append(
                 f"| {backend} | {name} | global SHAP summary ({g['rows']:,} rows) | {fmt(g['median_s'])} | "
@@ -466,8 +550,13 @@ def table(results: dict[str, dict], runs: int) -> str:
             f"{fmt(w['plotly_median_s'])} | 0.3 | {within(w['total_median_s'], TARGETS['waterfall_s'])} |")
         b = res.get("waterfall_browser")
         if b and "median_s" in b:
-            lines.append(f"| {backend} | - | waterfall on screen in Chromium | {fmt(b['median_s'])} | first visit "
-                         f"{fmt(b['first_visit_s'])} | 0.3 | {within(b['median_s'], TARGETS['waterfall_s'])} |")
+            m = b["marks_median_s"]
+            lines.append(f"| {backend} | - | trader's page from a link until every waterfall is drawn, Chromium | "
+                         f"{fmt(b['median_s'])} | profile {fmt(m['profile'])}, timeline {fmt(m['timeline'])}, features "
+                         f"{fmt(m['features'])}; the scores section after the features "
+                         f"{fmt(b['scores_section_median_s'])}; first visit {fmt(b['first_visit_s'])}; the tab "
+                         f"reloaded {fmt(m['reloaded'])}; the page without a trader {fmt(m['empty page'])} | 0.3 | "
+                         f"{within(b['median_s'], TARGETS['waterfall_s'])} |")
         elif b:
             lines.append(f"| {backend} | - | waterfall on screen in Chromium | - | {b['skipped']} | 0.3 | - |")
     return "\n".join(lines)
