@@ -1,5 +1,7 @@
 """Training in the background (analytics.models.jobs) and the scheduler's rescoring of stale scores
-(analytics.models.scoring.rescore_stale, server.scheduler.refresh_once). DuckDB and PostgreSQL."""
+(analytics.models.scoring.rescore_stale, server.scheduler.refresh_once). The first test runs on DuckDB
+and PostgreSQL; the others, whose logic does not depend on the database, on DuckDB (a broker seeded
+on PostgreSQL costs 10-20 s a test)."""
 
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ def test_a_job_trains_saves_and_says_so(broker):
     assert [j.job_id for j in jobs.recent_jobs(broker, "churn")] == [job_id]
 
 
+@pytest.mark.parametrize("backend", ["duckdb"])
 def test_a_failing_job_keeps_its_reason_and_a_second_request_waits_its_turn(broker):
     job_id = jobs.start_training(broker, "churn", by="ana", as_of=BROKER.end - timedelta(days=60),
                                  background=False)
@@ -50,6 +53,7 @@ def test_a_failing_job_keeps_its_reason_and_a_second_request_waits_its_turn(brok
         jobs.start_training(broker, "churn", by="bo", background=False)
 
 
+@pytest.mark.parametrize("backend", ["duckdb"])
 def test_a_job_whose_process_died_reads_as_interrupted(broker):
     job_id = jobs.start_training(broker, "churn", by="ana", background=False)
     with broker.begin() as conn:
@@ -61,6 +65,7 @@ def test_a_job_whose_process_died_reads_as_interrupted(broker):
     assert jobs.get_job(broker, second).status == "done"
 
 
+@pytest.mark.parametrize("backend", ["duckdb"])
 def test_background_training_runs_beside_the_caller(broker):
     started = time.perf_counter()
     job_id = jobs.start_training(broker, "churn", by="ana")
