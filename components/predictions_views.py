@@ -29,7 +29,7 @@ from analytics.models.training import GlobalSummary
 from analytics.models.views import ScoreFilter, ScoreTable
 from analytics.periods import local_date
 from analytics.segments import MAX_NAME
-from components import labels, page, params, segment_actions
+from components import labels, page, params, segment_actions, trader360_scores
 from components import predictions_actions as actions
 from components import predictions_card as card
 from components.figures import TEXT, memoised_figure, render_chart, styled
@@ -305,6 +305,25 @@ def render_table(table: ScoreTable, flt: ScoreFilter, *, key: str, engine: Engin
     return [str(shown["trader_external_id"].iloc[i]) for i in rows if 0 <= i < len(shown)]
 
 
+def render_selected_explanation(state: ModelState, table: ScoreTable, selected: list[str], *, key: str) -> None:
+    """The first selected trader's score as Trader 360 shows it (waterfall and reasons), read from the
+    stored scores: one key lookup, drawn in the page's rerun."""
+    if not selected:
+        st.caption("Select a row to see that trader's waterfall and reasons here.")
+        return
+    rows = table.rows
+    match = rows.loc[rows["trader_external_id"].astype(str) == selected[0], "trader_id"]
+    if match.empty:
+        return
+    score = scoring.trader_scores(page.open_engine(), int(match.iloc[0])).get(state.spec.name)
+    if score is None:  # rescored since the table was read
+        return
+    name = table_frame(table).loc[match.index[0], "name"] or selected[0]
+    st.markdown(f"**Why: {escape_markdown(name)}** ({escape_markdown(selected[0])})"
+                + (f", the first of {len(selected):,} selected" if len(selected) > 1 else ""))
+    trader360_scores.render_score(state.spec, score, state.score_run, key=key)
+
+
 def render_save(flt: ScoreFilter, table: ScoreTable, selected: list[str], band_field: str | None, *, key: str,
                 engine: Engine, as_of: str) -> None:
     """Save the selected traders, everyone listed, or (with the score fields) a live band rule as a segment."""
@@ -357,6 +376,7 @@ def render_scores(state: ModelState, view: View, *, key: str) -> None:
     if table.total == 0:
         st.info("No scored trader matches these filters.", icon=":material/filter_alt_off:")
     selected = render_table(table, flt, key=f"{key}.table", engine=engine)
+    render_selected_explanation(state, table, selected, key=f"{key}.why")
     render_save(flt, table, selected, load_band_field(state.spec.name), key=f"{key}.save", engine=engine,
                 as_of=f"{local_date(state.score_run.as_of):%d %b %Y}")
 

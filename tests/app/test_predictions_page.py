@@ -206,6 +206,12 @@ def test_a_band_and_selected_traders_become_segments(db_url, open_page):
     at.session_state[at.session_state[TABLE_KEY]] = {"selection": {"rows": [0, 2], "columns": [], "cells": []}}
     at.run()
     assert at.radio(key="predictions.scores.save.what").options[0] == "The 2 selected traders"
+    # The first selected trader's stored score, explained under the table as Trader 360 shows it.
+    first = shown["trader_external_id"].iloc[0]
+    why = [m.value.replace("\\", "") for m in at.markdown if m.value.startswith("**Why:")]
+    assert len(why) == 1 and why[0].endswith(f"({first}), the first of 2 selected")
+    assert any(m.value.startswith("#### Churn") for m in at.markdown)
+    assert len(at.get("vega_lite_chart")) >= 1
     save(at, "selected", "Two to call")
     picked = seg.get_segment(engine_of(db_url), "Two to call")
     assert picked.definition == {"external_ids": [shown["trader_external_id"].iloc[0],
