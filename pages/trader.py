@@ -69,8 +69,10 @@ def memberships_section(trader_id: int) -> None:
                                 file_prefix=f"trader_{trader_id}")
 
 
-SECTIONS: tuple[Callable[[int], None], ...] = (profile_section, timeline_section, features_section,
-                                               render_scores_section, memberships_section)
+# The scores right after the profile: what a retention manager acts on first, and on screen before
+# the timeline (the page's slowest section) has drawn.
+SECTIONS: tuple[Callable[[int], None], ...] = (profile_section, render_scores_section, timeline_section,
+                                               features_section, memberships_section)
 
 page.header("Trader 360", caption="One trader in full: who they are, what they did and where they belong. The "
             "sidebar's period and filters do not apply here.")
