@@ -630,8 +630,9 @@ def main() -> int:
         previous[backend] = results[backend]
         args.output.write_text(json.dumps(previous, indent=1, default=str) + "\n")
     print(table(results, args.runs))
-    print()
-    print(alternatives_table(results))
+    if any("alternatives" in row for r in results.values() for row in r["models"].values()):
+        print()
+        print(alternatives_table(results))
     loads = [x for r in results.values() for m in r["models"].values() for part in m.values()
              if isinstance(part, dict) for x in part.get("loads", [])]
     if loads:
