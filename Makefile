@@ -66,7 +66,7 @@ services:
 # Two pytest workers (pytest-xdist), each test file whole in one of them (module fixtures, one seeded
 # demo per worker): much of the suite waits on PostgreSQL, subprocesses and a browser, so the two cores
 # overlap those waits. 1,547 tests: 10 min 49 s against 20 min 50 s in one process on a busy machine; 1,682 from a
-# clean clone: 13 min 57 s in all (README.md, "Tests").
+# clean clone: 12 min 58 s in all (README.md, "Tests").
 # PYTEST_WORKERS=0 runs them in this process.
 PYTEST_WORKERS ?= 2
 test: $(VENV)/.dev.stamp /usr/bin/chromium services
