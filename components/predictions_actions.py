@@ -13,14 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import streamlit as st
-
 from analytics.models import jobs, registry, scoring
 from analytics.models.dataset import MODEL_FEATURES
 from analytics.models.specs import model_spec
 from components.segment_actions import render_flash as _render
+from components.segment_actions import run_action
 from components.text import escape_markdown
-from connectors.errors import TraderLensError
 from server import engine as runtime
 
 FLASH = "predictions.flash"  # session state: (kind, message) of the last action, shown once
@@ -43,13 +41,7 @@ def changed() -> None:
 
 
 def _run(action: Callable[[], str]) -> None:
-    try:
-        message = action()
-    except TraderLensError as exc:
-        st.session_state[FLASH] = ("error", exc)
-        return
-    changed()
-    st.session_state[FLASH] = ("success", message)
+    run_action(action, changed=changed, flash=FLASH)
 
 
 def render_flash() -> None:

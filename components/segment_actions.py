@@ -41,14 +41,20 @@ def register_loaders(*loaders: Any) -> None:
             _LOADERS.append(loader)
 
 
-def _run(action: Callable[[], str]) -> None:
+def run_action(action: Callable[[], str], *, changed: Callable[[], None], flash: str) -> None:
+    """Run a write from a button callback: its message (or its TraderLensError) kept under ``flash``
+    for :func:`render_flash`, and ``changed`` (dropping cached results) called after a success."""
     try:
         message = action()
     except TraderLensError as exc:
-        st.session_state[FLASH] = ("error", exc)
+        st.session_state[flash] = ("error", exc)
         return
-    _changed()
-    st.session_state[FLASH] = ("success", message)
+    changed()
+    st.session_state[flash] = ("success", message)
+
+
+def _run(action: Callable[[], str]) -> None:
+    run_action(action, changed=_changed, flash=FLASH)
 
 
 def render_flash(key: str = FLASH) -> None:
